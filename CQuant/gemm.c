@@ -1,0 +1,236 @@
+/*
+ * gemm.c — the driver: owns packed matrices, quantizes activations, splits Y into tiles and runs them on
+ * threads. OpenMP regions live only here, in baseline-ISA functions (an OpenMP region inside a
+ * target("avx2") function does not compile); the micro-kernels they call carry the ISA attributes.
+ */
+#define _GNU_SOURCE /* posix_memalign, sysconf, getauxval under -std=c11 */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct cq_matrix {
+    int type;          /* the type the caller packed (BF16 stays BF16 here) */
+    int packed_type;   /* the panels' type */
+    int64_t n, k;
+    cq_kernel kernel;
+    cq_tile_fn tile;
+    cq_act_kind act;
+    size_t panel_bytes;
+    int64_t panels;
+    uint8_t *data;
+};
+
+static void *aligned_alloc_64(size_t bytes) {
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) return NULL;
+    return p;
+}
+
+static inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+cq_status cq_matrix_pack(int type, const void *w, int64_t n, int64_t k, size_t row_stride, cq_kernel kernel,
+                         cq_matrix **out) {
+    if (!out) return CQ_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    const cq_type_traits *t = cq_traits(type);
+    if (!t) return CQ_ERR_UNSUPPORTED_TYPE;
+    if (!t->pack_panel) return CQ_ERR_UNSUPPORTED_TYPE;
+    if (!w || n <= 0 || k <= 0) return CQ_ERR_INVALID_ARGUMENT;
+    if (k % t->info.block_elems != 0) return CQ_ERR_BAD_SHAPE;
+    if (t->act == CQ_ACT_Q8X && k % CQ_QBLOCK != 0) return CQ_ERR_BAD_SHAPE;
+    if (kernel < 0 || kernel >= CQ_KERNEL_COUNT || !cq_kernel_supported(kernel) || !t->tile[kernel])
+        return CQ_ERR_UNSUPPORTED_KERNEL;
+    const size_t dense = cq_row_bytes(type, k);
+    if (row_stride == 0) row_stride = dense;
+    if (row_stride < dense) return CQ_ERR_INVALID_ARGUMENT;
+
+    cq_matrix *m = calloc(1, sizeof *m);
+    if (!m) return CQ_ERR_OUT_OF_MEMORY;
+    m->type = type;
+    m->packed_type = t->packed_type;
+    m->n = n;
+    m->k = k;
+    m->kernel = kernel;
+    m->tile = t->tile[kernel];
+    m->act = t->act;
+    m->panel_bytes = t->panel_bytes(k);
+    m->panels = ceil_div(n, CQ_PANEL_COLS);
+    if ((size_t)m->panels > SIZE_MAX / m->panel_bytes) {
+        free(m);
+        return CQ_ERR_OUT_OF_MEMORY;
+    }
+    m->data = aligned_alloc_64((size_t)m->panels * m->panel_bytes);
+    if (!m->data) {
+        free(m);
+        return CQ_ERR_OUT_OF_MEMORY;
+    }
+    const int64_t panels = m->panels;
+#pragma omp parallel for num_threads(cq_threads_for(panels)) schedule(static)
+    for (int64_t p = 0; p < panels; p++) {
+        const int64_t first = p * CQ_PANEL_COLS;
+        const int rows = (int)(n - first < CQ_PANEL_COLS ? n - first : CQ_PANEL_COLS);
+        t->pack_panel((const uint8_t *)w + (size_t)first * row_stride, row_stride, rows, k,
+                      m->data + (size_t)p * m->panel_bytes);
+    }
+    *out = m;
+    return CQ_OK;
+}
+
+void cq_matrix_free(cq_matrix *m) {
+    if (!m) return;
+    free(m->data);
+    free(m);
+}
+
+int cq_matrix_type(const cq_matrix *m) { return m ? m->type : -1; }
+int64_t cq_matrix_rows(const cq_matrix *m) { return m ? m->n : 0; }
+int64_t cq_matrix_cols(const cq_matrix *m) { return m ? m->k : 0; }
+cq_kernel cq_matrix_kernel(const cq_matrix *m) { return m ? m->kernel : CQ_KERNEL_SCALAR; }
+size_t cq_matrix_bytes(const cq_matrix *m) { return m ? (size_t)m->panels * m->panel_bytes : 0; }
+
+/* ------------------------------------------------------------------------------------------------------ */
+
+size_t cq_gemm_workspace_bytes(const cq_matrix *w, int64_t m) {
+    if (!w || m <= 0 || w->act != CQ_ACT_Q8X) return 0;
+    return (size_t)m * (size_t)(w->k / CQ_QBLOCK) * sizeof(cq_block_q8x);
+}
+
+cq_status cq_quantize_activations(cq_kernel kernel, const float *x, int64_t m, int64_t k, int64_t ldx,
+                                  cq_block_q8x *out) {
+    cq_quantize_x_fn quantize = cq_quantize_x_for(kernel);
+    if (!quantize || !cq_kernel_supported(kernel)) return CQ_ERR_UNSUPPORTED_KERNEL;
+    if (m < 0 || k < 0 || ldx < k || (m > 0 && (!x || !out))) return CQ_ERR_INVALID_ARGUMENT;
+    if (k % CQ_QBLOCK != 0) return CQ_ERR_BAD_SHAPE;
+    const int64_t nb = k / CQ_QBLOCK;
+#pragma omp parallel for num_threads(cq_threads_for(m * nb / 64 + 1)) schedule(static)
+    for (int64_t r = 0; r < m; r++) quantize(x + r * ldx, k, out + r * nb);
+    return CQ_OK;
+}
+
+/* Runs every (panel, row-group) tile of Y. Tiles are numbered panel-major, so each thread's contiguous share
+ * walks few panels and keeps each panel's weights hot while it sweeps the rows. */
+static void run_tiles(const cq_matrix *w, const void *x, int64_t x_stride, int64_t m, const float *bias, float *y,
+                      int64_t ldy) {
+    const int64_t row_groups = ceil_div(m, CQ_TILE_ROWS);
+    const int64_t tiles = w->panels * row_groups;
+#pragma omp parallel for num_threads(cq_threads_for(tiles)) schedule(static)
+    for (int64_t i = 0; i < tiles; i++) {
+        const int64_t p = i / row_groups, g = i % row_groups;
+        const int64_t col = p * CQ_PANEL_COLS, row = g * CQ_TILE_ROWS;
+        cq_tile t = {
+            .panel = w->data + (size_t)p * w->panel_bytes,
+            .k = w->k,
+            .x_stride = x_stride,
+            .rows = (int)(m - row < CQ_TILE_ROWS ? m - row : CQ_TILE_ROWS),
+            .cols = (int)(w->n - col < CQ_PANEL_COLS ? w->n - col : CQ_PANEL_COLS),
+            .y = y + row * ldy + col,
+            .ldy = ldy,
+            .bias = bias ? bias + col : NULL,
+        };
+        t.x = w->act == CQ_ACT_Q8X ? (const void *)((const cq_block_q8x *)x + row * x_stride)
+                                   : (const void *)((const float *)x + row * x_stride);
+        w->tile(&t);
+    }
+}
+
+cq_status cq_gemm(const cq_matrix *w, const float *x, int64_t m, int64_t ldx, const float *bias, float *y,
+                  int64_t ldy, void *workspace) {
+    if (!w || m < 0) return CQ_ERR_INVALID_ARGUMENT;
+    if (m == 0) return CQ_OK;
+    if (!x || !y || ldx < w->k || ldy < w->n) return CQ_ERR_INVALID_ARGUMENT;
+    if (w->act == CQ_ACT_F32) {
+        run_tiles(w, x, ldx, m, bias, y, ldy);
+        return CQ_OK;
+    }
+    void *owned = NULL;
+    if (!workspace) {
+        owned = workspace = aligned_alloc_64(cq_gemm_workspace_bytes(w, m));
+        if (!owned) return CQ_ERR_OUT_OF_MEMORY;
+    }
+    cq_block_q8x *xq = workspace;
+    cq_status st = cq_quantize_activations(w->kernel, x, m, w->k, ldx, xq);
+    if (st == CQ_OK) run_tiles(w, xq, w->k / CQ_QBLOCK, m, bias, y, ldy);
+    free(owned);
+    return st;
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* fp32 GEMM: op(B) is packed into f32 panels per call, then the same f32 tiles run; alpha/beta are applied  */
+/* per tile from a small stack buffer, so the micro-kernels keep one job.                                    */
+/* ------------------------------------------------------------------------------------------------------ */
+
+size_t cq_sgemm_workspace_bytes(int64_t n, int64_t k) {
+    if (n <= 0 || k <= 0) return 0;
+    return (size_t)ceil_div(n, CQ_PANEL_COLS) * cq_panel_bytes_f32(k);
+}
+
+/* B is K×N row-major: panel p holds columns p·8 … p·8+7 of B for every k. */
+static void pack_panel_f32_from_columns(const float *b, int64_t ldb, int cols, int64_t k, float *panel) {
+    for (int64_t i = 0; i < k; i++) {
+        int c = 0;
+        for (; c < cols; c++) panel[i * CQ_PANEL_COLS + c] = b[i * ldb + c];
+        for (; c < CQ_PANEL_COLS; c++) panel[i * CQ_PANEL_COLS + c] = 0.0f;
+    }
+}
+
+cq_status cq_sgemm(int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda, const float *b,
+                   int64_t ldb, int b_trans, float beta, float *c, int64_t ldc, void *workspace) {
+    if (m < 0 || n < 0 || k < 0) return CQ_ERR_INVALID_ARGUMENT;
+    if (m == 0 || n == 0) return CQ_OK;
+    if (!c || ldc < n) return CQ_ERR_INVALID_ARGUMENT;
+    if (k > 0 && (!a || !b || lda < k || ldb < (b_trans ? k : n))) return CQ_ERR_INVALID_ARGUMENT;
+    const cq_kernel kernel = cq_kernel_default();
+    const cq_tile_fn tile = cq_traits(CQ_TYPE_F32)->tile[kernel];
+    if (k == 0) { /* A·op(B) is all zeros */
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+        return CQ_OK;
+    }
+    void *owned = NULL;
+    if (!workspace) {
+        owned = workspace = aligned_alloc_64(cq_sgemm_workspace_bytes(n, k));
+        if (!owned) return CQ_ERR_OUT_OF_MEMORY;
+    }
+    float *panels = workspace;
+    const int64_t np = ceil_div(n, CQ_PANEL_COLS);
+    const size_t panel_floats = cq_panel_bytes_f32(k) / sizeof(float);
+#pragma omp parallel for num_threads(cq_threads_for(np * k / 4096 + 1)) schedule(static)
+    for (int64_t p = 0; p < np; p++) {
+        const int64_t col = p * CQ_PANEL_COLS;
+        const int cols = (int)(n - col < CQ_PANEL_COLS ? n - col : CQ_PANEL_COLS);
+        if (b_trans)
+            cq_pack_panel_f32(b + col * ldb, (size_t)ldb * sizeof(float), cols, k, panels + p * panel_floats);
+        else
+            pack_panel_f32_from_columns(b + col, ldb, cols, k, panels + p * panel_floats);
+    }
+    const int64_t row_groups = ceil_div(m, CQ_TILE_ROWS);
+    const int64_t tiles = np * row_groups;
+#pragma omp parallel for num_threads(cq_threads_for(tiles)) schedule(static)
+    for (int64_t i = 0; i < tiles; i++) {
+        const int64_t p = i / row_groups, g = i % row_groups;
+        const int64_t col = p * CQ_PANEL_COLS, row = g * CQ_TILE_ROWS;
+        float acc[CQ_TILE_ROWS * CQ_PANEL_COLS];
+        cq_tile t = {
+            .panel = panels + p * panel_floats,
+            .k = k,
+            .x = a + row * lda,
+            .x_stride = lda,
+            .rows = (int)(m - row < CQ_TILE_ROWS ? m - row : CQ_TILE_ROWS),
+            .cols = (int)(n - col < CQ_PANEL_COLS ? n - col : CQ_PANEL_COLS),
+            .y = acc,
+            .ldy = CQ_PANEL_COLS,
+            .bias = NULL,
+        };
+        tile(&t);
+        for (int r = 0; r < t.rows; r++) {
+            float *out = c + (row + r) * ldc + col;
+            for (int j = 0; j < t.cols; j++) {
+                const float v = alpha * acc[r * CQ_PANEL_COLS + j];
+                out[j] = beta == 0.0f ? v : v + beta * out[j];
+            }
+        }
+    }
+    free(owned);
+    return CQ_OK;
+}

@@ -1,0 +1,207 @@
+/*
+ * cquant.h — the whole C API of vzquant's kernel library.
+ *
+ * Three layers, each with one job:
+ *   1. Types: one table knows every tensor type (block size, bytes, quantizer, dequantizer, kernels).
+ *      Block layouts are bit-compatible with ggml/GGUF, so file bytes are used as they are.
+ *   2. Packing: weights are repacked once, at load, into column panels that the micro-kernels stream.
+ *   3. GEMM: Y[M×N] = X[M×K] · Wᵀ (+ bias). X is fp32; for quantized W it is quantized on the fly to
+ *      int8 blocks of 32 (one scale each), dot products are integer, block-scale products accumulate in fp32.
+ *
+ * Kernels (scalar reference, AVX2+FMA, NEON, NEON dotprod, NEON i8mm) are chosen at run time from the CPU's
+ * features; VZQ_KERNEL=scalar|avx2|neon|dotprod|i8mm forces one. Threads: VZQ_THREADS or cq_set_threads().
+ *
+ * Errors: functions that can fail return a cq_status (0 = CQ_OK); nothing here aborts on bad input.
+ */
+#ifndef CQUANT_H
+#define CQUANT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------------------------
+ * Status codes
+ * ------------------------------------------------------------------------------------------------------- */
+typedef enum {
+    CQ_OK = 0,
+    CQ_ERR_INVALID_ARGUMENT = -1, /* null pointer, negative size, stride too small */
+    CQ_ERR_UNSUPPORTED_TYPE = -2, /* the type exists but this operation does not serve it */
+    CQ_ERR_BAD_SHAPE = -3,        /* e.g. K not a multiple of the type's block size */
+    CQ_ERR_OUT_OF_MEMORY = -4,
+    CQ_ERR_UNSUPPORTED_KERNEL = -5, /* the CPU (or this build) cannot run the requested kernel */
+} cq_status;
+
+const char *cq_status_string(cq_status status);
+
+/* ---------------------------------------------------------------------------------------------------------
+ * Types. Values equal ggml's `enum ggml_type`, so a GGUF tensor's type field is a cq_type.
+ *
+ * Block layouts (little-endian, packed, fp16 = IEEE binary16):
+ *   Q8_0 (34 B / 32 values): fp16 d; int8 qs[32];              value[j] = d·qs[j]
+ *   Q4_0 (18 B / 32 values): fp16 d; uint8 qs[16];             value[j] = d·((qs[j] & 15) − 8),
+ *                                                               value[j+16] = d·((qs[j] >> 4) − 8)
+ *   Q4_1 (20 B): fp16 d, m; uint8 qs[16];                      value = d·q + m
+ *   Q5_0 (22 B): fp16 d; uint32 qh; uint8 qs[16];              value = d·(q | hibit<<4) − 16·d
+ *   Q5_1 (24 B): fp16 d, m; uint32 qh; uint8 qs[16];           value = d·(q | hibit<<4) + m
+ *   Q4_K, Q5_K, Q6_K: ggml's 256-value super-blocks (144, 176, 210 B).
+ * ------------------------------------------------------------------------------------------------------- */
+typedef enum {
+    CQ_TYPE_F32 = 0,
+    CQ_TYPE_F16 = 1,
+    CQ_TYPE_Q4_0 = 2,
+    CQ_TYPE_Q4_1 = 3,
+    CQ_TYPE_Q5_0 = 6,
+    CQ_TYPE_Q5_1 = 7,
+    CQ_TYPE_Q8_0 = 8,
+    CQ_TYPE_Q4_K = 12,
+    CQ_TYPE_Q5_K = 13,
+    CQ_TYPE_Q6_K = 14,
+    CQ_TYPE_BF16 = 30,
+    CQ_TYPE_COUNT = 31, /* one past the largest value; not every value below it is a known type */
+} cq_type;
+
+typedef struct {
+    const char *name;     /* "q4_0", as GGUF tools print it */
+    int64_t block_elems;  /* values per block (1 for F32/F16/BF16) */
+    size_t block_bytes;   /* bytes per block */
+    int can_quantize;     /* 1 if cq_quantize_row serves this type */
+    int can_gemm;         /* 1 if cq_matrix_pack / cq_gemm serve this type directly */
+} cq_type_info;
+
+/* NULL when `type` is not a known type. */
+const cq_type_info *cq_type_get(int type);
+
+/* Bytes of a row of n values; 0 if the type is unknown or n is not a multiple of its block size. */
+size_t cq_row_bytes(int type, int64_t n);
+
+/* fp32 → `type` for one row of n values (n a multiple of the block size). Rounding is exactly ggml's,
+ * so output bytes equal gguf-py's `gguf.quants.quantize`. */
+cq_status cq_quantize_row(int type, const float *src, void *dst, int64_t n);
+
+/* `type` → fp32 for one row of n values. */
+cq_status cq_dequantize_row(int type, const void *src, float *dst, int64_t n);
+
+/* Scalar conversions, IEEE round-to-nearest-even (bf16: as ggml, NaN kept quiet). */
+float cq_fp16_to_fp32(uint16_t h);
+uint16_t cq_fp32_to_fp16(float f);
+float cq_bf16_to_fp32(uint16_t h);
+uint16_t cq_fp32_to_bf16(float f);
+
+/* ---------------------------------------------------------------------------------------------------------
+ * Kernels and threads
+ * ------------------------------------------------------------------------------------------------------- */
+typedef enum {
+    CQ_KERNEL_SCALAR = 0, /* portable C, the reference for every other kernel */
+    CQ_KERNEL_AVX2 = 1,   /* x86-64 AVX2 + FMA + F16C */
+    CQ_KERNEL_NEON = 2,   /* AArch64 Advanced SIMD (Cortex-A72, Raspberry Pi 4) */
+    CQ_KERNEL_DOTPROD = 3,/* + SDOT (Cortex-A76/Neoverse-N1, Raspberry Pi 5) */
+    CQ_KERNEL_I8MM = 4,   /* + SMMLA (Armv8.6+) */
+    CQ_KERNEL_COUNT = 5,
+} cq_kernel;
+
+const char *cq_kernel_name(cq_kernel kernel);
+/* Parses "scalar", "avx2", "neon", "dotprod", "i8mm"; returns -1 for anything else. */
+int cq_kernel_parse(const char *name);
+/* 1 if this build and this CPU can run the kernel. */
+int cq_kernel_supported(cq_kernel kernel);
+/* The best kernel this CPU supports. */
+cq_kernel cq_kernel_best(void);
+/* The kernel new packs use: VZQ_KERNEL if set (and supported), else the best. */
+cq_kernel cq_kernel_default(void);
+/* Overrides the default for this process; CQ_ERR_UNSUPPORTED_KERNEL if the CPU cannot run it. */
+cq_status cq_kernel_set_default(cq_kernel kernel);
+
+/* Threads used by every parallel region: VZQ_THREADS if set, else the number of cores. n ≤ 0 restores that. */
+void cq_set_threads(int n);
+int cq_get_threads(void);
+/* 1 when compiled with OpenMP. */
+int cq_has_openmp(void);
+
+/* ---------------------------------------------------------------------------------------------------------
+ * Packed weights
+ *
+ * A weight matrix W has N rows (output features) of K values, in the file's row-major layout. Packing
+ * regroups it into panels of CQ_PANEL_COLS consecutive rows of W (= columns of Y); the last panel is padded
+ * with zero rows. Panels are stored one after the other. Inside a panel, per type:
+ *
+ *   Q8_0  per k-block b (32 values), 272 bytes:
+ *           fp16 d[8]                          the 8 rows' block scales, row order
+ *           int8 q[4][8][8]                    q[g][c][j] = W[c][32b + 8g + j]      (g: 8-value group)
+ *   Q4_0  per k-block b, 144 bytes:
+ *           fp16 d[8]
+ *           uint8 q[4][4][8]                   low nibble  of q[g][c][j] = Wq[c][32b + 8g + j]
+ *                                              high nibble of q[g][c][j] = Wq[c+4][32b + 8g + j]
+ *                                              (Wq = the unsigned 4-bit code, value = d·(Wq − 8))
+ *   F32   per k, 8 floats: W[0][k] … W[7][k]
+ *   F16   per k, 8 halves: W[0][k] … W[7][k]
+ *
+ * Why this shape: an 8-row × 8-value group is 64 bytes, which every ISA consumes whole — AVX2 as two
+ * registers of 4 rows × 8 values (madd pairs then one hadd per block), NEON dotprod as four 2-row × 8-value
+ * SDOTs, i8mm as four 2×8 SMMLA operands. Packed Q8_0/Q4_0 take exactly the file's bytes (no growth).
+ * F32/F16 panels are K rows of 8 values each, K not padded.
+ * ------------------------------------------------------------------------------------------------------- */
+#define CQ_PANEL_COLS 8
+#define CQ_QBLOCK 32 /* values per quantization block of activations and Q8_0/Q4_0 weights */
+
+typedef struct cq_matrix cq_matrix;
+
+/* Packs W (type `type`, N rows × K values, rows `row_stride` bytes apart; row_stride 0 means dense) for
+ * `kernel` (use cq_kernel_default()). Types: F32, F16, BF16 (stored as F32), Q8_0, Q4_0. K must be a
+ * multiple of 32 for Q8_0/Q4_0. On success *out owns a new matrix. */
+cq_status cq_matrix_pack(int type, const void *w, int64_t n, int64_t k, size_t row_stride, cq_kernel kernel,
+                         cq_matrix **out);
+void cq_matrix_free(cq_matrix *m);
+int cq_matrix_type(const cq_matrix *m);
+int64_t cq_matrix_rows(const cq_matrix *m);   /* N */
+int64_t cq_matrix_cols(const cq_matrix *m);   /* K */
+cq_kernel cq_matrix_kernel(const cq_matrix *m);
+size_t cq_matrix_bytes(const cq_matrix *m);   /* bytes of packed data */
+
+/* ---------------------------------------------------------------------------------------------------------
+ * GEMM: Y[M×N] = X[M×K] · Wᵀ (+ bias[N])
+ *
+ * X rows are `ldx` floats apart, Y rows `ldy` floats apart; bias may be NULL. `workspace` must hold
+ * cq_gemm_workspace_bytes(w, m) bytes (the runtime plans these once); NULL allocates and frees internally.
+ * M = 1 takes the GEMV path (weight streaming, parallel over panels).
+ *
+ * Numerics for quantized W: each X row is cut into 32-value blocks, each block quantized to int8 in
+ * [−127, 127] with d = max|x|/127 and q = round-half-even(x·(1/d)) (a block with d < 2^-100 becomes zero,
+ * so 1/d cannot overflow); then
+ *   Y[m][n] = Σ_b (dx[m][b]·dw[n][b]) · Σ_j qx[m][32b+j]·qw[n][32b+j]      (integers exact, fp32 sum over b)
+ * Every kernel gives the same integer dot products as the scalar reference; fp32 results differ from it by at
+ * most 1e-5 · Σ_b |dx·dw·isum| (summation order and fused multiply-add).
+ * ------------------------------------------------------------------------------------------------------- */
+size_t cq_gemm_workspace_bytes(const cq_matrix *w, int64_t m);
+cq_status cq_gemm(const cq_matrix *w, const float *x, int64_t m, int64_t ldx, const float *bias, float *y,
+                  int64_t ldy, void *workspace);
+
+/* Plain fp32 GEMM for attention and unquantized layers:
+ *   C[M×N] = alpha · A[M×K] · op(B) + beta · C,   op(B) = B (K×N, b_trans = 0) or Bᵀ (B is N×K, b_trans = 1).
+ * beta = 0 ignores C's prior contents (NaN in C does not leak). workspace: cq_sgemm_workspace_bytes(n, k)
+ * bytes, or NULL. Uses the default kernel. */
+size_t cq_sgemm_workspace_bytes(int64_t n, int64_t k);
+cq_status cq_sgemm(int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda, const float *b,
+                   int64_t ldb, int b_trans, float beta, float *c, int64_t ldc, void *workspace);
+
+/* ---------------------------------------------------------------------------------------------------------
+ * Activation quantization, exposed so tests can compare kernels and the runtime can reuse quantized rows.
+ * One block: { float d; int32 sum; int8 q[32]; } — sum = Σ q (Q4_0 kernels subtract 8·sum).
+ * ------------------------------------------------------------------------------------------------------- */
+typedef struct {
+    float d;
+    int32_t sum;
+    int8_t q[CQ_QBLOCK];
+} cq_block_q8x;
+
+/* Quantizes M rows of K values (K a multiple of 32) into m·(k/32) blocks, row-major, with `kernel`'s code. */
+cq_status cq_quantize_activations(cq_kernel kernel, const float *x, int64_t m, int64_t k, int64_t ldx,
+                                  cq_block_q8x *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CQUANT_H */

@@ -1,0 +1,138 @@
+/*
+ * internal.h — what the driver, the packer and the per-ISA micro-kernels share. Not installed.
+ *
+ * The contract of a micro-kernel ("tile"): compute up to CQ_TILE_ROWS rows × CQ_PANEL_COLS columns of Y
+ * from one packed weight panel and the matching activation rows, over the whole K, and store them
+ * (adding bias when given). Packing and threading belong to the driver (gemm.c), never to a tile.
+ */
+#ifndef CQUANT_INTERNAL_H
+#define CQUANT_INTERNAL_H
+
+#include "include/cquant.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* CQ_SCALAR_ONLY builds the portable reference alone (any CPU, any compiler). */
+#if (defined(__x86_64__) || defined(_M_X64)) && !defined(CQ_SCALAR_ONLY)
+#define CQ_ARCH_X86 1
+#else
+#define CQ_ARCH_X86 0
+#endif
+#if defined(__aarch64__) && !defined(CQ_SCALAR_ONLY)
+#define CQ_ARCH_ARM 1
+#else
+#define CQ_ARCH_ARM 0
+#endif
+
+/* Activation blocks whose scale max|x|/127 is below this quantize to zero (their 1/d would overflow). */
+#define CQ_MIN_ACT_SCALE 0x1p-100f
+
+/* Rows of X (and Y) one tile call covers at most. */
+#define CQ_TILE_ROWS 4
+
+/* Packed bytes of one 32-value k-block of one panel (8 weight rows). */
+#define CQ_Q8_0_PANEL_BLOCK_BYTES (CQ_PANEL_COLS * 2 + CQ_PANEL_COLS * CQ_QBLOCK)     /* 272 */
+#define CQ_Q4_0_PANEL_BLOCK_BYTES (CQ_PANEL_COLS * 2 + CQ_PANEL_COLS * CQ_QBLOCK / 2) /* 144 */
+
+typedef struct {
+    const void *panel;   /* packed weights of this panel, from k = 0 */
+    int64_t k;           /* values along K (quantized types: k/32 blocks) */
+    const void *x;       /* first activation row: cq_block_q8x* for quantized W, float* for F32/F16 W */
+    int64_t x_stride;    /* distance between activation rows: in blocks (quantized) or floats */
+    int rows;            /* 1 … CQ_TILE_ROWS */
+    int cols;            /* 1 … CQ_PANEL_COLS valid columns (the rest of the panel is padding) */
+    float *y;            /* Y[0][0] of this tile */
+    int64_t ldy;         /* floats between Y rows */
+    const float *bias;   /* NULL, or `cols` values for these columns */
+} cq_tile;
+
+typedef void (*cq_tile_fn)(const cq_tile *t);
+/* Quantizes one row of k values (k a multiple of 32) into k/32 blocks. */
+typedef void (*cq_quantize_x_fn)(const float *x, int64_t k, cq_block_q8x *out);
+
+/* How activations are fed to a type's tiles. */
+typedef enum {
+    CQ_ACT_F32 = 0, /* fp32 rows as given */
+    CQ_ACT_Q8X = 1, /* quantized to cq_block_q8x per 32 values */
+} cq_act_kind;
+
+/* Everything vzquant knows about one type: the single place to extend when a type is added. */
+typedef struct {
+    cq_type_info info;
+    void (*quantize_row)(const float *src, void *dst, int64_t n);    /* NULL: not a quantization target */
+    void (*dequantize_row)(const void *src, float *dst, int64_t n);  /* NULL: unknown type */
+    /* Packing into panels (NULL: GEMM does not take this type). `packed_type` is the type the panels hold
+     * (BF16 packs into F32 panels). */
+    int packed_type;
+    size_t (*panel_bytes)(int64_t k);
+    void (*pack_panel)(const void *w, size_t row_stride, int rows, int64_t k, void *panel);
+    cq_act_kind act;
+    cq_tile_fn tile[CQ_KERNEL_COUNT]; /* NULL where that ISA has no kernel for the type */
+} cq_type_traits;
+
+/* NULL when the type is unknown. */
+const cq_type_traits *cq_traits(int type);
+
+/* Per-ISA activation quantizer (NULL where not built). */
+cq_quantize_x_fn cq_quantize_x_for(cq_kernel kernel);
+
+/* ------------- fp16 / bf16 helpers for kernels ------------- */
+static inline float cq_h2f(const void *p) {
+    uint16_t h;
+    __builtin_memcpy(&h, p, 2);
+    return cq_fp16_to_fp32(h);
+}
+
+/* ------------- Packing (pack.c) ------------- */
+size_t cq_panel_bytes_q8_0(int64_t k);
+size_t cq_panel_bytes_q4_0(int64_t k);
+size_t cq_panel_bytes_f32(int64_t k);
+size_t cq_panel_bytes_f16(int64_t k);
+void cq_pack_panel_q8_0(const void *w, size_t row_stride, int rows, int64_t k, void *panel);
+void cq_pack_panel_q4_0(const void *w, size_t row_stride, int rows, int64_t k, void *panel);
+void cq_pack_panel_f32(const void *w, size_t row_stride, int rows, int64_t k, void *panel);
+void cq_pack_panel_f16(const void *w, size_t row_stride, int rows, int64_t k, void *panel);
+void cq_pack_panel_bf16(const void *w, size_t row_stride, int rows, int64_t k, void *panel);
+
+/* ------------- Micro-kernels, per ISA (arch/...) ------------- */
+void cq_quantize_x_scalar(const float *x, int64_t k, cq_block_q8x *out);
+void cq_tile_q8_0_scalar(const cq_tile *t);
+void cq_tile_q4_0_scalar(const cq_tile *t);
+void cq_tile_f32_scalar(const cq_tile *t);
+void cq_tile_f16_scalar(const cq_tile *t);
+
+#if CQ_ARCH_X86
+int cq_cpu_has_avx2(void);
+void cq_quantize_x_avx2(const float *x, int64_t k, cq_block_q8x *out);
+void cq_tile_q8_0_avx2(const cq_tile *t);
+void cq_tile_q4_0_avx2(const cq_tile *t);
+void cq_tile_f32_avx2(const cq_tile *t);
+void cq_tile_f16_avx2(const cq_tile *t);
+#define CQ_X86_FN(f) f
+#else
+#define CQ_X86_FN(f) NULL
+#endif
+
+#if CQ_ARCH_ARM
+int cq_cpu_has_dotprod(void);
+int cq_cpu_has_i8mm(void);
+void cq_quantize_x_neon(const float *x, int64_t k, cq_block_q8x *out);
+void cq_tile_q8_0_neon(const cq_tile *t);
+void cq_tile_q4_0_neon(const cq_tile *t);
+void cq_tile_f32_neon(const cq_tile *t);
+void cq_tile_f16_neon(const cq_tile *t);
+void cq_tile_q8_0_dotprod(const cq_tile *t);
+void cq_tile_q4_0_dotprod(const cq_tile *t);
+void cq_tile_q8_0_i8mm(const cq_tile *t);
+void cq_tile_q4_0_i8mm(const cq_tile *t);
+#define CQ_ARM_FN(f) f
+#else
+#define CQ_ARM_FN(f) NULL
+#endif
+
+/* ------------- Threads (cpu.c) ------------- */
+int cq_threads_for(int64_t work_items);
+
+#endif /* CQUANT_INTERNAL_H */

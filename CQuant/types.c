@@ -1,0 +1,396 @@
+/*
+ * types.c — the type table: one row per tensor type, and the scalar quantizers/dequantizers it names.
+ *
+ * Quantizers reproduce ggml's reference rounding bit for bit (gguf-py mirrors it), so no fused
+ * multiply-add may change an intermediate: contraction is off for this file.
+ */
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF /* gcc: -std=c11 already means -ffp-contract=off; the build scripts say it too */
+#endif
+
+#include "internal.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* fp16 / bf16                                                                                             */
+/* ------------------------------------------------------------------------------------------------------ */
+
+static inline uint32_t f32_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+static inline float bits_f32(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+float cq_fp16_to_fp32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu;
+    uint32_t man = h & 0x3ffu;
+    if (exp == 0x1f) return bits_f32(sign | 0x7f800000u | (man << 13)); /* inf / nan */
+    if (exp == 0) {
+        if (man == 0) return bits_f32(sign);
+        /* subnormal: value = man · 2^-24, exact in fp32 */
+        float v = (float)man * 5.9604644775390625e-8f;
+        return (sign ? -v : v);
+    }
+    return bits_f32(sign | ((exp + 112u) << 23) | (man << 13));
+}
+
+uint16_t cq_fp32_to_fp16(float f) {
+    uint32_t x = f32_bits(f);
+    uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
+    uint32_t ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u) { /* inf or nan (nan stays nan, quiet) */
+        return (uint16_t)(sign | 0x7c00u | (ax > 0x7f800000u ? 0x200u | ((ax >> 13) & 0x3ffu) : 0u));
+    }
+    if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* rounds to ≥ 65520 → inf */
+    if (ax < 0x38800000u) {                                    /* below the smallest normal half, 2^-14 */
+        if (ax < 0x33000000u) return sign;                     /* < 2^-25 rounds to zero */
+        /* subnormal half: round ax·2^24 to nearest even integer */
+        uint32_t e = ax >> 23;
+        uint32_t m = (ax & 0x7fffffu) | 0x800000u;
+        uint32_t shift = 126u - e; /* value = m · 2^(e-150); want m · 2^(e-150+24) */
+        uint32_t q = m >> shift;
+        uint32_t rem = m & ((1u << shift) - 1u);
+        uint32_t half = 1u << (shift - 1u);
+        if (rem > half || (rem == half && (q & 1u))) q++;
+        return (uint16_t)(sign | q);
+    }
+    /* normal: rebias exponent, round mantissa 23 → 10 bits to nearest even (carry may bump the exponent) */
+    uint32_t r = ax - 0x38000000u; /* exponent − 112 */
+    uint32_t lsb = (r >> 13) & 1u;
+    r += 0xfffu + lsb;
+    return (uint16_t)(sign | (r >> 13));
+}
+
+float cq_bf16_to_fp32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
+
+uint16_t cq_fp32_to_bf16(float f) {
+    uint32_t u = f32_bits(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 64u); /* nan: force quiet */
+    return (uint16_t)(((uint64_t)u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+static inline uint16_t load_u16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static inline void store_u16(uint8_t *p, uint16_t v) {
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+static inline float load_h(const uint8_t *p) { return cq_fp16_to_fp32(load_u16(p)); }
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Float types                                                                                             */
+/* ------------------------------------------------------------------------------------------------------ */
+
+static void quantize_f32(const float *x, void *y, int64_t n) { memcpy(y, x, (size_t)n * 4); }
+static void dequantize_f32(const void *x, float *y, int64_t n) { memcpy(y, x, (size_t)n * 4); }
+
+static void quantize_f16(const float *x, void *y, int64_t n) {
+    uint8_t *o = y;
+    for (int64_t i = 0; i < n; i++) store_u16(o + 2 * i, cq_fp32_to_fp16(x[i]));
+}
+static void dequantize_f16(const void *x, float *y, int64_t n) {
+    const uint8_t *p = x;
+    for (int64_t i = 0; i < n; i++) y[i] = load_h(p + 2 * i);
+}
+
+static void quantize_bf16(const float *x, void *y, int64_t n) {
+    uint8_t *o = y;
+    for (int64_t i = 0; i < n; i++) store_u16(o + 2 * i, cq_fp32_to_bf16(x[i]));
+}
+static void dequantize_bf16(const void *x, float *y, int64_t n) {
+    const uint8_t *p = x;
+    for (int64_t i = 0; i < n; i++) y[i] = cq_bf16_to_fp32(load_u16(p + 2 * i));
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Q8_0 and Q4_0: quantize (ggml reference rounding) and dequantize                                        */
+/* ------------------------------------------------------------------------------------------------------ */
+
+static void quantize_q8_0(const float *x, void *y, int64_t n) {
+    uint8_t *o = y;
+    for (int64_t b = 0; b < n / 32; b++, x += 32, o += 34) {
+        float amax = 0.0f;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
+        const float d = amax / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        store_u16(o, cq_fp32_to_fp16(d));
+        for (int j = 0; j < 32; j++) {
+            const float v = x[j] * id;
+            o[2 + j] = (uint8_t)(int8_t)roundf(v); /* half away from zero, as ggml */
+        }
+    }
+}
+
+static void dequantize_q8_0(const void *x, float *y, int64_t n) {
+    const uint8_t *p = x;
+    for (int64_t b = 0; b < n / 32; b++, p += 34, y += 32) {
+        const float d = load_h(p);
+        for (int j = 0; j < 32; j++) y[j] = (float)(int8_t)p[2 + j] * d;
+    }
+}
+
+static void quantize_q4_0(const float *x, void *y, int64_t n) {
+    uint8_t *o = y;
+    for (int64_t b = 0; b < n / 32; b++, x += 32, o += 18) {
+        /* the value of largest magnitude, sign kept; first one on ties */
+        float amax = 0.0f, vmax = 0.0f;
+        for (int j = 0; j < 32; j++) {
+            if (amax < fabsf(x[j])) {
+                amax = fabsf(x[j]);
+                vmax = x[j];
+            }
+        }
+        const float d = vmax / -8.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        store_u16(o, cq_fp32_to_fp16(d));
+        for (int j = 0; j < 16; j++) {
+            const float v0 = x[j] * id;
+            const float v1 = x[j + 16] * id;
+            const float s0 = v0 + 8.5f;
+            const float s1 = v1 + 8.5f;
+            /* truncation toward zero, clamped to the 4-bit range (NaN-safe: compare before converting) */
+            const uint8_t q0 = s0 >= 15.0f ? 15 : (s0 > 0.0f ? (uint8_t)s0 : 0);
+            const uint8_t q1 = s1 >= 15.0f ? 15 : (s1 > 0.0f ? (uint8_t)s1 : 0);
+            o[2 + j] = (uint8_t)(q0 | (q1 << 4));
+        }
+    }
+}
+
+static void dequantize_q4_0(const void *x, float *y, int64_t n) {
+    const uint8_t *p = x;
+    for (int64_t b = 0; b < n / 32; b++, p += 18, y += 32) {
+        const float d = load_h(p);
+        for (int j = 0; j < 16; j++) {
+            y[j] = (float)((p[2 + j] & 15) - 8) * d;
+            y[j + 16] = (float)((p[2 + j] >> 4) - 8) * d;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Read-only types found in GGUF files in the wild: dequantize only                                        */
+/* ------------------------------------------------------------------------------------------------------ */
+
+static void dequantize_q4_1(const void *x, float *y, int64_t n) {
+    const uint8_t *p = x;
+    for (int64_t b = 0; b < n / 32; b++, p += 20, y += 32) {
+        const float d = load_h(p), m = load_h(p + 2);
+        for (int j = 0; j < 16; j++) {
+            y[j] = (float)(p[4 + j] & 15) * d + m;
+            y[j + 16] = (float)(p[4 + j] >> 4) * d + m;
+        }
+    }
+}
+
+static inline uint32_t load_u32(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static void dequantize_q5_0(const void *x, float *y, int64_t n) {
+    const uint8_t *p = x;
+    for (int64_t b = 0; b < n / 32; b++, p += 22, y += 32) {
+        const float d = load_h(p);
+        const uint32_t qh = load_u32(p + 2);
+        for (int j = 0; j < 16; j++) {
+            const int hi0 = (int)((qh >> j) & 1u) << 4;
+            const int hi1 = (int)((qh >> (j + 16)) & 1u) << 4;
+            y[j] = (float)(((p[6 + j] & 15) | hi0) - 16) * d;
+            y[j + 16] = (float)(((p[6 + j] >> 4) | hi1) - 16) * d;
+        }
+    }
+}
+
+static void dequantize_q5_1(const void *x, float *y, int64_t n) {
+    const uint8_t *p = x;
+    for (int64_t b = 0; b < n / 32; b++, p += 24, y += 32) {
+        const float d = load_h(p), m = load_h(p + 2);
+        const uint32_t qh = load_u32(p + 4);
+        for (int j = 0; j < 16; j++) {
+            const int hi0 = (int)((qh >> j) & 1u) << 4;
+            const int hi1 = (int)((qh >> (j + 16)) & 1u) << 4;
+            y[j] = (float)((p[8 + j] & 15) | hi0) * d + m;
+            y[j + 16] = (float)((p[8 + j] >> 4) | hi1) * d + m;
+        }
+    }
+}
+
+/* K-quants: 256-value super-blocks of 8 sub-blocks with 6-bit scales/mins packed into 12 bytes. */
+static void k_scale_min(int j, const uint8_t *s, uint8_t *sc, uint8_t *mn) {
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *mn = s[j + 4] & 63;
+    } else {
+        *sc = (uint8_t)((s[j + 4] & 15) | ((s[j - 4] >> 6) << 4));
+        *mn = (uint8_t)((s[j + 4] >> 4) | ((s[j] >> 6) << 4));
+    }
+}
+
+static void dequantize_q4_k(const void *x, float *y, int64_t n) {
+    const uint8_t *p = x;
+    for (int64_t b = 0; b < n / 256; b++, p += 144) {
+        const float d = load_h(p), dmin = load_h(p + 2);
+        const uint8_t *scales = p + 4, *q = p + 16;
+        for (int j = 0; j < 8; j += 2, q += 32) {
+            uint8_t sc, mn;
+            k_scale_min(j, scales, &sc, &mn);
+            const float d1 = d * sc, m1 = dmin * mn;
+            k_scale_min(j + 1, scales, &sc, &mn);
+            const float d2 = d * sc, m2 = dmin * mn;
+            for (int l = 0; l < 32; l++) *y++ = d1 * (float)(q[l] & 15) - m1;
+            for (int l = 0; l < 32; l++) *y++ = d2 * (float)(q[l] >> 4) - m2;
+        }
+    }
+}
+
+static void dequantize_q5_k(const void *x, float *y, int64_t n) {
+    const uint8_t *p = x;
+    for (int64_t b = 0; b < n / 256; b++, p += 176) {
+        const float d = load_h(p), dmin = load_h(p + 2);
+        const uint8_t *scales = p + 4, *qh = p + 16, *ql = p + 48;
+        uint8_t u1 = 1, u2 = 2;
+        for (int j = 0; j < 8; j += 2, ql += 32, u1 = (uint8_t)(u1 << 2), u2 = (uint8_t)(u2 << 2)) {
+            uint8_t sc, mn;
+            k_scale_min(j, scales, &sc, &mn);
+            const float d1 = d * sc, m1 = dmin * mn;
+            k_scale_min(j + 1, scales, &sc, &mn);
+            const float d2 = d * sc, m2 = dmin * mn;
+            for (int l = 0; l < 32; l++) *y++ = d1 * (float)((ql[l] & 15) + ((qh[l] & u1) ? 16 : 0)) - m1;
+            for (int l = 0; l < 32; l++) *y++ = d2 * (float)((ql[l] >> 4) + ((qh[l] & u2) ? 16 : 0)) - m2;
+        }
+    }
+}
+
+static void dequantize_q6_k(const void *x, float *y, int64_t n) {
+    const uint8_t *p = x;
+    for (int64_t b = 0; b < n / 256; b++, p += 210) {
+        const uint8_t *ql = p, *qh = p + 128;
+        const int8_t *sc = (const int8_t *)(p + 192);
+        const float d = load_h(p + 208);
+        for (int half = 0; half < 2; half++, y += 128, ql += 64, qh += 32, sc += 8) {
+            for (int l = 0; l < 32; l++) {
+                const int is = l / 16;
+                const int q1 = (int)((ql[l] & 15) | (((qh[l] >> 0) & 3) << 4)) - 32;
+                const int q2 = (int)((ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                const int q3 = (int)((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                const int q4 = (int)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                y[l] = d * (float)sc[is] * (float)q1;
+                y[l + 32] = d * (float)sc[is + 2] * (float)q2;
+                y[l + 64] = d * (float)sc[is + 4] * (float)q3;
+                y[l + 96] = d * (float)sc[is + 6] * (float)q4;
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* The table                                                                                               */
+/* ------------------------------------------------------------------------------------------------------ */
+
+static const cq_type_traits k_traits[CQ_TYPE_COUNT] = {
+    [CQ_TYPE_F32] = {
+        .info = {"f32", 1, 4, 1, 1},
+        .quantize_row = quantize_f32, .dequantize_row = dequantize_f32,
+        .packed_type = CQ_TYPE_F32, .panel_bytes = cq_panel_bytes_f32, .pack_panel = cq_pack_panel_f32,
+        .act = CQ_ACT_F32,
+        .tile = {[CQ_KERNEL_SCALAR] = cq_tile_f32_scalar, [CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile_f32_avx2),
+                 [CQ_KERNEL_NEON] = CQ_ARM_FN(cq_tile_f32_neon), [CQ_KERNEL_DOTPROD] = CQ_ARM_FN(cq_tile_f32_neon),
+                 [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_f32_neon)},
+    },
+    [CQ_TYPE_F16] = {
+        .info = {"f16", 1, 2, 1, 1},
+        .quantize_row = quantize_f16, .dequantize_row = dequantize_f16,
+        .packed_type = CQ_TYPE_F16, .panel_bytes = cq_panel_bytes_f16, .pack_panel = cq_pack_panel_f16,
+        .act = CQ_ACT_F32,
+        .tile = {[CQ_KERNEL_SCALAR] = cq_tile_f16_scalar, [CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile_f16_avx2),
+                 [CQ_KERNEL_NEON] = CQ_ARM_FN(cq_tile_f16_neon), [CQ_KERNEL_DOTPROD] = CQ_ARM_FN(cq_tile_f16_neon),
+                 [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_f16_neon)},
+    },
+    [CQ_TYPE_BF16] = {
+        .info = {"bf16", 1, 2, 1, 1},
+        .quantize_row = quantize_bf16, .dequantize_row = dequantize_bf16,
+        /* bf16 widens exactly to f32; its panels are f32 panels */
+        .packed_type = CQ_TYPE_F32, .panel_bytes = cq_panel_bytes_f32, .pack_panel = cq_pack_panel_bf16,
+        .act = CQ_ACT_F32,
+        .tile = {[CQ_KERNEL_SCALAR] = cq_tile_f32_scalar, [CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile_f32_avx2),
+                 [CQ_KERNEL_NEON] = CQ_ARM_FN(cq_tile_f32_neon), [CQ_KERNEL_DOTPROD] = CQ_ARM_FN(cq_tile_f32_neon),
+                 [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_f32_neon)},
+    },
+    [CQ_TYPE_Q8_0] = {
+        .info = {"q8_0", 32, 34, 1, 1},
+        .quantize_row = quantize_q8_0, .dequantize_row = dequantize_q8_0,
+        .packed_type = CQ_TYPE_Q8_0, .panel_bytes = cq_panel_bytes_q8_0, .pack_panel = cq_pack_panel_q8_0,
+        .act = CQ_ACT_Q8X,
+        .tile = {[CQ_KERNEL_SCALAR] = cq_tile_q8_0_scalar, [CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile_q8_0_avx2),
+                 [CQ_KERNEL_NEON] = CQ_ARM_FN(cq_tile_q8_0_neon), [CQ_KERNEL_DOTPROD] = CQ_ARM_FN(cq_tile_q8_0_dotprod),
+                 [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_q8_0_i8mm)},
+    },
+    [CQ_TYPE_Q4_0] = {
+        .info = {"q4_0", 32, 18, 1, 1},
+        .quantize_row = quantize_q4_0, .dequantize_row = dequantize_q4_0,
+        .packed_type = CQ_TYPE_Q4_0, .panel_bytes = cq_panel_bytes_q4_0, .pack_panel = cq_pack_panel_q4_0,
+        .act = CQ_ACT_Q8X,
+        .tile = {[CQ_KERNEL_SCALAR] = cq_tile_q4_0_scalar, [CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile_q4_0_avx2),
+                 [CQ_KERNEL_NEON] = CQ_ARM_FN(cq_tile_q4_0_neon), [CQ_KERNEL_DOTPROD] = CQ_ARM_FN(cq_tile_q4_0_dotprod),
+                 [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_q4_0_i8mm)},
+    },
+    [CQ_TYPE_Q4_1] = {.info = {"q4_1", 32, 20, 0, 0}, .dequantize_row = dequantize_q4_1},
+    [CQ_TYPE_Q5_0] = {.info = {"q5_0", 32, 22, 0, 0}, .dequantize_row = dequantize_q5_0},
+    [CQ_TYPE_Q5_1] = {.info = {"q5_1", 32, 24, 0, 0}, .dequantize_row = dequantize_q5_1},
+    [CQ_TYPE_Q4_K] = {.info = {"q4_K", 256, 144, 0, 0}, .dequantize_row = dequantize_q4_k},
+    [CQ_TYPE_Q5_K] = {.info = {"q5_K", 256, 176, 0, 0}, .dequantize_row = dequantize_q5_k},
+    [CQ_TYPE_Q6_K] = {.info = {"q6_K", 256, 210, 0, 0}, .dequantize_row = dequantize_q6_k},
+};
+
+const cq_type_traits *cq_traits(int type) {
+    if (type < 0 || type >= CQ_TYPE_COUNT || k_traits[type].dequantize_row == NULL) return NULL;
+    return &k_traits[type];
+}
+
+const cq_type_info *cq_type_get(int type) {
+    const cq_type_traits *t = cq_traits(type);
+    return t ? &t->info : NULL;
+}
+
+size_t cq_row_bytes(int type, int64_t n) {
+    const cq_type_traits *t = cq_traits(type);
+    if (!t || n < 0 || n % t->info.block_elems != 0) return 0;
+    return (size_t)(n / t->info.block_elems) * t->info.block_bytes;
+}
+
+cq_status cq_quantize_row(int type, const float *src, void *dst, int64_t n) {
+    const cq_type_traits *t = cq_traits(type);
+    if (!t) return CQ_ERR_UNSUPPORTED_TYPE;
+    if (!t->quantize_row) return CQ_ERR_UNSUPPORTED_TYPE;
+    if (n < 0 || (n > 0 && (!src || !dst))) return CQ_ERR_INVALID_ARGUMENT;
+    if (n % t->info.block_elems != 0) return CQ_ERR_BAD_SHAPE;
+    t->quantize_row(src, dst, n);
+    return CQ_OK;
+}
+
+cq_status cq_dequantize_row(int type, const void *src, float *dst, int64_t n) {
+    const cq_type_traits *t = cq_traits(type);
+    if (!t) return CQ_ERR_UNSUPPORTED_TYPE;
+    if (n < 0 || (n > 0 && (!src || !dst))) return CQ_ERR_INVALID_ARGUMENT;
+    if (n % t->info.block_elems != 0) return CQ_ERR_BAD_SHAPE;
+    t->dequantize_row(src, dst, n);
+    return CQ_OK;
+}
+
+const char *cq_status_string(cq_status status) {
+    switch (status) {
+    case CQ_OK: return "ok";
+    case CQ_ERR_INVALID_ARGUMENT: return "invalid argument";
+    case CQ_ERR_UNSUPPORTED_TYPE: return "unsupported tensor type for this operation";
+    case CQ_ERR_BAD_SHAPE: return "shape not supported (row length must be a multiple of the block size)";
+    case CQ_ERR_OUT_OF_MEMORY: return "out of memory";
+    case CQ_ERR_UNSUPPORTED_KERNEL: return "kernel not supported by this CPU or build";
+    }
+    return "unknown status";
+}

@@ -1,0 +1,108 @@
+// swift-tools-version:6.0
+//
+// vzquant: a quantized edge runtime for vision-language models.
+//   CQuant   — C11 int8/int4 GEMM kernels (scalar, AVX2, NEON/dotprod/i8mm), OpenMP threads
+//   VZQuant  — the Swift runtime: formats, models, VisionZip, text, images, generation, benchmarks
+//   vzquant  — the command-line tool
+import Foundation
+import PackageDescription
+
+// MARK: - OpenMP from Debian/Ubuntu's libomp-dev
+//
+// Swift's bundled clang ships no omp.h. Debian installs LLVM's OpenMP runtime as
+// /usr/lib/llvm-<V>/lib/libomp.so with omp.h under /usr/lib/llvm-<V>/lib/clang/<ver>/include (or
+// /usr/lib/llvm-<V>/include/openmp). We take the newest version found; VZQ_OMP_INCLUDE and VZQ_OMP_LIB
+// (directories) override the search. omp.h is added with -idirafter so that clang's own builtin headers
+// (from Swift's newer clang) still come first: only the missing omp.h is taken from Debian's directory.
+struct OpenMP {
+    let includeDir: String
+    let libDir: String
+}
+
+func findOpenMP() -> OpenMP {
+    let fm = FileManager.default
+    let env = ProcessInfo.processInfo.environment
+    func exists(_ path: String) -> Bool { fm.fileExists(atPath: path) }
+
+    if let inc = env["VZQ_OMP_INCLUDE"], let lib = env["VZQ_OMP_LIB"] {
+        guard exists(inc + "/omp.h"), exists(lib + "/libomp.so") else {
+            fatalError("VZQ_OMP_INCLUDE/VZQ_OMP_LIB are set but \(inc)/omp.h or \(lib)/libomp.so is missing")
+        }
+        return OpenMP(includeDir: inc, libDir: lib)
+    }
+
+    // /usr/lib/llvm-14, /usr/lib/llvm-18, … newest first (numeric, not lexical, order)
+    let llvmDirs = ((try? fm.contentsOfDirectory(atPath: "/usr/lib")) ?? [])
+        .filter { $0.hasPrefix("llvm-") }
+        .compactMap { name -> (Int, String)? in
+            guard let v = Int(name.dropFirst("llvm-".count)) else { return nil }
+            return (v, "/usr/lib/" + name)
+        }
+        .sorted { $0.0 > $1.0 }
+        .map(\.1)
+
+    for root in llvmDirs {
+        let lib = root + "/lib"
+        guard exists(lib + "/libomp.so") else { continue }
+        var candidates = [root + "/include/openmp"]
+        let clangRoot = lib + "/clang"
+        for ver in ((try? fm.contentsOfDirectory(atPath: clangRoot)) ?? []).sorted(by: >) {
+            candidates.append(clangRoot + "/" + ver + "/include")
+        }
+        if let inc = candidates.first(where: { exists($0 + "/omp.h") }) {
+            return OpenMP(includeDir: inc, libDir: lib)
+        }
+    }
+    fatalError("""
+        vzquant needs LLVM's OpenMP runtime (omp.h and libomp.so), and none was found under /usr/lib/llvm-*.
+        Install it with:  sudo apt-get install libomp-dev
+        or point VZQ_OMP_INCLUDE (directory with omp.h) and VZQ_OMP_LIB (directory with libomp.so) at another copy.
+        """)
+}
+
+let omp = findOpenMP()
+
+let package = Package(
+    name: "vzquant",
+    products: [
+        .library(name: "VZQuant", targets: ["VZQuant"]),
+        .executable(name: "vzquant", targets: ["vzquant"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .target(
+            name: "CQuant",
+            path: "CQuant",
+            cSettings: [
+                .unsafeFlags(["-std=c11", "-O3", "-fopenmp", "-idirafter", omp.includeDir]),
+            ],
+            linkerSettings: [
+                .unsafeFlags(["-L\(omp.libDir)", "-Xlinker", "-rpath", "-Xlinker", omp.libDir]),
+                .linkedLibrary("omp"),
+                .linkedLibrary("m"),
+            ]
+        ),
+        .target(
+            name: "VZQuant",
+            dependencies: ["CQuant"],
+            path: "Sources/VZQuant"
+        ),
+        .executableTarget(
+            name: "vzquant",
+            dependencies: [
+                "VZQuant",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Sources/vzquant"
+        ),
+        .testTarget(
+            name: "VZQuantTests",
+            dependencies: ["VZQuant", "CQuant"],
+            path: "Tests/VZQuantTests",
+            resources: [.copy("Fixtures")]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,47 @@
+import ArgumentParser
+import VZQuant
+
+@main
+struct VZQuantCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vzquant",
+        abstract: "Quantized edge runtime for vision-language models.",
+        subcommands: [Info.self]
+    )
+}
+
+/// Options every compute command shares.
+struct ComputeOptions: ParsableArguments {
+    @Option(name: .long, help: "Threads for the kernels (default: VZQ_THREADS, else all cores).")
+    var threads: Int?
+
+    @Option(name: .long, help: "Force a kernel: scalar, avx2, neon, dotprod, i8mm (default: VZQ_KERNEL, else the best this CPU runs).")
+    var kernel: String?
+
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if let kernel {
+            guard let k = Kernel(name: kernel) else { throw ValidationError("unknown kernel '\(kernel)' (scalar, avx2, neon, dotprod, i8mm)") }
+            guard k.isSupported else { throw ValidationError("this CPU cannot run the \(kernel) kernel (best: \(Kernel.best))") }
+        }
+    }
+
+    /// Applies the options to the process-wide kernel settings.
+    func apply() throws {
+        if let threads { Threads.count = threads }
+        if let kernel, let k = Kernel(name: kernel) { try Kernel.use(k) }
+    }
+}
+
+struct Info: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show the kernels this CPU runs and the thread count.")
+
+    @OptionGroup var compute: ComputeOptions
+
+    func run() throws {
+        try compute.apply()
+        let supported = Kernel.allCases.filter(\.isSupported).map(\.description).joined(separator: ", ")
+        print("kernel:    \(Kernel.current) (best \(Kernel.best); supported: \(supported))")
+        print("threads:   \(Threads.count) (OpenMP \(Threads.openMP ? "yes" : "no"))")
+    }
+}

@@ -1,0 +1,473 @@
+/*
+ * test_kernels.c — CQuant's C test driver: every kernel this CPU supports against the scalar reference.
+ *
+ * Built without SwiftPM (tools/ctest.sh), so the same file runs natively, under ASan+UBSan, and
+ * cross-compiled for AArch64 under qemu. Exit code 0 only if every check passed; the last line is
+ * "N passed, N failed".
+ *
+ * Environment:
+ *   CQ_EXPECT_KERNEL=name   fail unless cq_kernel_best() is that kernel (the qemu runs pin their CPU model)
+ *   CQ_TEST_QUICK=1         fewer/smaller shapes (for slow emulation and sanitizers)
+ */
+#include "cquant.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int g_passed, g_failed;
+
+#define CHECK(cond, ...)                                                                                     \
+    do {                                                                                                     \
+        if (cond) {                                                                                          \
+            g_passed++;                                                                                      \
+        } else {                                                                                             \
+            g_failed++;                                                                                      \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                      \
+            printf(__VA_ARGS__);                                                                             \
+            printf("\n");                                                                                    \
+        }                                                                                                    \
+    } while (0)
+
+/* ---------- deterministic random numbers ---------- */
+static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
+static uint32_t rnd_u32(void) {
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return (uint32_t)(g_rng >> 16);
+}
+static float rnd_uniform(void) { return (float)rnd_u32() / 4294967296.0f * 2.0f - 1.0f; } /* [-1, 1) */
+static float rnd_normalish(void) { return (rnd_uniform() + rnd_uniform() + rnd_uniform()) * 0.8f; }
+
+static void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) {
+        printf("out of memory\n");
+        exit(2);
+    }
+    return p;
+}
+
+static int g_quick;
+
+/* ------------------------------------------------------------------------------------------------------ */
+static void test_fp16(void) {
+    int bad = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        const float f = cq_fp16_to_fp32((uint16_t)h);
+        const uint16_t back = cq_fp32_to_fp16(f);
+        if (isnan(f)) {
+            bad += !((back & 0x7c00) == 0x7c00 && (back & 0x3ff));
+        } else {
+            bad += back != h;
+        }
+    }
+    CHECK(bad == 0, "fp16 round trip: %d of 65536 halves changed", bad);
+    /* ties round to even: 1 + 2^-11 lies halfway between 1 and 1 + 2^-10 */
+    CHECK(cq_fp32_to_fp16(1.0f + 0x1p-11f) == 0x3c00, "fp16 tie to even (down)");
+    CHECK(cq_fp32_to_fp16(1.0f + 3 * 0x1p-11f) == 0x3c02, "fp16 tie to even (up)");
+    CHECK(cq_fp32_to_fp16(65520.0f) == 0x7c00, "fp16 overflow to inf");
+    CHECK(cq_fp32_to_fp16(65519.0f) == 0x7bff, "fp16 largest finite");
+    CHECK(cq_fp32_to_fp16(0x1p-24f) == 0x0001, "fp16 smallest subnormal");
+    CHECK(cq_fp32_to_fp16(0x1p-25f) == 0x0000, "fp16 half of the smallest subnormal ties to zero");
+    CHECK(cq_fp32_to_fp16(0x1.8p-25f) == 0x0001, "fp16 above half of the smallest subnormal");
+    CHECK(cq_fp32_to_bf16(1.0f + 0x1p-8f) == 0x3f80, "bf16 tie to even");
+    CHECK(cq_bf16_to_fp32(0x3f80) == 1.0f, "bf16 widen");
+}
+
+/* Quantize → dequantize error stays within the type's step bound in each block. */
+static void test_quant_roundtrip(void) {
+    const int types[] = {CQ_TYPE_Q8_0, CQ_TYPE_Q4_0};
+    const int64_t n = 32 * 64;
+    float *x = xmalloc(n * 4), *y = xmalloc(n * 4);
+    uint8_t *q = xmalloc(cq_row_bytes(CQ_TYPE_Q8_0, n));
+    for (size_t t = 0; t < sizeof types / sizeof *types; t++) {
+        for (int64_t i = 0; i < n; i++) x[i] = rnd_normalish() * (float)(1 + (i / 32) % 7);
+        CHECK(cq_quantize_row(types[t], x, q, n) == CQ_OK, "quantize %s", cq_type_get(types[t])->name);
+        CHECK(cq_dequantize_row(types[t], q, y, n) == CQ_OK, "dequantize");
+        int bad = 0;
+        for (int64_t b = 0; b < n / 32; b++) {
+            float amax = 0;
+            for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[b * 32 + j]));
+            /* Q8_0: half a step; Q4_0: codes span [-8, 7], so the side opposite the extreme clips by up to a
+             * whole step. Both: the fp16 scale's rounding (2^-11 relative) times the largest code. */
+            const float bound = types[t] == CQ_TYPE_Q8_0 ? amax / 127 * 0.5f + amax * 0x1p-11f
+                                                         : amax / 8 + amax * 0x1p-11f;
+            for (int j = 0; j < 32; j++) bad += fabsf(x[b * 32 + j] - y[b * 32 + j]) > bound * 1.0001f + 1e-7f;
+        }
+        CHECK(bad == 0, "%s round trip: %d values off by more than half a step", cq_type_get(types[t])->name, bad);
+    }
+    CHECK(cq_quantize_row(CQ_TYPE_Q8_0, x, q, 31) == CQ_ERR_BAD_SHAPE, "row not a multiple of 32 rejected");
+    CHECK(cq_quantize_row(CQ_TYPE_Q4_K, x, q, 256) == CQ_ERR_UNSUPPORTED_TYPE, "no quantizer for q4_K");
+    CHECK(cq_dequantize_row(5, q, y, 32) == CQ_ERR_UNSUPPORTED_TYPE, "unknown type id rejected");
+    CHECK(cq_type_get(99) == NULL && cq_type_get(-1) == NULL, "type ids out of range");
+    CHECK(cq_row_bytes(CQ_TYPE_Q4_0, 64) == 36 && cq_row_bytes(CQ_TYPE_Q6_K, 512) == 420, "row bytes");
+    free(x);
+    free(y);
+    free(q);
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Activation quantization: every kernel's code gives the scalar bytes exactly.                            */
+static void test_activation_quantization(cq_kernel kernel) {
+    const int64_t m = 5, k = 32 * 41;
+    float *x = xmalloc(m * k * 4);
+    for (int64_t i = 0; i < m * k; i++) x[i] = rnd_normalish() * 3.0f;
+    for (int j = 0; j < 32; j++) x[32 + j] = 0.0f;                   /* an all-zero block */
+    for (int j = 0; j < 32; j++) x[64 + j] = (float)(j - 16) * 0.5f; /* exact .5 ties */
+    for (int j = 0; j < 32; j++) x[96 + j] = 1e-38f * (float)(j - 7);  /* tiny values */
+    cq_block_q8x *a = xmalloc(m * k / 32 * sizeof *a), *b = xmalloc(m * k / 32 * sizeof *b);
+    CHECK(cq_quantize_activations(CQ_KERNEL_SCALAR, x, m, k, k, a) == CQ_OK, "scalar activation quantization");
+    CHECK(cq_quantize_activations(kernel, x, m, k, k, b) == CQ_OK, "%s activation quantization", cq_kernel_name(kernel));
+    int bad = 0;
+    for (int64_t i = 0; i < m * k / 32; i++)
+        bad += a[i].d != b[i].d || a[i].sum != b[i].sum || memcmp(a[i].q, b[i].q, 32) != 0;
+    CHECK(bad == 0, "%s activation blocks differ from scalar in %d blocks", cq_kernel_name(kernel), bad);
+    int range = 0;
+    for (int64_t i = 0; i < m * k / 32; i++)
+        for (int j = 0; j < 32; j++) range += a[i].q[j] < -127;
+    CHECK(range == 0, "activations stay in [-127, 127]");
+    free(x);
+    free(a);
+    free(b);
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* GEMM against the scalar reference                                                                       */
+
+typedef struct {
+    int type;
+    int64_t n, k;
+    void *w;       /* file layout, n rows */
+    float *wdeq;   /* dequantized, n × k */
+} weights;
+
+static weights make_weights(int type, int64_t n, int64_t k, int exact) {
+    weights w = {type, n, k, NULL, NULL};
+    const size_t row = cq_row_bytes(type, k);
+    w.w = xmalloc(row * n);
+    w.wdeq = xmalloc(n * k * 4);
+    float *tmp = xmalloc(k * 4);
+    for (int64_t r = 0; r < n; r++) {
+        uint8_t *dst = (uint8_t *)w.w + r * row;
+        if (exact && (type == CQ_TYPE_Q8_0 || type == CQ_TYPE_Q4_0)) {
+            /* power-of-two scales and random codes: every product below is exact */
+            const size_t bb = cq_type_get(type)->block_bytes;
+            for (int64_t b = 0; b < k / 32; b++) {
+                uint8_t *blk = dst + b * bb;
+                const uint16_t d = cq_fp32_to_fp16(ldexpf(1.0f, -(int)(rnd_u32() % 3)));
+                memcpy(blk, &d, 2);
+                for (size_t j = 2; j < bb; j++) blk[j] = (uint8_t)rnd_u32();
+                if (type == CQ_TYPE_Q8_0)
+                    for (size_t j = 2; j < bb; j++)
+                        if (blk[j] == 0x80) blk[j] = 0x81; /* keep codes in [-127, 127], as ggml writes them */
+            }
+        } else {
+            for (int64_t i = 0; i < k; i++) tmp[i] = rnd_normalish() * 0.5f;
+            if (cq_quantize_row(type, tmp, dst, k) != CQ_OK) {
+                printf("cannot make %s weights\n", cq_type_get(type)->name);
+                exit(2);
+            }
+        }
+        cq_dequantize_row(type, dst, w.wdeq + r * k, k);
+    }
+    free(tmp);
+    return w;
+}
+
+static void free_weights(weights *w) {
+    free(w->w);
+    free(w->wdeq);
+}
+
+/* Activations; with `exact`, every 32-block holds integers·2^e with one ±127, so quantization is exact. */
+static void make_x(float *x, int64_t m, int64_t k, int exact) {
+    for (int64_t r = 0; r < m; r++)
+        for (int64_t b = 0; b < k / 32 || (b == 0 && k < 32); b++) {
+            const int64_t len = k < 32 ? k : 32;
+            float *blk = x + r * k + b * 32;
+            if (exact) {
+                const float s = ldexpf(1.0f, -(int)(rnd_u32() % 3));
+                for (int j = 0; j < len; j++) blk[j] = (float)((int)(rnd_u32() % 255) - 127) * s;
+                blk[rnd_u32() % len] = (rnd_u32() & 1 ? 127.0f : -127.0f) * s;
+            } else {
+                for (int j = 0; j < len; j++) blk[j] = rnd_normalish();
+            }
+        }
+    if (!exact)
+        for (int64_t i = (k / 32) * 32; i < k; i++)
+            for (int64_t r = 0; r < m; r++) x[r * k + i] = rnd_normalish();
+}
+
+/* Σ|x·w| over k: the scale the tolerance is measured against (dequantized activations for quantized W). */
+static double magnitude(const float *x, const float *w, int64_t k) {
+    double s = 0;
+    for (int64_t i = 0; i < k; i++) s += fabs((double)x[i] * w[i]);
+    return s;
+}
+
+static int run_gemm(int type, cq_kernel kernel, const weights *w, const float *x, int64_t m, const float *bias,
+                    float *y) {
+    cq_matrix *mat = NULL;
+    cq_status st = cq_matrix_pack(type, w->w, w->n, w->k, 0, kernel, &mat);
+    if (st != CQ_OK) {
+        printf("pack %s for %s: %s\n", cq_type_get(type)->name, cq_kernel_name(kernel), cq_status_string(st));
+        return 0;
+    }
+    const size_t ws_bytes = cq_gemm_workspace_bytes(mat, m);
+    void *ws = ws_bytes ? xmalloc(ws_bytes) : NULL;
+    st = cq_gemm(mat, x, m, w->k, bias, y, w->n, ws);
+    free(ws);
+    cq_matrix_free(mat);
+    if (st != CQ_OK) printf("gemm: %s\n", cq_status_string(st));
+    return st == CQ_OK;
+}
+
+static void compare_gemm(int type, cq_kernel kernel, int64_t m, int64_t n, int64_t k, int exact) {
+    weights w = make_weights(type, n, k, exact);
+    float *x = xmalloc(m * k * 4), *ref = xmalloc(m * n * 4), *got = xmalloc(m * n * 4), *bias = xmalloc(n * 4);
+    make_x(x, m, k, exact);
+    for (int64_t i = 0; i < n; i++) bias[i] = exact ? 0.0f : rnd_uniform();
+    /* NaN canaries: a kernel that skips a store is caught */
+    for (int64_t i = 0; i < m * n; i++) ref[i] = got[i] = NAN;
+    const int ok = run_gemm(type, CQ_KERNEL_SCALAR, &w, x, m, exact ? NULL : bias, ref) &&
+                   run_gemm(type, kernel, &w, x, m, exact ? NULL : bias, got);
+    CHECK(ok, "%s/%s gemm ran", cq_type_get(type)->name, cq_kernel_name(kernel));
+    if (!ok) goto done;
+
+    /* dequantized activations, for the tolerance scale */
+    float *xd = xmalloc(m * k * 4);
+    const int quantized = type == CQ_TYPE_Q8_0 || type == CQ_TYPE_Q4_0;
+    if (quantized) {
+        cq_block_q8x *xq = xmalloc(m * (k / 32) * sizeof *xq);
+        cq_quantize_activations(CQ_KERNEL_SCALAR, x, m, k, k, xq);
+        for (int64_t i = 0; i < m * (k / 32); i++)
+            for (int j = 0; j < 32; j++) xd[i * 32 + j] = xq[i].d * xq[i].q[j];
+        free(xq);
+    } else {
+        memcpy(xd, x, m * k * 4);
+    }
+    int bad = 0, nonfinite = 0;
+    double worst = 0;
+    for (int64_t r = 0; r < m; r++)
+        for (int64_t c = 0; c < n; c++) {
+            const float a = ref[r * n + c], b = got[r * n + c];
+            if (!isfinite(a) || !isfinite(b)) {
+                nonfinite++;
+                continue;
+            }
+            if (exact) {
+                bad += a != b;
+            } else {
+                const double tol = 1e-5 * magnitude(xd + r * k, w.wdeq + c * k, k) + 1e-6;
+                const double err = fabs((double)a - b);
+                if (err / tol > worst) worst = err / tol;
+                bad += err > tol;
+            }
+        }
+    CHECK(nonfinite == 0, "%s/%s m=%lld n=%lld k=%lld: %d non-finite outputs", cq_type_get(type)->name,
+          cq_kernel_name(kernel), (long long)m, (long long)n, (long long)k, nonfinite);
+    CHECK(bad == 0, "%s/%s m=%lld n=%lld k=%lld%s: %d of %lld outputs outside tolerance (worst %.2f× tol)",
+          cq_type_get(type)->name, cq_kernel_name(kernel), (long long)m, (long long)n, (long long)k,
+          exact ? " exact" : "", bad, (long long)(m * n), worst);
+
+    /* the reference itself against a double-precision sum of dequantized products */
+    if (kernel == CQ_KERNEL_SCALAR || m <= 3) {
+        int bad_ref = 0;
+        for (int64_t r = 0; r < m; r++)
+            for (int64_t c = 0; c < n; c++) {
+                double s = exact ? 0.0 : bias[c];
+                for (int64_t i = 0; i < k; i++) s += (double)xd[r * k + i] * w.wdeq[c * k + i];
+                const double tol = 1e-5 * magnitude(xd + r * k, w.wdeq + c * k, k) + 1e-6;
+                bad_ref += fabs(s - ref[r * n + c]) > tol;
+            }
+        CHECK(bad_ref == 0, "%s scalar reference vs double sum: %d outputs off", cq_type_get(type)->name, bad_ref);
+    }
+    free(xd);
+done:
+    free(x);
+    free(ref);
+    free(got);
+    free(bias);
+    free_weights(&w);
+}
+
+static void test_gemm_shapes(cq_kernel kernel) {
+    const int types[] = {CQ_TYPE_Q8_0, CQ_TYPE_Q4_0, CQ_TYPE_F32, CQ_TYPE_F16, CQ_TYPE_BF16};
+    const int64_t ms_full[] = {1, 2, 3, 7, 64, 129};
+    const int64_t ms_quick[] = {1, 2, 3, 7, 9};
+    const int64_t ns[] = {1, 5, 8, 13, 67};
+    const int64_t ks_full[] = {32, 64, 96, 320, 1024, 4096, 4160};
+    const int64_t ks_quick[] = {32, 96, 320, 4160};
+    const int64_t *ms = g_quick ? ms_quick : ms_full;
+    const int64_t *ks = g_quick ? ks_quick : ks_full;
+    const int nm = g_quick ? 5 : 6, nk = g_quick ? 4 : 7;
+    for (size_t t = 0; t < sizeof types / sizeof *types; t++)
+        for (int a = 0; a < nm; a++)
+            for (int c = 0; c < nk; c++) {
+                const int64_t n = ns[(a + c) % 5];
+                /* keep the big-K × big-M corner affordable for the scalar reference */
+                if (ks[c] >= 4096 && ms[a] > 7) continue;
+                compare_gemm(types[t], kernel, ms[a], n, ks[c], 0);
+            }
+    /* big K and big M once each per type, and the exact (integer) check */
+    for (size_t t = 0; t < sizeof types / sizeof *types; t++) {
+        compare_gemm(types[t], kernel, g_quick ? 9 : 64, 13, 4096, 0);
+        if (types[t] == CQ_TYPE_Q8_0 || types[t] == CQ_TYPE_Q4_0) {
+            compare_gemm(types[t], kernel, 7, 21, 1024, 1);
+            compare_gemm(types[t], kernel, 1, 67, 512, 1);
+        }
+    }
+    /* F32 weights take any K, not only multiples of 32 */
+    compare_gemm(CQ_TYPE_F32, kernel, 5, 11, 7, 0);
+    compare_gemm(CQ_TYPE_F32, kernel, 3, 9, 61, 0);
+}
+
+/* Zeros, ±large values and tiny scales: finite results, zero rows give exactly the bias. */
+static void test_extremes(cq_kernel kernel) {
+    const int types[] = {CQ_TYPE_Q8_0, CQ_TYPE_Q4_0};
+    const int64_t m = 6, n = 16, k = 128;
+    for (size_t t = 0; t < 2; t++) {
+        weights w = make_weights(types[t], n, k, 0);
+        float *x = xmalloc(m * k * 4), *y = xmalloc(m * n * 4), *bias = xmalloc(n * 4);
+        for (int64_t i = 0; i < n; i++) bias[i] = (float)i - 3.5f;
+        for (int64_t i = 0; i < k; i++) {
+            x[0 * k + i] = 0.0f;
+            x[1 * k + i] = (i % 2 ? 1e30f : -1e30f) * (0.5f + 0.5f * rnd_uniform());
+            x[2 * k + i] = 1e-38f * rnd_uniform(); /* subnormal-range scale */
+            x[3 * k + i] = i == 5 ? 3e38f : 0.0f;
+            x[4 * k + i] = (float)(i % 3) * 1e-30f;
+            x[5 * k + i] = i % 32 == 0 ? -1.0f : 1e-7f;
+        }
+        const int ok = run_gemm(types[t], kernel, &w, x, m, bias, y);
+        CHECK(ok, "extremes ran");
+        int nonfinite = 0, zero_row = 0;
+        for (int64_t i = 0; i < n; i++) {
+            for (int64_t r = 0; r < m; r++)
+                if (r != 3) nonfinite += !isfinite(y[r * n + i]);
+            zero_row += y[i] != bias[i];
+        }
+        CHECK(nonfinite == 0, "%s/%s extremes: %d non-finite outputs", cq_type_get(types[t])->name,
+              cq_kernel_name(kernel), nonfinite);
+        CHECK(zero_row == 0, "%s/%s: a zero row must give exactly the bias", cq_type_get(types[t])->name,
+              cq_kernel_name(kernel));
+        /* 3e38 · a weight can legitimately overflow; a NaN from a single finite input cannot */
+        int nan3 = 0;
+        for (int64_t i = 0; i < n; i++) nan3 += isnan(y[3 * n + i]);
+        CHECK(nan3 == 0, "%s/%s: finite huge input produced NaN", cq_type_get(types[t])->name, cq_kernel_name(kernel));
+        free(x);
+        free(y);
+        free(bias);
+        free_weights(&w);
+    }
+}
+
+/* Results do not depend on the thread count (tiles are independent). */
+static void test_threads_deterministic(cq_kernel kernel) {
+    const int64_t m = 37, n = 45, k = 256;
+    weights w = make_weights(CQ_TYPE_Q4_0, n, k, 0);
+    float *x = xmalloc(m * k * 4), *a = xmalloc(m * n * 4), *b = xmalloc(m * n * 4);
+    make_x(x, m, k, 0);
+    const int saved = cq_get_threads();
+    cq_set_threads(1);
+    run_gemm(CQ_TYPE_Q4_0, kernel, &w, x, m, NULL, a);
+    cq_set_threads(3);
+    run_gemm(CQ_TYPE_Q4_0, kernel, &w, x, m, NULL, b);
+    cq_set_threads(saved);
+    CHECK(memcmp(a, b, m * n * 4) == 0, "%s: 1 thread and 3 threads give different bits", cq_kernel_name(kernel));
+    free(x);
+    free(a);
+    free(b);
+    free_weights(&w);
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
+static void naive_sgemm(int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda, const float *b,
+                        int64_t ldb, int bt, float beta, float *c, int64_t ldc) {
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            double s = 0;
+            for (int64_t p = 0; p < k; p++) s += (double)a[i * lda + p] * (bt ? b[j * ldb + p] : b[p * ldb + j]);
+            c[i * ldc + j] = (float)(alpha * s + (beta == 0 ? 0.0 : beta * c[i * ldc + j]));
+        }
+}
+
+static void test_sgemm(cq_kernel kernel) {
+    if (cq_kernel_set_default(kernel) != CQ_OK) return;
+    const int64_t shapes[][3] = {{1, 1, 1}, {3, 5, 7}, {17, 9, 64}, {64, 577, 64}, {129, 64, 577}, {7, 33, 300}};
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
+        for (int bt = 0; bt < 2; bt++) {
+            const int64_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+            const int64_t lda = k + 3, ldb = (bt ? k : n) + 1, ldc = n + 2;
+            float *a = xmalloc(m * lda * 4), *b = xmalloc((bt ? n : k) * ldb * 4);
+            float *c = xmalloc(m * ldc * 4), *r = xmalloc(m * ldc * 4);
+            for (int64_t i = 0; i < m * lda; i++) a[i] = rnd_normalish();
+            for (int64_t i = 0; i < (bt ? n : k) * ldb; i++) b[i] = rnd_normalish();
+            const float beta = s % 2 ? 0.5f : 0.0f;
+            for (int64_t i = 0; i < m * ldc; i++) c[i] = r[i] = beta == 0 ? NAN : rnd_uniform();
+            naive_sgemm(m, n, k, 0.125f, a, lda, b, ldb, bt, beta, r, ldc);
+            CHECK(cq_sgemm(m, n, k, 0.125f, a, lda, b, ldb, bt, beta, c, ldc, NULL) == CQ_OK, "sgemm ran");
+            int bad = 0;
+            for (int64_t i = 0; i < m; i++)
+                for (int64_t j = 0; j < n; j++) {
+                    double mag = 0;
+                    for (int64_t p = 0; p < k; p++) mag += fabs((double)a[i * lda + p] * (bt ? b[j * ldb + p] : b[p * ldb + j]));
+                    const double tol = 1e-5 * (0.125 * mag + fabs(beta)) + 1e-6;
+                    bad += !(fabs((double)c[i * ldc + j] - r[i * ldc + j]) <= tol);
+                }
+            CHECK(bad == 0, "sgemm/%s m=%lld n=%lld k=%lld bt=%d: %d outputs off", cq_kernel_name(kernel),
+                  (long long)m, (long long)n, (long long)k, bt, bad);
+            free(a);
+            free(b);
+            free(c);
+            free(r);
+        }
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
+static void test_api_errors(void) {
+    cq_matrix *mat = (cq_matrix *)0x1;
+    float w[64] = {0};
+    CHECK(cq_matrix_pack(CQ_TYPE_Q8_0, w, 1, 31, 0, CQ_KERNEL_SCALAR, &mat) == CQ_ERR_BAD_SHAPE && mat == NULL,
+          "pack rejects K %% 32 != 0");
+    CHECK(cq_matrix_pack(CQ_TYPE_Q6_K, w, 1, 256, 0, CQ_KERNEL_SCALAR, &mat) == CQ_ERR_UNSUPPORTED_TYPE,
+          "pack rejects types without kernels");
+    CHECK(cq_matrix_pack(CQ_TYPE_F32, NULL, 1, 8, 0, CQ_KERNEL_SCALAR, &mat) == CQ_ERR_INVALID_ARGUMENT,
+          "pack rejects NULL");
+    CHECK(cq_matrix_pack(CQ_TYPE_F32, w, 2, 8, 4, CQ_KERNEL_SCALAR, &mat) == CQ_ERR_INVALID_ARGUMENT,
+          "pack rejects a row stride shorter than a row");
+    CHECK(cq_matrix_pack(CQ_TYPE_F32, w, 1, 8, 0, (cq_kernel)99, &mat) == CQ_ERR_UNSUPPORTED_KERNEL,
+          "pack rejects unknown kernels");
+    CHECK(cq_kernel_parse("dotprod") == CQ_KERNEL_DOTPROD && cq_kernel_parse("nope") == -1, "kernel names");
+    CHECK(cq_gemm(NULL, w, 1, 8, NULL, w, 8, NULL) == CQ_ERR_INVALID_ARGUMENT, "gemm rejects NULL matrix");
+    CHECK(cq_sgemm(2, 2, 2, 1, w, 1, w, 2, 0, 0, w, 2, NULL) == CQ_ERR_INVALID_ARGUMENT, "sgemm rejects lda < k");
+}
+
+int main(void) {
+    g_quick = getenv("CQ_TEST_QUICK") && atoi(getenv("CQ_TEST_QUICK")) != 0;
+    const cq_kernel best = cq_kernel_best();
+    printf("cquant tests: best kernel %s, default %s, %d threads, openmp %s\n", cq_kernel_name(best),
+           cq_kernel_name(cq_kernel_default()), cq_get_threads(), cq_has_openmp() ? "yes" : "no");
+    const char *expect = getenv("CQ_EXPECT_KERNEL");
+    if (expect && *expect)
+        CHECK(cq_kernel_parse(expect) == (int)best, "expected kernel %s, CPU detection chose %s", expect,
+              cq_kernel_name(best));
+
+    test_fp16();
+    test_quant_roundtrip();
+    test_api_errors();
+    for (int kk = 0; kk < CQ_KERNEL_COUNT; kk++) {
+        const cq_kernel kernel = (cq_kernel)kk;
+        if (!cq_kernel_supported(kernel)) continue;
+        printf("-- kernel %s\n", cq_kernel_name(kernel));
+        test_activation_quantization(kernel);
+        test_gemm_shapes(kernel);
+        test_extremes(kernel);
+        test_threads_deterministic(kernel);
+        test_sgemm(kernel);
+    }
+    printf("%d passed, %d failed\n", g_passed, g_failed);
+    return g_failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Builds CQuant with its C test driver outside SwiftPM and runs it.
+#
+#   tools/ctest.sh native     host compiler, every kernel this CPU supports vs the scalar reference
+#   tools/ctest.sh sanitize   the same under AddressSanitizer + UndefinedBehaviorSanitizer (quick shapes)
+#   tools/ctest.sh arm        cross-compiles for AArch64 and runs under qemu-aarch64-static three times:
+#                             -cpu cortex-a72 (expects neon), neoverse-n1 (dotprod), max (i8mm)
+#   tools/ctest.sh all        the three above
+#
+# Needs: gcc; for arm, Debian's gcc-aarch64-linux-gnu libc6-dev-arm64-cross libgomp1-arm64-cross qemu-user-static.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${CQ_BUILD_DIR:-build-c}
+mkdir -p "$out"
+
+sources=$(find CQuant -name "*.c" | sort)
+common=(-std=c11 -ffp-contract=off -fopenmp -Wall -Wextra -Werror=implicit-function-declaration -ICQuant/include -ICQuant)
+
+native() {
+    local cc=${CC:-gcc}
+    echo "== CQuant tests, native ($cc)"
+    # shellcheck disable=SC2086
+    "$cc" "${common[@]}" -O2 -g $sources Tests/ckernels/test_kernels.c -o "$out/test_kernels" -lm
+    "$out/test_kernels"
+}
+
+sanitize() {
+    local cc=${CC:-gcc}
+    echo "== CQuant tests, ASan + UBSan ($cc)"
+    # shellcheck disable=SC2086
+    "$cc" "${common[@]}" -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \
+        $sources Tests/ckernels/test_kernels.c -o "$out/test_kernels_san" -lm
+    CQ_TEST_QUICK=1 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 "$out/test_kernels_san"
+}
+
+arm() {
+    local cc=${ARM_CC:-aarch64-linux-gnu-gcc}
+    command -v "$cc" >/dev/null || { echo "missing $cc: apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross libgomp1-arm64-cross"; exit 1; }
+    command -v qemu-aarch64-static >/dev/null || { echo "missing qemu-aarch64-static: apt-get install qemu-user-static"; exit 1; }
+    echo "== CQuant tests, AArch64 cross build ($cc)"
+    # The baseline is plain Armv8-A (Cortex-A72, Raspberry Pi 4); dotprod and i8mm code is enabled per function
+    # and chosen at run time, exactly as on a real board. Static, so qemu needs no sysroot.
+    # shellcheck disable=SC2086
+    "$cc" "${common[@]}" -O2 -march=armv8-a -static $sources Tests/ckernels/test_kernels.c -o "$out/test_kernels_arm64" -lm
+    local cpu expect
+    for pair in cortex-a72:neon neoverse-n1:dotprod max:i8mm; do
+        cpu=${pair%%:*}
+        expect=${pair##*:}
+        echo "== qemu-aarch64-static -cpu $cpu (expects $expect)"
+        CQ_TEST_QUICK=1 CQ_EXPECT_KERNEL=$expect VZQ_THREADS=2 qemu-aarch64-static -cpu "$cpu" "$out/test_kernels_arm64"
+    done
+}
+
+case "${1:-native}" in
+    native) native ;;
+    sanitize) sanitize ;;
+    arm) arm ;;
+    all) native; sanitize; arm ;;
+    *) echo "usage: $0 native|sanitize|arm|all"; exit 2 ;;
+esac

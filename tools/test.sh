@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs every test vzquant has: the C kernel tests (native, ASan+UBSan, AArch64 under qemu for three CPU
+# models) and the Swift test suite. Needs what `tools/setup.sh --dev` installs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+tools/ctest.sh native
+tools/ctest.sh sanitize
+if [ "$(uname -m)" = "x86_64" ]; then
+    tools/ctest.sh arm
+fi
+swift build --build-tests
+# XCTest only: the suite has no swift-testing tests, and its empty summary would be the last line.
+swift test --skip-build --disable-swift-testing

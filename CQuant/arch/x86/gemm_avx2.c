@@ -1,0 +1,252 @@
+/*
+ * gemm_avx2.c — x86-64 AVX2 + FMA + F16C micro-kernels.
+ *
+ * The package is compiled for baseline x86-64; every function here carries its own target attribute and is
+ * chosen at run time (cpu.c). Nothing here opens an OpenMP region.
+ *
+ * Numerics follow arch/scalar/gemm_scalar.c bit for bit:
+ *   - activation blocks: the same d, id, round-half-even, clamp and sum;
+ *   - quantized tiles: the same integer dot product per (column, k-block), then
+ *     acc = fma(float(isum), dx·dw, acc) block after block — only vectorised across the 8 columns;
+ *   - float tiles: acc = fma(x[k], w[k], acc) for k in order, vectorised across the 8 columns.
+ *
+ * Q8_0 group (8 columns × 8 k-values, 64 bytes) = two registers of 4 columns × 8 bytes. Each is multiplied
+ * against the activation's 8 bytes broadcast to all four 64-bit lanes with the sign trick
+ * maddubs(|w|, sign(x, w)) (|w| computed once and shared by every row), widened with madd(·, 1) to i32
+ * lanes [c0 c0 c1 c1 | c2 c2 c3 c3], summed over the 4 groups, and one hadd of the two halves gives
+ * [c0 c1 c4 c5 | c2 c3 c6 c7]. The block scales are permuted the same way once per block, and the fp32
+ * accumulators are put back into column order only when stored.
+ *
+ * Q4_0 group = one register: low nibbles are columns 0..3, high nibbles columns 4..7, codes 0..15 unsigned,
+ * so maddubs(code, x) needs no sign trick; its int16 pair sums (≤ 2·15·127) can even be added over the 4
+ * groups of a block (≤ 15240) before one madd widens them. The −8 offset is subtracted per block as 8·Σx.
+ */
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+
+#include "../../internal.h"
+
+#if CQ_ARCH_X86
+
+#include <immintrin.h>
+#include <string.h>
+
+#define CQ_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define CQ_AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma,f16c")))
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Activation quantization                                                                                 */
+/* ------------------------------------------------------------------------------------------------------ */
+
+CQ_AVX2 void cq_quantize_x_avx2(const float *x, int64_t k, cq_block_q8x *out) {
+    const __m256 sign_bit = _mm256_set1_ps(-0.0f);
+    const __m256 lim_hi = _mm256_set1_ps(127.0f), lim_lo = _mm256_set1_ps(-127.0f);
+    const __m256i unscramble = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int64_t b = 0; b < k / CQ_QBLOCK; b++, x += CQ_QBLOCK, out++) {
+        __m256 v[4];
+        for (int i = 0; i < 4; i++) v[i] = _mm256_loadu_ps(x + 8 * i);
+        /* max(|x|, m): a NaN |x| leaves m unchanged (maxps returns its second operand), as fmaxf ignores NaN */
+        __m256 m = _mm256_setzero_ps();
+        for (int i = 0; i < 4; i++) m = _mm256_max_ps(_mm256_andnot_ps(sign_bit, v[i]), m);
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float amax = _mm_cvtss_f32(m4);
+        float d = amax / 127.0f;
+        if (d < CQ_MIN_ACT_SCALE) d = 0.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        const __m256 vid = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int i = 0; i < 4; i++) {
+            __m256 r = _mm256_round_ps(_mm256_mul_ps(v[i], vid), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            r = _mm256_and_ps(r, _mm256_cmp_ps(r, r, _CMP_ORD_Q)); /* NaN → 0 */
+            r = _mm256_min_ps(_mm256_max_ps(r, lim_lo), lim_hi);
+            q[i] = _mm256_cvtps_epi32(r);
+        }
+        /* sum of the 32 codes */
+        __m256i s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(1, 0, 3, 2)));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(2, 3, 0, 1)));
+        /* i32 → i8: the packs interleave 128-bit lanes; one dword permute restores the order */
+        const __m256i w01 = _mm256_packs_epi32(q[0], q[1]), w23 = _mm256_packs_epi32(q[2], q[3]);
+        const __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(w01, w23), unscramble);
+        _mm256_storeu_si256((__m256i *)out->q, bytes);
+        out->d = d;
+        out->sum = _mm_cvtsi128_si32(s4);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Shared pieces                                                                                           */
+/* ------------------------------------------------------------------------------------------------------ */
+
+/* [c0 c1 c2 c3 c4 c5 c6 c7] ↔ [c0 c1 c4 c5 c2 c3 c6 c7] (the hadd order); the permutation is its own inverse. */
+CQ_AVX2_INLINE __m256i hadd_order(void) { return _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7); }
+
+CQ_AVX2_INLINE __m256i bcast_q8(const int8_t *q) {
+    int64_t v;
+    memcpy(&v, q, 8);
+    return _mm256_set1_epi64x(v);
+}
+
+CQ_AVX2_INLINE __m256 load_bias(const cq_tile *t) {
+    if (!t->bias) return _mm256_setzero_ps();
+    if (t->cols == CQ_PANEL_COLS) return _mm256_loadu_ps(t->bias);
+    float b[CQ_PANEL_COLS] = {0};
+    for (int c = 0; c < t->cols; c++) b[c] = t->bias[c];
+    return _mm256_loadu_ps(b);
+}
+
+/* Stores row r (natural column order), adding the bias when there is one (acc + bias, as the reference). */
+CQ_AVX2_INLINE void store_row(const cq_tile *t, int r, __m256 v, __m256 bias) {
+    if (t->bias) v = _mm256_add_ps(v, bias);
+    float *y = t->y + (int64_t)r * t->ldy;
+    if (t->cols == CQ_PANEL_COLS) {
+        _mm256_storeu_ps(y, v);
+    } else {
+        float tmp[CQ_PANEL_COLS];
+        _mm256_storeu_ps(tmp, v);
+        for (int c = 0; c < t->cols; c++) y[c] = tmp[c];
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Q8_0                                                                                                    */
+/* ------------------------------------------------------------------------------------------------------ */
+
+CQ_AVX2_INLINE void q8_0_rows(const cq_tile *t, const int R) {
+    const int64_t nb = t->k / CQ_QBLOCK;
+    const cq_block_q8x *xr[CQ_TILE_ROWS];
+    for (int r = 0; r < R; r++) xr[r] = (const cq_block_q8x *)t->x + (int64_t)r * t->x_stride;
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i order = hadd_order();
+    __m256 acc[CQ_TILE_ROWS];
+    for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+    const uint8_t *blk = t->panel;
+    for (int64_t b = 0; b < nb; b++, blk += CQ_Q8_0_PANEL_BLOCK_BYTES) {
+        __m256i lo[CQ_TILE_ROWS], hi[CQ_TILE_ROWS]; /* i32 [c0 c0 c1 c1 | c2 c2 c3 c3], same for c4..c7 */
+        for (int g = 0; g < 4; g++) {
+            const __m256i w0 = _mm256_loadu_si256((const __m256i *)(blk + 16 + 64 * g));
+            const __m256i w1 = _mm256_loadu_si256((const __m256i *)(blk + 48 + 64 * g));
+            const __m256i u0 = _mm256_abs_epi8(w0), u1 = _mm256_abs_epi8(w1);
+            for (int r = 0; r < R; r++) {
+                const __m256i xb = bcast_q8(xr[r][b].q + 8 * g);
+                const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(u0, _mm256_sign_epi8(xb, w0)), ones);
+                const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(u1, _mm256_sign_epi8(xb, w1)), ones);
+                lo[r] = g ? _mm256_add_epi32(lo[r], p0) : p0;
+                hi[r] = g ? _mm256_add_epi32(hi[r], p1) : p1;
+            }
+        }
+        const __m256 dw = _mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk)), order);
+        for (int r = 0; r < R; r++) {
+            const __m256 s = _mm256_mul_ps(dw, _mm256_set1_ps(xr[r][b].d));
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_hadd_epi32(lo[r], hi[r])), s, acc[r]);
+        }
+    }
+    const __m256 bias = load_bias(t);
+    for (int r = 0; r < R; r++) store_row(t, r, _mm256_permutevar8x32_ps(acc[r], order), bias);
+}
+
+CQ_AVX2 void cq_tile_q8_0_avx2(const cq_tile *t) {
+    switch (t->rows) {
+    case 1: q8_0_rows(t, 1); break;
+    case 2: q8_0_rows(t, 2); break;
+    case 3: q8_0_rows(t, 3); break;
+    default: q8_0_rows(t, 4); break;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Q4_0                                                                                                    */
+/* ------------------------------------------------------------------------------------------------------ */
+
+CQ_AVX2_INLINE void q4_0_rows(const cq_tile *t, const int R) {
+    const int64_t nb = t->k / CQ_QBLOCK;
+    const cq_block_q8x *xr[CQ_TILE_ROWS];
+    for (int r = 0; r < R; r++) xr[r] = (const cq_block_q8x *)t->x + (int64_t)r * t->x_stride;
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i nib = _mm256_set1_epi8(15);
+    const __m256i order = hadd_order();
+    __m256 acc[CQ_TILE_ROWS];
+    for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+    const uint8_t *blk = t->panel;
+    for (int64_t b = 0; b < nb; b++, blk += CQ_Q4_0_PANEL_BLOCK_BYTES) {
+        __m256i lo[CQ_TILE_ROWS], hi[CQ_TILE_ROWS]; /* i16 pair sums over the block, columns 0..3 and 4..7 */
+        for (int g = 0; g < 4; g++) {
+            const __m256i w = _mm256_loadu_si256((const __m256i *)(blk + 16 + 32 * g));
+            const __m256i c0 = _mm256_and_si256(w, nib);
+            const __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(w, 4), nib);
+            for (int r = 0; r < R; r++) {
+                const __m256i xb = bcast_q8(xr[r][b].q + 8 * g);
+                const __m256i p0 = _mm256_maddubs_epi16(c0, xb);
+                const __m256i p1 = _mm256_maddubs_epi16(c1, xb);
+                lo[r] = g ? _mm256_add_epi16(lo[r], p0) : p0;
+                hi[r] = g ? _mm256_add_epi16(hi[r], p1) : p1;
+            }
+        }
+        const __m256 dw = _mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk)), order);
+        for (int r = 0; r < R; r++) {
+            __m256i isum = _mm256_hadd_epi32(_mm256_madd_epi16(lo[r], ones), _mm256_madd_epi16(hi[r], ones));
+            isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(8 * xr[r][b].sum));
+            const __m256 s = _mm256_mul_ps(dw, _mm256_set1_ps(xr[r][b].d));
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), s, acc[r]);
+        }
+    }
+    const __m256 bias = load_bias(t);
+    for (int r = 0; r < R; r++) store_row(t, r, _mm256_permutevar8x32_ps(acc[r], order), bias);
+}
+
+CQ_AVX2 void cq_tile_q4_0_avx2(const cq_tile *t) {
+    switch (t->rows) {
+    case 1: q4_0_rows(t, 1); break;
+    case 2: q4_0_rows(t, 2); break;
+    case 3: q4_0_rows(t, 3); break;
+    default: q4_0_rows(t, 4); break;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* F32 / F16 weights, fp32 activations                                                                     */
+/* ------------------------------------------------------------------------------------------------------ */
+
+CQ_AVX2_INLINE __m256 load_w_f32(const void *p, int64_t i) { return _mm256_loadu_ps((const float *)p + 8 * i); }
+CQ_AVX2_INLINE __m256 load_w_f16(const void *p, int64_t i) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + 8 * i)));
+}
+
+CQ_AVX2_INLINE void float_rows(const cq_tile *t, const int R, const int half) {
+    const float *xr[CQ_TILE_ROWS];
+    for (int r = 0; r < R; r++) xr[r] = (const float *)t->x + (int64_t)r * t->x_stride;
+    __m256 acc[CQ_TILE_ROWS];
+    for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+    const int64_t k = t->k;
+#pragma GCC unroll 4
+    for (int64_t i = 0; i < k; i++) {
+        const __m256 w = half ? load_w_f16(t->panel, i) : load_w_f32(t->panel, i);
+        for (int r = 0; r < R; r++) acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(xr[r] + i), w, acc[r]);
+    }
+    const __m256 bias = load_bias(t);
+    for (int r = 0; r < R; r++) store_row(t, r, acc[r], bias);
+}
+
+CQ_AVX2 void cq_tile_f32_avx2(const cq_tile *t) {
+    switch (t->rows) {
+    case 1: float_rows(t, 1, 0); break;
+    case 2: float_rows(t, 2, 0); break;
+    case 3: float_rows(t, 3, 0); break;
+    default: float_rows(t, 4, 0); break;
+    }
+}
+
+CQ_AVX2 void cq_tile_f16_avx2(const cq_tile *t) {
+    switch (t->rows) {
+    case 1: float_rows(t, 1, 1); break;
+    case 2: float_rows(t, 2, 1); break;
+    case 3: float_rows(t, 3, 1); break;
+    default: float_rows(t, 4, 1); break;
+    }
+}
+
+#endif /* CQ_ARCH_X86 */

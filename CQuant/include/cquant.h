@@ -201,6 +201,29 @@ typedef struct {
 cq_status cq_quantize_activations(cq_kernel kernel, const float *x, int64_t m, int64_t k, int64_t ldx,
                                   cq_block_q8x *out);
 
+/* ---------------------------------------------------------------------------------------------------------
+ * Measurement (bench.c): what this machine can do at best, to read GEMM numbers against. Each figure is the
+ * best of several repeats on all `threads` at once (threads ≤ 0: cq_get_threads()). Nothing here asserts.
+ * ------------------------------------------------------------------------------------------------------- */
+
+/* Seconds on a monotonic clock (CLOCK_MONOTONIC), for timing. */
+double cq_now_seconds(void);
+
+/* int8 multiply-add peak in GOPS (1 multiply-add = 2 ops), from ≥ 8 independent dependency chains per thread
+ * of the kernels' own instruction sequence: AVX2 maddubs → madd → add (64 ops per 256-bit step), NEON SDOT
+ * (32 ops per 128-bit instruction) or, without dotprod, smull/smlal2 → sadalp (32 ops per 128-bit step).
+ * `seconds` is the rough time budget (≤ 0: 0.5 s). Returns 0 (unknown) where this build has no vector
+ * worker for the CPU, e.g. CQ_SCALAR_ONLY builds. */
+double cq_measure_int8_peak_gops(int threads, double seconds);
+
+/* Streaming copy bandwidth in GB/s (10^9 bytes), counting bytes read + bytes written, over two buffers of
+ * `bytes` each (use far more than the last-level cache, e.g. 256 MB). `repeats` ≤ 0: 5. 0 if out of memory. */
+double cq_measure_copy_gbps(size_t bytes, int threads, int repeats);
+
+/* Streaming read bandwidth in GB/s (a sum over one buffer of `bytes`) — the traffic of a GEMV, which only
+ * reads weights. `repeats` ≤ 0: 5. 0 if out of memory. */
+double cq_measure_read_gbps(size_t bytes, int threads, int repeats);
+
 #ifdef __cplusplus
 }
 #endif

@@ -122,8 +122,11 @@ static void quantize_q8_0(const float *x, void *y, int64_t n) {
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         store_u16(o, cq_fp32_to_fp16(d));
         for (int j = 0; j < 32; j++) {
-            const float v = x[j] * id;
-            o[2 + j] = (uint8_t)(int8_t)roundf(v); /* half away from zero, as ggml */
+            const float r = roundf(x[j] * id); /* half away from zero, as ggml */
+            /* |r| ≤ 127 whenever 1/d is finite. For d < 2^-128 (a block of fp32 subnormals) 1/d is inf and r is
+             * ±inf or NaN: converting that to int8 is undefined in C (x86 happens to give 0, AArch64 −1 for +inf);
+             * gguf-py gives 0, so do we. */
+            o[2 + j] = isfinite(r) ? (uint8_t)(int8_t)r : 0;
         }
     }
 }
@@ -155,9 +158,10 @@ static void quantize_q4_0(const float *x, void *y, int64_t n) {
             const float v1 = x[j + 16] * id;
             const float s0 = v0 + 8.5f;
             const float s1 = v1 + 8.5f;
-            /* truncation toward zero, clamped to the 4-bit range (NaN-safe: compare before converting) */
-            const uint8_t q0 = s0 >= 15.0f ? 15 : (s0 > 0.0f ? (uint8_t)s0 : 0);
-            const uint8_t q1 = s1 >= 15.0f ? 15 : (s1 > 0.0f ? (uint8_t)s1 : 0);
+            /* truncation toward zero, clamped to the 4-bit range. Non-finite s (only when |d| < 2^-128, so 1/d is
+             * inf) gives 0, as gguf-py and ggml on x86 do (ggml's int8 cast of inf is undefined behaviour). */
+            const uint8_t q0 = !isfinite(s0) ? 0 : s0 >= 15.0f ? 15 : (s0 > 0.0f ? (uint8_t)s0 : 0);
+            const uint8_t q1 = !isfinite(s1) ? 0 : s1 >= 15.0f ? 15 : (s1 > 0.0f ? (uint8_t)s1 : 0);
             o[2 + j] = (uint8_t)(q0 | (q1 << 4));
         }
     }

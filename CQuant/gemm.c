@@ -103,34 +103,67 @@ cq_status cq_quantize_activations(cq_kernel kernel, const float *x, int64_t m, i
     if (m < 0 || k < 0 || ldx < k || (m > 0 && (!x || !out))) return CQ_ERR_INVALID_ARGUMENT;
     if (k % CQ_QBLOCK != 0) return CQ_ERR_BAD_SHAPE;
     const int64_t nb = k / CQ_QBLOCK;
-#pragma omp parallel for num_threads(cq_threads_for(m * nb / 64 + 1)) schedule(static)
+#pragma omp parallel for num_threads(cq_threads_for(m * nb / 256 < m ? m * nb / 256 + 1 : m)) schedule(static)
     for (int64_t r = 0; r < m; r++) quantize(x + r * ldx, k, out + r * nb);
     return CQ_OK;
 }
 
-/* Runs every (panel, row-group) tile of Y. Tiles are numbered panel-major, so each thread's contiguous share
- * walks few panels and keeps each panel's weights hot while it sweeps the rows. */
+/* Panels per cache block: a block's weights stay in the core's L2 while row groups pass over them, and each
+ * row group's activations stay in L1 while they pass over the block's panels. */
+#define CQ_PANEL_BLOCK_BYTES (192 * 1024)
+/* Multiply-adds worth one more thread (below it, waking a thread costs more than it saves). */
+#define CQ_MACS_PER_THREAD (1 << 18)
+
+static void run_tile(const cq_matrix *w, const void *x, int64_t x_stride, int64_t m, const float *bias, float *y,
+                     int64_t ldy, int64_t p, int64_t g) {
+    const int64_t col = p * CQ_PANEL_COLS, row = g * CQ_TILE_ROWS;
+    cq_tile t = {
+        .panel = w->data + (size_t)p * w->panel_bytes,
+        .k = w->k,
+        .x_stride = x_stride,
+        .rows = (int)(m - row < CQ_TILE_ROWS ? m - row : CQ_TILE_ROWS),
+        .cols = (int)(w->n - col < CQ_PANEL_COLS ? w->n - col : CQ_PANEL_COLS),
+        .y = y + row * ldy + col,
+        .ldy = ldy,
+        .bias = bias ? bias + col : NULL,
+    };
+    t.x = w->act == CQ_ACT_Q8X ? (const void *)((const cq_block_q8x *)x + row * x_stride)
+                               : (const void *)((const float *)x + row * x_stride);
+    w->tile(&t);
+}
+
+/* Runs every (panel, row-group) tile of Y. The panels are cut into cache blocks (CQ_PANEL_BLOCK_BYTES), the
+ * row groups into as many slices as it takes to give every thread several chunks; a chunk is one block × one
+ * slice, swept row group by row group. Chunks are handed out dynamically, so a thread that is slowed down
+ * (another process on its core) takes fewer of them. Every tile is computed the same way whatever the order
+ * or the thread that runs it, so results do not depend on either. */
 static void run_tiles(const cq_matrix *w, const void *x, int64_t x_stride, int64_t m, const float *bias, float *y,
                       int64_t ldy) {
     const int64_t row_groups = ceil_div(m, CQ_TILE_ROWS);
-    const int64_t tiles = w->panels * row_groups;
-#pragma omp parallel for num_threads(cq_threads_for(tiles)) schedule(static)
-    for (int64_t i = 0; i < tiles; i++) {
-        const int64_t p = i / row_groups, g = i % row_groups;
-        const int64_t col = p * CQ_PANEL_COLS, row = g * CQ_TILE_ROWS;
-        cq_tile t = {
-            .panel = w->data + (size_t)p * w->panel_bytes,
-            .k = w->k,
-            .x_stride = x_stride,
-            .rows = (int)(m - row < CQ_TILE_ROWS ? m - row : CQ_TILE_ROWS),
-            .cols = (int)(w->n - col < CQ_PANEL_COLS ? w->n - col : CQ_PANEL_COLS),
-            .y = y + row * ldy + col,
-            .ldy = ldy,
-            .bias = bias ? bias + col : NULL,
-        };
-        t.x = w->act == CQ_ACT_Q8X ? (const void *)((const cq_block_q8x *)x + row * x_stride)
-                                   : (const void *)((const float *)x + row * x_stride);
-        w->tile(&t);
+    int64_t pb = (int64_t)(CQ_PANEL_BLOCK_BYTES / w->panel_bytes);
+    if (pb < 1) pb = 1;
+    if (pb > w->panels) pb = w->panels;
+    int64_t blocks = ceil_div(w->panels, pb);
+    const int64_t tiles = w->panels * row_groups, macs = m * w->panels * CQ_PANEL_COLS * w->k;
+    const int threads = cq_threads_for(macs / CQ_MACS_PER_THREAD < tiles ? macs / CQ_MACS_PER_THREAD : tiles);
+    const int64_t want = 8 * (int64_t)threads; /* chunks that keep the threads balanced */
+    int64_t slices = 1;
+    if (threads > 1 && blocks < want) {
+        slices = ceil_div(want, blocks) < row_groups ? ceil_div(want, blocks) : row_groups;
+        if (blocks * slices < want) { /* few row groups (GEMV): smaller blocks instead */
+            pb = w->panels * slices / want > 1 ? w->panels * slices / want : 1;
+            blocks = ceil_div(w->panels, pb);
+        }
+    }
+    const int64_t slice_rows = ceil_div(row_groups, slices);
+    const int64_t chunks = blocks * slices;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+    for (int64_t c = 0; c < chunks; c++) {
+        const int64_t p0 = (c / slices) * pb, g0 = (c % slices) * slice_rows;
+        const int64_t p1 = p0 + pb < w->panels ? p0 + pb : w->panels;
+        const int64_t g1 = g0 + slice_rows < row_groups ? g0 + slice_rows : row_groups;
+        for (int64_t g = g0; g < g1; g++)
+            for (int64_t p = p0; p < p1; p++) run_tile(w, x, x_stride, m, bias, y, ldy, p, g);
     }
 }
 

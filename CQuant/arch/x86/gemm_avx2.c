@@ -34,6 +34,8 @@
 
 #define CQ_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define CQ_AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma,f16c")))
+/* the row and group loops must unroll fully, so their arrays of vectors live in registers */
+#define CQ_UNROLL _Pragma("GCC unroll 8")
 
 /* ------------------------------------------------------------------------------------------------------ */
 /* Activation quantization                                                                                 */
@@ -45,9 +47,11 @@ CQ_AVX2 void cq_quantize_x_avx2(const float *x, int64_t k, cq_block_q8x *out) {
     const __m256i unscramble = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     for (int64_t b = 0; b < k / CQ_QBLOCK; b++, x += CQ_QBLOCK, out++) {
         __m256 v[4];
+        CQ_UNROLL
         for (int i = 0; i < 4; i++) v[i] = _mm256_loadu_ps(x + 8 * i);
         /* max(|x|, m): a NaN |x| leaves m unchanged (maxps returns its second operand), as fmaxf ignores NaN */
         __m256 m = _mm256_setzero_ps();
+        CQ_UNROLL
         for (int i = 0; i < 4; i++) m = _mm256_max_ps(_mm256_andnot_ps(sign_bit, v[i]), m);
         __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
         m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
@@ -58,6 +62,7 @@ CQ_AVX2 void cq_quantize_x_avx2(const float *x, int64_t k, cq_block_q8x *out) {
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         const __m256 vid = _mm256_set1_ps(id);
         __m256i q[4];
+        CQ_UNROLL
         for (int i = 0; i < 4; i++) {
             __m256 r = _mm256_round_ps(_mm256_mul_ps(v[i], vid), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
             r = _mm256_and_ps(r, _mm256_cmp_ps(r, r, _CMP_ORD_Q)); /* NaN → 0 */
@@ -119,18 +124,22 @@ CQ_AVX2_INLINE void store_row(const cq_tile *t, int r, __m256 v, __m256 bias) {
 CQ_AVX2_INLINE void q8_0_rows(const cq_tile *t, const int R) {
     const int64_t nb = t->k / CQ_QBLOCK;
     const cq_block_q8x *xr[CQ_TILE_ROWS];
+    CQ_UNROLL
     for (int r = 0; r < R; r++) xr[r] = (const cq_block_q8x *)t->x + (int64_t)r * t->x_stride;
     const __m256i ones = _mm256_set1_epi16(1);
     const __m256i order = hadd_order();
     __m256 acc[CQ_TILE_ROWS];
+    CQ_UNROLL
     for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
     const uint8_t *blk = t->panel;
     for (int64_t b = 0; b < nb; b++, blk += CQ_Q8_0_PANEL_BLOCK_BYTES) {
         __m256i lo[CQ_TILE_ROWS], hi[CQ_TILE_ROWS]; /* i32 [c0 c0 c1 c1 | c2 c2 c3 c3], same for c4..c7 */
+        CQ_UNROLL
         for (int g = 0; g < 4; g++) {
             const __m256i w0 = _mm256_loadu_si256((const __m256i *)(blk + 16 + 64 * g));
             const __m256i w1 = _mm256_loadu_si256((const __m256i *)(blk + 48 + 64 * g));
             const __m256i u0 = _mm256_abs_epi8(w0), u1 = _mm256_abs_epi8(w1);
+            CQ_UNROLL
             for (int r = 0; r < R; r++) {
                 const __m256i xb = bcast_q8(xr[r][b].q + 8 * g);
                 const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(u0, _mm256_sign_epi8(xb, w0)), ones);
@@ -140,12 +149,14 @@ CQ_AVX2_INLINE void q8_0_rows(const cq_tile *t, const int R) {
             }
         }
         const __m256 dw = _mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk)), order);
+        CQ_UNROLL
         for (int r = 0; r < R; r++) {
             const __m256 s = _mm256_mul_ps(dw, _mm256_set1_ps(xr[r][b].d));
             acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_hadd_epi32(lo[r], hi[r])), s, acc[r]);
         }
     }
     const __m256 bias = load_bias(t);
+    CQ_UNROLL
     for (int r = 0; r < R; r++) store_row(t, r, _mm256_permutevar8x32_ps(acc[r], order), bias);
 }
 
@@ -165,19 +176,23 @@ CQ_AVX2 void cq_tile_q8_0_avx2(const cq_tile *t) {
 CQ_AVX2_INLINE void q4_0_rows(const cq_tile *t, const int R) {
     const int64_t nb = t->k / CQ_QBLOCK;
     const cq_block_q8x *xr[CQ_TILE_ROWS];
+    CQ_UNROLL
     for (int r = 0; r < R; r++) xr[r] = (const cq_block_q8x *)t->x + (int64_t)r * t->x_stride;
     const __m256i ones = _mm256_set1_epi16(1);
     const __m256i nib = _mm256_set1_epi8(15);
     const __m256i order = hadd_order();
     __m256 acc[CQ_TILE_ROWS];
+    CQ_UNROLL
     for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
     const uint8_t *blk = t->panel;
     for (int64_t b = 0; b < nb; b++, blk += CQ_Q4_0_PANEL_BLOCK_BYTES) {
         __m256i lo[CQ_TILE_ROWS], hi[CQ_TILE_ROWS]; /* i16 pair sums over the block, columns 0..3 and 4..7 */
+        CQ_UNROLL
         for (int g = 0; g < 4; g++) {
             const __m256i w = _mm256_loadu_si256((const __m256i *)(blk + 16 + 32 * g));
             const __m256i c0 = _mm256_and_si256(w, nib);
             const __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(w, 4), nib);
+            CQ_UNROLL
             for (int r = 0; r < R; r++) {
                 const __m256i xb = bcast_q8(xr[r][b].q + 8 * g);
                 const __m256i p0 = _mm256_maddubs_epi16(c0, xb);
@@ -187,6 +202,7 @@ CQ_AVX2_INLINE void q4_0_rows(const cq_tile *t, const int R) {
             }
         }
         const __m256 dw = _mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk)), order);
+        CQ_UNROLL
         for (int r = 0; r < R; r++) {
             __m256i isum = _mm256_hadd_epi32(_mm256_madd_epi16(lo[r], ones), _mm256_madd_epi16(hi[r], ones));
             isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(8 * xr[r][b].sum));
@@ -195,6 +211,7 @@ CQ_AVX2_INLINE void q4_0_rows(const cq_tile *t, const int R) {
         }
     }
     const __m256 bias = load_bias(t);
+    CQ_UNROLL
     for (int r = 0; r < R; r++) store_row(t, r, _mm256_permutevar8x32_ps(acc[r], order), bias);
 }
 
@@ -218,16 +235,20 @@ CQ_AVX2_INLINE __m256 load_w_f16(const void *p, int64_t i) {
 
 CQ_AVX2_INLINE void float_rows(const cq_tile *t, const int R, const int half) {
     const float *xr[CQ_TILE_ROWS];
+    CQ_UNROLL
     for (int r = 0; r < R; r++) xr[r] = (const float *)t->x + (int64_t)r * t->x_stride;
     __m256 acc[CQ_TILE_ROWS];
+    CQ_UNROLL
     for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
     const int64_t k = t->k;
 #pragma GCC unroll 4
     for (int64_t i = 0; i < k; i++) {
         const __m256 w = half ? load_w_f16(t->panel, i) : load_w_f32(t->panel, i);
+        CQ_UNROLL
         for (int r = 0; r < R; r++) acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(xr[r] + i), w, acc[r]);
     }
     const __m256 bias = load_bias(t);
+    CQ_UNROLL
     for (int r = 0; r < R; r++) store_row(t, r, acc[r], bias);
 }
 

@@ -1,0 +1,121 @@
+/*
+ * neon_common.h — pieces the three AArch64 kernel files share (baseline Advanced SIMD only, so they inline
+ * into the dotprod and i8mm functions too). Private to CQuant/arch/arm; include after internal.h.
+ *
+ * How the quantized tiles walk a panel: in two sweeps over K, one per half-panel of 4 columns (one float32x4
+ * of Y per row). A whole panel at once needs 4 rows × 4 column pairs of int32 block sums plus 8 fp32
+ * accumulators, weights and activations — more than the 32 vector registers, and both gcc and clang spilled
+ * in the inner loop; a half-panel needs about 16. The second sweep re-reads this panel's bytes from cache (the
+ * panel of one K=4096 Q8_0 matrix is 34 KiB) and is skipped when the panel has ≤ 4 valid columns.
+ *
+ * Per 8-value group g of a k-block, a half-panel is two "column pairs": int8x16 with bytes 0-7 = column c,
+ * bytes 8-15 = column c+1, both over k = 8g … 8g+7, as signed values. A column pair is exactly one SDOT
+ * operand (against the row's 8 activation bytes duplicated), one SMMLA B operand, and two SMULLs on the
+ * baseline ISA. Q4_0 nibbles are decoded into the same shape, so nothing below the decoding step knows the
+ * weight format.
+ */
+#ifndef CQUANT_ARCH_ARM_NEON_COMMON_H
+#define CQUANT_ARCH_ARM_NEON_COMMON_H
+
+#include <arm_neon.h>
+
+/* The vector shapes below (two half-panels of one float32x4, two column pairs each) hard-code 8 columns. */
+_Static_assert(CQ_PANEL_COLS == 8, "AArch64 kernels assume 8-column panels");
+_Static_assert(CQ_QBLOCK == 32, "AArch64 kernels assume 32-value blocks");
+
+#define ARM_GROUP_K 8                          /* k-values per group: one 8-byte row of a column pair */
+#define ARM_GROUPS (CQ_QBLOCK / ARM_GROUP_K)   /* 4 groups per k-block */
+#define ARM_HALVES 2                           /* half-panels of 4 columns = one float32x4 of Y */
+#define ARM_SCALE_BYTES (CQ_PANEL_COLS * 2)    /* fp16 scales at the start of each packed k-block */
+
+/* Per-function ISA extensions on a baseline armv8-a build. gcc 12's arm_neon.h guards SDOT/SMMLA with
+ * "arch=armv8.2-a+…", and a caller must enable a superset of that ("+dotprod" alone is refused); both
+ * extensions only exist on Armv8.2+ cores, so naming 8.2 promises nothing extra. clang takes feature names. */
+#if defined(__clang__)
+#define CQ_TARGET_DOTPROD __attribute__((target("dotprod")))
+#define CQ_TARGET_I8MM __attribute__((target("dotprod,i8mm")))
+#else
+#define CQ_TARGET_DOTPROD __attribute__((target("arch=armv8.2-a+dotprod")))
+#define CQ_TARGET_I8MM __attribute__((target("arch=armv8.2-a+dotprod+i8mm")))
+#endif
+
+/* Row loops have a compile-time trip count (1…4) once the row-count switch has inlined a body; unrolling them
+ * turns the per-row accumulator arrays into registers. Both gcc and clang honour this spelling. */
+#define ARM_UNROLL _Pragma("GCC unroll 4")
+#define ARM_INLINE static inline __attribute__((always_inline))
+
+/* Runs BODY(t, rows) with `rows` a literal, so each row count gets its own fully unrolled kernel. */
+#define ARM_DISPATCH_ROWS(BODY, t, ...)                                                                      \
+    do {                                                                                                     \
+        switch ((t)->rows) {                                                                                 \
+        case 1: BODY(t, 1, __VA_ARGS__); break;                                                              \
+        case 2: BODY(t, 2, __VA_ARGS__); break;                                                              \
+        case 3: BODY(t, 3, __VA_ARGS__); break;                                                              \
+        default: BODY(t, 4, __VA_ARGS__); break;                                                             \
+        }                                                                                                    \
+    } while (0)
+
+typedef enum { ARM_Q8_0, ARM_Q4_0 } arm_qfmt;
+
+ARM_INLINE size_t arm_block_bytes(arm_qfmt fmt) {
+    return fmt == ARM_Q8_0 ? CQ_Q8_0_PANEL_BLOCK_BYTES : CQ_Q4_0_PANEL_BLOCK_BYTES;
+}
+
+/* Weight scales of columns 4h … 4h+3 of one packed k-block, as fp32 (fp16 → fp32 is exact, as cq_h2f). */
+ARM_INLINE float32x4_t arm_load_half_scales(const uint8_t *blk, int h) {
+    const uint16_t *d = (const uint16_t *)(const void *)blk;
+    return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(d + 4 * h)));
+}
+
+/* Group g of one packed k-block, columns 4h … 4h+3, as two signed column pairs (4h, 4h+1 and 4h+2, 4h+3). */
+ARM_INLINE void arm_load_half_group(const uint8_t *blk, int g, int h, arm_qfmt fmt, int8x16_t w[2]) {
+    const uint8_t *q = blk + ARM_SCALE_BYTES;
+    if (fmt == ARM_Q8_0) {
+        /* q[g][c][j]: 64 bytes per group, 16 per column pair */
+        w[0] = vld1q_s8((const int8_t *)q + 64 * g + 32 * h);
+        w[1] = vld1q_s8((const int8_t *)q + 64 * g + 32 * h + 16);
+    } else {
+        /* 32 bytes per group, columns 0,1 | 2,3 in the low nibbles and 4,5 | 6,7 in the high ones. Codes are
+         * 0…15 with value code − 8; subtracting 8 here (exact) spares the kernels the −8·Σx correction. */
+        const uint8x16_t a = vld1q_u8(q + 32 * g), b = vld1q_u8(q + 32 * g + 16);
+        const uint8x16_t ca = h == 0 ? vandq_u8(a, vdupq_n_u8(0x0f)) : vshrq_n_u8(a, 4);
+        const uint8x16_t cb = h == 0 ? vandq_u8(b, vdupq_n_u8(0x0f)) : vshrq_n_u8(b, 4);
+        w[0] = vsubq_s8(vreinterpretq_s8_u8(ca), vdupq_n_s8(8));
+        w[1] = vsubq_s8(vreinterpretq_s8_u8(cb), vdupq_n_s8(8));
+    }
+}
+
+/* One 8-value group of an activation row in both halves of a vector, to meet a column pair. */
+ARM_INLINE int8x16_t arm_dup_group(const int8_t *q8) {
+    const int8x8_t v = vld1_s8(q8);
+    return vcombine_s8(v, v);
+}
+
+/* One k-block's contribution to one Y row, exactly as the reference: acc ← fma(float(isum), dx·dw, acc).
+ * |isum| ≤ 32·128·127 < 2^24, so the conversion is exact; dx·dw is one rounded product, as in C. */
+ARM_INLINE float32x4_t arm_accumulate(float32x4_t acc, int32x4_t isum, float dx, float32x4_t dw) {
+    return vfmaq_f32(acc, vcvtq_f32_s32(isum), vmulq_n_f32(dw, dx));
+}
+
+/* Stores columns 4h … 4h+3 of row r: only those below t->cols (the rest of Y is not this tile's), plus bias. */
+ARM_INLINE void arm_store_half(const cq_tile *t, int r, int h, float32x4_t v) {
+    const int c0 = 4 * h, n = t->cols - c0 < 4 ? t->cols - c0 : 4;
+    float *y = t->y + (int64_t)r * t->ldy + c0;
+    if (n == 4) {
+        if (t->bias) v = vaddq_f32(v, vld1q_f32(t->bias + c0));
+        vst1q_f32(y, v);
+        return;
+    }
+    float tmp[4];
+    vst1q_f32(tmp, v);
+    for (int c = 0; c < n; c++) y[c] = t->bias ? tmp[c] + t->bias[c0 + c] : tmp[c];
+}
+
+/* Activation rows of a quantized tile; rows past t->rows repeat the last one, so kernels that work on row
+ * pairs (i8mm) can always load two (the duplicate's results are never stored). */
+ARM_INLINE void arm_q8x_rows(const cq_tile *t, const cq_block_q8x *x[CQ_TILE_ROWS]) {
+    const cq_block_q8x *base = t->x;
+    for (int r = 0; r < CQ_TILE_ROWS; r++) x[r] = base + (int64_t)(r < t->rows ? r : t->rows - 1) * t->x_stride;
+}
+
+#endif /* CQUANT_ARCH_ARM_NEON_COMMON_H */

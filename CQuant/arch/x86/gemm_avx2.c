@@ -90,6 +90,10 @@ CQ_AVX2 void cq_quantize_x_avx2(const float *x, int64_t k, cq_block_q8x *out) {
 /* [c0 c1 c2 c3 c4 c5 c6 c7] ↔ [c0 c1 c4 c5 c2 c3 c6 c7] (the hadd order); the permutation is its own inverse. */
 CQ_AVX2_INLINE __m256i hadd_order(void) { return _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7); }
 
+/* An empty asm that claims to change v: the compiler must keep the running sum in a register at this point,
+ * instead of reassociating the whole block's sums into a tree whose partial results spill to the stack. */
+CQ_AVX2_INLINE void keep(__m256i *v) { __asm__("" : "+x"(*v)); }
+
 CQ_AVX2_INLINE __m256i bcast_q8(const int8_t *q) {
     int64_t v;
     memcpy(&v, q, 8);
@@ -146,6 +150,8 @@ CQ_AVX2_INLINE void q8_0_rows(const cq_tile *t, const int R) {
                 const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(u1, _mm256_sign_epi8(xb, w1)), ones);
                 lo[r] = g ? _mm256_add_epi32(lo[r], p0) : p0;
                 hi[r] = g ? _mm256_add_epi32(hi[r], p1) : p1;
+                keep(&lo[r]);
+                keep(&hi[r]);
             }
         }
         const __m256 dw = _mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk)), order);
@@ -199,6 +205,8 @@ CQ_AVX2_INLINE void q4_0_rows(const cq_tile *t, const int R) {
                 const __m256i p1 = _mm256_maddubs_epi16(c1, xb);
                 lo[r] = g ? _mm256_add_epi16(lo[r], p0) : p0;
                 hi[r] = g ? _mm256_add_epi16(hi[r], p1) : p1;
+                keep(&lo[r]);
+                keep(&hi[r]);
             }
         }
         const __m256 dw = _mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk)), order);

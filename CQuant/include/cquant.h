@@ -78,8 +78,9 @@ const cq_type_info *cq_type_get(int type);
 /* Bytes of a row of n values; 0 if the type is unknown or n is not a multiple of its block size. */
 size_t cq_row_bytes(int type, int64_t n);
 
-/* fp32 → `type` for one row of n values (n a multiple of the block size). Rounding is exactly ggml's,
- * so output bytes equal gguf-py's `gguf.quants.quantize`. */
+/* fp32 → `type` for one row of n values (n a multiple of the block size). Rounding is exactly ggml's
+ * reference C, so output bytes equal gguf-py's `gguf.quants.quantize` — except a Q4_0 block of zeros that starts
+ * with −0.0, where ggml (and we) store the scale as −0 and gguf-py as +0; both decode to zeros. */
 cq_status cq_quantize_row(int type, const float *src, void *dst, int64_t n);
 
 /* `type` → fp32 for one row of n values. */

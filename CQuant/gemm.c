@@ -15,6 +15,7 @@ struct cq_matrix {
     int64_t n, k;
     cq_kernel kernel;
     cq_tile_fn tile;
+    cq_tile_fn tile2;  /* NULL, or a tile over two adjacent panels (same results, more parallel work) */
     cq_act_kind act;
     size_t panel_bytes;
     int64_t panels;
@@ -28,6 +29,17 @@ static void *aligned_alloc_64(size_t bytes) {
 }
 
 static inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/* The two-panel tile for these panels and this kernel, if there is one. */
+static cq_tile_fn two_panel_tile(int packed_type, cq_kernel kernel) {
+#if CQ_ARCH_X86
+    if (kernel == CQ_KERNEL_AVX2 && packed_type == CQ_TYPE_F32) return cq_tile2_f32_avx2;
+    if (kernel == CQ_KERNEL_AVX2 && packed_type == CQ_TYPE_F16) return cq_tile2_f16_avx2;
+#endif
+    (void)packed_type;
+    (void)kernel;
+    return NULL;
+}
 
 cq_status cq_matrix_pack(int type, const void *w, int64_t n, int64_t k, size_t row_stride, cq_kernel kernel,
                          cq_matrix **out) {
@@ -53,6 +65,7 @@ cq_status cq_matrix_pack(int type, const void *w, int64_t n, int64_t k, size_t r
     m->k = k;
     m->kernel = kernel;
     m->tile = t->tile[kernel];
+    m->tile2 = two_panel_tile(m->packed_type, kernel);
     m->act = t->act;
     m->panel_bytes = t->panel_bytes(k);
     m->panels = ceil_div(n, CQ_PANEL_COLS);
@@ -115,21 +128,21 @@ cq_status cq_quantize_activations(cq_kernel kernel, const float *x, int64_t m, i
 #define CQ_MACS_PER_THREAD (1 << 18)
 
 static void run_tile(const cq_matrix *w, const void *x, int64_t x_stride, int64_t m, const float *bias, float *y,
-                     int64_t ldy, int64_t p, int64_t g) {
-    const int64_t col = p * CQ_PANEL_COLS, row = g * CQ_TILE_ROWS;
+                     int64_t ldy, int64_t p, int64_t g, int two) {
+    const int64_t col = p * CQ_PANEL_COLS, row = g * CQ_TILE_ROWS, width = two ? 2 * CQ_PANEL_COLS : CQ_PANEL_COLS;
     cq_tile t = {
         .panel = w->data + (size_t)p * w->panel_bytes,
         .k = w->k,
         .x_stride = x_stride,
         .rows = (int)(m - row < CQ_TILE_ROWS ? m - row : CQ_TILE_ROWS),
-        .cols = (int)(w->n - col < CQ_PANEL_COLS ? w->n - col : CQ_PANEL_COLS),
+        .cols = (int)(w->n - col < width ? w->n - col : width),
         .y = y + row * ldy + col,
         .ldy = ldy,
         .bias = bias ? bias + col : NULL,
     };
     t.x = w->act == CQ_ACT_Q8X ? (const void *)((const cq_block_q8x *)x + row * x_stride)
                                : (const void *)((const float *)x + row * x_stride);
-    w->tile(&t);
+    (two ? w->tile2 : w->tile)(&t);
 }
 
 /* Runs every (panel, row-group) tile of Y. The panels are cut into cache blocks (CQ_PANEL_BLOCK_BYTES), the
@@ -142,6 +155,7 @@ static void run_tiles(const cq_matrix *w, const void *x, int64_t x_stride, int64
     const int64_t row_groups = ceil_div(m, CQ_TILE_ROWS);
     int64_t pb = (int64_t)(CQ_PANEL_BLOCK_BYTES / w->panel_bytes);
     if (pb < 1) pb = 1;
+    if (w->tile2) pb = (pb + 1) & ~(int64_t)1; /* whole pairs */
     if (pb > w->panels) pb = w->panels;
     int64_t blocks = ceil_div(w->panels, pb);
     const int64_t tiles = w->panels * row_groups, macs = m * w->panels * CQ_PANEL_COLS * w->k;
@@ -152,6 +166,7 @@ static void run_tiles(const cq_matrix *w, const void *x, int64_t x_stride, int64
         slices = ceil_div(want, blocks) < row_groups ? ceil_div(want, blocks) : row_groups;
         if (blocks * slices < want) { /* few row groups (GEMV): smaller blocks instead */
             pb = w->panels * slices / want > 1 ? w->panels * slices / want : 1;
+            if (w->tile2 && pb > 1) pb &= ~(int64_t)1;
             blocks = ceil_div(w->panels, pb);
         }
     }
@@ -163,7 +178,11 @@ static void run_tiles(const cq_matrix *w, const void *x, int64_t x_stride, int64
         const int64_t p1 = p0 + pb < w->panels ? p0 + pb : w->panels;
         const int64_t g1 = g0 + slice_rows < row_groups ? g0 + slice_rows : row_groups;
         for (int64_t g = g0; g < g1; g++)
-            for (int64_t p = p0; p < p1; p++) run_tile(w, x, x_stride, m, bias, y, ldy, p, g);
+            for (int64_t p = p0; p < p1;) {
+                const int two = w->tile2 && p + 1 < p1;
+                run_tile(w, x, x_stride, m, bias, y, ldy, p, g, two);
+                p += two ? 2 : 1;
+            }
     }
 }
 
@@ -237,29 +256,33 @@ cq_status cq_sgemm(int64_t m, int64_t n, int64_t k, float alpha, const float *a,
         else
             pack_panel_f32_from_columns(b + col, ldb, cols, k, panels + p * panel_floats);
     }
+    /* panels go by pairs when the kernel has a two-panel tile (a lone last panel takes the one-panel tile) */
+    const cq_tile_fn tile2 = two_panel_tile(CQ_TYPE_F32, kernel);
+    const int64_t step = tile2 ? 2 : 1, units = ceil_div(np, step);
     const int64_t row_groups = ceil_div(m, CQ_TILE_ROWS);
-    const int64_t tiles = np * row_groups;
+    const int64_t tiles = units * row_groups;
 #pragma omp parallel for num_threads(cq_threads_for(tiles)) schedule(static)
     for (int64_t i = 0; i < tiles; i++) {
-        const int64_t p = i / row_groups, g = i % row_groups;
-        const int64_t col = p * CQ_PANEL_COLS, row = g * CQ_TILE_ROWS;
-        float acc[CQ_TILE_ROWS * CQ_PANEL_COLS];
+        const int64_t p = i / row_groups * step, g = i % row_groups;
+        const int two = tile2 && p + 1 < np;
+        const int64_t col = p * CQ_PANEL_COLS, row = g * CQ_TILE_ROWS, width = (two ? 2 : 1) * CQ_PANEL_COLS;
+        float acc[CQ_TILE_ROWS * 2 * CQ_PANEL_COLS];
         cq_tile t = {
             .panel = panels + p * panel_floats,
             .k = k,
             .x = a + row * lda,
             .x_stride = lda,
             .rows = (int)(m - row < CQ_TILE_ROWS ? m - row : CQ_TILE_ROWS),
-            .cols = (int)(n - col < CQ_PANEL_COLS ? n - col : CQ_PANEL_COLS),
+            .cols = (int)(n - col < width ? n - col : width),
             .y = acc,
-            .ldy = CQ_PANEL_COLS,
+            .ldy = 2 * CQ_PANEL_COLS,
             .bias = NULL,
         };
-        tile(&t);
+        (two ? tile2 : tile)(&t);
         for (int r = 0; r < t.rows; r++) {
             float *out = c + (row + r) * ldc + col;
             for (int j = 0; j < t.cols; j++) {
-                const float v = alpha * acc[r * CQ_PANEL_COLS + j];
+                const float v = alpha * acc[r * 2 * CQ_PANEL_COLS + j];
                 out[j] = beta == 0.0f ? v : v + beta * out[j];
             }
         }

@@ -110,6 +110,10 @@ void cq_tile_q8_0_avx2(const cq_tile *t);
 void cq_tile_q4_0_avx2(const cq_tile *t);
 void cq_tile_f32_avx2(const cq_tile *t);
 void cq_tile_f16_avx2(const cq_tile *t);
+/* Two adjacent panels at once (t->panel, then the next panel right after it; t->cols 1 … 2·CQ_PANEL_COLS):
+ * twice the independent fma chains of the one-panel float tiles, same results bit for bit. */
+void cq_tile2_f32_avx2(const cq_tile *t);
+void cq_tile2_f16_avx2(const cq_tile *t);
 #define CQ_X86_FN(f) f
 #else
 #define CQ_X86_FN(f) NULL

@@ -260,6 +260,62 @@ CQ_AVX2_INLINE void float_rows(const cq_tile *t, const int R, const int half) {
     for (int r = 0; r < R; r++) store_row(t, r, acc[r], bias);
 }
 
+/* Two panels: 2·R fma chains, enough to cover the fma latency; each column still sums k in order. */
+CQ_AVX2_INLINE void float_rows2(const cq_tile *t, const int R, const int half) {
+    const float *xr[CQ_TILE_ROWS];
+    CQ_UNROLL
+    for (int r = 0; r < R; r++) xr[r] = (const float *)t->x + (int64_t)r * t->x_stride;
+    __m256 a0[CQ_TILE_ROWS], a1[CQ_TILE_ROWS];
+    CQ_UNROLL
+    for (int r = 0; r < R; r++) a0[r] = a1[r] = _mm256_setzero_ps();
+    const int64_t k = t->k;
+    const void *p0 = t->panel;
+    const void *p1 = (const uint8_t *)t->panel + (size_t)k * CQ_PANEL_COLS * (half ? 2 : 4);
+#pragma GCC unroll 2
+    for (int64_t i = 0; i < k; i++) {
+        const __m256 w0 = half ? load_w_f16(p0, i) : load_w_f32(p0, i);
+        const __m256 w1 = half ? load_w_f16(p1, i) : load_w_f32(p1, i);
+        CQ_UNROLL
+        for (int r = 0; r < R; r++) {
+            const __m256 xb = _mm256_broadcast_ss(xr[r] + i);
+            a0[r] = _mm256_fmadd_ps(xb, w0, a0[r]);
+            a1[r] = _mm256_fmadd_ps(xb, w1, a1[r]);
+        }
+    }
+    cq_tile hi = *t; /* the second panel's columns, as a one-panel tile for the stores */
+    hi.cols = t->cols - CQ_PANEL_COLS;
+    hi.y = t->y + CQ_PANEL_COLS;
+    hi.bias = t->bias ? t->bias + CQ_PANEL_COLS : NULL;
+    cq_tile lo = *t;
+    lo.cols = t->cols < CQ_PANEL_COLS ? t->cols : CQ_PANEL_COLS;
+    const __m256 b0 = load_bias(&lo);
+    CQ_UNROLL
+    for (int r = 0; r < R; r++) store_row(&lo, r, a0[r], b0);
+    if (hi.cols > 0) {
+        const __m256 b1 = load_bias(&hi);
+        CQ_UNROLL
+        for (int r = 0; r < R; r++) store_row(&hi, r, a1[r], b1);
+    }
+}
+
+CQ_AVX2 void cq_tile2_f32_avx2(const cq_tile *t) {
+    switch (t->rows) {
+    case 1: float_rows2(t, 1, 0); break;
+    case 2: float_rows2(t, 2, 0); break;
+    case 3: float_rows2(t, 3, 0); break;
+    default: float_rows2(t, 4, 0); break;
+    }
+}
+
+CQ_AVX2 void cq_tile2_f16_avx2(const cq_tile *t) {
+    switch (t->rows) {
+    case 1: float_rows2(t, 1, 1); break;
+    case 2: float_rows2(t, 2, 1); break;
+    case 3: float_rows2(t, 3, 1); break;
+    default: float_rows2(t, 4, 1); break;
+    }
+}
+
 CQ_AVX2 void cq_tile_f32_avx2(const cq_tile *t) {
     switch (t->rows) {
     case 1: float_rows(t, 1, 0); break;

@@ -147,7 +147,7 @@ static void run_tile(const cq_matrix *w, const void *x, int64_t x_stride, int64_
 
 /* Runs every (panel, row-group) tile of Y. The panels are cut into cache blocks (CQ_PANEL_BLOCK_BYTES), the
  * row groups into as many slices as it takes to give every thread several chunks; a chunk is one block × one
- * slice, swept row group by row group. Chunks are handed out dynamically, so a thread that is slowed down
+ * slice, swept row group by row group. Chunks are handed out first come first served, so a thread slowed down
  * (another process on its core) takes fewer of them. Every tile is computed the same way whatever the order
  * or the thread that runs it, so results do not depend on either. */
 static void run_tiles(const cq_matrix *w, const void *x, int64_t x_stride, int64_t m, const float *bias, float *y,
@@ -172,8 +172,13 @@ static void run_tiles(const cq_matrix *w, const void *x, int64_t x_stride, int64
     }
     const int64_t slice_rows = ceil_div(row_groups, slices);
     const int64_t chunks = blocks * slices;
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
-    for (int64_t c = 0; c < chunks; c++) {
+    /* Chunks are claimed from a shared counter (not schedule(dynamic): Swift's newer clang emits runtime calls
+     * that the distribution's older libomp lacks). */
+    int64_t next = 0;
+#pragma omp parallel num_threads(threads)
+    for (;;) {
+        const int64_t c = __atomic_fetch_add(&next, 1, __ATOMIC_RELAXED);
+        if (c >= chunks) break;
         const int64_t p0 = (c / slices) * pb, g0 = (c % slices) * slice_rows;
         const int64_t p1 = p0 + pb < w->panels ? p0 + pb : w->panels;
         const int64_t g1 = g0 + slice_rows < row_groups ? g0 + slice_rows : row_groups;

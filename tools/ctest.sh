@@ -4,7 +4,8 @@
 #   tools/ctest.sh native     host compiler, every kernel this CPU supports vs the scalar reference
 #   tools/ctest.sh sanitize   the same under AddressSanitizer + UndefinedBehaviorSanitizer (quick shapes)
 #   tools/ctest.sh arm        cross-compiles for AArch64 and runs under qemu-aarch64-static three times:
-#                             -cpu cortex-a72 (expects neon), neoverse-n1 (dotprod), max (i8mm)
+#                             -cpu cortex-a72 (expects neon), neoverse-n1 (dotprod), max (i8mm); then again
+#                             with the AArch64 kernels built by clang, when one is found
 #   tools/ctest.sh all        the three above
 #
 # Needs: gcc; for arm, Debian's gcc-aarch64-linux-gnu libc6-dev-arm64-cross libgomp1-arm64-cross qemu-user-static.
@@ -33,6 +34,17 @@ sanitize() {
     CQ_TEST_QUICK=1 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 "$out/test_kernels_san"
 }
 
+# Runs one AArch64 test binary under qemu on the three CPU models, each pinned to the kernel it must pick.
+arm_qemu() {
+    local bin=$1 cpu expect
+    for pair in cortex-a72:neon neoverse-n1:dotprod max:i8mm; do
+        cpu=${pair%%:*}
+        expect=${pair##*:}
+        echo "== qemu-aarch64-static -cpu $cpu (expects $expect)"
+        CQ_TEST_QUICK=1 CQ_EXPECT_KERNEL=$expect VZQ_THREADS=2 qemu-aarch64-static -cpu "$cpu" "$bin"
+    done
+}
+
 arm() {
     local cc=${ARM_CC:-aarch64-linux-gnu-gcc}
     command -v "$cc" >/dev/null || { echo "missing $cc: apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross libgomp1-arm64-cross"; exit 1; }
@@ -42,13 +54,37 @@ arm() {
     # and chosen at run time, exactly as on a real board. Static, so qemu needs no sysroot.
     # shellcheck disable=SC2086
     "$cc" "${common[@]}" -O2 -march=armv8-a -static $sources Tests/ckernels/test_kernels.c -o "$out/test_kernels_arm64" -lm
-    local cpu expect
-    for pair in cortex-a72:neon neoverse-n1:dotprod max:i8mm; do
-        cpu=${pair%%:*}
-        expect=${pair##*:}
-        echo "== qemu-aarch64-static -cpu $cpu (expects $expect)"
-        CQ_TEST_QUICK=1 CQ_EXPECT_KERNEL=$expect VZQ_THREADS=2 qemu-aarch64-static -cpu "$cpu" "$out/test_kernels_arm64"
+    arm_qemu "$out/test_kernels_arm64"
+
+    # SwiftPM builds the AArch64 kernels with clang on the boards, and clang wants other target-attribute
+    # spellings and generates other code than gcc, so those files are also built with clang (ARM_CLANG, else
+    # Swift's or the PATH's; ARM_CLANG=none skips this) and linked into the gcc build of the rest. They hold
+    # no OpenMP, so the two compilers' OpenMP runtimes never meet.
+    local clang=${ARM_CLANG:-} c
+    if [ -z "$clang" ]; then
+        for c in /opt/swift/usr/bin/clang clang; do
+            if command -v "$c" >/dev/null; then clang=$c; break; fi
+        done
+    fi
+    if [ -z "$clang" ] || [ "$clang" = none ]; then
+        echo "== no clang (set ARM_CLANG): AArch64 kernels not checked with clang"
+        return
+    fi
+    echo "== CQuant tests, AArch64 kernels built with $clang, the rest with $cc"
+    local objdir="$out/arm64-clang" f rest=() objs=()
+    mkdir -p "$objdir"
+    for f in $sources; do
+        case "$f" in
+            CQuant/arch/arm/*.c)
+                "$clang" --target=aarch64-linux-gnu -std=c11 -ffp-contract=off -Wall -Wextra -O2 -march=armv8-a \
+                    -ICQuant/include -ICQuant -c "$f" -o "$objdir/$(basename "$f" .c).o"
+                objs+=("$objdir/$(basename "$f" .c).o") ;;
+            *) rest+=("$f") ;;
+        esac
     done
+    "$cc" "${common[@]}" -O2 -march=armv8-a -static "${rest[@]}" "${objs[@]}" Tests/ckernels/test_kernels.c \
+        -o "$out/test_kernels_arm64_clang" -lm
+    arm_qemu "$out/test_kernels_arm64_clang"
 }
 
 case "${1:-native}" in

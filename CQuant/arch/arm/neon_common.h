@@ -5,8 +5,9 @@
  * How the quantized tiles walk a panel: in two sweeps over K, one per half-panel of 4 columns (one float32x4
  * of Y per row). A whole panel at once needs 4 rows × 4 column pairs of int32 block sums plus 8 fp32
  * accumulators, weights and activations — more than the 32 vector registers, and both gcc and clang spilled
- * in the inner loop; a half-panel needs about 16. The second sweep re-reads this panel's bytes from cache (the
- * panel of one K=4096 Q8_0 matrix is 34 KiB) and is skipped when the panel has ≤ 4 valid columns.
+ * in the inner loop; a half-panel needs about 16, and clang (SwiftPM's compiler) keeps it in registers (gcc 12's
+ * pre-RA scheduler still spills a little in the 3-4-row baseline NEON loop). The second sweep re-reads the
+ * panel from cache (one K=4096 Q8_0 panel is 34 KiB) and is skipped when the panel has ≤ 4 valid columns.
  *
  * Per 8-value group g of a k-block, a half-panel is two "column pairs": int8x16 with bytes 0-7 = column c,
  * bytes 8-15 = column c+1, both over k = 8g … 8g+7, as signed values. A column pair is exactly one SDOT

@@ -19,7 +19,7 @@
  *
  * Q4_0 group = one register: low nibbles are columns 0..3, high nibbles columns 4..7, codes 0..15 unsigned,
  * so maddubs(code, x) needs no sign trick; its int16 pair sums (≤ 2·15·127) can even be added over the 4
- * groups of a block (≤ 15240) before one madd widens them. The −8 offset is subtracted per block as 8·Σx.
+ * groups of a block (≤ 15240), and one hadd_epi16 of the two halves (≤ 30480) before one madd widens them. The −8 offset is subtracted per block as 8·Σx.
  */
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF
@@ -92,7 +92,7 @@ CQ_AVX2_INLINE __m256i hadd_order(void) { return _mm256_setr_epi32(0, 1, 4, 5, 2
 
 /* An empty asm that claims to change v: the compiler must keep the running sum in a register at this point,
  * instead of reassociating the whole block's sums into a tree whose partial results spill to the stack. */
-CQ_AVX2_INLINE void keep(__m256i *v) { __asm__("" : "+x"(*v)); }
+CQ_AVX2_INLINE void keep(__m256i *a, __m256i *b) { __asm__("" : "+x"(*a), "+x"(*b)); }
 
 CQ_AVX2_INLINE __m256i bcast_q8(const int8_t *q) {
     int64_t v;
@@ -150,8 +150,7 @@ CQ_AVX2_INLINE void q8_0_rows(const cq_tile *t, const int R) {
                 const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(u1, _mm256_sign_epi8(xb, w1)), ones);
                 lo[r] = g ? _mm256_add_epi32(lo[r], p0) : p0;
                 hi[r] = g ? _mm256_add_epi32(hi[r], p1) : p1;
-                keep(&lo[r]);
-                keep(&hi[r]);
+                keep(&lo[r], &hi[r]);
             }
         }
         const __m256 dw = _mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk)), order);
@@ -205,15 +204,16 @@ CQ_AVX2_INLINE void q4_0_rows(const cq_tile *t, const int R) {
                 const __m256i p1 = _mm256_maddubs_epi16(c1, xb);
                 lo[r] = g ? _mm256_add_epi16(lo[r], p0) : p0;
                 hi[r] = g ? _mm256_add_epi16(hi[r], p1) : p1;
-                keep(&lo[r]);
-                keep(&hi[r]);
+                keep(&lo[r], &hi[r]);
             }
         }
         const __m256 dw = _mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk)), order);
         CQ_UNROLL
         for (int r = 0; r < R; r++) {
-            __m256i isum = _mm256_hadd_epi32(_mm256_madd_epi16(lo[r], ones), _mm256_madd_epi16(hi[r], ones));
-            isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(8 * xr[r][b].sum));
+            /* i16 pair sums of the two halves: |·| ≤ 2·15240 still fits; then one madd widens to
+             * [c0 c1 c4 c5 | c2 c3 c6 c7] */
+            __m256i isum = _mm256_madd_epi16(_mm256_hadd_epi16(lo[r], hi[r]), ones);
+            isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(_mm256_set1_epi32(xr[r][b].sum), 3));
             const __m256 s = _mm256_mul_ps(dw, _mm256_set1_ps(xr[r][b].d));
             acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), s, acc[r]);
         }

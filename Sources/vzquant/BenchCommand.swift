@@ -42,13 +42,12 @@ struct BenchGemm: ParsableCommand {
         }
         let options: GemmBenchOptions = quick ? .quick(threads: threads) : .standard(threads: threads)
 
-        // Machine figures before and after the run; the better of each is the yardstick (interference only
-        // lowers them). Progress goes to stderr when it is a terminal.
-        let before = measure()
+        // Machine figures before, between shapes and after; the best of each is the yardstick (interference
+        // only lowers them). Progress goes to stderr when it is a terminal.
         let live = isatty(2) != 0
         let total = options.shapes.count * options.ms.count * options.types.count
         var done = 0
-        var report = try GemmBench.run(options, peaks: before) { r in
+        let report = try GemmBench.runMeasuringMachine(options, measure: measure) { r in
             done += 1
             if live {
                 FileHandle.standardError.write(Data(
@@ -56,7 +55,6 @@ struct BenchGemm: ParsableCommand {
             }
         }
         if live { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
-        report = report.withPeaks(before.best(measure()))
 
         if json {
             print(try report.json())

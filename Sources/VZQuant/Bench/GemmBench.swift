@@ -24,7 +24,7 @@ public struct MachinePeaks: Sendable, Codable, Equatable {
 
     /// Measures on `threads` threads. `bandwidthBytes` should be far beyond the last-level cache.
     public static func measure(threads: Int, peakSeconds: Double = 0.6, bandwidthBytes: Int = 256 << 20,
-                               repeats: Int = 5) -> MachinePeaks {
+                               repeats: Int = 10) -> MachinePeaks {
         let t = Int32(threads)
         return MachinePeaks(
             peakGOPS: cq_measure_int8_peak_gops(t, peakSeconds),
@@ -61,11 +61,16 @@ public struct GemmBenchOptions: Sendable {
     public var shapes: [GemmShape]
     /// Threads for the main measurement (thread scaling compares it with 1 thread).
     public var threads: Int
-    /// Keep timing one case until this much time has been spent on it …
+    /// Time each case (per thread count) for at least this many seconds in all …
     public var minSeconds: Double
-    /// … and at least this many timed calls (after one untimed warm-up call).
+    /// … and at least this many timed calls in all (warm-up calls not counted).
     public var minRepeats: Int
+    /// At most this many timed calls per round.
     public var maxRepeats: Int
+    /// The time is split into rounds over all cases of a shape (round 1: every case, round 2: every case, …), so
+    /// a burst of interference on a shared machine cannot spoil all samples of one case. Per round a case gets
+    /// minSeconds/rounds and ⌈minRepeats/rounds⌉ calls.
+    public var rounds: Int
     /// Also time every case on one thread (for `threadScaling`).
     public var measureOneThread: Bool
     /// Weights are packed into enough copies to fill at least this many bytes, and successive calls cycle
@@ -74,8 +79,8 @@ public struct GemmBenchOptions: Sendable {
     public var coldBytes: Int
 
     public init(types: [QuantType] = [.f32, .q8_0, .q4_0], ms: [Int] = [1, 16, 128, 512],
-                shapes: [GemmShape] = GemmShape.llm, threads: Int = Threads.count, minSeconds: Double = 0.3,
-                minRepeats: Int = 2, maxRepeats: Int = 10_000, measureOneThread: Bool = true,
+                shapes: [GemmShape] = GemmShape.llm, threads: Int = Threads.count, minSeconds: Double = 0.6,
+                minRepeats: Int = 3, maxRepeats: Int = 10_000, rounds: Int = 3, measureOneThread: Bool = true,
                 coldBytes: Int = 128 << 20) {
         self.types = types
         self.ms = ms
@@ -84,6 +89,7 @@ public struct GemmBenchOptions: Sendable {
         self.minSeconds = minSeconds
         self.minRepeats = minRepeats
         self.maxRepeats = maxRepeats
+        self.rounds = rounds
         self.measureOneThread = measureOneThread
         self.coldBytes = coldBytes
     }
@@ -95,7 +101,8 @@ public struct GemmBenchOptions: Sendable {
 
     /// One small shape and short timings: a smoke run in seconds.
     public static func quick(threads: Int = Threads.count) -> GemmBenchOptions {
-        GemmBenchOptions(shapes: [GemmShape.llm[0]], threads: threads, minSeconds: 0.05, minRepeats: 2)
+        GemmBenchOptions(shapes: [GemmShape.llm[0]], threads: threads, minSeconds: 0.1, minRepeats: 2,
+                         rounds: 2)
     }
 }
 
@@ -197,13 +204,23 @@ public enum GemmBench {
         public var best: Double
         public var median: Double
         public var repeats: Int
+
+        /// Best and median of call times (seconds); `samples` must not be empty.
+        public init(samples: [Double]) {
+            let sorted = samples.sorted()
+            let mid = sorted.count / 2
+            best = sorted[0]
+            median = sorted.count % 2 == 1 ? sorted[mid] : 0.5 * (sorted[mid - 1] + sorted[mid])
+            repeats = sorted.count
+        }
     }
 
-    /// Calls `body` once untimed (warm-up: page faults, thread pool, caches), then times single calls until at
-    /// least `minSeconds` were spent and `minRepeats` calls were made (at most `maxRepeats`).
-    public static func time(minSeconds: Double, minRepeats: Int, maxRepeats: Int = 10_000,
-                            _ body: () throws -> Void) rethrows -> Timing {
-        try body()
+    /// Optionally calls `body` once untimed (warm-up: page faults, thread pool, caches), then times single
+    /// calls until at least `minSeconds` were spent and `minRepeats` calls were made (at most `maxRepeats`).
+    /// Returns the seconds of each timed call.
+    public static func samples(minSeconds: Double, minRepeats: Int, maxRepeats: Int = 10_000, warmUp: Bool = true,
+                               _ body: () throws -> Void) rethrows -> [Double] {
+        if warmUp { try body() }
         var samples: [Double] = []
         var spent = 0.0
         while samples.count < max(1, maxRepeats), spent < minSeconds || samples.count < max(1, minRepeats) {
@@ -213,10 +230,13 @@ public enum GemmBench {
             samples.append(dt)
             spent += dt
         }
-        samples.sort()
-        let mid = samples.count / 2
-        let median = samples.count % 2 == 1 ? samples[mid] : 0.5 * (samples[mid - 1] + samples[mid])
-        return Timing(best: samples[0], median: median, repeats: samples.count)
+        return samples
+    }
+
+    /// `samples` summarized.
+    public static func time(minSeconds: Double, minRepeats: Int, maxRepeats: Int = 10_000,
+                            _ body: () throws -> Void) rethrows -> Timing {
+        Timing(samples: try samples(minSeconds: minSeconds, minRepeats: minRepeats, maxRepeats: maxRepeats, body))
     }
 
     /// The CPU's model name from /proc/cpuinfo (Linux), else the architecture.
@@ -238,8 +258,26 @@ public enum GemmBench {
         #endif
     }
 
+    /// `run` with the machine measured by `measure` before the first shape, after every shape and at the end;
+    /// the report is read against the best of those measurements (interference only lowers them, and on a
+    /// shared machine it comes and goes).
+    public static func runMeasuringMachine(_ options: GemmBenchOptions, measure: () -> MachinePeaks,
+                                           progress: ((GemmCaseResult) -> Void)? = nil) throws -> GemmBenchReport {
+        var peaks = measure()
+        var report: GemmBenchReport?
+        for shape in options.shapes {
+            var one = options
+            one.shapes = [shape]
+            let part = try run(one, peaks: peaks, progress: progress)
+            if report == nil { report = part } else { report!.results += part.results }
+            peaks = peaks.best(measure())
+        }
+        if report == nil { report = try run(options, peaks: peaks) } // no shapes: an empty report
+        return report!.withPeaks(peaks)
+    }
+
     /// Runs every (shape, M, type) case. Weights are packed once per (shape, type) with the current kernel;
-    /// X, Y and the workspace are allocated once per (shape, M). `progress` sees each result as it is done.
+    /// X, Y and the workspace are allocated once per (shape, M). `progress` sees each result when its shape is done.
     /// Changes `Threads.count` while running and restores it.
     public static func run(_ options: GemmBenchOptions, peaks: MachinePeaks,
                            progress: ((GemmCaseResult) -> Void)? = nil) throws -> GemmBenchReport {
@@ -276,6 +314,16 @@ public enum GemmBench {
                 }
             }
 
+            // Inputs and outputs for every M, allocated and first touched once.
+            var buffers: [(x: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>,
+                           workspace: UnsafeMutableRawPointer)] = []
+            defer {
+                for b in buffers {
+                    b.x.deallocate()
+                    b.y.deallocate()
+                    b.workspace.deallocate()
+                }
+            }
             for m in options.ms {
                 let xValues = rng.floats(count: m * shape.k, scale: 1)
                 let x = UnsafeMutablePointer<Float>.allocate(capacity: m * shape.k)
@@ -285,34 +333,52 @@ public enum GemmBench {
                 let wsBytes = max(64, packed.map { $0.1[0].workspaceBytes(rows: m) }.max() ?? 0)
                 let workspace = UnsafeMutableRawPointer.allocate(byteCount: wsBytes, alignment: 64)
                 workspace.initializeMemory(as: UInt8.self, repeating: 0, count: wsBytes)
-                defer {
-                    x.deallocate()
-                    y.deallocate()
-                    workspace.deallocate()
-                }
+                buffers.append((x, y, workspace))
+            }
 
-                var f32GOPS: Double?
-                for (type, copies) in packed {
-                    let ops = 2.0 * Double(m) * Double(shape.n) * Double(shape.k)
-                    var next = 0
-                    let call = {
-                        try copies[next].multiply(x, rows: m, into: y, workspace: workspace)
-                        next = next + 1 == copies.count ? 0 : next + 1
+            // Rounds over every (M, type) case; samples accumulate per case and thread count.
+            let rounds = max(1, options.rounds)
+            let roundSeconds = options.minSeconds / Double(rounds)
+            let roundRepeats = (max(1, options.minRepeats) + rounds - 1) / rounds
+            let oneThread = options.measureOneThread && threads > 1
+            var samplesN = [[[Double]]](repeating: [[Double]](repeating: [], count: packed.count),
+                                        count: options.ms.count)
+            var samples1 = samplesN
+            for round in 0..<rounds {
+                for (mi, m) in options.ms.enumerated() {
+                    let (x, y, workspace) = buffers[mi]
+                    for (ti, (_, copies)) in packed.enumerated() {
+                        var next = 0
+                        let call = {
+                            try copies[next].multiply(x, rows: m, into: y, workspace: workspace)
+                            next = next + 1 == copies.count ? 0 : next + 1
+                        }
+                        // Warm up in the first round, and whenever a call is short enough for the warm-up to
+                        // matter (thread wake-up, this case's buffers back into cache).
+                        func warm(_ previous: [Double]) -> Bool { round == 0 || (previous.min() ?? 0) < 0.05 }
+                        Threads.count = threads
+                        samplesN[mi][ti] += try samples(minSeconds: roundSeconds, minRepeats: roundRepeats,
+                                                        maxRepeats: options.maxRepeats,
+                                                        warmUp: warm(samplesN[mi][ti]), call)
+                        if oneThread {
+                            Threads.count = 1
+                            samples1[mi][ti] += try samples(minSeconds: roundSeconds, minRepeats: roundRepeats,
+                                                            maxRepeats: options.maxRepeats,
+                                                            warmUp: warm(samples1[mi][ti]), call)
+                        }
                     }
-                    Threads.count = threads
-                    let main = try time(minSeconds: options.minSeconds, minRepeats: options.minRepeats,
-                                        maxRepeats: options.maxRepeats, call)
+                }
+            }
+
+            for (mi, m) in options.ms.enumerated() {
+                let ops = 2.0 * Double(m) * Double(shape.n) * Double(shape.k)
+                var f32GOPS: Double?
+                for (ti, (type, copies)) in packed.enumerated() {
+                    let main = Timing(samples: samplesN[mi][ti])
                     let gops = ops / main.best * 1e-9
                     var one: Double?
                     if options.measureOneThread {
-                        if threads == 1 {
-                            one = gops
-                        } else {
-                            Threads.count = 1
-                            let t1 = try time(minSeconds: options.minSeconds, minRepeats: options.minRepeats,
-                                              maxRepeats: options.maxRepeats, call)
-                            one = ops / t1.best * 1e-9
-                        }
+                        one = oneThread ? ops / Timing(samples: samples1[mi][ti]).best * 1e-9 : gops
                     }
                     if type == .f32 { f32GOPS = gops }
                     let bytes = copies[0].packedBytes

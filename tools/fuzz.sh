@@ -2,14 +2,14 @@
 # Builds and runs the libFuzzer target for the GGUF and safetensors readers (tools/fuzz/FormatFuzzer.swift)
 # with AddressSanitizer, seeded with the committed format fixtures.
 #
-#   tools/fuzz.sh [SECONDS]      default 30; findings (crash-*, oom-*, leak-*) land in build-fuzz/
+#   tools/fuzz.sh [SECONDS]      default 30; findings (crash-*, oom-*, leak-*) land in .build-fuzz/
 #
 # Built with swiftc directly (not SwiftPM) from Sources/VZQuant/Formats, QuantType.swift and the portable
 # CQuant C sources (CQ_SCALAR_ONLY, no OpenMP): only what the readers use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_TO_RUN="${1:-30}"
-OUT=build-fuzz
+OUT=.build-fuzz  # ignored by .gitignore (.build-*/)
 rm -rf "$OUT/obj" && mkdir -p "$OUT/obj" "$OUT/corpus" "$OUT/module"
 
 CC="$(dirname "$(command -v swiftc)")/clang"

@@ -263,6 +263,7 @@ final class FormatTests: XCTestCase {
         let f = try SafeTensorsFile(path: dir.appendingPathComponent("tiny.safetensors").path)
         try FormatFixtures.checkTiny(f.tensors.map { ($0.name, $0) }, metadata: f.metadata, in: dir)
         XCTAssertEqual(f.dataOffset % 8, 0)
+        XCTAssertEqual(try f.tensor("model.proj.weight").ggmlDims, [3, 2])
         let ids = try f.tensor("model.position_ids")
         XCTAssertThrowsError(try ids.floats()) {
             XCTAssertTrue("\($0)".hasSuffix("tensor 'model.position_ids' has dtype I64, which is not supported (F32, F16 or BF16 only)"), "\($0)")

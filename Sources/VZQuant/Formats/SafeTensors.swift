@@ -48,6 +48,9 @@ public struct SafeTensor: Sendable, CustomStringConvertible {
 
     public var file: String { mapping.path }
 
+    /// The shape in GGUF/ggml order (innermost first), as GGUFWriter.addTensor takes it.
+    public var ggmlDims: [Int] { shape.reversed() }
+
     /// Raw little-endian element bytes. The data section starts at 8 + header length, so the pointer may be
     /// unaligned for the element type: read with loadUnaligned or hand the bytes to a C routine.
     public var bytes: UnsafeRawBufferPointer {

@@ -573,7 +573,7 @@ enum FormatFixtures {
         let probe = try? run(["-c", "import gguf, numpy"])
         guard let probe, probe.0 == 0 else {
             return XCTFail("python3 with the gguf package is required for the interop test: pip install gguf "
-                           + "(\(probe?.1.trimmingCharacters(in: .whitespacesAndNewlines) ?? "python3 not found"))", file: file, line: line)
+                           + "(\(probe.map { $0.1.split(separator: "\n").last.map(String.init) ?? "" } ?? "python3 not found"))", file: file, line: line)
         }
         let (status, output) = try run(args)
         XCTAssertEqual(status, 0, "python3 \(args.joined(separator: " ")):\n\(output)", file: file, line: line)

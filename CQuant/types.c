@@ -365,7 +365,9 @@ const cq_type_info *cq_type_get(int type) {
 size_t cq_row_bytes(int type, int64_t n) {
     const cq_type_traits *t = cq_traits(type);
     if (!t || n < 0 || n % t->info.block_elems != 0) return 0;
-    return (size_t)(n / t->info.block_elems) * t->info.block_bytes;
+    const uint64_t blocks = (uint64_t)(n / t->info.block_elems);
+    if (blocks > SIZE_MAX / t->info.block_bytes) return 0; /* a hostile shape must not wrap to a small size */
+    return (size_t)blocks * t->info.block_bytes;
 }
 
 cq_status cq_quantize_row(int type, const float *src, void *dst, int64_t n) {

@@ -75,7 +75,8 @@ typedef struct {
 /* NULL when `type` is not a known type. */
 const cq_type_info *cq_type_get(int type);
 
-/* Bytes of a row of n values; 0 if the type is unknown or n is not a multiple of its block size. */
+/* Bytes of a row of n values; 0 if the type is unknown, n is not a multiple of its block size, or the size
+ * does not fit in size_t. */
 size_t cq_row_bytes(int type, int64_t n);
 
 /* fp32 → `type` for one row of n values (n a multiple of the block size). Rounding is exactly ggml's

@@ -104,6 +104,9 @@ static void test_quant_roundtrip(void) {
     CHECK(cq_dequantize_row(5, q, y, 32) == CQ_ERR_UNSUPPORTED_TYPE, "unknown type id rejected");
     CHECK(cq_type_get(99) == NULL && cq_type_get(-1) == NULL, "type ids out of range");
     CHECK(cq_row_bytes(CQ_TYPE_Q4_0, 64) == 36 && cq_row_bytes(CQ_TYPE_Q6_K, 512) == 420, "row bytes");
+    /* 4 bytes × (2^63 − 1) values does not fit in 64 bits; 4 × 2^61 does */
+    CHECK(cq_row_bytes(CQ_TYPE_F32, INT64_MAX) == 0 && cq_row_bytes(CQ_TYPE_F32, INT64_C(1) << 61) == (size_t)1 << 63,
+          "row bytes that overflow size_t give 0");
     free(x);
     free(y);
     free(q);

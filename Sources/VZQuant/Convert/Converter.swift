@@ -1,0 +1,209 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import CQuant
+import Dispatch
+import Foundation
+
+/// What `vzquant convert` was asked to do.
+public struct ConvertOptions: Sendable {
+    /// A Hugging Face model directory, or a GGUF file to re-quantize.
+    public var source: String
+    public var output: String
+    /// The vision tower + projector of a VLM, or the whole of a vision encoder (then `output` is not written).
+    public var mmprojOutput: String?
+    public var policy: TypePolicy
+    public var threads: Int
+
+    public init(source: String, output: String, mmprojOutput: String? = nil, policy: TypePolicy, threads: Int = Threads.count) {
+        self.source = source
+        self.output = output
+        self.mmprojOutput = mmprojOutput
+        self.policy = policy
+        self.threads = max(1, threads)
+    }
+}
+
+/// HF checkpoint or GGUF → GGUF files in llama.cpp's layout, one tensor at a time.
+///
+/// All tensor infos are declared first (shapes and types come from the safetensors/GGUF headers), then each
+/// tensor is read from the source mapping, converted (rotary permutation, quantization) into one buffer of its
+/// output size, and streamed to the writer. Every output goes to a temporary file next to its destination; only
+/// when all of them are complete are they renamed into place, so a failure leaves no file (old or partial)
+/// changed at any destination.
+public enum Converter {
+    public static func run(_ options: ConvertOptions, progress: ConvertProgress = ConvertProgress(live: false),
+                           note: (String) -> Void = { _ in }) throws -> ConvertSummary {
+        let started = Date()
+        var notes: [String] = []
+        let noteOnce: (String) -> Void = { notes.append($0); note($0) }
+
+        let plans: [FilePlan]
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: options.source, isDirectory: &isDir) else {
+            throw ConvertError("\(options.source): no such file or directory")
+        }
+        if isDir.boolValue {
+            plans = try HFPlanner.plan(directory: options.source, options: options, note: noteOnce)
+        } else {
+            guard options.mmprojOutput == nil else {
+                throw ConvertError("--mmproj-out applies to Hugging Face directories; re-quantize each GGUF file (text or mmproj) on its own")
+            }
+            plans = [try GGUFPlanner.plan(file: options.source, options: options, note: noteOnce)]
+        }
+
+        let sourceBytes = plans.flatMap(\.tensors).map(\.source.byteCount).reduce(0, +)
+        progress.begin(tensors: plans.map(\.tensors.count).reduce(0, +), sourceBytes: sourceBytes)
+        defer { progress.finish() }
+
+        // Write every file under a temporary name, then rename all of them; remove the temporaries on failure.
+        var temps: [(temp: String, final: String)] = []
+        var files: [ConvertFileSummary] = []
+        do {
+            for plan in plans {
+                let temp = temporaryPath(for: plan.path)
+                temps.append((temp, plan.path))
+                files.append(try write(plan, to: temp, threads: options.threads, progress: progress))
+            }
+            for (temp, final) in temps {
+                guard rename(temp, final) == 0 else {
+                    throw ConvertError("\(final): cannot rename \(temp) into place: \(String(cString: strerror(errno)))")
+                }
+            }
+        } catch {
+            for (temp, _) in temps { unlink(temp) }
+            throw error
+        }
+        return ConvertSummary(files: files, sourceBytes: sourceBytes, seconds: Date().timeIntervalSince(started),
+                              peakRSSBytes: peakResidentBytes(), notes: notes)
+    }
+
+    static func temporaryPath(for path: String) -> String {
+        let url = URL(fileURLWithPath: path)
+        return url.deletingLastPathComponent().path + "/." + url.lastPathComponent + ".convert-\(getpid())"
+    }
+
+    // MARK: writing
+
+    private static func write(_ plan: FilePlan, to path: String, threads: Int, progress: ConvertProgress) throws -> ConvertFileSummary {
+        let writer = GGUFWriter()
+        for (k, v) in plan.metadata where k != GGUF.alignmentKey { writer.metadata.set(k, v) }
+        for t in plan.tensors { try writer.addTensor(name: t.name, dims: t.dims, type: t.type) }
+        let byName = Dictionary(uniqueKeysWithValues: plan.tensors.map { ($0.name, $0) })
+        try writer.write(to: path) { info, sink in
+            let t = byName[info.name]!
+            progress.tensorStarting(t.name, type: t.type, file: plan.path)
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: info.byteCount, alignment: 64)
+            defer { buffer.deallocate() }
+            try convert(t, into: buffer, threads: threads, file: plan.path)
+            try sink.write(UnsafeRawBufferPointer(buffer))
+            progress.tensorDone(sourceBytes: t.source.byteCount)
+        }
+        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+        return ConvertFileSummary(path: plan.path, tensors: writer.tensors.count,
+                                  tensorBytes: writer.tensors.map(\.byteCount).reduce(0, +), fileBytes: size,
+                                  elements: writer.tensors.map(\.elementCount).reduce(0, +))
+    }
+
+    /// Source rows → fp32 → (permuted) output rows, in parallel over chunks of rows.
+    static func convert(_ t: PlannedTensor, into out: UnsafeMutableRawBufferPointer, threads: Int, file: String) throws {
+        // A permuted 1-D bias is handled as `n` rows of one value.
+        let rowLength = t.permuteHeads != nil && t.dims.count == 1 ? 1 : (t.dims.first ?? 1)
+        let rows = rowLength == 0 ? 0 : t.elementCount / rowLength
+        guard rows > 0 else { return }
+        guard let outRow = t.type.rowBytes(rowLength), let srcRow = t.source.type.rowBytes(rowLength),
+              outRow * rows == out.count, srcRow * rows == t.source.byteCount else {
+            throw ConvertError("\(file): tensor '\(t.name)': internal size mismatch (\(t.source.type) → \(t.type), rows \(rows) × \(rowLength))")
+        }
+        let headDim = t.permuteHeads.map { rows / $0 } ?? 0
+        if let h = t.permuteHeads, h * headDim != rows || headDim % 2 != 0 {
+            throw ConvertError("\(file): tensor '\(t.name)': \(rows) rows do not split into \(h) heads of an even size")
+        }
+        let half = headDim / 2
+        let job = RowJob(src: t.source.bytes.baseAddress!, dst: out.baseAddress!, srcType: t.source.type.rawValue,
+                         dstType: t.type.rawValue, srcRow: srcRow, dstRow: outRow, rowLength: rowLength,
+                         permuted: t.permuteHeads != nil, headDim: headDim, half: half)
+        // Chunks of ~64K values; each worker takes chunks round-robin and converts with its own fp32 scratch.
+        let rowsPerChunk = max(1, (1 << 16) / max(1, rowLength))
+        let chunks = (rows + rowsPerChunk - 1) / rowsPerChunk
+        let workers = min(threads, chunks)
+        let failures = StatusBox(count: workers)
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: rowLength)
+            defer { scratch.deallocate() }
+            var chunk = w
+            while chunk < chunks {
+                let end = min(rows, (chunk + 1) * rowsPerChunk)
+                for r in (chunk * rowsPerChunk)..<end {
+                    let status = job.row(r, scratch: scratch)
+                    if status != CQ_OK { failures.set(w, status); return }
+                }
+                chunk += workers
+            }
+        }
+        if let bad = failures.first {
+            throw ConvertError("\(file): tensor '\(t.name)' (\(t.source.type) → \(t.type)): \(String(cString: cq_status_string(bad)))")
+        }
+    }
+}
+
+/// One tensor's row conversion, shared read-only by the worker threads (they write disjoint output rows).
+private struct RowJob: @unchecked Sendable {
+    let src: UnsafeRawPointer
+    let dst: UnsafeMutableRawPointer
+    let srcType: Int32, dstType: Int32
+    let srcRow: Int, dstRow: Int, rowLength: Int
+    let permuted: Bool
+    let headDim: Int, half: Int
+
+    /// llama.cpp's rotary permutation: view the rows of each head as [2, headDim/2] and transpose, so output
+    /// row h·hd + 2i + j comes from source row h·hd + j·hd/2 + i.
+    func sourceRow(_ r: Int) -> Int {
+        guard permuted else { return r }
+        let h = r / headDim, k = r % headDim
+        return h * headDim + (k % 2) * half + k / 2
+    }
+
+    func row(_ r: Int, scratch: UnsafeMutablePointer<Float>) -> cq_status {
+        let n = Int64(rowLength)
+        let s = cq_dequantize_row(srcType, src + sourceRow(r) * srcRow, scratch, n)
+        if s != CQ_OK { return s }
+        return cq_quantize_row(dstType, scratch, dst + r * dstRow, n)
+    }
+}
+
+private final class StatusBox: @unchecked Sendable {
+    private var values: [cq_status?]
+    private let lock = NSLock()
+    init(count: Int) { values = Array(repeating: nil, count: count) }
+    func set(_ i: Int, _ s: cq_status) { lock.lock(); values[i] = s; lock.unlock() }
+    var first: cq_status? { lock.lock(); defer { lock.unlock() }; return values.compactMap { $0 }.first }
+}
+
+// MARK: - Plans
+
+/// Where a tensor's bytes come from: a safetensors tensor or a GGUF tensor, both inside a live mapping.
+struct TensorSourceRef {
+    let type: QuantType
+    let bytes: UnsafeRawBufferPointer
+    /// Keeps the mapping alive while the plan exists.
+    let owner: AnyObject
+    var byteCount: Int { bytes.count }
+}
+
+struct PlannedTensor {
+    let name: String
+    let dims: [Int]
+    let type: QuantType
+    let source: TensorSourceRef
+    let permuteHeads: Int?
+    var elementCount: Int { dims.reduce(1, *) }
+}
+
+struct FilePlan {
+    let path: String
+    var metadata: [(String, GGUFValue)]
+    var tensors: [PlannedTensor]
+}

@@ -1,0 +1,224 @@
+import Foundation
+
+/// Plans the output files of a Hugging Face directory: which tensors (checked against config.json), their
+/// types, and the metadata llama.cpp reads. Nothing is converted here; the plan only points into the mappings.
+enum HFPlanner {
+    static func plan(directory dir: String, options: ConvertOptions, note: (String) -> Void) throws -> [FilePlan] {
+        let config = try HFConfig.load(directory: dir)
+        let arch = try HFArchitecture.detect(config, directory: dir)
+        if arch == .llava, options.mmprojOutput == nil {
+            throw ConvertError("\(dir) is a vision-language model (LlavaForConditionalGeneration): --mmproj-out is required for its vision tower and projector")
+        }
+        let checkpoint = try SafeTensorsCheckpoint(path: dir)
+        var index = try ComponentIndex(checkpoint: checkpoint, prefixes: HFNamePrefixes.forArchitecture(arch))
+        let name = modelName(config, directory: dir)
+        let policy = options.policy
+        var plans: [FilePlan] = []
+
+        // Vision first: if anything about it is wrong we fail before the (bigger) text model is planned.
+        var mmproj: FilePlan?
+        if arch.hasVision {
+            let family: VisionFamily = arch == .siglipVision ? .siglip : arch == .dinov2 ? .dinov2 : .clip
+            let vcfg = arch == .llava ? (config.visionConfig ?? config.asVision) : config.asVision
+            if arch == .llava, let t = vcfg.modelType, t != "clip_vision_model" {
+                throw ConvertError("\(dir)/config.json: LLaVA vision tower '\(t)' is not supported (clip_vision_model only)")
+            }
+            let v = try VisionParams(vcfg, family: family, directory: dir)
+            var kept = v.layers
+            var featureLayer: Int?
+            if arch == .llava {
+                let fl: Int
+                switch config.visionFeatureLayer ?? .single(-2) {
+                case let .single(i): fl = i
+                case let .list(l): throw ConvertError("\(dir)/config.json: vision_feature_layer \(l) (several layers) is not supported; one index only")
+                }
+                // hidden_states[i] is the output after i layers (hidden_states[0] = the embeddings); negative i
+                // counts from the end of the n + 1 states. Only the layers up to that one are needed.
+                kept = fl < 0 ? v.layers + 1 + fl : fl
+                guard kept >= 1, kept <= v.layers else {
+                    throw ConvertError("\(dir)/config.json: vision_feature_layer \(fl) is outside the \(v.layers)-layer vision tower")
+                }
+                featureLayer = fl
+            }
+            var specs = VisionTable.plan(v, keptLayers: kept, postNorm: arch != .llava)
+            var tensors = try index.resolve(specs, component: .vision, policy: policy, file: options.mmprojOutput ?? options.output, note: note)
+            index.markUsed(.vision, layersFrom: kept, blockPrefix: VisionTable.names(family).blockPrefix)
+            index.markUsedIfPresent(.vision, "\(VisionTable.names(family).postNorm).weight", "\(VisionTable.names(family).postNorm).bias")
+            if arch == .llava {
+                let t = try TextParams(config.textConfig ?? config.asText, tiedDefault: config.tieWordEmbeddings, directory: dir)
+                specs = ProjectorTable.plan(visionHidden: v.hidden, textHidden: t.hidden, bias: config.multimodalProjectorBias ?? true)
+                tensors += try index.resolve(specs, component: .projector, policy: policy, file: options.mmprojOutput!, note: note)
+            }
+            let pre = try HFPreprocessorConfig.load(directory: dir)
+            let (mean0, std0) = v.defaultMeanStd
+            var meta: [(String, GGUFValue)] = [
+                ("general.architecture", .string("clip")),
+                ("general.name", .string(name)),
+                ("general.file_type", .uint32(policy.fileType)),
+                ("general.quantization_version", .uint32(2)),
+                ("clip.has_text_encoder", .bool(false)),
+                ("clip.has_vision_encoder", .bool(true)),
+                ("clip.has_llava_projector", .bool(arch == .llava)),
+            ]
+            if arch == .llava { meta.append(("clip.projector_type", .string("mlp"))) }
+            meta += [
+                ("clip.use_gelu", .bool(v.hiddenAct.hasPrefix("gelu"))),
+                ("clip.vision.image_size", .uint32(UInt32(v.imageSize))),
+                ("clip.vision.patch_size", .uint32(UInt32(v.patchSize))),
+                ("clip.vision.embedding_length", .uint32(UInt32(v.hidden))),
+                ("clip.vision.feed_forward_length", .uint32(UInt32(v.feedForward))),
+                ("clip.vision.projection_dim", .uint32(UInt32(v.projectionDim))),
+                ("clip.vision.block_count", .uint32(UInt32(kept))),
+                ("clip.vision.attention.head_count", .uint32(UInt32(v.heads))),
+                ("clip.vision.attention.layer_norm_epsilon", .float32(Float(v.eps))),
+                ("clip.vision.image_mean", .float32s((pre?.imageMean ?? mean0).map { Float($0) })),
+                ("clip.vision.image_std", .float32s((pre?.imageStd ?? std0).map { Float($0) })),
+            ]
+            if let featureLayer { meta.append(("vzquant.vision.feature_layer", .int32(Int32(featureLayer)))) }
+            meta.append(("vzquant.vision.source_block_count", .uint32(UInt32(v.layers))))
+            // A standalone encoder has only this file: -o names it unless --mmproj-out does.
+            mmproj = FilePlan(path: arch == .llava ? options.mmprojOutput! : (options.mmprojOutput ?? options.output),
+                              metadata: meta, tensors: tensors)
+        }
+
+        if arch.hasText {
+            let t = try TextParams(arch == .llava ? (config.textConfig ?? config.asText) : config.asText,
+                                   tiedDefault: arch == .llava ? config.tieWordEmbeddings : nil, directory: dir)
+            guard let embed = index.lookup(.text, "embed_tokens.weight") else {
+                throw ConvertError("\(dir): the checkpoint has no token embedding ('embed_tokens.weight' of the text model)")
+            }
+            let vocab = t.vocab ?? embed.shape.first ?? 0
+            var specs = TextTable.plan(t, vocab: vocab)
+            // lm_head sits outside the text model's prefix.
+            var tensors: [PlannedTensor] = []
+            for s in specs where s.gguf == "output.weight" {
+                tensors += try index.resolve([s], component: .lmHead, policy: policy, file: options.output, note: note)
+            }
+            specs.removeAll { $0.gguf == "output.weight" }
+            tensors = try index.resolve(specs, component: .text, policy: policy, file: options.output, note: note) + tensors
+            if t.tiedEmbeddings { index.markUsedIfPresent(.lmHead, "weight") }
+            index.markUsedIfPresent(.text, "rotary_emb.inv_freq")
+
+            let a = t.arch
+            var meta: [(String, GGUFValue)] = [
+                ("general.architecture", .string(a)),
+                ("general.name", .string(name)),
+                ("general.file_type", .uint32(policy.fileType)),
+                ("general.quantization_version", .uint32(2)),
+                ("\(a).context_length", .uint32(UInt32(t.context))),
+                ("\(a).embedding_length", .uint32(UInt32(t.hidden))),
+                ("\(a).block_count", .uint32(UInt32(t.layers))),
+                ("\(a).feed_forward_length", .uint32(UInt32(t.feedForward))),
+                ("\(a).rope.dimension_count", .uint32(UInt32(t.headDim))),
+                ("\(a).rope.freq_base", .float32(Float(t.ropeTheta))),
+                ("\(a).attention.head_count", .uint32(UInt32(t.heads))),
+                ("\(a).attention.head_count_kv", .uint32(UInt32(t.kvHeads))),
+                ("\(a).attention.layer_norm_rms_epsilon", .float32(Float(t.rmsEps))),
+                ("\(a).vocab_size", .uint32(UInt32(vocab))),
+            ]
+            if t.headDim * t.heads != t.hidden {
+                meta.append(("\(a).attention.key_length", .uint32(UInt32(t.headDim))))
+                meta.append(("\(a).attention.value_length", .uint32(UInt32(t.headDim))))
+            }
+            if let type = t.ropeScalingType {
+                meta.append(("\(a).rope.scaling.type", .string(type)))
+                if let f = t.ropeScalingFactor { meta.append(("\(a).rope.scaling.factor", .float32(Float(f)))) }
+                if let o = t.ropeOriginalContext { meta.append(("\(a).rope.scaling.original_context_length", .uint32(UInt32(o)))) }
+                if type == "llama3" {
+                    note("rope_scaling type llama3: llama.cpp also expects a rope_freqs tensor, which is not written")
+                }
+            }
+            do {
+                meta += try TokenizerImport.metadata(modelDirectory: dir).map { ($0.key, $0.value) }
+            } catch let e as FormatError where e.message.contains("not implemented") {
+                // The tokenizer importer is being written separately; until it lands the file has no tokenizer.
+                note("tokenizer not imported (\(e.message)): \(options.output) has no tokenizer.ggml.* keys yet")
+            }
+            plans.append(FilePlan(path: options.output, metadata: meta, tensors: tensors))
+        }
+        if let mmproj { plans.insert(mmproj, at: 0) }
+
+        let unused = index.unused
+        if !unused.isEmpty {
+            note("skipped \(unused.count) source tensor\(unused.count == 1 ? "" : "s") llama.cpp does not use: "
+                + unused.prefix(4).joined(separator: ", ") + (unused.count > 4 ? ", …" : ""))
+        }
+        return plans
+    }
+
+    static func modelName(_ config: HFConfig, directory: String) -> String {
+        if let n = config.nameOrPath, !n.isEmpty { return (n as NSString).lastPathComponent }
+        return URL(fileURLWithPath: directory).standardizedFileURL.lastPathComponent
+    }
+}
+
+/// The checkpoint's tensors split by component, keyed by their name inside it; tracks which were used.
+struct ComponentIndex {
+    let checkpointPath: String
+    private var byComponent: [HFComponent: [String: SafeTensor]] = [:]
+    private var used: Set<String> = []
+    private var unmatched: [String] = []
+
+    init(checkpoint: SafeTensorsCheckpoint, prefixes: HFNamePrefixes) throws {
+        checkpointPath = checkpoint.path
+        for full in checkpoint.names {
+            guard let (c, local) = prefixes.split(full) else { unmatched.append(full); continue }
+            if let other = byComponent[c]?[local] {
+                throw ConvertError("\(checkpoint.path): tensors '\(other.name)' and '\(full)' are the same weight under two names")
+            }
+            byComponent[c, default: [:]][local] = checkpoint.tensors[full]!
+        }
+    }
+
+    func lookup(_ c: HFComponent, _ local: String) -> SafeTensor? { byComponent[c]?[local] }
+
+    mutating func markUsedIfPresent(_ c: HFComponent, _ locals: String...) {
+        for l in locals { if let t = lookup(c, l) { used.insert(t.name) } }
+    }
+
+    /// Vision blocks beyond the feature layer are deliberately dropped: not "unused" in the warning sense.
+    mutating func markUsed(_ c: HFComponent, layersFrom kept: Int, blockPrefix: String) {
+        for (local, t) in byComponent[c] ?? [:] where local.hasPrefix(blockPrefix) {
+            let rest = local.dropFirst(blockPrefix.count)
+            if let n = Int(rest.prefix { $0.isNumber }), n >= kept { used.insert(t.name) }
+        }
+    }
+
+    var unused: [String] {
+        let all = byComponent.values.flatMap { $0.values.map(\.name) } + unmatched
+        return all.filter { !used.contains($0) }.sorted()
+    }
+
+    /// Finds each spec's tensor, checks dtype and shape against config.json, and picks the output type.
+    mutating func resolve(_ specs: [TensorSpec], component: HFComponent, policy: TypePolicy, file: String,
+                          note: (String) -> Void) throws -> [PlannedTensor] {
+        var out: [PlannedTensor] = []
+        for s in specs {
+            guard let t = lookup(component, s.hf) else {
+                if s.optional { continue }
+                throw ConvertError("\(checkpointPath): missing tensor for \(s.gguf) (expected '\(s.hf)' in the \(componentName(component)))")
+            }
+            guard t.shape == s.shape else {
+                throw ConvertError("\(t.file): tensor '\(t.name)' has shape \(t.shape), but config.json implies \(s.shape) (for \(s.gguf))")
+            }
+            let srcType = try t.quantType()
+            let dims = s.ggmlDims
+            let (type, why) = policy.choose(role: s.role, dims: dims)
+            if let why { note("\(s.gguf): \(why)") }
+            used.insert(t.name)
+            out.append(PlannedTensor(name: s.gguf, dims: dims, type: type,
+                                     source: TensorSourceRef(type: srcType, bytes: t.bytes, owner: t.mapping),
+                                     permuteHeads: s.permuteHeads))
+        }
+        return out
+    }
+
+    private func componentName(_ c: HFComponent) -> String {
+        switch c {
+        case .text: "text model"
+        case .lmHead: "lm_head"
+        case .vision: "vision tower"
+        case .projector: "multi-modal projector"
+        }
+    }
+}

@@ -1,0 +1,328 @@
+#!/usr/bin/env python3
+"""Independent check of `vzquant convert` output against the Hugging Face checkpoint it came from.
+
+    tools/check_convert.py SRC_DIR OUT.gguf [MMPROJ.gguf]
+
+Reads our GGUF files with gguf-py's GGUFReader and the safetensors with numpy (header parsed here with
+json + struct), maps the HF text-model names with gguf-py's own TensorNameMap (so the name check does not
+trust vzquant's Swift table), applies llama.cpp's Q/K rotary permutation in numpy for arch llama, and compares
+every tensor after gguf.quants.dequantize within the bound of its type:
+  F32  exact;  F16  fp16 rounding;  Q8_0  half a step of the block scale + the scale's fp16 rounding;
+  Q4_0  one step + the scale's fp16 rounding.
+Also checks metadata, types (the type policy), that nothing is missing or extra, and for LLaVA the vision
+feature-layer truncation. Prints a summary; exits 1 on any mismatch. Needs: gguf, numpy (tools/setup.sh --dev).
+"""
+import json
+import os
+import struct
+import sys
+
+import numpy as np
+
+try:
+    import gguf
+    from gguf import GGMLQuantizationType as QT
+except ImportError as e:  # pragma: no cover
+    sys.exit(f"check_convert.py needs the gguf package ({e}); run tools/setup.sh --dev")
+
+FILE_TYPE_TO_QT = {0: QT.F32, 1: QT.F16, 2: QT.Q4_0, 7: QT.Q8_0}
+CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
+
+errors: list[str] = []
+checked = {"tensors": 0, "values": 0, "keys": 0}
+
+
+def fail(msg: str) -> None:
+    errors.append(msg)
+
+
+# ---------------------------------------------------------------------------------------------- safetensors
+def load_safetensors(directory: str) -> dict[str, np.ndarray]:
+    index = os.path.join(directory, "model.safetensors.index.json")
+    if os.path.exists(index):
+        with open(index) as f:
+            files = sorted(set(json.load(f)["weight_map"].values()))
+    else:
+        files = ["model.safetensors"]
+    out = {}
+    for name in files:
+        with open(os.path.join(directory, name), "rb") as f:
+            blob = f.read()
+        (n,) = struct.unpack("<Q", blob[:8])
+        header = json.loads(blob[8 : 8 + n])
+        base = 8 + n
+        for key, e in header.items():
+            if key == "__metadata__":
+                continue
+            b, end = e["data_offsets"]
+            raw = np.frombuffer(blob, dtype=np.uint8, count=end - b, offset=base + b)
+            if e["dtype"] == "F32":
+                a = raw.view("<f4")
+            elif e["dtype"] == "F16":
+                a = raw.view("<f2").astype(np.float32)
+            elif e["dtype"] == "BF16":
+                a = (raw.view("<u2").astype(np.uint32) << 16).view(np.float32)
+            else:
+                raise SystemExit(f"{name}: {key} has dtype {e['dtype']}, not a float type")
+            out[key] = a.astype(np.float32).reshape(e["shape"])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- comparison
+def permute(w: np.ndarray, n_head: int) -> np.ndarray:
+    """llama.cpp's HF → GGUF rotary permutation: rows of each head [2, hd/2] → [hd/2, 2]."""
+    rows = w.shape[0]
+    hd = rows // n_head
+    return w.reshape(n_head, 2, hd // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def compare(label: str, t, src: np.ndarray) -> None:
+    """t: a ReaderTensor; src: fp32 in HF (row-major, outermost first) order, already permuted."""
+    checked["tensors"] += 1
+    ne = [int(x) for x in t.shape]
+    if int(np.prod(ne)) != src.size:
+        return fail(f"{label}: {t.name} has {int(np.prod(ne))} values, source has {src.size} {list(src.shape)}")
+    squeezed = [d for d in src.shape]
+    while len(squeezed) > 1 and squeezed[0] == 1:
+        squeezed = squeezed[1:]
+    if list(reversed(ne)) != squeezed:
+        return fail(f"{label}: {t.name} dims {ne} are not the reverse of the source shape {list(src.shape)}")
+    typ = QT(t.tensor_type)
+    deq = np.asarray(gguf.quants.dequantize(np.asarray(t.data), typ), dtype=np.float32).reshape(-1)
+    x = src.reshape(-1)
+    diff = np.abs(deq - x)
+    checked["values"] += x.size
+    if typ == QT.F32:
+        bound = np.zeros_like(x)
+    elif typ == QT.F16:
+        bound = np.abs(x) * 2.0**-11 + 2.0**-24
+    elif typ in (QT.Q8_0, QT.Q4_0):
+        bsz = 34 if typ == QT.Q8_0 else 18
+        scales = np.asarray(t.data).reshape(-1).view(np.uint8).reshape(-1, bsz)[:, :2].copy().view("<f2")
+        d = np.abs(scales.astype(np.float32).reshape(-1, 1))
+        # step error (half a step for Q8_0's rounding, a full step for Q4_0's truncation/clamp) plus the
+        # scale's own fp16 rounding times the largest code (127 or 8)
+        step, qmax = (0.5, 127) if typ == QT.Q8_0 else (1.0, 8)
+        bound = np.broadcast_to(d * (step + qmax * 2.0**-11) * (1 + 2.0**-10) + 1e-7, (d.shape[0], 32)).reshape(-1)
+    else:
+        return fail(f"{label}: {t.name} has type {typ.name}, which the converter never writes")
+    bad = diff > bound
+    if bad.any():
+        i = int(np.argmax(diff - bound))
+        fail(f"{label}: {t.name} ({typ.name}) {int(bad.sum())} values outside the bound; worst at {i}: "
+             f"got {deq[i]}, source {x[i]}, bound {bound[i]:.3g}")
+
+
+def expect_key(label: str, r, key: str, want, tol: float = 0.0) -> None:
+    checked["keys"] += 1
+    f = r.fields.get(key)
+    if f is None:
+        return fail(f"{label}: metadata key {key} is missing")
+    got = f.contents()
+    if isinstance(want, float) or (isinstance(want, list) and want and isinstance(want[0], float)):
+        ok = np.allclose(np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64), rtol=1e-6, atol=tol)
+    else:
+        ok = got == want
+    if not ok:
+        fail(f"{label}: {key} is {got!r}, expected {want!r}")
+
+
+def expected_type(name: str, ne: list[int], file_type: int):
+    base = FILE_TYPE_TO_QT[file_type]
+    if len(ne) == 1 or "position_embd" in name or name == "v.class_embd":
+        return QT.F32
+    if len(ne) == 4:
+        return QT.F32 if base == QT.F32 else QT.F16
+    if name == "token_embd.weight" and base == QT.Q4_0:
+        return QT.Q8_0
+    if base in (QT.Q8_0, QT.Q4_0) and ne[0] % 32 != 0:
+        return QT.F16
+    return base
+
+
+def check_types(label: str, r) -> None:
+    ft = int(r.fields["general.file_type"].contents())
+    for t in r.tensors:
+        want = expected_type(t.name, [int(x) for x in t.shape], ft)
+        if QT(t.tensor_type) != want:
+            fail(f"{label}: {t.name} is {QT(t.tensor_type).name}, the type policy says {want.name}")
+
+
+# ---------------------------------------------------------------------------------------------- text model
+def text_config(cfg: dict) -> dict:
+    return cfg.get("text_config", cfg)
+
+
+def check_text(src_dir: str, cfg: dict, weights: dict, path: str) -> None:
+    label = os.path.basename(path)
+    r = gguf.GGUFReader(path)
+    tc = text_config(cfg)
+    arch_name = r.fields["general.architecture"].contents()
+    model_type = tc.get("model_type", "llama")
+    want_arch = "qwen2" if model_type == "qwen2" else "llama"
+    if arch_name != want_arch:
+        fail(f"{label}: general.architecture {arch_name!r}, expected {want_arch!r}")
+    arch = {"llama": gguf.MODEL_ARCH.LLAMA, "qwen2": gguf.MODEL_ARCH.QWEN2}[want_arch]
+    n_layers, n_head = tc["num_hidden_layers"], tc["num_attention_heads"]
+    n_kv = tc.get("num_key_value_heads", n_head)
+    hidden = tc["hidden_size"]
+    head_dim = tc.get("head_dim") or hidden // n_head
+    tied = tc.get("tie_word_embeddings", cfg.get("tie_word_embeddings", False))
+    rope = tc.get("rope_theta", (tc.get("rope_parameters") or {}).get("rope_theta", 10000.0))
+
+    a = want_arch
+    for key, want in [
+        ("general.quantization_version", 2),
+        (f"{a}.block_count", n_layers),
+        (f"{a}.embedding_length", hidden),
+        (f"{a}.feed_forward_length", tc["intermediate_size"]),
+        (f"{a}.attention.head_count", n_head),
+        (f"{a}.attention.head_count_kv", n_kv),
+        (f"{a}.rope.dimension_count", head_dim),
+        (f"{a}.context_length", tc["max_position_embeddings"]),
+        (f"{a}.vocab_size", tc["vocab_size"]),
+        (f"{a}.rope.freq_base", float(rope)),
+        (f"{a}.attention.layer_norm_rms_epsilon", float(tc["rms_norm_eps"])),
+    ]:
+        expect_key(label, r, key, want)
+    if "tokenizer.ggml.model" in r.fields:
+        toks = r.fields.get("tokenizer.ggml.tokens")
+        if toks is None or len(toks.data) != tc["vocab_size"]:
+            fail(f"{label}: tokenizer.ggml.tokens has {len(toks.data) if toks else 0} entries, vocab_size is {tc['vocab_size']}")
+
+    tmap = gguf.get_tensor_name_map(arch, n_layers)
+    tensors = {t.name: t for t in r.tensors}
+    seen = set()
+    for hf_name, w in sorted(weights.items()):
+        # transformers 4.x/5.x LLaVA names → the plain CausalLM names gguf-py's table knows
+        name = hf_name
+        for old, new in [("model.language_model.", "model."), ("language_model.model.", "model."),
+                         ("language_model.lm_head.", "lm_head.")]:
+            if name.startswith(old):
+                name = new + name[len(old):]
+        if not (name.startswith("model.") or name.startswith("lm_head.")) or "vision" in name or "projector" in name:
+            continue
+        if name.endswith("rotary_emb.inv_freq"):
+            continue
+        if name == "lm_head.weight" and tied:
+            continue
+        gname = tmap.get_name(name, try_suffixes=(".weight", ".bias"))
+        if gname is None:
+            fail(f"{label}: gguf-py has no llama.cpp name for {hf_name}")
+            continue
+        t = tensors.get(gname)
+        if t is None:
+            fail(f"{label}: {gname} (from {hf_name}) is missing")
+            continue
+        seen.add(gname)
+        if want_arch == "llama" and (".attn_q." in gname or ".attn_k." in gname):
+            w = permute(w, n_head if ".attn_q." in gname else n_kv)
+        compare(label, t, w)
+    for extra in sorted(set(tensors) - seen):
+        fail(f"{label}: {extra} has no source tensor")
+    if tied and "output.weight" in tensors:
+        fail(f"{label}: output.weight written although the embeddings are tied")
+    check_types(label, r)
+
+
+# ---------------------------------------------------------------------------------------------- mmproj
+def check_mmproj(src_dir: str, cfg: dict, weights: dict, path: str) -> None:
+    label = os.path.basename(path)
+    r = gguf.GGUFReader(path)
+    vc = cfg["vision_config"]
+    n = vc["num_hidden_layers"]
+    fl = cfg.get("vision_feature_layer", -2)
+    kept = n + 1 + fl if fl < 0 else fl
+    expect_key(label, r, "general.architecture", "clip")
+    expect_key(label, r, "clip.has_vision_encoder", True)
+    expect_key(label, r, "clip.has_llava_projector", True)
+    expect_key(label, r, "clip.projector_type", "mlp")
+    expect_key(label, r, "clip.use_gelu", vc.get("hidden_act", "quick_gelu").startswith("gelu"))
+    expect_key(label, r, "clip.vision.block_count", kept)
+    expect_key(label, r, "vzquant.vision.feature_layer", fl)
+    expect_key(label, r, "vzquant.vision.source_block_count", n)
+    for key, want in [("image_size", vc["image_size"]), ("patch_size", vc["patch_size"]),
+                      ("embedding_length", vc["hidden_size"]), ("feed_forward_length", vc["intermediate_size"]),
+                      ("projection_dim", vc["projection_dim"]), ("attention.head_count", vc["num_attention_heads"])]:
+        expect_key(label, r, f"clip.vision.{key}", want)
+    expect_key(label, r, "clip.vision.attention.layer_norm_epsilon", float(vc["layer_norm_eps"]))
+    pre = os.path.join(src_dir, "preprocessor_config.json")
+    mean, std = CLIP_MEAN, CLIP_STD
+    if os.path.exists(pre):
+        with open(pre) as f:
+            p = json.load(f)
+        mean, std = p.get("image_mean", mean), p.get("image_std", std)
+    expect_key(label, r, "clip.vision.image_mean", [float(x) for x in mean], 1e-7)
+    expect_key(label, r, "clip.vision.image_std", [float(x) for x in std], 1e-7)
+
+    # gguf-py's MMPROJ table knows the 4.x on-disk names "vision_tower.vision_model.*"; its generic
+    # "multi_modal_projector.linear_{bid}" → mm.{bid} is the pixtral numbering, while clip.cpp's LLaVA MLP
+    # projector reads mm.0 / mm.2 (the original nn.Sequential indices), so the projector is mapped here.
+    vmap = gguf.get_tensor_name_map(gguf.MODEL_ARCH.MMPROJ, n)
+    tensors = {t.name: t for t in r.tensors}
+    seen = set()
+    for hf_name, w in sorted(weights.items()):
+        name = hf_name
+        for old in ["model.vision_tower.vision_model.", "vision_tower.vision_model.", "model.vision_tower.", "vision_tower."]:
+            if name.startswith(old):
+                name = "vision_tower.vision_model." + name[len(old):]
+                break
+        for old in ["model.multi_modal_projector.", "multi_modal_projector."]:
+            if name.startswith(old):
+                name = "multi_modal_projector." + name[len(old):]
+        if name.startswith("multi_modal_projector.linear_"):
+            idx = int(name.split(".")[1].split("_")[1])
+            gname = f"mm.{2 * (idx - 1)}.{name.rsplit('.', 1)[1]}"
+        elif name.startswith("vision_tower.vision_model."):
+            gname = vmap.get_name(name, try_suffixes=(".weight", ".bias"))
+            if gname is None:
+                fail(f"{label}: gguf-py has no llama.cpp name for {hf_name}")
+                continue
+            if gname.startswith("v.blk."):
+                layer = int(gname.split(".")[2])
+                if layer >= kept:
+                    if gname in tensors:
+                        fail(f"{label}: {gname} is beyond the feature layer ({kept} blocks kept) but was written")
+                    continue
+            if gname.startswith("v.post_ln"):
+                if gname in tensors:
+                    fail(f"{label}: {gname} written, but LLaVA reads an inner layer (no post-norm)")
+                continue
+        else:
+            continue
+        t = tensors.get(gname)
+        if t is None:
+            fail(f"{label}: {gname} (from {hf_name}) is missing")
+            continue
+        seen.add(gname)
+        compare(label, t, w)
+    for extra in sorted(set(tensors) - seen):
+        fail(f"{label}: {extra} has no source tensor")
+    check_types(label, r)
+
+
+def main() -> None:
+    if len(sys.argv) not in (3, 4):
+        sys.exit(__doc__.strip().splitlines()[2])
+    src, out = sys.argv[1], sys.argv[2]
+    mmproj = sys.argv[3] if len(sys.argv) == 4 else None
+    with open(os.path.join(src, "config.json")) as f:
+        cfg = json.load(f)
+    weights = load_safetensors(src)
+    arch = cfg["architectures"][0]
+    check_text(src, cfg, weights, out)
+    if arch == "LlavaForConditionalGeneration":
+        if mmproj is None:
+            fail("a LLaVA source needs the mmproj file as the third argument")
+        else:
+            check_mmproj(src, cfg, weights, mmproj)
+    files = " + ".join(os.path.basename(p) for p in [out, mmproj] if p)
+    print(f"check_convert: {src} → {files}: {checked['tensors']} tensors, {checked['values']} values, "
+          f"{checked['keys']} metadata keys checked, {len(errors)} problem(s)")
+    for e in errors[:40]:
+        print("  " + e)
+    sys.exit(1 if errors else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -145,13 +145,36 @@ static void run_tile(const cq_matrix *w, const void *x, int64_t x_stride, int64_
     (two ? w->tile2 : w->tile)(&t);
 }
 
+/* One thread's part of run_tiles: claims chunks from the shared counter until none are left. */
+static void run_chunks(const cq_matrix *w, const void *x, int64_t x_stride, int64_t m, const float *bias, float *y,
+                       int64_t ldy, int64_t row_groups, int64_t pb, int64_t slices, int64_t slice_rows, int64_t chunks,
+                       int64_t *next) {
+    for (;;) {
+        const int64_t c = __atomic_fetch_add(next, 1, __ATOMIC_RELAXED);
+        if (c >= chunks) break;
+        const int64_t p0 = (c / slices) * pb, g0 = (c % slices) * slice_rows;
+        const int64_t p1 = p0 + pb < w->panels ? p0 + pb : w->panels;
+        const int64_t g1 = g0 + slice_rows < row_groups ? g0 + slice_rows : row_groups;
+        for (int64_t g = g0; g < g1; g++)
+            for (int64_t p = p0; p < p1;) {
+                const int two = w->tile2 && p + 1 < p1;
+                run_tile(w, x, x_stride, m, bias, y, ldy, p, g, two);
+                p += two ? 2 : 1;
+            }
+    }
+}
+
 /* Runs every (panel, row-group) tile of Y. The panels are cut into cache blocks (CQ_PANEL_BLOCK_BYTES), the
  * row groups into as many slices as it takes to give every thread several chunks; a chunk is one block × one
  * slice, swept row group by row group. Chunks are handed out first come first served, so a thread slowed down
  * (another process on its core) takes fewer of them. Every tile is computed the same way whatever the order
- * or the thread that runs it, so results do not depend on either. */
+ * or the thread that runs it, so results do not depend on either.
+ * Chunks are claimed from a shared counter, not with schedule(dynamic): Swift's newer clang emits runtime calls
+ * for it that the distribution's older libomp lacks.
+ * Quantized W: `xf` (fp32 rows, ldx apart) is first quantized into `x` (the workspace) inside the same parallel
+ * region, so one fork/join serves both steps. xf is NULL when `x` already is what the tiles read. */
 static void run_tiles(const cq_matrix *w, const void *x, int64_t x_stride, int64_t m, const float *bias, float *y,
-                      int64_t ldy) {
+                      int64_t ldy, const float *xf, int64_t ldx) {
     const int64_t row_groups = ceil_div(m, CQ_TILE_ROWS);
     int64_t pb = (int64_t)(CQ_PANEL_BLOCK_BYTES / w->panel_bytes);
     if (pb < 1) pb = 1;
@@ -172,22 +195,21 @@ static void run_tiles(const cq_matrix *w, const void *x, int64_t x_stride, int64
     }
     const int64_t slice_rows = ceil_div(row_groups, slices);
     const int64_t chunks = blocks * slices;
-    /* Chunks are claimed from a shared counter (not schedule(dynamic): Swift's newer clang emits runtime calls
-     * that the distribution's older libomp lacks). */
+    cq_quantize_x_fn quantize = xf ? cq_quantize_x_for(w->kernel) : NULL;
+    cq_block_q8x *xq = (cq_block_q8x *)x;
+    if (quantize && (threads == 1 || m * x_stride < 256)) { /* little to share: no barrier for it */
+        for (int64_t r = 0; r < m; r++) quantize(xf + r * ldx, w->k, xq + r * x_stride);
+        quantize = NULL;
+    }
     int64_t next = 0;
 #pragma omp parallel num_threads(threads)
-    for (;;) {
-        const int64_t c = __atomic_fetch_add(&next, 1, __ATOMIC_RELAXED);
-        if (c >= chunks) break;
-        const int64_t p0 = (c / slices) * pb, g0 = (c % slices) * slice_rows;
-        const int64_t p1 = p0 + pb < w->panels ? p0 + pb : w->panels;
-        const int64_t g1 = g0 + slice_rows < row_groups ? g0 + slice_rows : row_groups;
-        for (int64_t g = g0; g < g1; g++)
-            for (int64_t p = p0; p < p1;) {
-                const int two = w->tile2 && p + 1 < p1;
-                run_tile(w, x, x_stride, m, bias, y, ldy, p, g, two);
-                p += two ? 2 : 1;
-            }
+    {
+        if (quantize) {
+#pragma omp for schedule(static)
+            for (int64_t r = 0; r < m; r++) quantize(xf + r * ldx, w->k, xq + r * x_stride);
+            /* the implicit barrier here: every row is quantized before any tile reads it */
+        }
+        run_chunks(w, x, x_stride, m, bias, y, ldy, row_groups, pb, slices, slice_rows, chunks, &next);
     }
 }
 
@@ -197,19 +219,18 @@ cq_status cq_gemm(const cq_matrix *w, const float *x, int64_t m, int64_t ldx, co
     if (m == 0) return CQ_OK;
     if (!x || !y || ldx < w->k || ldy < w->n) return CQ_ERR_INVALID_ARGUMENT;
     if (w->act == CQ_ACT_F32) {
-        run_tiles(w, x, ldx, m, bias, y, ldy);
+        run_tiles(w, x, ldx, m, bias, y, ldy, NULL, 0);
         return CQ_OK;
     }
+    if (!cq_quantize_x_for(w->kernel)) return CQ_ERR_UNSUPPORTED_KERNEL;
     void *owned = NULL;
     if (!workspace) {
         owned = workspace = aligned_alloc_64(cq_gemm_workspace_bytes(w, m));
         if (!owned) return CQ_ERR_OUT_OF_MEMORY;
     }
-    cq_block_q8x *xq = workspace;
-    cq_status st = cq_quantize_activations(w->kernel, x, m, w->k, ldx, xq);
-    if (st == CQ_OK) run_tiles(w, xq, w->k / CQ_QBLOCK, m, bias, y, ldy);
+    run_tiles(w, workspace, w->k / CQ_QBLOCK, m, bias, y, ldy, x, ldx);
     free(owned);
-    return st;
+    return CQ_OK;
 }
 
 /* ------------------------------------------------------------------------------------------------------ */

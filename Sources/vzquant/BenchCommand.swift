@@ -42,19 +42,14 @@ struct BenchGemm: ParsableCommand {
         }
         let options: GemmBenchOptions = quick ? .quick(threads: threads) : .standard(threads: threads)
 
-        // Machine figures before, between shapes and after; the best of each is the yardstick (interference
-        // only lowers them). Progress goes to stderr when it is a terminal.
-        let live = isatty(2) != 0
-        let total = options.shapes.count * options.ms.count * options.types.count
-        var done = 0
-        let report = try GemmBench.runMeasuringMachine(options, measure: measure) { r in
-            done += 1
-            if live {
-                FileHandle.standardError.write(Data(
-                    "\r\u{1B}[K[\(done)/\(total)] \(r.type) M=\(r.m) \(r.k)×\(r.n): \(fmt(r.gops, 1)) GOPS".utf8))
-            }
+        // Machine figures before, between rounds and after; the best of each is the yardstick (interference
+        // only lowers them).
+        if isatty(2) != 0 {
+            let cases = options.shapes.count * options.ms.count * options.types.count
+            FileHandle.standardError.write(Data(
+                "measuring \(cases) cases in \(options.rounds) rounds (\(quick ? "seconds" : "1–3 minutes"))…\n".utf8))
         }
-        if live { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+        let report = try GemmBench.runMeasuringMachine(options, measure: measure)
 
         if json {
             print(try report.json())

@@ -23,13 +23,13 @@ final class BenchTests: XCTestCase {
 
     func testOneTinyCaseReportsConsistentNumbersAndJSON() throws {
         let options = GemmBenchOptions(types: [.f32, .q8_0], ms: [1], shapes: [GemmShape(k: 64, n: 16)], threads: 2,
-                                       minSeconds: 0.001, minRepeats: 1, coldBytes: 1 << 16)
+                                       minSeconds: 0.001, minRepeats: 1, rounds: 2, coldBytes: 1 << 16)
         var seen = 0, measured = 0
         let report = try GemmBench.runMeasuringMachine(options, measure: {
             measured += 1
             return MachinePeaks.measure(threads: 2, peakSeconds: 0.01, bandwidthBytes: 1 << 20, repeats: 1)
         }) { _ in seen += 1 }
-        XCTAssertEqual(measured, 2) // before, and after the one shape
+        XCTAssertEqual(measured, 3) // before, and after each of the two rounds
         XCTAssertTrue(report.readGBps.isFinite && report.readGBps > 0)
         XCTAssertEqual(seen, 2)
         XCTAssertEqual(report.results.count, 2)

@@ -67,8 +67,9 @@ public struct GemmBenchOptions: Sendable {
     public var minRepeats: Int
     /// At most this many timed calls per round.
     public var maxRepeats: Int
-    /// The time is split into rounds over all cases of a shape (round 1: every case, round 2: every case, …), so
-    /// a burst of interference on a shared machine cannot spoil all samples of one case. Per round a case gets
+    /// The time is split into rounds over all cases of all shapes (round 1: every case, round 2: every case, …),
+    /// so a burst of interference on a shared machine cannot spoil all samples of one case. All shapes' weights
+    /// are therefore held at once (about 1.3 GB for the standard grid with the default `coldBytes`). Per round a case gets
     /// minSeconds/rounds and ⌈minRepeats/rounds⌉ calls.
     public var rounds: Int
     /// Also time every case on one thread (for `threadScaling`).
@@ -258,96 +259,100 @@ public enum GemmBench {
         #endif
     }
 
-    /// `run` with the machine measured by `measure` before the first shape, after every shape and at the end;
+    /// `run`, with the machine measured by `measure` before the first round, after every round and at the end;
     /// the report is read against the best of those measurements (interference only lowers them, and on a
     /// shared machine it comes and goes).
     public static func runMeasuringMachine(_ options: GemmBenchOptions, measure: () -> MachinePeaks,
                                            progress: ((GemmCaseResult) -> Void)? = nil) throws -> GemmBenchReport {
         var peaks = measure()
-        var report: GemmBenchReport?
-        for shape in options.shapes {
-            var one = options
-            one.shapes = [shape]
-            let part = try run(one, peaks: peaks, progress: progress)
-            if report == nil { report = part } else { report!.results += part.results }
-            peaks = peaks.best(measure())
-        }
-        if report == nil { report = try run(options, peaks: peaks) } // no shapes: an empty report
-        return report!.withPeaks(peaks)
+        let report = try run(options, peaks: peaks, afterRound: { peaks = peaks.best(measure()) }, progress: progress)
+        return report.withPeaks(peaks)
     }
 
-    /// Runs every (shape, M, type) case. Weights are packed once per (shape, type) with the current kernel;
-    /// X, Y and the workspace are allocated once per (shape, M). `progress` sees each result when its shape is done.
-    /// Changes `Threads.count` while running and restores it.
-    public static func run(_ options: GemmBenchOptions, peaks: MachinePeaks,
+    /// Everything one shape needs: its packed weights per type and its buffers per M.
+    private final class ShapeSetup {
+        let shape: GemmShape
+        /// Per type: copies of the same packed weights (calls cycle through them).
+        var packed: [(type: QuantType, copies: [PackedMatrix])] = []
+        var x: [UnsafeMutablePointer<Float>] = []
+        var y: [UnsafeMutablePointer<Float>] = []
+        var workspace: [UnsafeMutableRawPointer] = []
+        /// Call times per [M index][type index], at `threads` and at 1 thread.
+        var samplesN: [[[Double]]] = []
+        var samples1: [[[Double]]] = []
+
+        init(shape: GemmShape, options: GemmBenchOptions, rng: inout BenchRandom) throws {
+            self.shape = shape
+            // Random fp32 weights, quantized once per type and packed once per copy; reused for every M and
+            // thread count.
+            let w = rng.floats(count: shape.n * shape.k, scale: 0.05)
+            for type in options.types {
+                let fileBytes = type == .f32 ? [] : try type.quantize(w)
+                let pack = { () throws -> PackedMatrix in
+                    if type == .f32 {
+                        return try w.withUnsafeBytes {
+                            try PackedMatrix(type: .f32, bytes: $0.baseAddress!, rows: shape.n, cols: shape.k)
+                        }
+                    }
+                    return try fileBytes.withUnsafeBytes {
+                        try PackedMatrix(type: type, bytes: $0.baseAddress!, rows: shape.n, cols: shape.k)
+                    }
+                }
+                var copies = [try pack()]
+                let wanted = options.coldBytes / max(1, copies[0].packedBytes) + 1
+                while options.coldBytes > copies[0].packedBytes, copies.count < min(wanted, 512) {
+                    copies.append(try pack())
+                }
+                packed.append((type, copies))
+            }
+            // Inputs, outputs and workspace for every M, allocated and first touched once.
+            for m in options.ms {
+                let xValues = rng.floats(count: m * shape.k, scale: 1)
+                let xp = UnsafeMutablePointer<Float>.allocate(capacity: m * shape.k)
+                xp.initialize(from: xValues, count: xValues.count)
+                let yp = UnsafeMutablePointer<Float>.allocate(capacity: m * shape.n)
+                yp.initialize(repeating: 0, count: m * shape.n)
+                let bytes = max(64, packed.map { $0.copies[0].workspaceBytes(rows: m) }.max() ?? 0)
+                let wp = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+                wp.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+                x.append(xp)
+                y.append(yp)
+                workspace.append(wp)
+            }
+            samplesN = [[[Double]]](repeating: [[Double]](repeating: [], count: packed.count), count: options.ms.count)
+            samples1 = samplesN
+        }
+
+        deinit {
+            x.forEach { $0.deallocate() }
+            y.forEach { $0.deallocate() }
+            workspace.forEach { $0.deallocate() }
+        }
+    }
+
+    /// Runs every (shape, M, type) case. All shapes are set up first (weights packed once per shape and type with
+    /// the current kernel, X/Y/workspace once per shape and M); then `options.rounds` rounds each time every
+    /// case briefly, at `threads` and at 1 thread, so every case's samples are spread over the whole run.
+    /// `afterRound` runs after each round; `progress` sees each result at the end. Changes `Threads.count` while
+    /// running and restores it.
+    public static func run(_ options: GemmBenchOptions, peaks: MachinePeaks, afterRound: () -> Void = {},
                            progress: ((GemmCaseResult) -> Void)? = nil) throws -> GemmBenchReport {
         let savedThreads = Threads.count
         defer { Threads.count = savedThreads }
         let threads = max(1, options.threads)
-        var results: [GemmCaseResult] = []
         var rng = BenchRandom(seed: 0x5EED)
+        let setups = try options.shapes.map { try ShapeSetup(shape: $0, options: options, rng: &rng) }
 
-        for shape in options.shapes {
-            // Weights: random fp32, quantized once per type and packed (into `copies` copies) once per type,
-            // reused for every M and thread count.
-            var packed: [(QuantType, [PackedMatrix])] = []
-            do {
-                let w = rng.floats(count: shape.n * shape.k, scale: 0.05)
-                for type in options.types {
-                    let fileBytes = type == .f32 ? [] : try type.quantize(w)
-                    let pack = { () throws -> PackedMatrix in
-                        if type == .f32 {
-                            return try w.withUnsafeBytes {
-                                try PackedMatrix(type: .f32, bytes: $0.baseAddress!, rows: shape.n, cols: shape.k)
-                            }
-                        }
-                        return try fileBytes.withUnsafeBytes {
-                            try PackedMatrix(type: type, bytes: $0.baseAddress!, rows: shape.n, cols: shape.k)
-                        }
-                    }
-                    var copies = [try pack()]
-                    let wanted = options.coldBytes / max(1, copies[0].packedBytes) + 1
-                    while options.coldBytes > copies[0].packedBytes, copies.count < min(wanted, 512) {
-                        copies.append(try pack())
-                    }
-                    packed.append((type, copies))
-                }
-            }
-
-            // Inputs and outputs for every M, allocated and first touched once.
-            var buffers: [(x: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>,
-                           workspace: UnsafeMutableRawPointer)] = []
-            defer {
-                for b in buffers {
-                    b.x.deallocate()
-                    b.y.deallocate()
-                    b.workspace.deallocate()
-                }
-            }
-            for m in options.ms {
-                let xValues = rng.floats(count: m * shape.k, scale: 1)
-                let x = UnsafeMutablePointer<Float>.allocate(capacity: m * shape.k)
-                x.initialize(from: xValues, count: xValues.count)
-                let y = UnsafeMutablePointer<Float>.allocate(capacity: m * shape.n)
-                y.initialize(repeating: 0, count: m * shape.n)
-                let wsBytes = max(64, packed.map { $0.1[0].workspaceBytes(rows: m) }.max() ?? 0)
-                let workspace = UnsafeMutableRawPointer.allocate(byteCount: wsBytes, alignment: 64)
-                workspace.initializeMemory(as: UInt8.self, repeating: 0, count: wsBytes)
-                buffers.append((x, y, workspace))
-            }
-
-            // Rounds over every (M, type) case; samples accumulate per case and thread count.
-            let rounds = max(1, options.rounds)
-            let roundSeconds = options.minSeconds / Double(rounds)
-            let roundRepeats = (max(1, options.minRepeats) + rounds - 1) / rounds
-            let oneThread = options.measureOneThread && threads > 1
-            var samplesN = [[[Double]]](repeating: [[Double]](repeating: [], count: packed.count),
-                                        count: options.ms.count)
-            var samples1 = samplesN
-            for round in 0..<rounds {
+        let rounds = max(1, options.rounds)
+        let roundSeconds = options.minSeconds / Double(rounds)
+        let roundRepeats = (max(1, options.minRepeats) + rounds - 1) / rounds
+        let oneThread = options.measureOneThread && threads > 1
+        for round in 0..<rounds {
+            for s in setups {
                 for (mi, m) in options.ms.enumerated() {
-                    let (x, y, workspace) = buffers[mi]
-                    for (ti, (_, copies)) in packed.enumerated() {
+                    let (x, y, workspace) = (s.x[mi], s.y[mi], s.workspace[mi])
+                    for (ti, entry) in s.packed.enumerated() {
+                        let copies = entry.copies
                         var next = 0
                         let call = {
                             try copies[next].multiply(x, rows: m, into: y, workspace: workspace)
@@ -357,28 +362,33 @@ public enum GemmBench {
                         // matter (thread wake-up, this case's buffers back into cache).
                         func warm(_ previous: [Double]) -> Bool { round == 0 || (previous.min() ?? 0) < 0.05 }
                         Threads.count = threads
-                        samplesN[mi][ti] += try samples(minSeconds: roundSeconds, minRepeats: roundRepeats,
-                                                        maxRepeats: options.maxRepeats,
-                                                        warmUp: warm(samplesN[mi][ti]), call)
+                        s.samplesN[mi][ti] += try samples(minSeconds: roundSeconds, minRepeats: roundRepeats,
+                                                          maxRepeats: options.maxRepeats,
+                                                          warmUp: warm(s.samplesN[mi][ti]), call)
                         if oneThread {
                             Threads.count = 1
-                            samples1[mi][ti] += try samples(minSeconds: roundSeconds, minRepeats: roundRepeats,
-                                                            maxRepeats: options.maxRepeats,
-                                                            warmUp: warm(samples1[mi][ti]), call)
+                            s.samples1[mi][ti] += try samples(minSeconds: roundSeconds, minRepeats: roundRepeats,
+                                                              maxRepeats: options.maxRepeats,
+                                                              warmUp: warm(s.samples1[mi][ti]), call)
                         }
                     }
                 }
             }
+            afterRound()
+        }
 
+        var results: [GemmCaseResult] = []
+        for s in setups {
+            let shape = s.shape
             for (mi, m) in options.ms.enumerated() {
                 let ops = 2.0 * Double(m) * Double(shape.n) * Double(shape.k)
                 var f32GOPS: Double?
-                for (ti, (type, copies)) in packed.enumerated() {
-                    let main = Timing(samples: samplesN[mi][ti])
+                for (ti, (type, copies)) in s.packed.enumerated() {
+                    let main = Timing(samples: s.samplesN[mi][ti])
                     let gops = ops / main.best * 1e-9
                     var one: Double?
                     if options.measureOneThread {
-                        one = oneThread ? ops / Timing(samples: samples1[mi][ti]).best * 1e-9 : gops
+                        one = oneThread ? ops / Timing(samples: s.samples1[mi][ti]).best * 1e-9 : gops
                     }
                     if type == .f32 { f32GOPS = gops }
                     let bytes = copies[0].packedBytes

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Independent check of `vzquant convert` output against the Hugging Face checkpoint it came from.
 
-    tools/check_convert.py SRC_DIR OUT.gguf [MMPROJ.gguf]
+    tools/check_convert.py SRC_DIR OUT.gguf [MMPROJ.gguf] [-- SRC_DIR OUT.gguf [MMPROJ.gguf] ...]
 
 Reads our GGUF files with gguf-py's GGUFReader and the safetensors with numpy (header parsed here with
 json + struct), maps the HF text-model names with gguf-py's own TensorNameMap (so the name check does not
@@ -185,10 +185,12 @@ def check_text(src_dir: str, cfg: dict, weights: dict, path: str) -> None:
         (f"{a}.attention.layer_norm_rms_epsilon", float(tc["rms_norm_eps"])),
     ]:
         expect_key(label, r, key, want)
-    if "tokenizer.ggml.model" in r.fields:
-        toks = r.fields.get("tokenizer.ggml.tokens")
-        if toks is None or len(toks.data) != tc["vocab_size"]:
-            fail(f"{label}: tokenizer.ggml.tokens has {len(toks.data) if toks else 0} entries, vocab_size is {tc['vocab_size']}")
+    # llama.cpp does not load a text model without its tokenizer.
+    if "tokenizer.ggml.model" not in r.fields:
+        fail(f"{label}: no tokenizer.ggml.model (tokenizer not imported)")
+    toks = r.fields.get("tokenizer.ggml.tokens")
+    if toks is None or len(toks.data) != tc["vocab_size"]:
+        fail(f"{label}: tokenizer.ggml.tokens has {len(toks.data) if toks else 0} entries, vocab_size is {tc['vocab_size']}")
 
     tmap = gguf.get_tensor_name_map(arch, n_layers)
     tensors = {t.name: t for t in r.tensors}
@@ -301,11 +303,10 @@ def check_mmproj(src_dir: str, cfg: dict, weights: dict, path: str) -> None:
     check_types(label, r)
 
 
-def main() -> None:
-    if len(sys.argv) not in (3, 4):
-        sys.exit(__doc__.strip().splitlines()[2])
-    src, out = sys.argv[1], sys.argv[2]
-    mmproj = sys.argv[3] if len(sys.argv) == 4 else None
+def check_one(src: str, out: str, mmproj) -> int:
+    errors.clear()
+    for k in checked:
+        checked[k] = 0
     with open(os.path.join(src, "config.json")) as f:
         cfg = json.load(f)
     weights = load_safetensors(src)
@@ -321,7 +322,23 @@ def main() -> None:
           f"{checked['keys']} metadata keys checked, {len(errors)} problem(s)")
     for e in errors[:40]:
         print("  " + e)
-    sys.exit(1 if errors else 0)
+    return len(errors)
+
+
+def main() -> None:
+    # Several checks in one run (one interpreter start): groups separated by "--".
+    groups, cur = [], []
+    for a in sys.argv[1:]:
+        if a == "--":
+            groups.append(cur)
+            cur = []
+        else:
+            cur.append(a)
+    groups.append(cur)
+    if any(len(g) not in (2, 3) for g in groups):
+        sys.exit("usage: tools/check_convert.py SRC_DIR OUT.gguf [MMPROJ.gguf] [-- SRC_DIR OUT.gguf [MMPROJ.gguf] ...]")
+    problems = sum(check_one(g[0], g[1], g[2] if len(g) == 3 else None) for g in groups)
+    sys.exit(1 if problems else 0)
 
 
 if __name__ == "__main__":

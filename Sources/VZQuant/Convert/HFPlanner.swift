@@ -128,12 +128,7 @@ enum HFPlanner {
                     note("rope_scaling type llama3: llama.cpp also expects a rope_freqs tensor, which is not written")
                 }
             }
-            do {
-                meta += try TokenizerImport.metadata(modelDirectory: dir).map { ($0.key, $0.value) }
-            } catch let e as FormatError where e.message.contains("not implemented") {
-                // The tokenizer importer is being written separately; until it lands the file has no tokenizer.
-                note("tokenizer not imported (\(e.message)): \(options.output) has no tokenizer.ggml.* keys yet")
-            }
+            meta += try TokenizerImport.metadata(modelDirectory: dir).map { ($0.key, $0.value) }
             plans.append(FilePlan(path: options.output, metadata: meta, tensors: tensors))
         }
         if let mmproj { plans.insert(mmproj, at: 0) }

@@ -18,8 +18,15 @@
  * accumulators are put back into column order only when stored.
  *
  * Q4_0 group = one register: low nibbles are columns 0..3, high nibbles columns 4..7, codes 0..15 unsigned,
- * so maddubs(code, x) needs no sign trick; its int16 pair sums (≤ 2·15·127) can even be added over the 4
- * groups of a block (≤ 15240), and one hadd_epi16 of the two halves (≤ 30480) before one madd widens them. The −8 offset is subtracted per block as 8·Σx.
+ * so maddubs(code, x) needs no sign trick. Its int16 pair sums (≤ 2·15·127) are added over the 4 groups of
+ * a block (≤ 15240) and across the two halves by one hadd_epi16 (≤ 30480, still int16); one madd then widens
+ * them to [c0 c1 c4 c5 | c2 c3 c6 c7]. The −8 offset is subtracted per block as 8·Σx (exact integers).
+ *
+ * F32/F16: per k one register of 8 weights, x[r][k] broadcast, one fma per row. The one-panel tiles have only
+ * `rows` independent chains; the two-panel tiles (cq_tile2_*) double them to cover the fma latency.
+ *
+ * The sign trick takes |w| as the unsigned operand, so a −128 weight code (never written by ggml, but legal
+ * bytes) is still exact: |−128| = 128 as u8, and pair sums stay ≤ 2·128·127 < 32768.
  */
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF

@@ -340,6 +340,104 @@ final class ConvertTests: XCTestCase {
         }
     }
 
+    // MARK: vision encoders alone (synthetic checkpoints with transformers' tensor names)
+
+    /// Writes an F32 safetensors file of seeded pseudo-random values; returns the values by name.
+    @discardableResult
+    func writeCheckpoint(_ dir: String, config: String, tensors: [(String, [Int])]) throws -> [String: [Float]] {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try config.write(toFile: dir + "/config.json", atomically: true, encoding: .utf8)
+        var header: [String: Any] = [:]
+        var data = Data()
+        var values: [String: [Float]] = [:]
+        var seed: UInt64 = 0x9E37_79B9_7F4A_7C15
+        for (name, shape) in tensors {
+            let n = shape.reduce(1, *)
+            var v = [Float](repeating: 0, count: n)
+            for i in 0..<n {
+                seed = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                v[i] = Float(Int32(truncatingIfNeeded: seed >> 33)) / Float(1 << 31) * 0.1
+            }
+            header[name] = ["dtype": "F32", "shape": shape, "data_offsets": [data.count, data.count + 4 * n]]
+            v.withUnsafeBytes { data.append(contentsOf: $0) }
+            values[name] = v
+        }
+        let json = try JSONSerialization.data(withJSONObject: header)
+        var file = Data()
+        withUnsafeBytes(of: UInt64(json.count).littleEndian) { file.append(contentsOf: $0) }
+        file.append(json)
+        file.append(data)
+        try file.write(to: URL(fileURLWithPath: dir + "/model.safetensors"))
+        return values
+    }
+
+    func testVisionEncoders() throws {
+        let D = 32, F = 64, P = 8
+        let common = "\"hidden_size\": \(D), \"intermediate_size\": \(F), \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"image_size\": 32, \"patch_size\": \(P)"
+        // family → (config, [(HF name, shape, GGUF name)]); per-layer names expanded for layers 0 and 1.
+        func layer(_ i: Int, _ pre: String, _ names: [(String, String)], ff: Int) -> [(String, [Int], String)] {
+            var out: [(String, [Int], String)] = []
+            for (h, g) in names {
+                let shape: [Int] = g == "ffn_up" ? [ff, D] : g == "ffn_down" ? [D, ff] : g.hasPrefix("ln") ? [D] : [D, D]
+                if g.hasPrefix("ls") { out.append(("\(pre)\(i).\(h)", [D], "v.blk.\(i).\(g).weight")); continue }
+                out.append(("\(pre)\(i).\(h).weight", shape, "v.blk.\(i).\(g).weight"))
+                out.append(("\(pre)\(i).\(h).bias", [shape[0]], "v.blk.\(i).\(g).bias"))
+            }
+            return out
+        }
+        let clipLayer = [("self_attn.q_proj", "attn_q"), ("self_attn.k_proj", "attn_k"), ("self_attn.v_proj", "attn_v"),
+                         ("self_attn.out_proj", "attn_out"), ("layer_norm1", "ln1"), ("layer_norm2", "ln2"),
+                         ("mlp.fc1", "ffn_up"), ("mlp.fc2", "ffn_down")]
+        let dinoLayer = [("attention.attention.query", "attn_q"), ("attention.attention.key", "attn_k"),
+                         ("attention.attention.value", "attn_v"), ("attention.output.dense", "attn_out"),
+                         ("norm1", "ln1"), ("norm2", "ln2"), ("mlp.fc1", "ffn_up"), ("mlp.fc2", "ffn_down"),
+                         ("layer_scale1.lambda1", "ls1"), ("layer_scale2.lambda1", "ls2")]
+        let cases: [(String, String, [(String, [Int], String)], [Float], Bool)] = [
+            ("CLIPVisionModel", "{\"architectures\": [\"CLIPVisionModel\"], \"model_type\": \"clip_vision_model\", \(common)}",
+             [("vision_model.embeddings.class_embedding", [D], "v.class_embd"),
+              ("vision_model.embeddings.patch_embedding.weight", [D, 3, P, P], "v.patch_embd.weight"),
+              ("vision_model.embeddings.position_embedding.weight", [17, D], "v.position_embd.weight"),
+              ("vision_model.pre_layrnorm.weight", [D], "v.pre_ln.weight"), ("vision_model.pre_layrnorm.bias", [D], "v.pre_ln.bias"),
+              ("vision_model.post_layernorm.weight", [D], "v.post_ln.weight"), ("vision_model.post_layernorm.bias", [D], "v.post_ln.bias")]
+                + layer(0, "vision_model.encoder.layers.", clipLayer, ff: F) + layer(1, "vision_model.encoder.layers.", clipLayer, ff: F),
+             [0.48145466, 0.4578275, 0.40821073], false),
+            ("SiglipVisionModel", "{\"architectures\": [\"SiglipVisionModel\"], \"model_type\": \"siglip_vision_model\", \(common)}",
+             [("embeddings.patch_embedding.weight", [D, 3, P, P], "v.patch_embd.weight"),
+              ("embeddings.patch_embedding.bias", [D], "v.patch_embd.bias"),
+              ("embeddings.position_embedding.weight", [16, D], "v.position_embd.weight"),
+              ("post_layernorm.weight", [D], "v.post_ln.weight"), ("post_layernorm.bias", [D], "v.post_ln.bias"),
+              ("head.probe", [1, 1, D], "")]
+                + layer(0, "encoder.layers.", clipLayer, ff: F) + layer(1, "encoder.layers.", clipLayer, ff: F),
+             [0.5, 0.5, 0.5], true),
+            ("Dinov2Model", "{\"architectures\": [\"Dinov2Model\"], \"model_type\": \"dinov2\", \"mlp_ratio\": 4, \(common)}",
+             [("embeddings.cls_token", [1, 1, D], "v.class_embd"), ("embeddings.mask_token", [1, D], ""),
+              ("embeddings.patch_embeddings.projection.weight", [D, 3, P, P], "v.patch_embd.weight"),
+              ("embeddings.patch_embeddings.projection.bias", [D], "v.patch_embd.bias"),
+              ("embeddings.position_embeddings", [1, 17, D], "v.position_embd.weight"),
+              ("layernorm.weight", [D], "v.post_ln.weight"), ("layernorm.bias", [D], "v.post_ln.bias")]
+                + layer(0, "encoder.layer.", dinoLayer, ff: 4 * D) + layer(1, "encoder.layer.", dinoLayer, ff: 4 * D),
+             [0.485, 0.456, 0.406], true),
+        ]
+        for (arch, config, tensors, mean, gelu) in cases {
+            let dir = temp.appendingPathComponent(arch).path
+            let values = try writeCheckpoint(dir, config: config, tensors: tensors.map { ($0.0, $0.1) })
+            var notes: [String] = []
+            let (out, _, _) = try convert(dir, .q8_0, mmproj: false, notes: &notes)
+            let f = try GGUFFile(path: out)
+            XCTAssertEqual(try f.metadata.string("general.architecture"), "clip", arch)
+            XCTAssertEqual(try f.metadata.bool("clip.has_llava_projector"), false, arch)
+            XCTAssertEqual(try f.metadata.int("clip.vision.block_count"), 2, arch)
+            XCTAssertEqual(try f.metadata.bool("clip.use_gelu"), gelu, arch)
+            XCTAssertEqual(try f.metadata.floats("clip.vision.image_mean"), mean, arch)
+            XCTAssertNil(f.metadata["vzquant.vision.feature_layer"], "standalone encoders keep every layer")
+            let written = tensors.filter { !$0.2.isEmpty }
+            XCTAssertEqual(Set(f.tensors.map(\.name)), Set(written.map(\.2)), arch)
+            for (h, _, g) in written { try assertClose(f, g, values[h]!) }
+            XCTAssertEqual(f.tensorInfo("v.class_embd")?.dims ?? [D], [D], "DINOv2's [1, 1, D] class token is stored as [D]")
+            XCTAssertEqual(notes.contains { $0.contains("skipped 1 source tensor") }, tensors.contains { $0.2.isEmpty }, "\(arch): \(notes)")
+        }
+    }
+
     // MARK: re-quantizing a GGUF
 
     func testRequantizeGGUF() throws {

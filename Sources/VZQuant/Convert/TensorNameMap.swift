@@ -49,7 +49,8 @@ struct HFNamePrefixes {
         case .llama, .mistral, .qwen2:
             HFNamePrefixes(prefixes: [("model.", .text), ("lm_head.", .lmHead)])
         case .clipVision, .siglipVision:
-            HFNamePrefixes(prefixes: [("vision_model.", .vision)])
+            // transformers 4.x saves "vision_model.embeddings…", 5.x the bare "embeddings…"
+            HFNamePrefixes(prefixes: [("vision_model.", .vision), ("", .vision)])
         case .dinov2:
             HFNamePrefixes(prefixes: [("", .vision)])
         }

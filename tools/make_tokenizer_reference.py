@@ -32,6 +32,7 @@ llama.cpp's hash gives for real Qwen2/Qwen2.5 tokenizers), Llama-3's -> "llama-b
 Needs: pip install gguf transformers tokenizers sentencepiece   (the Swift tests only read the committed files)
 """
 import argparse
+import io
 import json
 import os
 import shutil
@@ -67,16 +68,17 @@ def make_spm(out: Path) -> None:
     import sentencepiece as spm
 
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        corpus = Path(tmp) / "corpus.txt"
-        corpus.write_text("\n".join(SPM_CORPUS) + "\n", encoding="utf-8")
-        spm.SentencePieceTrainer.train(
-            input=str(corpus), model_prefix=str(Path(tmp) / "m"), model_type="bpe", vocab_size=360,
-            byte_fallback=True, character_coverage=1.0, user_defined_symbols=["<image>"],
-            control_symbols=["<ctrl>"], unk_id=0, bos_id=1, eos_id=2, pad_id=-1, num_threads=1,
-            minloglevel=2, normalization_rule_name="identity", seed_sentencepiece_size=100000, shuffle_input_sentence=False,
-        )
-        shutil.copy(Path(tmp) / "m.model", out / "tokenizer.model")
+    # trained from an iterator into memory, so no temporary path ends up in the model's trainer_spec and
+    # re-running gives the same bytes
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(SPM_CORPUS), model_writer=model, model_type="bpe", vocab_size=360,
+        byte_fallback=True, character_coverage=1.0, user_defined_symbols=["<image>"],
+        control_symbols=["<ctrl>"], unk_id=0, bos_id=1, eos_id=2, pad_id=-1, num_threads=1,
+        minloglevel=2, normalization_rule_name="identity", seed_sentencepiece_size=100000,
+        shuffle_input_sentence=False,
+    )
+    (out / "tokenizer.model").write_bytes(model.getvalue())
     sp = spm.SentencePieceProcessor(model_file=str(out / "tokenizer.model"))
     n = sp.vocab_size()
     # one appended token (added_tokens.json), one renamed by added_tokens_decoder, and two [PADn] rows

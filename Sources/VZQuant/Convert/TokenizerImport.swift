@@ -646,7 +646,8 @@ private struct ModelFiles {
             guard let parts = v.array?.compactMap(\.string), parts.count == v.array?.count else {
                 throw FormatError(file: file("tokenizer.json"), "model.merges holds an entry that is not a list of strings")
             }
-            return parts.map { $0.replacingOccurrences(of: " ", with: "\u{0120}") }.joined(separator: " ")
+            return parts.map { $0.utf8.contains(0x20) ? $0.replacingOccurrences(of: " ", with: "\u{0120}") : $0 }
+                .joined(separator: " ")
         }
     }
 

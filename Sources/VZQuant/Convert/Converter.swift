@@ -92,13 +92,18 @@ public enum Converter {
         for (k, v) in plan.metadata where k != GGUF.alignmentKey { writer.metadata.set(k, v) }
         for t in plan.tensors { try writer.addTensor(name: t.name, dims: t.dims, type: t.type) }
         let byName = Dictionary(uniqueKeysWithValues: plan.tensors.map { ($0.name, $0) })
+        // One output buffer, sized for the largest tensor and reused: malloc'ing a fresh one per tensor let
+        // glibc keep the freed blocks in its heap (RSS grew by hundreds of MB on a 1B model).
+        let buffer = try OutputBuffer(bytes: writer.tensors.map(\.byteCount).max() ?? 0, file: plan.path)
         try writer.write(to: path) { info, sink in
             let t = byName[info.name]!
             progress.tensorStarting(t.name, type: t.type, file: plan.path)
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: info.byteCount, alignment: 64)
-            defer { buffer.deallocate() }
-            try convert(t, into: buffer, threads: threads, file: plan.path)
-            try sink.write(UnsafeRawBufferPointer(buffer))
+            let out = UnsafeMutableRawBufferPointer(rebasing: buffer.memory[0..<info.byteCount])
+            try convert(t, into: out, threads: threads, file: plan.path)
+            try sink.write(UnsafeRawBufferPointer(out))
+            // The source pages are not needed again: drop them from this process (they stay in the page cache),
+            // so resident memory is about one tensor's source + output, not the whole mapped checkpoint.
+            releasePages(t.source.bytes)
             progress.tensorDone(sourceBytes: t.source.byteCount)
         }
         let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
@@ -147,6 +152,33 @@ public enum Converter {
             throw ConvertError("\(file): tensor '\(t.name)' (\(t.source.type) → \(t.type)): \(String(cString: cq_status_string(bad)))")
         }
     }
+}
+
+/// Anonymous memory from mmap, returned to the system at deinit (never parked in malloc's heap).
+private final class OutputBuffer {
+    let memory: UnsafeMutableRawBufferPointer
+
+    init(bytes: Int, file: String) throws {
+        let n = max(bytes, 1)
+        let p = mmap(nil, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        guard let p, p != MAP_FAILED else {
+            throw ConvertError("\(file): cannot allocate \(n) bytes for a tensor: \(String(cString: strerror(errno)))")
+        }
+        memory = UnsafeMutableRawBufferPointer(start: p, count: n)
+    }
+
+    deinit { munmap(memory.baseAddress, memory.count) }
+}
+
+/// madvise(MADV_DONTNEED) on the whole pages inside `bytes` (a read-only file mapping: pages fault back in from
+/// the file if read again, so this only lowers resident memory).
+private func releasePages(_ bytes: UnsafeRawBufferPointer) {
+    guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let start = (Int(bitPattern: base) + page - 1) / page * page
+    let end = (Int(bitPattern: base) + bytes.count) / page * page
+    guard end > start, let p = UnsafeMutableRawPointer(bitPattern: start) else { return }
+    _ = madvise(p, end - start, Int32(MADV_DONTNEED))
 }
 
 /// One tensor's row conversion, shared read-only by the worker threads (they write disjoint output rows).

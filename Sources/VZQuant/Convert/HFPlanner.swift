@@ -128,7 +128,13 @@ enum HFPlanner {
                     note("rope_scaling type llama3: llama.cpp also expects a rope_freqs tensor, which is not written")
                 }
             }
-            meta += try TokenizerImport.metadata(modelDirectory: dir).map { ($0.key, $0.value) }
+            let tokenizer = try TokenizerImport.metadata(modelDirectory: dir)
+            // llama.cpp takes n_vocab from the token list and requires token_embd (and output) to match it.
+            if let (_, tokens) = tokenizer.first(where: { $0.key == "tokenizer.ggml.tokens" }),
+               case let .array(_, list) = tokens, list.count != vocab {
+                throw ConvertError("\(dir): the tokenizer has \(list.count) tokens but the model's vocabulary is \(vocab) (embedding rows); llama.cpp would refuse the file")
+            }
+            meta += tokenizer.map { ($0.key, $0.value) }
             plans.append(FilePlan(path: options.output, metadata: meta, tensors: tensors))
         }
         if let mmproj { plans.insert(mmproj, at: 0) }

@@ -30,17 +30,6 @@ static void *aligned_alloc_64(size_t bytes) {
 
 static inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-/* The two-panel tile for these panels and this kernel, if there is one. */
-static cq_tile_fn two_panel_tile(int packed_type, cq_kernel kernel) {
-#if CQ_ARCH_X86
-    if (kernel == CQ_KERNEL_AVX2 && packed_type == CQ_TYPE_F32) return cq_tile2_f32_avx2;
-    if (kernel == CQ_KERNEL_AVX2 && packed_type == CQ_TYPE_F16) return cq_tile2_f16_avx2;
-#endif
-    (void)packed_type;
-    (void)kernel;
-    return NULL;
-}
-
 cq_status cq_matrix_pack(int type, const void *w, int64_t n, int64_t k, size_t row_stride, cq_kernel kernel,
                          cq_matrix **out) {
     if (!out) return CQ_ERR_INVALID_ARGUMENT;
@@ -65,7 +54,7 @@ cq_status cq_matrix_pack(int type, const void *w, int64_t n, int64_t k, size_t r
     m->k = k;
     m->kernel = kernel;
     m->tile = t->tile[kernel];
-    m->tile2 = two_panel_tile(m->packed_type, kernel);
+    m->tile2 = t->tile2[kernel];
     m->act = t->act;
     m->panel_bytes = t->panel_bytes(k);
     m->panels = ceil_div(n, CQ_PANEL_COLS);
@@ -283,7 +272,7 @@ cq_status cq_sgemm(int64_t m, int64_t n, int64_t k, float alpha, const float *a,
             pack_panel_f32_from_columns(b + col, ldb, cols, k, panels + p * panel_floats);
     }
     /* panels go by pairs when the kernel has a two-panel tile (a lone last panel takes the one-panel tile) */
-    const cq_tile_fn tile2 = two_panel_tile(CQ_TYPE_F32, kernel);
+    const cq_tile_fn tile2 = cq_traits(CQ_TYPE_F32)->tile2[kernel];
     const int64_t step = tile2 ? 2 : 1, units = ceil_div(np, step);
     const int64_t row_groups = ceil_div(m, CQ_TILE_ROWS);
     const int64_t tiles = units * row_groups;

@@ -70,6 +70,9 @@ typedef struct {
     void (*pack_panel)(const void *w, size_t row_stride, int rows, int64_t k, void *panel);
     cq_act_kind act;
     cq_tile_fn tile[CQ_KERNEL_COUNT]; /* NULL where that ISA has no kernel for the type */
+    /* Optional tiles over two adjacent panels (t->cols up to 2·CQ_PANEL_COLS, same results bit for bit as two
+     * one-panel tiles): more independent chains where one panel leaves the FMA units idle. */
+    cq_tile_fn tile2[CQ_KERNEL_COUNT];
 } cq_type_traits;
 
 /* NULL when the type is unknown. */

@@ -306,6 +306,7 @@ static const cq_type_traits k_traits[CQ_TYPE_COUNT] = {
         .tile = {[CQ_KERNEL_SCALAR] = cq_tile_f32_scalar, [CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile_f32_avx2),
                  [CQ_KERNEL_NEON] = CQ_ARM_FN(cq_tile_f32_neon), [CQ_KERNEL_DOTPROD] = CQ_ARM_FN(cq_tile_f32_neon),
                  [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_f32_neon)},
+        .tile2 = {[CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile2_f32_avx2)},
     },
     [CQ_TYPE_F16] = {
         .info = {"f16", 1, 2, 1, 1},
@@ -315,6 +316,7 @@ static const cq_type_traits k_traits[CQ_TYPE_COUNT] = {
         .tile = {[CQ_KERNEL_SCALAR] = cq_tile_f16_scalar, [CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile_f16_avx2),
                  [CQ_KERNEL_NEON] = CQ_ARM_FN(cq_tile_f16_neon), [CQ_KERNEL_DOTPROD] = CQ_ARM_FN(cq_tile_f16_neon),
                  [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_f16_neon)},
+        .tile2 = {[CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile2_f16_avx2)},
     },
     [CQ_TYPE_BF16] = {
         .info = {"bf16", 1, 2, 1, 1},
@@ -325,6 +327,7 @@ static const cq_type_traits k_traits[CQ_TYPE_COUNT] = {
         .tile = {[CQ_KERNEL_SCALAR] = cq_tile_f32_scalar, [CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile_f32_avx2),
                  [CQ_KERNEL_NEON] = CQ_ARM_FN(cq_tile_f32_neon), [CQ_KERNEL_DOTPROD] = CQ_ARM_FN(cq_tile_f32_neon),
                  [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_f32_neon)},
+        .tile2 = {[CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile2_f32_avx2)},
     },
     [CQ_TYPE_Q8_0] = {
         .info = {"q8_0", 32, 34, 1, 1},

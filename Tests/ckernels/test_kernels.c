@@ -162,10 +162,9 @@ static weights make_weights(int type, int64_t n, int64_t k, int exact) {
                 uint8_t *blk = dst + b * bb;
                 const uint16_t d = cq_fp32_to_fp16(ldexpf(1.0f, -(int)(rnd_u32() % 3)));
                 memcpy(blk, &d, 2);
+                /* every byte value, including the Q8_0 code -128 that ggml never writes but other tools may */
                 for (size_t j = 2; j < bb; j++) blk[j] = (uint8_t)rnd_u32();
-                if (type == CQ_TYPE_Q8_0)
-                    for (size_t j = 2; j < bb; j++)
-                        if (blk[j] == 0x80) blk[j] = 0x81; /* keep codes in [-127, 127], as ggml writes them */
+                if (type == CQ_TYPE_Q8_0 && b % 3 == 0) blk[2 + rnd_u32() % 32] = 0x80;
             }
         } else {
             for (int64_t i = 0; i < k; i++) tmp[i] = rnd_normalish() * 0.5f;

@@ -9,6 +9,12 @@ enum HFPlanner {
         if arch == .llava, options.mmprojOutput == nil {
             throw ConvertError("\(dir) is a vision-language model (LlavaForConditionalGeneration): --mmproj-out is required for its vision tower and projector")
         }
+        if !arch.hasVision, let mm = options.mmprojOutput {
+            note("--mmproj-out \(mm) ignored: \(arch.rawValue) has no vision tower")
+        }
+        if !arch.hasText, let mm = options.mmprojOutput, mm != options.output {
+            note("\(arch.rawValue) is a vision encoder only: it is written to \(mm); nothing is written to \(options.output)")
+        }
         let checkpoint = try SafeTensorsCheckpoint(path: dir)
         var index = try ComponentIndex(checkpoint: checkpoint, prefixes: HFNamePrefixes.forArchitecture(arch))
         let name = modelName(config, directory: dir)

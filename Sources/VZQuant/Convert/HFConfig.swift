@@ -55,7 +55,7 @@ public struct HFConfig: Decodable, Sendable {
         do {
             return try JSONDecoder().decode(HFConfig.self, from: data)
         } catch let error as DecodingError {
-            throw FormatError(file: path, describeDecodingError(error))
+            throw FormatError(file: path, "bad JSON: " + describeDecodingError(error))
         }
     }
 }
@@ -198,26 +198,7 @@ public struct HFPreprocessorConfig: Decodable, Sendable {
         do {
             return try JSONDecoder().decode(HFPreprocessorConfig.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
         } catch let error as DecodingError {
-            throw FormatError(file: path, describeDecodingError(error))
+            throw FormatError(file: path, "bad JSON: " + describeDecodingError(error))
         }
     }
-}
-
-/// One line from a DecodingError: what, and where in the JSON.
-func describeDecodingError(_ error: DecodingError) -> String {
-    func at(_ c: DecodingError.Context) -> String {
-        let p = c.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
-        return p.isEmpty ? "" : " at '\(p)'"
-    }
-    let text: String
-    switch error {
-    case let .dataCorrupted(c):
-        let under = (c.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String
-        text = "bad JSON: " + (under ?? c.debugDescription) + at(c)
-    case let .keyNotFound(key, c): text = "missing '\(key.stringValue)'" + at(c)
-    case let .typeMismatch(_, c): text = c.debugDescription + at(c)
-    case let .valueNotFound(_, c): text = c.debugDescription + at(c)
-    @unknown default: text = "\(error)"
-    }
-    return text.replacingOccurrences(of: "\n", with: " ")
 }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The one error the format layer throws: which file, and what is wrong with it, in one line.
 ///
 ///     model.gguf: tensor 'blk.0.attn_q.weight' data [offset 123, 4096 bytes] runs past the end of the file (2000 bytes)
@@ -45,4 +47,23 @@ enum Checked {
     }
 
     static func isPowerOfTwo(_ v: Int) -> Bool { v > 0 && (v & (v - 1)) == 0 }
+}
+
+/// One line from a DecodingError: what is wrong, and where in the JSON (callers say which file and what kind).
+func describeDecodingError(_ error: DecodingError) -> String {
+    func path(_ c: DecodingError.Context) -> String {
+        let p = c.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+        return p.isEmpty ? "" : " at '\(p)'"
+    }
+    let text: String
+    switch error {
+    case let .dataCorrupted(c):
+        let under = (c.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String
+        text = (under ?? c.debugDescription) + path(c)
+    case let .keyNotFound(key, c): text = "missing '\(key.stringValue)'" + path(c)
+    case let .typeMismatch(_, c): text = c.debugDescription + path(c)
+    case let .valueNotFound(_, c): text = c.debugDescription + path(c)
+    @unknown default: text = "\(error)"
+    }
+    return text.replacingOccurrences(of: "\n", with: " ")
 }

@@ -114,7 +114,7 @@ public final class SafeTensorsFile: Sendable {
         do {
             header = try JSONDecoder().decode(RawHeader.self, from: json)
         } catch let error as DecodingError {
-            throw FormatError(file: file, "bad JSON header: \(describe(error))")
+            throw FormatError(file: file, "bad JSON header: \(describeDecodingError(error))")
         } catch {
             throw FormatError(file: file, "bad JSON header: \(error)")
         }
@@ -230,7 +230,7 @@ public final class SafeTensorsCheckpoint: Sendable {
         do {
             weightMap = try JSONDecoder().decode(RawIndex.self, from: Data(mapping.buffer)).weight_map
         } catch let error as DecodingError {
-            throw FormatError(file: index, "bad index JSON: \(describe(error))")
+            throw FormatError(file: index, "bad index JSON: \(describeDecodingError(error))")
         }
         let dir = URL(fileURLWithPath: index).deletingLastPathComponent().path
 
@@ -302,23 +302,4 @@ private struct RawHeader: Decodable {
 
 private struct RawIndex: Decodable {
     let weight_map: [String: String]
-}
-
-/// One line from a DecodingError: where in the JSON, and what.
-private func describe(_ error: DecodingError) -> String {
-    func path(_ c: DecodingError.Context) -> String {
-        let p = c.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
-        return p.isEmpty ? "" : " at '\(p)'"
-    }
-    let text: String
-    switch error {
-    case let .dataCorrupted(c):
-        let under = (c.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String
-        text = (under ?? c.debugDescription) + path(c)
-    case let .keyNotFound(key, c): text = "missing '\(key.stringValue)'" + path(c)
-    case let .typeMismatch(_, c): text = c.debugDescription + path(c)
-    case let .valueNotFound(_, c): text = c.debugDescription + path(c)
-    @unknown default: text = "\(error)"
-    }
-    return text.replacingOccurrences(of: "\n", with: " ")
 }

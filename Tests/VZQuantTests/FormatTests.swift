@@ -378,7 +378,7 @@ final class FormatTests: XCTestCase {
     func testMutationFuzz() throws {
         let gguf = try SampleGGUF.make(small: true).bytes()
         let st = try Array(Data(contentsOf: FormatFixtures.directory().appendingPathComponent("tiny.safetensors")))
-        var rng = FormatRNG(seed: 0xF022)
+        var rng = SeededRandom(seed: 0xF022)
         let start = Date()
         var outcomes = [0, 0, 0, 0]  // gguf ok, gguf threw, safetensors ok, safetensors threw
         for i in 0..<3000 {
@@ -428,7 +428,7 @@ enum FormatFuzz {
 
     /// 1–4 edits: flip a bit, set a byte to an interesting value, overwrite a little-endian u32/u64 field with
     /// an interesting value, truncate, insert or delete a few bytes.
-    static func mutate(_ input: [UInt8], _ rng: inout FormatRNG) -> [UInt8] {
+    static func mutate(_ input: [UInt8], _ rng: inout SeededRandom) -> [UInt8] {
         var b = input
         let interesting: [UInt64] = [0, 1, 2, 3, 4, 5, 7, 8, 9, 12, 13, 31, 32, 33, 63, 64, 255, 256, 0x7FFF_FFFF, 0xFFFF_FFFF,
                                      1 << 32, 1 << 40, 1 << 60, UInt64(Int64.max), .max]
@@ -451,17 +451,6 @@ enum FormatFuzz {
     }
 }
 
-/// xorshift64*, for reproducible fuzzing.
-struct FormatRNG: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed | 1 }
-    mutating func next() -> UInt64 {
-        state ^= state >> 12
-        state ^= state << 25
-        state ^= state >> 27
-        return state &* 0x2545_F491_4F6C_DD1D
-    }
-}
 
 /// A GGUF with every metadata type and F32/F16/Q8_0/Q4_0/BF16 tensors, plus the expectations for gguf_verify.py.
 struct SampleGGUF {
@@ -499,7 +488,7 @@ struct SampleGGUF {
         ]
         for (k, v) in small ? Array(m.prefix(4)) + [m[16], m[22]] : m { w.metadata.set(k, v) }
 
-        var rng = FormatRNG(seed: 99)
+        var rng = SeededRandom(seed: 99)
         var data: [String: [UInt8]] = [:]
         var values: [String: [Float]] = [:]
         let shapes: [(String, [Int], QuantType)] = small

@@ -14,7 +14,7 @@ final class KernelTests: XCTestCase {
     /// Every supported kernel agrees with the scalar reference through the Swift API.
     func testPackedGemmMatchesScalarOnEveryKernel() throws {
         let (m, n, k) = (5, 19, 256)
-        var rng = SeededGenerator(seed: 7)
+        var rng = SeededRandom(seed: 7)
         let w = (0..<(n * k)).map { _ in Float.random(in: -1...1, using: &rng) }
         let x = (0..<(m * k)).map { _ in Float.random(in: -1...1, using: &rng) }
         for type in [QuantType.q8_0, .q4_0, .f16, .f32] {
@@ -30,7 +30,7 @@ final class KernelTests: XCTestCase {
 
     func testQuantizedGemmIsCloseToFloat() throws {
         let (m, n, k) = (3, 16, 512)
-        var rng = SeededGenerator(seed: 42)
+        var rng = SeededRandom(seed: 42)
         let w = (0..<(n * k)).map { _ in Float.random(in: -1...1, using: &rng) }
         let x = (0..<(m * k)).map { _ in Float.random(in: -1...1, using: &rng) }
         let exact = try PackedMatrix.quantizing(w, rows: n, cols: k, to: .f32).multiply(x, rows: m)
@@ -52,14 +52,3 @@ final class KernelTests: XCTestCase {
     }
 }
 
-/// xorshift64*: reproducible test data.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed | 1 }
-    mutating func next() -> UInt64 {
-        state ^= state >> 12
-        state ^= state << 25
-        state ^= state >> 27
-        return state &* 2_685_821_657_736_338_717
-    }
-}

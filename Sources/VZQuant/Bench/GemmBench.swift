@@ -281,7 +281,7 @@ public enum GemmBench {
         var samplesN: [[[Double]]] = []
         var samples1: [[[Double]]] = []
 
-        init(shape: GemmShape, options: GemmBenchOptions, rng: inout BenchRandom) throws {
+        init(shape: GemmShape, options: GemmBenchOptions, rng: inout SeededRandom) throws {
             self.shape = shape
             // Random fp32 weights, quantized once per type and packed once per copy; reused for every M and
             // thread count.
@@ -340,7 +340,7 @@ public enum GemmBench {
         let savedThreads = Threads.count
         defer { Threads.count = savedThreads }
         let threads = max(1, options.threads)
-        var rng = BenchRandom(seed: 0x5EED)
+        var rng = SeededRandom(seed: 0x5EED)
         let setups = try options.shapes.map { try ShapeSetup(shape: $0, options: options, rng: &rng) }
 
         let rounds = max(1, options.rounds)
@@ -414,36 +414,5 @@ public enum GemmBench {
         return GemmBenchReport(cpu: cpuName(), kernel: Kernel.current.description, threads: threads,
                                peakGOPS: peaks.peakGOPS, copyGBps: peaks.copyGBps, readGBps: peaks.readGBps,
                                results: results)
-    }
-}
-
-/// xorshift64* with a fast uniform fill: benchmark data only needs to be reproducible and not degenerate.
-struct BenchRandom {
-    var state: UInt64
-    init(seed: UInt64) { state = seed | 1 }
-
-    mutating func next() -> UInt64 {
-        state ^= state >> 12
-        state ^= state << 25
-        state ^= state >> 27
-        return state &* 0x2545_F491_4F6C_DD1D
-    }
-
-    /// `count` values uniform in [−scale, scale).
-    mutating func floats(count: Int, scale: Float) -> [Float] {
-        var s = state
-        let out = [Float](unsafeUninitializedCapacity: count) { buf, initialized in
-            for i in 0..<count {
-                s ^= s >> 12
-                s ^= s << 25
-                s ^= s >> 27
-                let r = s &* 0x2545_F491_4F6C_DD1D
-                // top 24 bits → [0, 1), then to [−scale, scale)
-                buf[i] = (Float(r >> 40) * 0x1p-24 * 2 - 1) * scale
-            }
-            initialized = count
-        }
-        state = s
-        return out
     }
 }

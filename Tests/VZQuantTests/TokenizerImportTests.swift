@@ -113,6 +113,128 @@ final class TokenizerImportTests: XCTestCase {
         XCTAssertNil(try pre(#"{"pre_tokenizer": null}"#))
     }
 
+    /// The LlamaHfVocab path pads to an explicit vocabulary size (embedding rows) and is never cut; without one it
+    /// is llama.cpp's list exactly (see testLlava4xLlamaHfVocab).
+    func testVocabSizeOverridePadsLlamaHfVocab() throws {
+        let llava = Self.fixtures.appendingPathComponent("hf/llava-4x").path
+        let md = try TokenizerImport.metadata(modelDirectory: llava, vocabSize: 410)
+        guard case let .array(_, tokens)? = md.first(where: { $0.key == "tokenizer.ggml.tokens" })?.value,
+              case let .array(_, types)? = md.first(where: { $0.key == "tokenizer.ggml.token_type" })?.value,
+              case let .array(_, scores)? = md.first(where: { $0.key == "tokenizer.ggml.scores" })?.value
+        else { return XCTFail("no tokens") }
+        XCTAssertEqual(tokens.count, 410)
+        XCTAssertEqual(types.count, 410)
+        XCTAssertEqual(scores.count, 410)
+        XCTAssertEqual(tokens[400], .string("<image>"))
+        XCTAssertEqual(tokens[401], .string("[PAD401]"))
+        XCTAssertEqual(tokens.last, .string("[PAD409]"))
+        XCTAssertEqual(types.last, .int32(5))
+        let short = try TokenizerImport.metadata(modelDirectory: llava, vocabSize: 300)
+        guard case let .array(_, kept)? = short.first(where: { $0.key == "tokenizer.ggml.tokens" })?.value else {
+            return XCTFail("no tokens")
+        }
+        XCTAssertEqual(kept.count, 401, "never cut (the converter reports the mismatch)")
+    }
+
+    // MARK: fuzzing the JSON reader
+
+    /// Seeded mutations of the fixture JSON files (byte flips, JSON-significant bytes, invalid UTF-8, lone
+    /// surrogate escapes, huge or negative numbers, truncations, deep nesting) must parse or throw
+    /// TokenizerJSONError, and through TokenizerImport parse or throw FormatError: never crash or hang.
+    func testMutationFuzzJSON() throws {
+        let started = Date()
+        let seeds = try ["hf/qwen2/tokenizer.json", "hf/llava-4x/tokenizer.json", "tokenizer/llama3-bpe/tokenizer.json",
+                         "hf/qwen2/tokenizer_config.json", "hf/llava-4x/tokenizer_config.json",
+                         "tokenizer/llama3-bpe/tokenizer_config.json"].map { ($0, try fixtureBytes($0)) }
+        let snippets: [[UInt8]] = [
+            "\"", "\\", "{", "}", "[", "]", ":", ",", "null", "true", "-", "1e999999", "-1e-999999", "0.", "1.e5",
+            "99999999999999999999999999999999", "-9223372036854775809", "4294967296", "-1", "NaN", "-Infinity",
+            "\\ud800", "\\udfff", "\\ud800\\u0041", "\\ud800\\udc00", "\\u12", "\\u00zz", "\\x", "\\u0000",
+            "[[[[[[[[", "{\"a\":{\"a\":", "\"\"\"",
+        ].map { Array($0.utf8) } + [[0xFF], [0xC0, 0x80], [0xED, 0xA0, 0x80], [0xF4, 0x90, 0x80, 0x80], [0xE2, 0x82], [0x00], [0x1F]]
+        var rng = SeededRandom(seed: 0x5EED_F022)
+        func pick(_ n: Int) -> Int { Int(rng.next() % UInt64(max(1, n))) }
+
+        func mutate(_ input: [UInt8]) -> [UInt8] {
+            var b = input
+            for _ in 0...pick(3) {
+                let at = pick(b.count + 1)
+                switch pick(7) {
+                case 0 where !b.isEmpty: b[min(at, b.count - 1)] ^= UInt8(1 << pick(8))
+                case 1: b.insert(contentsOf: snippets[pick(snippets.count)], at: at)
+                case 2 where !b.isEmpty:
+                    let end = min(b.count, at + 1 + pick(64))
+                    b.replaceSubrange(min(at, end)..<end, with: snippets[pick(snippets.count)])
+                case 3: b = Array(b.prefix(at))
+                case 4 where at < b.count:
+                    b.removeSubrange(at..<min(b.count, at + 1 + pick(200)))
+                case 5:
+                    // a number in the text replaced by an extreme one (token ids, vocab sizes, flags)
+                    if let d = b[min(at, b.count)...].firstIndex(where: { (0x30...0x39).contains($0) }) {
+                        var e = d
+                        while e < b.count, (0x30...0x39).contains(b[e]) { e += 1 }
+                        let extreme = ["-1", "4294967296", "9223372036854775807", "1e30", "0", "2.5", "-0"][pick(7)]
+                        b.replaceSubrange(d..<e, with: Array(extreme.utf8))
+                    }
+                default:
+                    let from = pick(b.count), len = min(b.count - from, pick(100))
+                    b.insert(contentsOf: b[from..<(from + len)], at: at)
+                }
+            }
+            return b
+        }
+
+        var cases: [[UInt8]] = [
+            Array(repeating: UInt8(ascii: "["), count: 100_000),
+            Array(String(repeating: "{\"a\":", count: 50_000).utf8),
+            Array((String(repeating: "[", count: 511) + String(repeating: "]", count: 511)).utf8),
+            Array((String(repeating: "[", count: 600) + String(repeating: "]", count: 600)).utf8),
+            Array("\"unterminated".utf8), Array("\"\\".utf8), Array("\"\\u".utf8), Array("[\"\\ud800\"]".utf8),
+            Array("[\"\\udc00\\ud800\"]".utf8), [0x22, 0xFF, 0x22], [0x22, 0xED, 0xA0, 0x80, 0x22],
+            Array("1\(String(repeating: "0", count: 5000))".utf8), Array("1e\(String(repeating: "9", count: 5000))".utf8),
+            Array("-".utf8), Array("".utf8), Array("  ".utf8), [0xEF, 0xBB, 0xBF, 0x7B, 0x7D],
+        ]
+        for i in 0..<3000 { cases.append(mutate(seeds[i % seeds.count].1)) }
+        var parsed = 0
+        for c in cases {
+            do {
+                _ = try TokenizerJSON.parse(c)
+                parsed += 1
+            } catch {
+                XCTAssertGreaterThanOrEqual(error.offset, 0)
+                XCTAssertLessThanOrEqual(error.offset, c.count)
+            }
+        }
+        XCTAssertGreaterThan(parsed, 0, "some mutations stay valid JSON")
+
+        // Through the importer (files on disk, the other files of the model untouched).
+        let bases = ["hf/qwen2", "hf/llava-4x", "tokenizer/llama3-bpe"]
+        var imported = 0, rejected = 0
+        for i in 0..<150 {
+            let base = bases[i % bases.count]
+            let which = (i / bases.count) % 2 == 0 ? "tokenizer.json" : "tokenizer_config.json"
+            var files: [String: [UInt8]] = [:]
+            for name in ["tokenizer.json", "tokenizer_config.json", "config.json"] {
+                if let d = FileManager.default.contents(atPath: Self.fixtures.appendingPathComponent("\(base)/\(name)").path) {
+                    files[name] = [UInt8](d)
+                }
+            }
+            files[which] = i < 6 ? Array(repeating: UInt8(ascii: "["), count: 100_000) : mutate(files[which]!)
+            let dir = try tempDir(files)
+            do {
+                _ = try TokenizerImport.metadata(modelDirectory: dir, vocabSize: i % 4 == 0 ? 512 : nil)
+                imported += 1
+            } catch is FormatError {
+                rejected += 1
+            } catch {
+                XCTFail("\(base)/\(which) mutation \(i): \(type(of: error)) \(error), not a FormatError")
+            }
+        }
+        XCTAssertGreaterThan(imported, 0)
+        XCTAssertGreaterThan(rejected, 0)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 5, "the fuzz run must stay fast")
+    }
+
     // MARK: errors
 
     func tempDir(_ files: [String: [UInt8]]) throws -> String {
@@ -164,6 +286,17 @@ final class TokenizerImportTests: XCTestCase {
         ])
         let e = try XCTUnwrap(formatError(dir))
         XCTAssertTrue(e.file.hasSuffix("tokenizer_config.json"), e.file)
+    }
+
+    /// Special-token ids past UInt32 (GPT-2 path: no vocabulary bound) and absurd vocab sizes are FormatErrors,
+    /// not a trapping integer conversion or a multi-gigabyte [PAD] list.
+    func testOutOfRangeIdsAndVocabSizes() throws {
+        let tj = try fixtureBytes("hf/qwen2/tokenizer.json")
+        for config in [#"{"bos_token_id": 4294967296}"#, #"{"eos_token_id": 9223372036854775807}"#,
+                       #"{"vocab_size": 1000000000000}"#, #"{"vocab_size": 4611686018427387904}"#] {
+            _ = formatError(try tempDir(["tokenizer.json": tj, "config.json": bytes(config)]))
+        }
+        XCTAssertThrowsError(try TokenizerImport.metadata(modelDirectory: try tempDir(["tokenizer.json": tj]), vocabSize: Int.max))
     }
 
     func testUnsupportedTokenizerModel() throws {

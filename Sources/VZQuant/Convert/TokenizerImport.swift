@@ -24,8 +24,14 @@ public enum TokenizerImport {
 
     /// `vocabSize`: the number of rows of the model's token embedding, when the caller knows it; nil reads
     /// config.json's `vocab_size` (text_config's for multimodal configs) as llama.cpp does. The SentencePiece and
-    /// GPT-2 vocabularies are padded (or, for SentencePiece, cut) to it; the LlamaHfVocab path ignores it, as
-    /// llama.cpp does.
+    /// GPT-2 vocabularies are padded (or, for SentencePiece, cut) to it.
+    ///
+    /// The LlamaHfVocab path (byte-fallback BPE tokenizer.json) is padded to an explicit `vocabSize` with
+    /// `[PADi]` tokens (i = the id; score -1000, type unused), never cut. llama.cpp's _set_vocab_llama_hf does not
+    /// pad: it writes the tokenizer's own tokens (base vocabulary + added tokens past it) and config.json's
+    /// vocab_size, so a model whose embedding has more rows than its tokenizer has tokens (LLaVA-1.5's 32064
+    /// rows for 32002 tokens) gives a file llama.cpp's loader rejects (token_embd must have one row per token).
+    /// With `vocabSize` nil this path writes exactly what llama.cpp's converter writes.
     public static func metadata(modelDirectory: String, vocabSize: Int?) throws -> [(key: String, value: GGUFValue)] {
         var dir = ModelFiles(path: modelDirectory)
         return try dir.build(vocabSizeOverride: vocabSize)
@@ -187,9 +193,13 @@ private struct ModelFiles {
 
     // MARK: build
 
+    /// Far above any real vocabulary (the largest are ~260K): a bigger vocab_size is a broken config, not a
+    /// reason to allocate gigabytes of [PAD] tokens.
+    static let maxVocabulary = 1 << 21
+
     mutating func build(vocabSizeOverride: Int?) throws -> [(key: String, value: GGUFValue)] {
-        if let v = vocabSizeOverride, v <= 0 {
-            throw FormatError(file: path, "vocab size \(v) is not positive")
+        if let v = vocabSizeOverride, v <= 0 || v > ModelFiles.maxVocabulary {
+            throw FormatError(file: path, "vocab size \(v) is not between 1 and \(ModelFiles.maxVocabulary)")
         }
         var out: [(key: String, value: GGUFValue)] = []
         func strings(_ a: [String]) -> GGUFValue { .array(.string, a.map { .string($0) }) }
@@ -219,7 +229,14 @@ private struct ModelFiles {
         let byteFallback = model["byte_fallback"]?.truthy ?? false
         // LlamaHfVocab takes byte-fallback BPE with a Sequence decoder; anything else goes the GPT-2 way
         if byteFallback, tj["decoder"]?["type"]?.string == "Sequence" {
-            let v = try llamaHfVocab(tj)
+            var v = try llamaHfVocab(tj)
+            if let n = vocabSizeOverride, n > v.tokens.count {
+                writeNote("\(file("tokenizer.json")): \(v.tokens.count) tokens padded with [PAD\(v.tokens.count)]…[PAD\(n - 1)] to the model's \(n) embedding rows (llama.cpp's converter would leave them out, and llama.cpp could not load its file)")
+                for i in v.tokens.count ..< n {
+                    v.tokens.append("[PAD\(i)]")
+                    v.types.append(.unused)
+                }
+            }
             out.append(("tokenizer.ggml.model", .string("llama")))
             out.append(("tokenizer.ggml.pre", .string("default")))
             out.append(("tokenizer.ggml.tokens", strings(v.tokens)))
@@ -256,7 +273,9 @@ private struct ModelFiles {
         } else if let v = try hparam("vocab_size")?.int, v != 0 {
             n = v
         }
-        guard n > 0 else { throw FormatError(file: file("config.json"), "vocab_size \(n) is not positive") }
+        guard n > 0, n <= ModelFiles.maxVocabulary else {
+            throw FormatError(file: file("config.json"), "vocab_size \(n) is not between 1 and \(ModelFiles.maxVocabulary)")
+        }
         var tokens = (0 ..< n).map { "[PAD\($0)]" }
         var scores = [Float](repeating: -10000, count: n)
         var types = [TokenType](repeating: .unused, count: n)
@@ -413,7 +432,9 @@ private struct ModelFiles {
         if let v = vocabSizeOverride {
             n = v
         } else if let v = try hparam("vocab_size"), !v.isNull {
-            guard let i = v.int, i > 0 else { throw FormatError(file: file("config.json"), "vocab_size is not a positive integer") }
+            guard let i = v.int, i > 0, i <= ModelFiles.maxVocabulary else {
+                throw FormatError(file: file("config.json"), "vocab_size is not an integer between 1 and \(ModelFiles.maxVocabulary)")
+            }
             n = i
         }
         if let maxID = byID.keys.max(), maxID >= n {
@@ -455,7 +476,7 @@ private struct ModelFiles {
 
         func setID(_ typ: String, _ v: TokenizerJSON?) throws(FormatError) {
             guard let id = v?.int else { return }
-            guard id >= 0 else { throw FormatError(file: path, "invalid id \(id) for the \(typ) token") }
+            guard id >= 0, id <= Int(UInt32.max) else { throw FormatError(file: path, "invalid id \(id) for the \(typ) token") }
             if let n = nVocab, id >= n {
                 writeNote("\(typ) token id \(id) is out of range (vocabulary of \(n)); not written")
                 return

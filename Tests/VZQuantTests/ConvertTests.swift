@@ -438,6 +438,217 @@ final class ConvertTests: XCTestCase {
         }
     }
 
+    // MARK: Llama-family checkpoints made here (Llama 3 rope scaling, tied embeddings, padded vocabularies)
+
+    /// A one-layer LlamaForCausalLM (hidden 64, 4 heads, 2 KV heads, head_dim 16) with `extraConfig` members
+    /// added to config.json and the tokenizer files of fixture `tokenizer`; lm_head only when `lmHead`.
+    @discardableResult
+    func writeTinyLlama(_ name: String, extraConfig: String = "", vocab: Int = 400, tokenizer: String = "qwen2",
+                        lmHead: Bool = false) throws -> (dir: String, values: [String: [Float]]) {
+        let dir = temp.appendingPathComponent(name).path
+        let config = """
+            {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 64, "intermediate_size": 128,
+             "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": \(vocab),
+             "max_position_embeddings": 8192, "rms_norm_eps": 1e-05, "rope_theta": 10000.0\(extraConfig)}
+            """
+        var tensors: [(String, [Int])] = [("model.embed_tokens.weight", [vocab, 64])]
+        let layer: [(String, [Int])] = [
+            ("input_layernorm.weight", [64]), ("self_attn.q_proj.weight", [64, 64]), ("self_attn.k_proj.weight", [32, 64]),
+            ("self_attn.v_proj.weight", [32, 64]), ("self_attn.o_proj.weight", [64, 64]),
+            ("post_attention_layernorm.weight", [64]), ("mlp.gate_proj.weight", [128, 64]),
+            ("mlp.up_proj.weight", [128, 64]), ("mlp.down_proj.weight", [64, 128]),
+        ]
+        tensors += layer.map { ("model.layers.0.\($0.0)", $0.1) }
+        tensors.append(("model.norm.weight", [64]))
+        if lmHead { tensors.append(("lm_head.weight", [vocab, 64])) }
+        let values = try writeCheckpoint(dir, config: config, tensors: tensors)
+        let from = try Self.hfDirectory(tokenizer)
+        for f in ["tokenizer.json", "tokenizer_config.json"] {
+            try FileManager.default.copyItem(atPath: from + "/" + f, toPath: dir + "/" + f)
+        }
+        return (dir, values)
+    }
+
+    /// Llama 3.1/3.2 rope scaling: no rope.scaling keys, a rope_freqs.weight F32 tensor of head_dim/2 factors,
+    /// checked against the formula evaluated here in double precision.
+    func testLlama3RopeFreqs() throws {
+        let (factor, low, high, original, base) = (8.0, 1.0, 4.0, 2048, 10000.0)
+        for key in ["rope_scaling", "rope_parameters"] {
+            let rope = """
+                "\(key)": {"rope_type": "llama3", "factor": \(factor), "low_freq_factor": \(low), "high_freq_factor": \(high), \
+                "original_max_position_embeddings": \(original)\(key == "rope_parameters" ? ", \"rope_theta\": \(base)" : "")}
+                """
+            let (dir, _) = try writeTinyLlama("llama3-\(key)", extraConfig: ", \"tie_word_embeddings\": true, " + rope)
+            let (out, _, _) = try convert(dir, .q8_0, mmproj: false)
+            let f = try GGUFFile(path: out)
+            let info = try XCTUnwrap(f.tensorInfo("rope_freqs.weight"), key)
+            XCTAssertEqual(info.type, .f32)
+            XCTAssertEqual(info.dims, [8])
+            XCTAssertEqual(f.tensors.first?.name, "rope_freqs.weight", "written first, as convert_hf_to_gguf.py does")
+            XCTAssertFalse(f.metadata.keys.contains { $0.hasPrefix("llama.rope.scaling") },
+                           "llama.cpp asserts on an unknown rope.scaling.type such as 'llama3': \(f.metadata.keys)")
+            let got = try f.floats(of: "rope_freqs.weight")
+            // Independent evaluation: θ_k = base^(−2k/d), λ_k = 2π/θ_k; keep 1 below original/high, factor above
+            // original/low, interpolate smoothly in between.
+            var expected: [Double] = []
+            for k in 0..<8 {
+                let wavelength = 2 * Double.pi * pow(base, Double(2 * k) / 16)
+                if wavelength < Double(original) / high {
+                    expected.append(1)
+                } else if wavelength > Double(original) / low {
+                    expected.append(factor)
+                } else {
+                    let s = (Double(original) / wavelength - low) / (high - low)
+                    expected.append(1 / ((1 - s) / factor + s))
+                }
+            }
+            // With these numbers: λ = 6.3 … 198.7 keep 1, 628 and 1987 fall in the smooth band, 6283 and 19869 get 8.
+            XCTAssertEqual(expected.filter { $0 != 1 && $0 != factor }.count, 2, "the test covers the smooth band")
+            for (g, e) in zip(got, expected) { XCTAssertEqual(Double(g), e, accuracy: e * 2e-6, key) }
+        }
+    }
+
+    /// linear and yarn scaling: the keys and types gguf-py's writer uses (…rope.scaling.type/factor/
+    /// original_context_length and the yarn extras); no rope_freqs tensor. Unknown types write nothing.
+    func testRopeScalingMetadata() throws {
+        let cases: [(String, String, [(String, GGUFValue)])] = [
+            ("linear", #""rope_scaling": {"type": "linear", "factor": 2.0}"#,
+             [("type", .string("linear")), ("factor", .float32(2))]),
+            ("yarn", #""rope_scaling": {"rope_type": "yarn", "factor": 4, "original_max_position_embeddings": 32768, "beta_fast": 32, "beta_slow": 1, "attention_factor": 1.25}"#,
+             [("type", .string("yarn")), ("factor", .float32(4)), ("original_context_length", .uint32(32768)),
+              ("yarn_attn_factor", .float32(1.25)), ("yarn_beta_fast", .float32(32)), ("yarn_beta_slow", .float32(1))]),
+            ("dynamic", #""rope_scaling": {"type": "dynamic", "factor": 2.0}"#, []),
+            ("default", #""rope_scaling": {"rope_type": "default"}"#, []),
+            ("null", #""rope_scaling": null"#, []),
+        ]
+        for (name, rope, want) in cases {
+            let (dir, _) = try writeTinyLlama("rope-\(name)", extraConfig: ", \"tie_word_embeddings\": true, " + rope)
+            let (out, _, _) = try convert(dir, .f16, mmproj: false)
+            let f = try GGUFFile(path: out)
+            let keys = f.metadata.keys.filter { $0.hasPrefix("llama.rope.scaling.") }
+            XCTAssertEqual(keys, want.map { "llama.rope.scaling." + $0.0 }, name)
+            for (k, v) in want { XCTAssertEqual(f.metadata["llama.rope.scaling." + k], v, "\(name) \(k)") }
+            XCTAssertNil(f.tensorInfo("rope_freqs.weight"), name)
+        }
+        let (dir, _) = try writeTinyLlama("rope-longrope", extraConfig: #", "rope_scaling": {"type": "longrope", "factor": 2.0}"#)
+        try assertFails(dir, mmproj: false, contains: ["longrope"])
+        let (yarn, _) = try writeTinyLlama("rope-yarn-noctx", extraConfig: #", "rope_scaling": {"type": "yarn", "factor": 2.0}"#)
+        try assertFails(yarn, mmproj: false, contains: ["yarn", "original_max_position_embeddings"])
+    }
+
+    /// SmolLM2 / Llama-3.2-1B: tie_word_embeddings true and no lm_head.weight → no output.weight (llama.cpp then
+    /// uses token_embd). A config that does not say so but has no lm_head is treated the same way, with a note.
+    func testTiedEmbeddingsWithoutLmHead() throws {
+        for (name, extra, expectNote) in [("tied", #", "tie_word_embeddings": true"#, false), ("unsaid", "", true)] {
+            let (dir, values) = try writeTinyLlama("smol-\(name)", extraConfig: extra)
+            var notes: [String] = []
+            let (out, _, _) = try convert(dir, .q8_0, mmproj: false, notes: &notes)
+            let f = try GGUFFile(path: out)
+            XCTAssertNil(f.tensorInfo("output.weight"), name)
+            XCTAssertEqual(f.tensors.count, 1 + 9 + 1, name)
+            try assertClose(f, "token_embd.weight", values["model.embed_tokens.weight"]!)
+            try assertClose(f, "blk.0.attn_q.weight", values["model.layers.0.self_attn.q_proj.weight"]!, heads: 4)
+            try assertClose(f, "blk.0.attn_k.weight", values["model.layers.0.self_attn.k_proj.weight"]!, heads: 2)
+            XCTAssertEqual(notes.contains { $0.contains("no lm_head.weight") }, expectNote, "\(name): \(notes)")
+            XCTAssertFalse(notes.contains { $0.contains("skipped") }, "\(name): \(notes)")
+        }
+        // Untied with an lm_head: output.weight is its copy.
+        let (dir, values) = try writeTinyLlama("untied", lmHead: true)
+        let f = try GGUFFile(path: try convert(dir, .f32, mmproj: false).text)
+        try assertClose(f, "output.weight", values["lm_head.weight"]!)
+        // Tied but the checkpoint saved lm_head anyway: not written, not reported as unused.
+        let (both, _) = try writeTinyLlama("tied-with-head", extraConfig: #", "tie_word_embeddings": true"#, lmHead: true)
+        var notes: [String] = []
+        let g = try GGUFFile(path: try convert(both, .f32, mmproj: false, notes: &notes).text)
+        XCTAssertNil(g.tensorInfo("output.weight"))
+        XCTAssertFalse(notes.contains { $0.contains("skipped") }, "\(notes)")
+    }
+
+    /// A byte-fallback BPE tokenizer.json (LlamaHfVocab) with fewer tokens than the embedding has rows (LLaVA-1.5
+    /// has 32002 tokens for 32064 rows): llama.cpp's converter writes the 401 tokens and its loader then rejects
+    /// token_embd; we pad to the rows with [PADi] (type unused, score -1000) so the file loads.
+    func testByteFallbackVocabularyPaddedToEmbeddingRows() throws {
+        let (dir, _) = try writeTinyLlama("padded", extraConfig: #", "tie_word_embeddings": true"#, vocab: 416,
+                                          tokenizer: "llava-4x")
+        XCTAssertEqual(try TokenizerImport.metadata(modelDirectory: dir).first { $0.key == "tokenizer.ggml.tokens" }
+            .map { if case let .array(_, l) = $0.value { l.count } else { -1 } }, 401, "llama.cpp's own list: not padded")
+        let (out, _, _) = try convert(dir, .q8_0, mmproj: false)
+        let m = try GGUFFile(path: out).metadata
+        let tokens = try m.strings("tokenizer.ggml.tokens")
+        XCTAssertEqual(tokens.count, 416)
+        XCTAssertEqual(try m.int("llama.vocab_size"), 416)
+        XCTAssertEqual(tokens[400], "<image>")
+        XCTAssertEqual(Array(tokens[401...]), (401..<416).map { "[PAD\($0)]" })
+        guard case let .array(_, types)? = m["tokenizer.ggml.token_type"], case let .array(_, scores)? = m["tokenizer.ggml.scores"] else {
+            return XCTFail("no token types / scores")
+        }
+        XCTAssertEqual(types.count, 416)
+        XCTAssertEqual(Array(types[401...]), Array(repeating: .int32(5), count: 15))
+        XCTAssertEqual(scores.count, 416)
+        XCTAssertEqual(scores.last, .float32(-1000))
+        XCTAssertEqual(try GGUFFile(path: out).tensorInfo("token_embd.weight")?.dims, [64, 416])
+
+        // More tokens than rows cannot be fixed: one clear error.
+        let (small, _) = try writeTinyLlama("too-small", extraConfig: #", "tie_word_embeddings": true"#, vocab: 400,
+                                            tokenizer: "llava-4x")
+        try assertFails(small, mmproj: false, contains: ["401 tokens", "400"])
+    }
+
+    // MARK: sharded checkpoints
+
+    /// The qwen2 fixture split over two safetensors shards + model.safetensors.index.json converts to the same
+    /// GGUF: same metadata (but general.name, which comes from the directory), tensor infos and tensor bytes.
+    func testShardedCheckpointSameAsSingleFile() throws {
+        let src = try Self.hfDirectory("qwen2")
+        let sharded = temp.appendingPathComponent("qwen2-sharded").path
+        try FileManager.default.createDirectory(atPath: sharded, withIntermediateDirectories: true)
+        for f in ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"] {
+            try FileManager.default.copyItem(atPath: src + "/" + f, toPath: sharded + "/" + f)
+        }
+        // Split the tensors in turn over two shards, written here: u64 header length, JSON header, data.
+        let data = try Data(contentsOf: URL(fileURLWithPath: src + "/model.safetensors"))
+        let n = Int(data.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+        let header = try XCTUnwrap(JSONSerialization.jsonObject(with: data.subdata(in: 8..<(8 + n))) as? [String: Any])
+        let names = header.keys.filter { $0 != "__metadata__" }.sorted()
+        XCTAssertGreaterThan(names.count, 2)
+        var weightMap: [String: String] = [:]
+        for shard in 0..<2 {
+            let file = "model-0000\(shard + 1)-of-00002.safetensors"
+            var h: [String: Any] = ["__metadata__": ["format": "pt"]]
+            var body = Data()
+            for (i, name) in names.enumerated() where i % 2 == shard {
+                var e = try XCTUnwrap(header[name] as? [String: Any])
+                let off = try XCTUnwrap(e["data_offsets"] as? [Int])
+                let bytes = data.subdata(in: (8 + n + off[0])..<(8 + n + off[1]))
+                e["data_offsets"] = [body.count, body.count + bytes.count]
+                body.append(bytes)
+                h[name] = e
+                weightMap[name] = file
+            }
+            let json = try JSONSerialization.data(withJSONObject: h, options: [.sortedKeys])
+            var out = Data()
+            withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }
+            out.append(json)
+            out.append(body)
+            try out.write(to: URL(fileURLWithPath: sharded + "/" + file))
+        }
+        let index = try JSONSerialization.data(withJSONObject: ["metadata": ["total_size": data.count - 8 - n], "weight_map": weightMap],
+                                               options: [.sortedKeys])
+        try index.write(to: URL(fileURLWithPath: sharded + "/model.safetensors.index.json"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: sharded + "/model.safetensors"))
+
+        for type in [QuantType.q4_0, .f16] {
+            let a = try GGUFFile(path: try convert(src, type, mmproj: false).text)
+            let b = try GGUFFile(path: try convert(sharded, type, mmproj: false).text)
+            XCTAssertEqual(a.metadata.keys, b.metadata.keys)
+            for k in a.metadata.keys where k != "general.name" { XCTAssertEqual(a.metadata[k], b.metadata[k], k) }
+            XCTAssertEqual(a.tensors.map { "\($0.name) \($0.dims) \($0.type)" }, b.tensors.map { "\($0.name) \($0.dims) \($0.type)" })
+            for t in a.tensors {
+                XCTAssertTrue(a.bytes(of: t).elementsEqual(try b.bytes(of: t.name)), "\(type) \(t.name): bytes differ")
+            }
+        }
+    }
+
     // MARK: re-quantizing a GGUF
 
     func testRequantizeGGUF() throws {

@@ -232,6 +232,27 @@ struct PlannedTensor {
     let source: TensorSourceRef
     let permuteHeads: Int?
     var elementCount: Int { dims.reduce(1, *) }
+
+    /// An F32 1-D tensor the converter computes itself (llama3's rope_freqs), stored as F32.
+    static func generated(name: String, values: [Float]) -> PlannedTensor {
+        let storage = GeneratedStorage(values)
+        return PlannedTensor(name: name, dims: [values.count], type: .f32,
+                             source: TensorSourceRef(type: .f32, bytes: UnsafeRawBufferPointer(rebasing: storage.memory[0..<(values.count * 4)]),
+                                                     owner: storage),
+                             permuteHeads: nil)
+    }
+}
+
+/// Owns the bytes of a generated tensor for as long as a plan points at them.
+private final class GeneratedStorage {
+    let memory: UnsafeMutableRawBufferPointer
+
+    init(_ values: [Float]) {
+        memory = .allocate(byteCount: max(1, values.count * MemoryLayout<Float>.size), alignment: 64)
+        values.withUnsafeBytes { memory.copyMemory(from: $0) }
+    }
+
+    deinit { memory.deallocate() }
 }
 
 struct FilePlan {

@@ -72,21 +72,59 @@ public enum HFFeatureLayer: Decodable, Sendable, Equatable {
 }
 
 /// rope_scaling (transformers 4.x) or rope_parameters (5.x): the same fields.
-public struct HFRope: Decodable, Sendable {
+public struct HFRope: Decodable, Sendable, Equatable {
     public var ropeTheta: Double?
     public var ropeType: String?
     public var type: String?
     public var factor: Double?
     public var originalMaxPositionEmbeddings: Int?
+    // llama3
+    public var lowFreqFactor: Double?
+    public var highFreqFactor: Double?
+    // yarn
+    public var extrapolationFactor: Double?
+    public var attentionFactor: Double?
+    public var attnFactor: Double?
+    public var betaFast: Double?
+    public var betaSlow: Double?
 
     enum CodingKeys: String, CodingKey {
         case ropeTheta = "rope_theta"
         case ropeType = "rope_type"
         case type, factor
         case originalMaxPositionEmbeddings = "original_max_position_embeddings"
+        case lowFreqFactor = "low_freq_factor"
+        case highFreqFactor = "high_freq_factor"
+        case extrapolationFactor = "extrapolation_factor"
+        case attentionFactor = "attention_factor"
+        case attnFactor = "attn_factor"
+        case betaFast = "beta_fast"
+        case betaSlow = "beta_slow"
     }
 
-    /// "linear", "yarn", …; nil for no scaling ("default" or absent).
+    public init() {}
+
+    public init(from decoder: Decoder) throws {
+        // Every field on its own: a field of an unexpected type is ignored rather than failing the whole config
+        // (rope blocks differ a lot between models; what llama.cpp needs is checked where it is used).
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        func num(_ k: CodingKeys) -> Double? { (try? c.decodeIfPresent(Double.self, forKey: k)) ?? nil }
+        ropeTheta = num(.ropeTheta)
+        ropeType = (try? c.decodeIfPresent(String.self, forKey: .ropeType)) ?? nil
+        type = (try? c.decodeIfPresent(String.self, forKey: .type)) ?? nil
+        factor = num(.factor)
+        originalMaxPositionEmbeddings = (try? c.decodeIfPresent(Int.self, forKey: .originalMaxPositionEmbeddings)) ?? nil
+        lowFreqFactor = num(.lowFreqFactor)
+        highFreqFactor = num(.highFreqFactor)
+        extrapolationFactor = num(.extrapolationFactor)
+        attentionFactor = num(.attentionFactor)
+        attnFactor = num(.attnFactor)
+        betaFast = num(.betaFast)
+        betaSlow = num(.betaSlow)
+    }
+
+    /// "linear", "yarn", "llama3", …; nil for no scaling ("default" or absent). rope_type wins over the older
+    /// "type", as in convert_hf_to_gguf.py.
     public var scalingType: String? {
         let t = ropeType ?? type
         return t == nil || t == "default" ? nil : t
@@ -110,6 +148,8 @@ public struct HFTextConfig: Decodable, Sendable {
     public var ropeScaling: HFRope?
     public var tieWordEmbeddings: Bool?
     public var attentionBias: Bool?
+    /// Some configs keep it at the top level rather than inside the rope block.
+    public var originalMaxPositionEmbeddings: Int?
 
     enum CodingKeys: String, CodingKey {
         case modelType = "model_type"
@@ -127,6 +167,7 @@ public struct HFTextConfig: Decodable, Sendable {
         case ropeScaling = "rope_scaling"
         case tieWordEmbeddings = "tie_word_embeddings"
         case attentionBias = "attention_bias"
+        case originalMaxPositionEmbeddings = "original_max_position_embeddings"
     }
 
     public init(from decoder: Decoder) throws {
@@ -142,11 +183,12 @@ public struct HFTextConfig: Decodable, Sendable {
         maxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings)
         rmsNormEps = try c.decodeIfPresent(Double.self, forKey: .rmsNormEps)
         ropeTheta = try c.decodeIfPresent(Double.self, forKey: .ropeTheta)
-        ropeParameters = try c.decodeIfPresent(HFRope.self, forKey: .ropeParameters)
-        // rope_scaling is often an explicit null.
-        ropeScaling = try? c.decodeIfPresent(HFRope.self, forKey: .ropeScaling)
+        // Either is often an explicit null (or, for rope_parameters, a per-layer-type map we do not read).
+        ropeParameters = (try? c.decodeIfPresent(HFRope.self, forKey: .ropeParameters)) ?? nil
+        ropeScaling = (try? c.decodeIfPresent(HFRope.self, forKey: .ropeScaling)) ?? nil
         tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings)
         attentionBias = try c.decodeIfPresent(Bool.self, forKey: .attentionBias)
+        originalMaxPositionEmbeddings = (try? c.decodeIfPresent(Int.self, forKey: .originalMaxPositionEmbeddings)) ?? nil
     }
 }
 

@@ -88,10 +88,16 @@ enum HFPlanner {
         }
 
         if arch.hasText {
-            let t = try TextParams(arch == .llava ? (config.textConfig ?? config.asText) : config.asText,
+            var t = try TextParams(arch == .llava ? (config.textConfig ?? config.asText) : config.asText,
                                    tiedDefault: arch == .llava ? config.tieWordEmbeddings : nil, directory: dir)
             guard let embed = index.lookup(.text, "embed_tokens.weight") else {
                 throw ConvertError("\(dir): the checkpoint has no token embedding ('embed_tokens.weight' of the text model)")
+            }
+            if !t.tiedEmbeddings, index.lookup(.lmHead, "weight") == nil {
+                // SmolLM2, Llama-3.2-1B and others share the embedding and save no lm_head; convert_hf_to_gguf.py
+                // then writes no output.weight either, and llama.cpp uses token_embd for the output.
+                note("no lm_head.weight in the checkpoint: the output layer shares token_embd (no output.weight written)")
+                t.tiedEmbeddings = true
             }
             let vocab = t.vocab ?? embed.shape.first ?? 0
             var specs = TextTable.plan(t, vocab: vocab)
@@ -104,6 +110,12 @@ enum HFPlanner {
             tensors = try index.resolve(specs, component: .text, policy: policy, file: options.output, note: note) + tensors
             if t.tiedEmbeddings { index.markUsedIfPresent(.lmHead, "weight") }
             index.markUsedIfPresent(.text, "rotary_emb.inv_freq")
+            if case let .llama3(factor, low, high, original) = t.ropeScaling {
+                // convert_hf_to_gguf.py yields it before the checkpoint's tensors.
+                let factors = RopeScaling.llama3FrequencyFactors(headDim: t.headDim, base: t.ropeTheta, factor: factor,
+                                                                 lowFreqFactor: low, highFreqFactor: high, originalContext: original)
+                tensors.insert(PlannedTensor.generated(name: "rope_freqs.weight", values: factors), at: 0)
+            }
 
             let a = t.arch
             var meta: [(String, GGUFValue)] = [
@@ -126,16 +138,11 @@ enum HFPlanner {
                 meta.append(("\(a).attention.key_length", .uint32(UInt32(t.headDim))))
                 meta.append(("\(a).attention.value_length", .uint32(UInt32(t.headDim))))
             }
-            if let type = t.ropeScalingType {
-                meta.append(("\(a).rope.scaling.type", .string(type)))
-                if let f = t.ropeScalingFactor { meta.append(("\(a).rope.scaling.factor", .float32(Float(f)))) }
-                if let o = t.ropeOriginalContext { meta.append(("\(a).rope.scaling.original_context_length", .uint32(UInt32(o)))) }
-                if type == "llama3" {
-                    note("rope_scaling type llama3: llama.cpp also expects a rope_freqs tensor, which is not written")
-                }
-            }
-            let tokenizer = try TokenizerImport.metadata(modelDirectory: dir)
-            // llama.cpp takes n_vocab from the token list and requires token_embd (and output) to match it.
+            for (k, v) in t.ropeScaling?.metadata ?? [] { meta.append(("\(a).rope.scaling.\(k)", v)) }
+            // The token list is padded to the embedding's rows (SentencePiece and GPT-2 vocabularies as
+            // llama.cpp does; a byte-fallback tokenizer.json too, which llama.cpp's converter leaves short, making
+            // a file its own loader rejects: token_embd must have one row per token).
+            let tokenizer = try TokenizerImport.metadata(modelDirectory: dir, vocabSize: vocab)
             if let (_, tokens) = tokenizer.first(where: { $0.key == "tokenizer.ggml.tokens" }),
                case let .array(_, list) = tokens, list.count != vocab {
                 throw ConvertError("\(dir): the tokenizer has \(list.count) tokens but the model's vocabulary is \(vocab) (embedding rows); llama.cpp would refuse the file")

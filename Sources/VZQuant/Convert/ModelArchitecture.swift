@@ -1,3 +1,5 @@
+import Foundation
+
 /// Which Hugging Face architectures `vzquant convert` understands, and their hyper-parameters resolved from
 /// config.json with transformers' defaults filled in.
 public enum HFArchitecture: String, CaseIterable, Sendable {
@@ -46,9 +48,8 @@ public struct TextParams: Sendable, Equatable {
     public var context: Int
     public var rmsEps: Double
     public var ropeTheta: Double
-    public var ropeScalingType: String?
-    public var ropeScalingFactor: Double?
-    public var ropeOriginalContext: Int?
+    /// What llama.cpp records of config.json's rope_parameters / rope_scaling (nil: nothing).
+    public var ropeScaling: RopeScaling?
     public var tiedEmbeddings: Bool
     /// q/k/v projections have biases (always for qwen2; llama when attention_bias is true).
     public var qkvBias: Bool
@@ -79,12 +80,94 @@ public struct TextParams: Sendable, Equatable {
         context = c.maxPositionEmbeddings ?? (mistral || qwen ? 32768 : 2048)
         rmsEps = c.rmsNormEps ?? 1e-6
         ropeTheta = c.ropeTheta ?? c.ropeParameters?.ropeTheta ?? 10000
-        let scaling = c.ropeScaling ?? c.ropeParameters
-        ropeScalingType = scaling?.scalingType
-        ropeScalingFactor = ropeScalingType == nil ? nil : scaling?.factor
-        ropeOriginalContext = ropeScalingType == nil ? nil : scaling?.originalMaxPositionEmbeddings
+        // convert_hf_to_gguf.py reads rope_parameters, else rope_scaling
+        ropeScaling = try RopeScaling(c.ropeParameters ?? c.ropeScaling, topLevelOriginalContext: c.originalMaxPositionEmbeddings,
+                                      directory: directory)
         tiedEmbeddings = c.tieWordEmbeddings ?? tiedDefault ?? false
         qkvBias = qwen || (c.attentionBias ?? false)
+    }
+}
+
+/// RoPE scaling as llama.cpp's convert_hf_to_gguf.py records it for a Llama/Mistral/Qwen2 model:
+/// - "linear" (with a factor): `<arch>.rope.scaling.type` = "linear" and `.factor`;
+/// - "yarn" (with a factor): type "yarn", `.factor`, `.original_context_length`, and, when config.json has them,
+///   `.yarn_ext_factor` (extrapolation_factor), `.yarn_attn_factor` (attention_factor or attn_factor),
+///   `.yarn_beta_fast`, `.yarn_beta_slow`;
+/// - "llama3": no scaling keys at all, but a `rope_freqs.weight` F32 tensor of head_dim/2 per-frequency factors
+///   (`llama3FrequencyFactors`), which llama.cpp divides each rotary frequency by;
+/// - anything else ("dynamic", unknown names): nothing (llama.cpp warns and runs without scaling).
+/// "longrope"/"su" is refused: llama.cpp would need the long/short factor tensors Phi-3 has, which these
+/// architectures do not carry.
+public enum RopeScaling: Sendable, Equatable {
+    case linear(factor: Double)
+    case yarn(factor: Double, originalContext: Int, extFactor: Double?, attnFactor: Double?, betaFast: Double?, betaSlow: Double?)
+    case llama3(factor: Double, lowFreqFactor: Double, highFreqFactor: Double, originalContext: Int)
+
+    /// nil when llama.cpp would record nothing.
+    init?(_ r: HFRope?, topLevelOriginalContext: Int?, directory: String) throws {
+        guard let r, let type = r.scalingType else { return nil }
+        let original = r.originalMaxPositionEmbeddings ?? topLevelOriginalContext
+        switch type {
+        case "linear":
+            guard let f = r.factor else { return nil }
+            self = .linear(factor: f)
+        case "yarn":
+            guard let f = r.factor else { return nil }
+            guard let original else {
+                throw ConvertError("\(directory)/config.json: yarn rope scaling needs original_max_position_embeddings")
+            }
+            self = .yarn(factor: f, originalContext: original, extFactor: r.extrapolationFactor,
+                         attnFactor: r.attentionFactor ?? r.attnFactor, betaFast: r.betaFast, betaSlow: r.betaSlow)
+        case _ where type.lowercased() == "llama3":
+            // convert_hf_to_gguf.py's defaults for absent fields
+            self = .llama3(factor: r.factor ?? 8, lowFreqFactor: r.lowFreqFactor ?? 1, highFreqFactor: r.highFreqFactor ?? 4,
+                           originalContext: original ?? 8192)
+        case "longrope", "su":
+            throw ConvertError("\(directory)/config.json: rope scaling '\(type)' is not supported (llama.cpp needs long/short factor tensors these models do not have)")
+        default:
+            return nil
+        }
+    }
+
+    /// The `(key suffix, value)` pairs llama.cpp writes under `<arch>.rope.scaling.`.
+    var metadata: [(String, GGUFValue)] {
+        switch self {
+        case let .linear(f):
+            return [("type", .string("linear")), ("factor", .float32(Float(f)))]
+        case let .yarn(f, original, ext, attn, fast, slow):
+            var out: [(String, GGUFValue)] = [("type", .string("yarn")), ("factor", .float32(Float(f))),
+                                              ("original_context_length", .uint32(UInt32(clamping: original)))]
+            if let ext { out.append(("yarn_ext_factor", .float32(Float(ext)))) }
+            if let attn { out.append(("yarn_attn_factor", .float32(Float(attn)))) }
+            if let fast { out.append(("yarn_beta_fast", .float32(Float(fast)))) }
+            if let slow { out.append(("yarn_beta_slow", .float32(Float(slow)))) }
+            return out
+        case .llama3:
+            return []
+        }
+    }
+
+    /// Llama 3.1's per-frequency RoPE factors, one per rotary pair i (θ_i = base^(−2i/headDim)), computed in
+    /// fp32 like convert_hf_to_gguf.py (which uses float32 torch tensors): with wavelength λ_i = 2π/θ_i,
+    /// factor 1 when λ_i < original/high_freq_factor (high frequencies kept), `factor` when
+    /// λ_i > original/low_freq_factor (low frequencies stretched), else 1 / ((1 − s)/factor + s) with
+    /// s = (original/λ_i − low) / (high − low). llama.cpp divides θ_i by it.
+    static func llama3FrequencyFactors(headDim: Int, base: Double, factor: Double, lowFreqFactor: Double,
+                                       highFreqFactor: Double, originalContext: Int) -> [Float] {
+        let f = Float(factor), low = Float(lowFreqFactor)
+        let old = Float(originalContext)
+        let lowWavelength = Float(Double(originalContext) / lowFreqFactor)
+        let highWavelength = Float(Double(originalContext) / highFreqFactor)
+        let span = Float(highFreqFactor - lowFreqFactor)
+        let twoPi = Float(2 * Double.pi)
+        return stride(from: 0, to: headDim, by: 2).map { i -> Float in
+            let theta = 1 / powf(Float(base), Float(i) / Float(headDim))
+            let wavelength = (1 / theta) * twoPi
+            if wavelength < highWavelength { return 1 }
+            if wavelength > lowWavelength { return f }
+            let smooth = ((1 / wavelength) * old - low) / span
+            return 1 / ((1 - smooth) / f + smooth)
+        }
     }
 }
 

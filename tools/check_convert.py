@@ -153,6 +153,52 @@ def text_config(cfg: dict) -> dict:
     return cfg.get("text_config", cfg)
 
 
+def llama3_factors(head_dim: int, base: float, factor: float, low: float, high: float, original: int) -> np.ndarray:
+    """Llama 3.1 rope factors in float64: 1 for wavelengths below original/high, `factor` above original/low,
+    a smooth blend 1/((1-s)/factor + s), s = (original/wavelength - low)/(high - low), in between."""
+    k = np.arange(head_dim // 2, dtype=np.float64)
+    wavelength = 2 * np.pi * base ** (2 * k / head_dim)
+    s = (original / wavelength - low) / (high - low)
+    blend = 1 / ((1 - s) / factor + s)
+    return np.where(wavelength < original / high, 1.0, np.where(wavelength > original / low, factor, blend))
+
+
+def check_rope_scaling(label: str, r, tc: dict, a: str, head_dim: int, base: float, tensors: dict, seen: set) -> None:
+    """rope_parameters/rope_scaling as convert_hf_to_gguf.py records it (key names from gguf-py's Keys.Rope)."""
+    p = tc.get("rope_parameters") or tc.get("rope_scaling") or {}
+    kind = p.get("rope_type", p.get("type"))
+    keys = {k: v for k, v in r.fields.items() if k.startswith(f"{a}.rope.scaling.")}
+    K = gguf.Keys.Rope
+    if kind == "llama3":
+        if keys:
+            fail(f"{label}: llama3 rope scaling must write no rope.scaling keys, found {sorted(keys)}")
+        t = tensors.get("rope_freqs.weight")
+        if t is None:
+            return fail(f"{label}: llama3 rope scaling but no rope_freqs.weight")
+        seen.add("rope_freqs.weight")
+        if QT(t.tensor_type) != QT.F32 or [int(x) for x in t.shape] != [head_dim // 2]:
+            fail(f"{label}: rope_freqs.weight is {QT(t.tensor_type).name} {list(t.shape)}, want F32 [{head_dim // 2}]")
+        want = llama3_factors(head_dim, base, p.get("factor", 8.0), p.get("low_freq_factor", 1.0),
+                              p.get("high_freq_factor", 4.0), p.get("original_max_position_embeddings", 8192))
+        got = np.asarray(t.data, dtype=np.float64).reshape(-1)
+        if got.shape != want.shape or not np.allclose(got, want, rtol=2e-6, atol=0):
+            fail(f"{label}: rope_freqs.weight {got.tolist()} != {want.tolist()}")
+        checked["values"] += got.size
+        return
+    if "rope_freqs.weight" in tensors:
+        fail(f"{label}: rope_freqs.weight written without llama3 rope scaling")
+    want = {}
+    if kind in ("linear", "yarn") and p.get("factor") is not None:
+        want[K.SCALING_TYPE.format(arch=a)] = kind
+        want[K.SCALING_FACTOR.format(arch=a)] = float(p["factor"])
+        if kind == "yarn":
+            want[K.SCALING_ORIG_CTX_LEN.format(arch=a)] = p["original_max_position_embeddings"]
+    if set(keys) - set(want):
+        fail(f"{label}: unexpected rope scaling keys {sorted(set(keys) - set(want))}")
+    for key, v in want.items():
+        expect_key(label, r, key, v)
+
+
 def check_text(src_dir: str, cfg: dict, weights: dict, path: str) -> None:
     label = os.path.basename(path)
     r = gguf.GGUFReader(path)
@@ -220,6 +266,7 @@ def check_text(src_dir: str, cfg: dict, weights: dict, path: str) -> None:
         if want_arch == "llama" and (".attn_q." in gname or ".attn_k." in gname):
             w = permute(w, n_head if ".attn_q." in gname else n_kv)
         compare(label, t, w)
+    check_rope_scaling(label, r, tc, a, head_dim, float(rope), tensors, seen)
     for extra in sorted(set(tensors) - seen):
         fail(f"{label}: {extra} has no source tensor")
     if tied and "output.weight" in tensors:

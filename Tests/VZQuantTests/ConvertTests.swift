@@ -304,6 +304,12 @@ final class ConvertTests: XCTestCase {
         }
         let qwen = try Self.hfDirectory("qwen2")
         files.append([qwen, try convert(qwen, .q8_0, mmproj: false).text])
+        // Llama 3 rope scaling (rope_freqs.weight) and a tied embedding without lm_head.
+        let rope = #", "tie_word_embeddings": true, "rope_scaling": {"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 2048}"#
+        let llama3 = try writeTinyLlama("llama3-gguf-py", extraConfig: rope).dir
+        files.append([llama3, try convert(llama3, .q8_0, mmproj: false).text])
+        let yarn = try writeTinyLlama("yarn-gguf-py", extraConfig: #", "rope_scaling": {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 1024}"#, lmHead: true).dir
+        files.append([yarn, try convert(yarn, .q4_0, mmproj: false).text])
         try Self.requirePython()
         // One interpreter for all checks (gguf-py's import is most of the time).
         let args = ["tools/check_convert.py"] + files.joined(separator: ["--"])

@@ -142,7 +142,6 @@ final class TokenizerImportTests: XCTestCase {
     /// surrogate escapes, huge or negative numbers, truncations, deep nesting) must parse or throw
     /// TokenizerJSONError, and through TokenizerImport parse or throw FormatError: never crash or hang.
     func testMutationFuzzJSON() throws {
-        let started = Date()
         let seeds = try ["hf/qwen2/tokenizer.json", "hf/llava-4x/tokenizer.json", "tokenizer/llama3-bpe/tokenizer.json",
                          "hf/qwen2/tokenizer_config.json", "hf/llava-4x/tokenizer_config.json",
                          "tokenizer/llama3-bpe/tokenizer_config.json"].map { ($0, try fixtureBytes($0)) }
@@ -232,7 +231,6 @@ final class TokenizerImportTests: XCTestCase {
         }
         XCTAssertGreaterThan(imported, 0)
         XCTAssertGreaterThan(rejected, 0)
-        XCTAssertLessThan(Date().timeIntervalSince(started), 5, "the fuzz run must stay fast")
     }
 
     // MARK: errors

@@ -290,6 +290,7 @@ def check_mmproj(src_dir: str, cfg: dict, weights: dict, path: str) -> None:
     expect_key(label, r, "clip.vision.block_count", kept)
     expect_key(label, r, "vzquant.vision.feature_layer", fl)
     expect_key(label, r, "vzquant.vision.source_block_count", n)
+    expect_key(label, r, "vzquant.vision.feature_select", cfg.get("vision_feature_select_strategy", "default"))
     for key, want in [("image_size", vc["image_size"]), ("patch_size", vc["patch_size"]),
                       ("embedding_length", vc["hidden_size"]), ("feed_forward_length", vc["intermediate_size"]),
                       ("projection_dim", vc["projection_dim"]), ("attention.head_count", vc["num_attention_heads"])]:

@@ -159,6 +159,7 @@ final class ConvertTests: XCTestCase {
                 XCTAssertEqual(try vm.int("clip.vision.block_count"), 2)
                 XCTAssertEqual(vm["vzquant.vision.feature_layer"], .int32(-2))
                 XCTAssertEqual(vm["vzquant.vision.source_block_count"], .uint32(3))
+                XCTAssertEqual(vm["vzquant.vision.feature_select"], .string("default"))
                 XCTAssertEqual(try vm.int("clip.vision.image_size"), 32)
                 XCTAssertEqual(try vm.int("clip.vision.patch_size"), 8)
                 XCTAssertEqual(try vm.int("clip.vision.embedding_length"), 32)

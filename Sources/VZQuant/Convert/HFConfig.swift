@@ -11,6 +11,8 @@ public struct HFConfig: Decodable, Sendable {
     public var textConfig: HFTextConfig?
     public var visionConfig: HFVisionConfig?
     public var visionFeatureLayer: HFFeatureLayer?
+    /// "default" drops the CLS token from the projector's input, "full" keeps it.
+    public var visionFeatureSelectStrategy: String?
     public var multimodalProjectorBias: Bool?
     public var projectorHiddenAct: String?
     public var tieWordEmbeddings: Bool?
@@ -25,6 +27,7 @@ public struct HFConfig: Decodable, Sendable {
         case textConfig = "text_config"
         case visionConfig = "vision_config"
         case visionFeatureLayer = "vision_feature_layer"
+        case visionFeatureSelectStrategy = "vision_feature_select_strategy"
         case multimodalProjectorBias = "multimodal_projector_bias"
         case projectorHiddenAct = "projector_hidden_act"
         case tieWordEmbeddings = "tie_word_embeddings"
@@ -38,6 +41,7 @@ public struct HFConfig: Decodable, Sendable {
         textConfig = try c.decodeIfPresent(HFTextConfig.self, forKey: .textConfig)
         visionConfig = try c.decodeIfPresent(HFVisionConfig.self, forKey: .visionConfig)
         visionFeatureLayer = try c.decodeIfPresent(HFFeatureLayer.self, forKey: .visionFeatureLayer)
+        visionFeatureSelectStrategy = try c.decodeIfPresent(String.self, forKey: .visionFeatureSelectStrategy)
         multimodalProjectorBias = try c.decodeIfPresent(Bool.self, forKey: .multimodalProjectorBias)
         projectorHiddenAct = try c.decodeIfPresent(String.self, forKey: .projectorHiddenAct)
         tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings)

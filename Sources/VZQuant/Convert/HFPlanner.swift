@@ -32,7 +32,14 @@ enum HFPlanner {
             let v = try VisionParams(vcfg, family: family, directory: dir)
             var kept = v.layers
             var featureLayer: Int?
+            var featureSelect: String?
             if arch == .llava {
+                // Which encoder tokens feed the projector: the runtime reads this instead of guessing (transformers'
+                // default is "default", i.e. the patches without CLS).
+                featureSelect = config.visionFeatureSelectStrategy ?? "default"
+                guard featureSelect == "default" || featureSelect == "full" else {
+                    throw ConvertError("\(dir)/config.json: vision_feature_select_strategy '\(featureSelect!)' is not supported (default, full)")
+                }
                 let fl: Int
                 switch config.visionFeatureLayer ?? .single(-2) {
                 case let .single(i): fl = i
@@ -81,6 +88,7 @@ enum HFPlanner {
                 ("clip.vision.image_std", .float32s((pre?.imageStd ?? std0).map { Float($0) })),
             ]
             if let featureLayer { meta.append(("vzquant.vision.feature_layer", .int32(Int32(featureLayer)))) }
+            if let featureSelect { meta.append(("vzquant.vision.feature_select", .string(featureSelect))) }
             meta.append(("vzquant.vision.source_block_count", .uint32(UInt32(v.layers))))
             // A standalone encoder has only this file: -o names it unless --mmproj-out does.
             mmproj = FilePlan(path: arch == .llava ? options.mmprojOutput! : (options.mmprojOutput ?? options.output),

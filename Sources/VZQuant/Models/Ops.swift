@@ -1,0 +1,151 @@
+import CQuant
+import Foundation
+
+/// The element-wise and row operations every model family shares, as plain loops over row-major fp32 buffers.
+/// `rows × dim` buffers are dense unless a leading dimension is given. Nothing here allocates.
+enum Ops {
+    /// out[r] = (x[r] − mean) / sqrt(var + eps) · weight + bias, statistics over `dim` values (in place allowed).
+    static func layerNorm(_ x: UnsafePointer<Float>, rows: Int, dim: Int, weight: UnsafePointer<Float>,
+                          bias: UnsafePointer<Float>?, eps: Float, into out: UnsafeMutablePointer<Float>) {
+        for r in 0..<rows {
+            let xr = x + r * dim, yr = out + r * dim
+            var mean: Double = 0
+            for i in 0..<dim { mean += Double(xr[i]) }
+            mean /= Double(dim)
+            var variance: Double = 0
+            for i in 0..<dim { let d = Double(xr[i]) - mean; variance += d * d }
+            variance /= Double(dim)
+            let inv = Float(1 / (variance + Double(eps)).squareRoot()), m = Float(mean)
+            for i in 0..<dim {
+                yr[i] = (xr[i] - m) * inv * weight[i] + (bias?[i] ?? 0)
+            }
+        }
+    }
+
+    /// out[r] = x[r] / sqrt(mean(x[r]²) + eps) · weight (in place allowed).
+    static func rmsNorm(_ x: UnsafePointer<Float>, rows: Int, dim: Int, weight: UnsafePointer<Float>, eps: Float,
+                        into out: UnsafeMutablePointer<Float>) {
+        for r in 0..<rows {
+            let xr = x + r * dim, yr = out + r * dim
+            var ss: Double = 0
+            for i in 0..<dim { ss += Double(xr[i]) * Double(xr[i]) }
+            let inv = Float(1 / (ss / Double(dim) + Double(eps)).squareRoot())
+            for i in 0..<dim { yr[i] = xr[i] * inv * weight[i] }
+        }
+    }
+
+    /// GELU with the exact erf: x/2 · (1 + erf(x/√2)).
+    static func gelu(_ x: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { x[i] = 0.5 * x[i] * (1 + Float(erf(Double(x[i]) * 0.7071067811865476))) }
+    }
+
+    /// CLIP's quick GELU: x · σ(1.702 x).
+    static func quickGelu(_ x: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { x[i] = x[i] / (1 + Foundation.exp(-1.702 * x[i])) }
+    }
+
+    /// SiLU: x · σ(x).
+    static func silu(_ x: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { x[i] = x[i] / (1 + Foundation.exp(-x[i])) }
+    }
+
+    /// a[i] *= b[i]
+    static func mul(_ a: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, count: Int) {
+        for i in 0..<count { a[i] *= b[i] }
+    }
+
+    /// a[i] += b[i]
+    static func add(_ a: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, count: Int) {
+        for i in 0..<count { a[i] += b[i] }
+    }
+
+    /// Softmax of each of `rows` rows of `cols` values, `ld` floats apart, in fp32 (max subtracted first).
+    /// −∞ entries become 0.
+    static func softmaxRows(_ x: UnsafeMutablePointer<Float>, rows: Int, cols: Int, ld: Int) {
+        for r in 0..<rows {
+            let row = x + r * ld
+            var mx = -Float.infinity
+            for j in 0..<cols { mx = max(mx, row[j]) }
+            var sum: Float = 0
+            for j in 0..<cols { let e = Foundation.exp(row[j] - mx); row[j] = e; sum += e }
+            let inv = 1 / sum
+            for j in 0..<cols { row[j] *= inv }
+        }
+    }
+}
+
+/// Scaled dot-product attention over separate Q, K, V row buffers, one head at a time with cq_sgemm:
+///   S_h = scale · Q_h · K_gᵀ  (+ causal mask),  P_h = softmax(S_h),  O_h = P_h · V_g,   g = h / (heads / kvHeads)
+/// Shapes: Q and O are [T, heads·headDim], K and V are [S, kvHeads·headDim] (rows `ld*` floats apart).
+struct Attention {
+    var heads: Int
+    var kvHeads: Int
+    var headDim: Int
+
+    var scale: Float { 1 / Float(headDim).squareRoot() }
+
+    /// Floats of score scratch for T queries over at most S keys (one head at a time).
+    static func scoreFloats(queries t: Int, keys s: Int) -> Int { t * s }
+
+    /// Bytes of sgemm workspace for up to S keys.
+    func workspaceBytes(keys s: Int) -> Int {
+        max(cq_sgemm_workspace_bytes(Int64(s), Int64(headDim)), cq_sgemm_workspace_bytes(Int64(headDim), Int64(s)))
+    }
+
+    /// - Parameters:
+    ///   - causalOffset: when set, query i sits at position offset + i and sees keys 0…offset + i only.
+    ///   - probabilities: when set, receives P as [heads, T, S].
+    func callAsFunction(q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int,
+                        v: UnsafePointer<Float>, ldv: Int, queries t: Int, keys s: Int, causalOffset: Int?,
+                        scores: UnsafeMutablePointer<Float>, workspace: UnsafeMutableRawPointer?,
+                        into out: UnsafeMutablePointer<Float>, ldo: Int,
+                        probabilities: UnsafeMutablePointer<Float>? = nil) throws {
+        let group = heads / kvHeads
+        for h in 0..<heads {
+            let g = h / group
+            try KernelError.check(cq_sgemm(Int64(t), Int64(s), Int64(headDim), scale, q + h * headDim, Int64(ldq),
+                                           k + g * headDim, Int64(ldk), 1, 0, scores, Int64(s), workspace))
+            if let offset = causalOffset {
+                for i in 0..<t where offset + i + 1 < s {
+                    let row = scores + i * s
+                    for j in (offset + i + 1)..<s { row[j] = -.infinity }
+                }
+            }
+            Ops.softmaxRows(scores, rows: t, cols: s, ld: s)
+            if let probabilities { (probabilities + h * t * s).update(from: scores, count: t * s) }
+            try KernelError.check(cq_sgemm(Int64(t), Int64(headDim), Int64(s), 1, scores, Int64(s),
+                                           v + g * headDim, Int64(ldv), 0, 0, out + h * headDim, Int64(ldo), workspace))
+        }
+    }
+}
+
+/// One planned block of scratch memory: every buffer a forward pass needs is reserved up front in a plan, then
+/// allocated once; layers reuse the same buffers.
+struct ArenaPlan {
+    private(set) var bytes = 0
+
+    /// Offset of a new region of `count` floats (64-byte aligned).
+    mutating func floats(_ count: Int) -> Int { raw(count * MemoryLayout<Float>.size) }
+
+    mutating func raw(_ count: Int) -> Int {
+        let at = bytes
+        bytes += (max(count, 1) + 63) / 64 * 64
+        return at
+    }
+}
+
+final class Arena {
+    let base: UnsafeMutableRawPointer
+    let bytes: Int
+
+    init(_ plan: ArenaPlan) {
+        bytes = max(plan.bytes, 64)
+        base = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        base.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+    }
+
+    deinit { base.deallocate() }
+
+    func floats(_ offset: Int) -> UnsafeMutablePointer<Float> { (base + offset).assumingMemoryBound(to: Float.self) }
+    func raw(_ offset: Int) -> UnsafeMutableRawPointer { base + offset }
+}

@@ -1,0 +1,80 @@
+import CQuant
+
+public struct ModelError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ message: String) { description = message }
+}
+
+/// Reads a model's tensors from an opened GGUF file: matrices are packed once (the file's bytes are read, not
+/// kept), F32 vectors are used in place in the mapping (other types are converted once and owned here).
+final class GGUFWeights {
+    let file: GGUFFile
+    private var owned: [UnsafeMutablePointer<Float>] = []
+
+    init(_ file: GGUFFile) { self.file = file }
+
+    deinit { for p in owned { p.deallocate() } }
+
+    func has(_ name: String) -> Bool { file.tensorInfo(name) != nil }
+
+    func info(_ name: String) throws -> GGUFTensorInfo {
+        guard let t = file.tensorInfo(name) else { throw ModelError("\(file.path): no tensor named '\(name)'") }
+        return t
+    }
+
+    /// A weight of N rows (the outermost dim) × K values (all inner dims), packed for the current kernel.
+    func matrix(_ name: String, rows: Int? = nil, cols: Int? = nil) throws -> PackedMatrix {
+        let t = try info(name)
+        let n = t.dims.last ?? 1, k = t.elementCount / max(n, 1)
+        if let rows, rows != n { throw ModelError("\(file.path): '\(name)' has \(n) rows, expected \(rows)") }
+        if let cols, cols != k { throw ModelError("\(file.path): '\(name)' has rows of \(k), expected \(cols)") }
+        let bytes = file.bytes(of: t)
+        if t.type.hasKernels {
+            return try PackedMatrix(type: t.type, bytes: bytes.baseAddress!, rows: n, cols: k)
+        }
+        // Types without GEMM kernels (e.g. K-quants) are widened to F32 once.
+        let values = try t.type.dequantize(bytes, count: t.elementCount)
+        return try values.withUnsafeBytes { try PackedMatrix(type: .f32, bytes: $0.baseAddress!, rows: n, cols: k) }
+    }
+
+    /// A tensor as `count` fp32 values: in place when the file stores F32, else converted once.
+    func vector(_ name: String, count: Int? = nil) throws -> UnsafePointer<Float> {
+        let t = try info(name)
+        if let count, count != t.elementCount {
+            throw ModelError("\(file.path): '\(name)' has \(t.elementCount) values, expected \(count)")
+        }
+        let bytes = file.bytes(of: t)
+        if t.type == .f32, Int(bitPattern: bytes.baseAddress!) % MemoryLayout<Float>.alignment == 0 {
+            return bytes.baseAddress!.assumingMemoryBound(to: Float.self)
+        }
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: max(t.elementCount, 1))
+        owned.append(p)
+        try KernelError.check(cq_dequantize_row(t.type.rawValue, bytes.baseAddress, p, Int64(t.elementCount)))
+        return UnsafePointer(p)
+    }
+
+    func optionalVector(_ name: String, count: Int? = nil) throws -> UnsafePointer<Float>? {
+        has(name) ? try vector(name, count: count) : nil
+    }
+}
+
+/// A linear layer y = x·Wᵀ + b on packed weights.
+struct Linear {
+    let weight: PackedMatrix
+    let bias: UnsafePointer<Float>?
+
+    init(_ w: GGUFWeights, _ name: String, rows: Int? = nil, cols: Int? = nil, bias: Bool = true) throws {
+        weight = try w.matrix("\(name).weight", rows: rows, cols: cols)
+        self.bias = bias ? try w.optionalVector("\(name).bias", count: weight.rows) : nil
+    }
+
+    var outputs: Int { weight.rows }
+    var inputs: Int { weight.cols }
+
+    func workspaceBytes(rows m: Int) -> Int { weight.workspaceBytes(rows: m) }
+
+    func callAsFunction(_ x: UnsafePointer<Float>, rows m: Int, into y: UnsafeMutablePointer<Float>,
+                        ldy: Int? = nil, workspace: UnsafeMutableRawPointer) throws {
+        try weight.multiply(x, rows: m, bias: bias, into: y, ldy: ldy, workspace: workspace)
+    }
+}

@@ -84,3 +84,99 @@ final class LlavaModelTests: XCTestCase {
         XCTAssertNil(plain.keysMean)
     }
 }
+
+// MARK: - language model
+
+extension LlavaModelTests {
+    struct LlavaRun {
+        var features: [Float], projected: [Float], prefill: [Float], decode: [[Float]], tokens: [Int32], text: [Float]
+    }
+
+    /// The full LLaVA path on files converted to `type`: image → features → projector → spliced prefill → 3 cached
+    /// greedy decode steps (feeding the reference's tokens), then a text-only prompt from an empty cache.
+    func runLlava(_ type: QuantType) throws -> LlavaRun {
+        let (text, mm) = try convert("llava-4x", type, mmproj: true)
+        let mmFile = try GGUFFile(path: mm!)
+        let tower = try VisionEncoder(file: mmFile)
+        let projector = try Projector(file: mmFile)
+        let lm = try LlamaModel(path: text, maxContext: 64, maxBatch: 32)  // 44 prompt rows: two prefill chunks
+        XCTAssertEqual(lm.config.ropeLayout, .interleaved)
+
+        let features = try tower(pixels: try Self.floats("llava", "pixel_values")).features
+        let projected = try projector(features: features)
+        let ids = try Self.ints("llava", "input_ids")
+        var embeds = try lm.embeddings(ids)
+        var row = 0
+        for (i, id) in ids.enumerated() where id == 400 {
+            embeds.replaceSubrange(i * 64 ..< (i + 1) * 64, with: projected[row * 64 ..< (row + 1) * 64])
+            row += 1
+        }
+        XCTAssertEqual(row, 16)
+        let prefill = try lm.prefill(embeddings: embeds)
+        var tokens = [argmax(prefill[(ids.count - 1) * lm.vocab ..< ids.count * lm.vocab])]
+        let reference = try Self.ints("llava", "greedy_tokens")
+        var decode: [[Float]] = []
+        for i in 0..<3 {
+            let logits = Array(try lm.decode(token: reference[i]))
+            decode.append(logits)
+            tokens.append(argmax(logits[...]))
+        }
+        XCTAssertEqual(lm.position, ids.count + 3)
+        lm.reset()
+        let textLogits = try lm.prefill(tokens: try Self.ints("llava", "text_input_ids"))
+        return LlavaRun(features: features, projected: projected, prefill: prefill, decode: decode, tokens: tokens, text: textLogits)
+    }
+
+    func testLlavaF32MatchesTransformers() throws {
+        let r = try runLlava(.f32)
+        let ePrefill = maxAbs(r.prefill, try Self.floats("llava", "prefill_logits"))
+        let refDecode = try Self.floats("llava", "decode_logits")
+        let eDecode = maxAbs(r.decode.flatMap { $0 }, refDecode)
+        let eText = maxAbs(r.text, try Self.floats("llava", "text_logits"))
+        print("llava f32 lm: prefill \(ePrefill), decode \(eDecode), text \(eText), tokens \(r.tokens)")
+        XCTAssertLessThanOrEqual(ePrefill, 1e-3)
+        XCTAssertLessThanOrEqual(eDecode, 1e-3)
+        XCTAssertLessThanOrEqual(eText, 1e-3)
+        XCTAssertEqual(r.tokens, try Self.ints("llava", "greedy_tokens"))
+    }
+
+    func testLlavaQuantized() throws {
+        let refPrefill = try Self.floats("llava", "prefill_logits")
+        let refDecode = try Self.floats("llava", "decode_logits")
+        let refText = try Self.floats("llava", "text_logits")
+        let greedy = try Self.ints("llava", "greedy_tokens")
+        for (type, bound) in [(QuantType.q8_0, 0.999), (.q4_0, 0.99)] {
+            let r = try runLlava(type)
+            let cPrefill = cosine(r.prefill, refPrefill), cDecode = cosine(r.decode.flatMap { $0 }, refDecode)
+            let cText = cosine(r.text, refText)
+            let cProjector = cosine(r.projected, try Self.floats("llava", "projector_output"))
+            print("llava \(type): cosine projector \(cProjector), prefill \(cPrefill), decode \(cDecode), text \(cText); max abs prefill \(maxAbs(r.prefill, refPrefill)); tokens \(r.tokens) vs \(greedy)")
+            XCTAssertGreaterThanOrEqual(cPrefill, bound, "\(type)")
+            XCTAssertGreaterThanOrEqual(cDecode, bound, "\(type)")
+            XCTAssertGreaterThanOrEqual(cText, bound, "\(type)")
+            XCTAssertEqual(r.tokens, greedy, "\(type) greedy tokens")
+        }
+    }
+
+    func testQwen2F32MatchesTransformers() throws {
+        let (text, _) = try convert("qwen2", .f32, mmproj: false)
+        let lm = try LlamaModel(path: text, maxContext: 40, maxBatch: 16)
+        XCTAssertEqual(lm.config.ropeLayout, .halfSplit)
+        let ids = try Self.ints("qwen2", "input_ids")
+        let prefill = try lm.prefill(tokens: ids)
+        let reference = try Self.ints("qwen2", "greedy_tokens")
+        var tokens = [argmax(prefill[(ids.count - 1) * lm.vocab ..< ids.count * lm.vocab])]
+        var decode: [Float] = []
+        for i in 0..<3 {
+            let logits = Array(try lm.decode(token: reference[i]))
+            decode += logits
+            tokens.append(argmax(logits[...]))
+        }
+        let ePrefill = maxAbs(prefill, try Self.floats("qwen2", "prefill_logits"))
+        let eDecode = maxAbs(decode, try Self.floats("qwen2", "decode_logits"))
+        print("qwen2 f32: prefill \(ePrefill), decode \(eDecode), tokens \(tokens)")
+        XCTAssertLessThanOrEqual(ePrefill, 1e-3)
+        XCTAssertLessThanOrEqual(eDecode, 1e-3)
+        XCTAssertEqual(tokens, reference)
+    }
+}

@@ -1,0 +1,255 @@
+import CQuant
+import Foundation
+
+/// A Llama-family decoder's shape, from `<arch>.*` GGUF metadata (llama, qwen2 — llama.cpp's keys).
+public struct LlamaConfig: Sendable, Equatable {
+    /// Which dims a rotation pairs: llama files hold Q/K rows permuted so pairs are adjacent (2i, 2i+1);
+    /// qwen2 keeps Hugging Face's halves (i, i + d/2), what llama.cpp calls NEOX.
+    public enum RopeLayout: Sendable { case interleaved, halfSplit }
+
+    public var architecture: String
+    public var hidden: Int
+    public var layers: Int
+    public var feedForward: Int
+    public var heads: Int
+    public var kvHeads: Int
+    public var headDim: Int
+    public var ropeDim: Int
+    public var ropeBase: Float
+    public var rmsEps: Float
+    public var contextLength: Int
+    public var ropeLayout: RopeLayout
+
+    public var qDim: Int { heads * headDim }
+    public var kvDim: Int { kvHeads * headDim }
+
+    public init(metadata m: GGUFMetadata) throws {
+        let a = try m.string("general.architecture")
+        switch a {
+        case "llama", "mistral": ropeLayout = .interleaved
+        case "qwen2": ropeLayout = .halfSplit
+        default: throw ModelError("\(m.file): architecture '\(a)' is not a supported decoder (llama, mistral, qwen2)")
+        }
+        architecture = a
+        hidden = try m.int("\(a).embedding_length")
+        layers = try m.int("\(a).block_count")
+        feedForward = try m.int("\(a).feed_forward_length")
+        heads = try m.int("\(a).attention.head_count")
+        kvHeads = try m.int("\(a).attention.head_count_kv", default: heads)
+        guard heads > 0, kvHeads > 0, heads % kvHeads == 0 else {
+            throw ModelError("\(m.file): \(heads) heads do not split into \(kvHeads) key/value heads")
+        }
+        headDim = try m.int("\(a).attention.key_length", default: hidden / heads)
+        ropeDim = try m.int("\(a).rope.dimension_count", default: headDim)
+        ropeBase = try m.float("\(a).rope.freq_base", default: 10000)
+        rmsEps = try m.float("\(a).attention.layer_norm_rms_epsilon", default: 1e-5)
+        contextLength = try m.int("\(a).context_length", default: 2048)
+        guard ropeDim % 2 == 0, ropeDim <= headDim else { throw ModelError("\(m.file): rope dimension \(ropeDim) does not fit head size \(headDim)") }
+    }
+}
+
+/// A Llama-style decoder (Llama, Mistral, Qwen2) with an F32 KV cache:
+///   per layer: h = x + o(attn(rope(q(n)), rope(k(n)), v(n))),  n = rmsNorm(x)
+///              x = h + down(silu(gate(m)) · up(m)),             m = rmsNorm(h)
+///   logits = output(rmsNorm(x))
+/// All activations, the KV cache (`maxContext` positions) and GEMM workspaces live in one arena planned at
+/// creation for batches of at most `maxBatch` rows; nothing is allocated per token.
+public final class LlamaModel {
+    public let config: LlamaConfig
+    public let vocab: Int
+    public let maxContext: Int
+    public let maxBatch: Int
+    /// Positions already in the KV cache; the next row processed sits here.
+    public private(set) var position = 0
+
+    struct Layer {
+        let attnNorm, ffnNorm: UnsafePointer<Float>
+        let q, k, v, o, gate, up, down: Linear
+    }
+
+    private let weights: GGUFWeights
+    private let tokenEmbedding: GGUFTensorInfo
+    private let tokenEmbeddingBytes: UnsafeRawBufferPointer
+    private let layers: [Layer]
+    private let outputNorm: UnsafePointer<Float>
+    private let output: Linear
+    private let attention: Attention
+    /// θ_i = base^(−2i/d) (÷ rope_freqs[i] when the file has them), i < ropeDim/2.
+    private let inverseFrequencies: [Float]
+
+    private let arena: Arena
+    private let x, xn, q, attn, gate, up, logits, scores: UnsafeMutablePointer<Float>
+    private let keyCache, valueCache: [UnsafeMutablePointer<Float>]
+    private let gemmWorkspace, attnWorkspace: UnsafeMutableRawPointer
+
+    public init(file: GGUFFile, maxContext: Int, maxBatch: Int = 64) throws {
+        let c = try LlamaConfig(metadata: file.metadata)
+        config = c
+        let w = GGUFWeights(file)
+        weights = w
+        tokenEmbedding = try w.info("token_embd.weight")
+        guard tokenEmbedding.dims.count == 2, tokenEmbedding.dims[0] == c.hidden else {
+            throw ModelError("\(file.path): token_embd.weight is \(tokenEmbedding.dims), expected [\(c.hidden), vocab]")
+        }
+        tokenEmbeddingBytes = file.bytes(of: tokenEmbedding)
+        vocab = tokenEmbedding.dims[1]
+        self.maxContext = maxContext
+        self.maxBatch = max(1, min(maxBatch, maxContext))
+        let d = c.hidden
+        layers = try (0..<c.layers).map { i in
+            let p = "blk.\(i)"
+            return Layer(attnNorm: try w.vector("\(p).attn_norm.weight", count: d),
+                         ffnNorm: try w.vector("\(p).ffn_norm.weight", count: d),
+                         q: try Linear(w, "\(p).attn_q", rows: c.qDim, cols: d),
+                         k: try Linear(w, "\(p).attn_k", rows: c.kvDim, cols: d),
+                         v: try Linear(w, "\(p).attn_v", rows: c.kvDim, cols: d),
+                         o: try Linear(w, "\(p).attn_output", rows: d, cols: c.qDim),
+                         gate: try Linear(w, "\(p).ffn_gate", rows: c.feedForward, cols: d),
+                         up: try Linear(w, "\(p).ffn_up", rows: c.feedForward, cols: d),
+                         down: try Linear(w, "\(p).ffn_down", rows: d, cols: c.feedForward))
+        }
+        outputNorm = try w.vector("output_norm.weight", count: d)
+        output = try Linear(w, w.has("output.weight") ? "output" : "token_embd", rows: vocab, cols: d, bias: false)
+        attention = Attention(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim)
+
+        let half = c.ropeDim / 2
+        let factors = try w.optionalVector("rope_freqs.weight", count: half)
+        inverseFrequencies = (0..<half).map { i in
+            Float(1 / pow(Double(c.ropeBase), Double(2 * i) / Double(c.ropeDim))) / (factors?[i] ?? 1)
+        }
+
+        let b = self.maxBatch
+        var plan = ArenaPlan()
+        let oX = plan.floats(b * d), oXn = plan.floats(b * d)
+        let oQ = plan.floats(b * c.qDim), oAttn = plan.floats(b * c.qDim)
+        let oGate = plan.floats(b * c.feedForward), oUp = plan.floats(b * c.feedForward)
+        let oLogits = plan.floats(b * vocab)
+        let oScores = plan.floats(Attention.scoreFloats(queries: b, keys: maxContext))
+        let oK = (0..<c.layers).map { _ in plan.floats(maxContext * c.kvDim) }
+        let oV = (0..<c.layers).map { _ in plan.floats(maxContext * c.kvDim) }
+        var ws = output.workspaceBytes(rows: b)
+        for l in layers { for m in [l.q, l.k, l.v, l.o, l.gate, l.up, l.down] { ws = max(ws, m.workspaceBytes(rows: b)) } }
+        let oWs = plan.raw(ws)
+        let oAttnWs = plan.raw(attention.workspaceBytes(keys: maxContext))
+        let a = Arena(plan)
+        arena = a
+        (x, xn, q, attn) = (a.floats(oX), a.floats(oXn), a.floats(oQ), a.floats(oAttn))
+        (gate, up, logits, scores) = (a.floats(oGate), a.floats(oUp), a.floats(oLogits), a.floats(oScores))
+        keyCache = oK.map { a.floats($0) }
+        valueCache = oV.map { a.floats($0) }
+        (gemmWorkspace, attnWorkspace) = (a.raw(oWs), a.raw(oAttnWs))
+    }
+
+    public convenience init(path: String, maxContext: Int, maxBatch: Int = 64) throws {
+        try self.init(file: GGUFFile(path: path), maxContext: maxContext, maxBatch: maxBatch)
+    }
+
+    /// Forgets the cache: the next call starts at position 0.
+    public func reset() { position = 0 }
+
+    // MARK: embeddings
+
+    /// Writes the embedding rows of `tokens` (any stored type, dequantized) to `out` [count, hidden].
+    public func embed(_ tokens: UnsafeBufferPointer<Int32>, into out: UnsafeMutablePointer<Float>) throws {
+        let d = config.hidden
+        let rowBytes = tokenEmbedding.type.rowBytes(d)!
+        for (i, t) in tokens.enumerated() {
+            guard t >= 0, Int(t) < vocab else { throw ModelError("token id \(t) is outside the vocabulary (\(vocab))") }
+            try KernelError.check(cq_dequantize_row(tokenEmbedding.type.rawValue, tokenEmbeddingBytes.baseAddress! + Int(t) * rowBytes,
+                                                    out + i * d, Int64(d)))
+        }
+    }
+
+    public func embeddings(_ tokens: [Int32]) throws -> [Float] {
+        var out = [Float](repeating: 0, count: tokens.count * config.hidden)
+        try tokens.withUnsafeBufferPointer { t in try out.withUnsafeMutableBufferPointer { try embed(t, into: $0.baseAddress!) } }
+        return out
+    }
+
+    // MARK: forward
+
+    /// Prefill: runs `embeddings` [n, hidden] (token embeddings with any image rows spliced in) from the current
+    /// position, in chunks of `maxBatch`; returns the logits of every row [n, vocab].
+    public func prefill(embeddings: [Float]) throws -> [Float] {
+        let d = config.hidden, n = embeddings.count / d
+        var out = [Float](repeating: 0, count: n * vocab)
+        try embeddings.withUnsafeBufferPointer { e in
+            try out.withUnsafeMutableBufferPointer { o in
+                var start = 0
+                while start < n {
+                    let m = min(maxBatch, n - start)
+                    x.update(from: e.baseAddress! + start * d, count: m * d)
+                    try forward(rows: m)
+                    (o.baseAddress! + start * vocab).update(from: logits, count: m * vocab)
+                    start += m
+                }
+            }
+        }
+        return out
+    }
+
+    /// Prefill of token ids.
+    public func prefill(tokens: [Int32]) throws -> [Float] { try prefill(embeddings: embeddings(tokens)) }
+
+    /// One decode step: `token` at the current position; returns its logits [vocab] (a view of the arena, valid
+    /// until the next call).
+    public func decode(token: Int32) throws -> UnsafeBufferPointer<Float> {
+        var t = token
+        try withUnsafePointer(to: &t) { try embed(UnsafeBufferPointer(start: $0, count: 1), into: x) }
+        try forward(rows: 1)
+        return UnsafeBufferPointer(start: logits, count: vocab)
+    }
+
+    /// The decoder on the `n` rows in `x`, at positions position ..< position + n; logits into `logits`.
+    private func forward(rows n: Int) throws {
+        let c = config, d = c.hidden, p0 = position
+        guard n <= maxBatch, p0 + n <= maxContext else {
+            throw ModelError("\(p0 + n) positions exceed the context of \(maxContext) this model was created with")
+        }
+        for (l, layer) in layers.enumerated() {
+            let kRows = keyCache[l] + p0 * c.kvDim, vRows = valueCache[l] + p0 * c.kvDim
+            // Attention: the new keys and values go straight into the cache.
+            Ops.rmsNorm(x, rows: n, dim: d, weight: layer.attnNorm, eps: c.rmsEps, into: xn)
+            try layer.q(xn, rows: n, into: q, workspace: gemmWorkspace)
+            try layer.k(xn, rows: n, into: kRows, workspace: gemmWorkspace)
+            try layer.v(xn, rows: n, into: vRows, workspace: gemmWorkspace)
+            rope(q, rows: n, heads: c.heads, from: p0)
+            rope(kRows, rows: n, heads: c.kvHeads, from: p0)
+            try attention(q: q, ldq: c.qDim, k: keyCache[l], ldk: c.kvDim, v: valueCache[l], ldv: c.kvDim,
+                          queries: n, keys: p0 + n, causalOffset: p0, scores: scores, workspace: attnWorkspace,
+                          into: attn, ldo: c.qDim)
+            try layer.o(attn, rows: n, into: xn, workspace: gemmWorkspace)
+            Ops.add(x, xn, count: n * d)
+            // SwiGLU MLP.
+            Ops.rmsNorm(x, rows: n, dim: d, weight: layer.ffnNorm, eps: c.rmsEps, into: xn)
+            try layer.gate(xn, rows: n, into: gate, workspace: gemmWorkspace)
+            try layer.up(xn, rows: n, into: up, workspace: gemmWorkspace)
+            Ops.silu(gate, count: n * c.feedForward)
+            Ops.mul(gate, up, count: n * c.feedForward)
+            try layer.down(gate, rows: n, into: xn, workspace: gemmWorkspace)
+            Ops.add(x, xn, count: n * d)
+        }
+        Ops.rmsNorm(x, rows: n, dim: d, weight: outputNorm, eps: c.rmsEps, into: xn)
+        try output(xn, rows: n, into: logits, workspace: gemmWorkspace)
+        position += n
+    }
+
+    /// Rotates the first ropeDim dims of each head of `rows` rows ([rows, heads·headDim]) at positions p0, p0+1, …
+    private func rope(_ v: UnsafeMutablePointer<Float>, rows: Int, heads: Int, from p0: Int) {
+        let hd = config.headDim, half = config.ropeDim / 2
+        for r in 0..<rows {
+            let pos = Float(p0 + r)
+            for i in 0..<half {
+                let angle = pos * inverseFrequencies[i]
+                let cs = Foundation.cos(angle), sn = Foundation.sin(angle)
+                for h in 0..<heads {
+                    let base = v + r * heads * hd + h * hd
+                    let (a, b) = config.ropeLayout == .interleaved ? (2 * i, 2 * i + 1) : (i, i + half)
+                    let x0 = base[a], x1 = base[b]
+                    base[a] = x0 * cs - x1 * sn
+                    base[b] = x0 * sn + x1 * cs
+                }
+            }
+        }
+    }
+}

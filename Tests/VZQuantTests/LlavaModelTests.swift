@@ -89,7 +89,7 @@ final class LlavaModelTests: XCTestCase {
 
 extension LlavaModelTests {
     struct LlavaRun {
-        var features: [Float], projected: [Float], prefill: [Float], decode: [[Float]], tokens: [Int32], text: [Float]
+        var features: [Float], projected: [Float], embeds: [Float], prefill: [Float], decode: [[Float]], tokens: [Int32], text: [Float]
     }
 
     /// The full LLaVA path on files converted to `type`: image → features → projector → spliced prefill → 3 cached
@@ -122,13 +122,16 @@ extension LlavaModelTests {
             tokens.append(argmax(logits[...]))
         }
         XCTAssertEqual(lm.position, ids.count + 3)
+        XCTAssertThrowsError(try lm.prefill(embeddings: embeds))  // 47 + 44 positions > maxContext 64
         lm.reset()
         let textLogits = try lm.prefill(tokens: try Self.ints("llava", "text_input_ids"))
-        return LlavaRun(features: features, projected: projected, prefill: prefill, decode: decode, tokens: tokens, text: textLogits)
+        return LlavaRun(features: features, projected: projected, embeds: embeds, prefill: prefill, decode: decode, tokens: tokens, text: textLogits)
     }
 
     func testLlavaF32MatchesTransformers() throws {
         let r = try runLlava(.f32)
+        let eEmbeds = maxAbs(r.embeds, try Self.floats("llava", "prefill_inputs_embeds"))
+        XCTAssertLessThanOrEqual(eEmbeds, 1e-4, "spliced inputs_embeds")
         let ePrefill = maxAbs(r.prefill, try Self.floats("llava", "prefill_logits"))
         let refDecode = try Self.floats("llava", "decode_logits")
         let eDecode = maxAbs(r.decode.flatMap { $0 }, refDecode)

@@ -172,6 +172,10 @@ public final class LlamaModel {
     /// position, in chunks of `maxBatch`; returns the logits of every row [n, vocab].
     public func prefill(embeddings: [Float]) throws -> [Float] {
         let d = config.hidden, n = embeddings.count / d
+        guard n * d == embeddings.count else { throw ModelError("\(embeddings.count) values are not rows of \(d)") }
+        guard position + n <= maxContext else {
+            throw ModelError("\(position + n) positions exceed the context of \(maxContext) this model was created with")
+        }
         var out = [Float](repeating: 0, count: n * vocab)
         try embeddings.withUnsafeBufferPointer { e in
             try out.withUnsafeMutableBufferPointer { o in

@@ -84,9 +84,30 @@ let package = Package(
                 .linkedLibrary("m"),
             ]
         ),
+        // Image input: Debian's libjpeg-turbo (libjpeg-dev) and libpng (libpng-dev), driven from C (CImage) so that
+        // libjpeg's setjmp/longjmp error handling never crosses Swift frames.
+        .systemLibrary(
+            name: "CJPEG",
+            path: "CImage/CJPEG",
+            providers: [.apt(["libjpeg-dev"])]
+        ),
+        .systemLibrary(
+            name: "CPNG",
+            path: "CImage/CPNG",
+            pkgConfig: "libpng",
+            providers: [.apt(["libpng-dev"])]
+        ),
+        .target(
+            name: "CImage",
+            dependencies: ["CJPEG", "CPNG"],
+            path: "CImage/shim",
+            cSettings: [.unsafeFlags(["-std=c11", "-O2"])],
+            // A C target does not autolink its system-library dependencies' `link` directives: name them here.
+            linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]
+        ),
         .target(
             name: "VZQuant",
-            dependencies: ["CQuant"],
+            dependencies: ["CQuant", "CImage", "CJPEG", "CPNG"],
             path: "Sources/VZQuant"
         ),
         .executableTarget(

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs what vzquant needs on Debian / Ubuntu / Raspberry Pi OS, skipping what is already there:
 #   libomp-dev             LLVM's OpenMP runtime (Swift's clang ships no omp.h)
-#   libpng-dev libjpeg-dev image input
+#   libpng-dev libjpeg-dev image input (pkg-config: SwiftPM reads libpng's flags through it)
 #   --dev adds the test tools: the AArch64 cross compiler and qemu (ARM kernels are tested under emulation)
 #   and the Python `gguf` package (independent reader/quantizer the tests compare against).
 set -euo pipefail
 
-packages=(libomp-dev libpng-dev libjpeg-dev)
+packages=(libomp-dev libpng-dev libjpeg-dev pkg-config)
 python_packages=()
 if [ "${1:-}" = "--dev" ]; then
     packages+=(gcc libc6-dev)

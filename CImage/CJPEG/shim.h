@@ -1,0 +1,5 @@
+// libjpeg(-turbo) from Debian's libjpeg-dev. jpeglib.h needs size_t and FILE declared before it.
+#include <stddef.h>
+#include <stdio.h>
+#include <jpeglib.h>
+#include <jerror.h>

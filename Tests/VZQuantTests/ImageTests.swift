@@ -101,6 +101,69 @@ final class ImageTests: XCTestCase {
         }
     }
 
+    // MARK: preprocessing
+
+    func floats(_ name: String) throws -> [Float] {
+        let d = try Data(contentsOf: Self.dir.appendingPathComponent(name))
+        return d.withUnsafeBytes { raw in
+            (0..<(d.count / 4)).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self))) }
+        }
+    }
+
+    func processor(_ e: PreprocessEntry) -> ImageProcessor {
+        switch e.processor {
+        case "siglip":
+            return .siglip(size: e.height!, mean: e.mean, std: e.std)
+        default:
+            return .init(resize: .shortestEdgeThenCrop(shortestEdge: e.shortest_edge!, cropWidth: e.crop_width!,
+                                                       cropHeight: e.crop_height!),
+                         mean: e.mean, std: e.std, padToSquare: e.pad_to_square ?? false)
+        }
+    }
+
+    func testPreprocessingMatchesTransformers() throws {
+        let m = try Self.manifest()
+        XCTAssertGreaterThanOrEqual(m.preprocess.count, 10)
+        var worst: Float = 0
+        var report: [String] = []
+        for e in m.preprocess {
+            // default decode options: alpha over white, no EXIF rotation — what transformers 5's processors see
+            let img = try ImageDecoder.decode(file: path(e.file))
+            let p = processor(e)
+            let (h, w) = p.outputSize
+            XCTAssertEqual(e.shape, [3, h, w], "\(e.config) \(e.file)")
+            let got = p.pixelValues(img)
+            let want = try floats(e.values)
+            XCTAssertEqual(got.count, want.count)
+            let d = zip(got, want).reduce(Float(0)) { max($0, abs($1.0 - $1.1)) }
+            // the same error in 8-bit levels: |Δ| × std × 255
+            let levels = d * (e.std.max() ?? 1) * 255
+            report.append("\(e.config) \(e.file): max abs error \(d) (≈ \(levels) levels)")
+            worst = max(worst, levels)
+            XCTAssertLessThanOrEqual(levels, 2, "\(e.config) \(e.file): max abs error \(d)")
+        }
+        print("preprocessing parity (worst \(worst) levels):\n  " + report.joined(separator: "\n  "))
+    }
+
+    func testPreprocessingGeometry() {
+        XCTAssertTrue(RGBImage.shortestEdgeSize(width: 640, height: 480, shortestEdge: 336) == (448, 336))
+        XCTAssertTrue(RGBImage.shortestEdgeSize(width: 23, height: 37, shortestEdge: 32) == (32, 51))
+        let img = RGBImage(width: 5, height: 3, fill: (10, 20, 30))
+        let sq = img.paddedToSquare(fill: (1, 2, 3))
+        XCTAssertEqual([sq.width, sq.height], [5, 5])
+        XCTAssertEqual(Array(sq.pixels[0..<3]), [1, 2, 3])         // row 0 is padding
+        XCTAssertEqual(Array(sq.pixels[15..<18]), [10, 20, 30])    // row 1 is the image ((5 − 3) // 2 = 1)
+        let crop = img.centerCropped(width: 7, height: 2)          // wider than the image: zero padding
+        XCTAssertEqual([crop.width, crop.height], [7, 2])
+        XCTAssertEqual(Array(crop.pixels[0..<3]), [0, 0, 0])
+        XCTAssertEqual(Array(crop.pixels[3..<6]), [10, 20, 30])
+        // a constant image stays constant under any resize
+        let up = img.resized(width: 11, height: 9), down = RGBImage(width: 40, height: 30, fill: (200, 0, 255)).resized(width: 7, height: 5)
+        XCTAssertTrue(up.pixels.elementsEqual(RGBImage(width: 11, height: 9, fill: (10, 20, 30)).pixels))
+        XCTAssertTrue(down.pixels.elementsEqual(RGBImage(width: 7, height: 5, fill: (200, 0, 255)).pixels))
+        XCTAssertEqual(ImageProcessor.clip(size: 336, crop: 336).pixelValues(img).count, 3 * 336 * 336)
+    }
+
     // MARK: hostile input
 
     func expectError(_ data: [UInt8], _ name: String, options: ImageDecodeOptions = .init(),

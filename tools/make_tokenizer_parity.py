@@ -14,7 +14,7 @@ HF does by default (split_special_tokens=False), the equivalent of vzquant's par
 
 The Swift tests (Tests/VZQuantTests/TokenizerTests.swift) only read the committed JSON.
 
-Needs: pip install transformers tokenizers
+Needs: pip install transformers tokenizers sentencepiece gguf   (gguf: make_tokenizer_reference.py, whose regex strings are reused)
 """
 import json
 import sys
@@ -110,7 +110,64 @@ def main() -> int:
         }
         (OUT / f"{name}.json").write_text(json.dumps(doc, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
         print(f"{name}: {len(cases)} strings, {sum(len(c['ids']) for c in cases)} ids")
+    write_spm()
+    write_pretokenize()
     return 0
+
+
+def spm_comparable(s: str) -> bool:
+    """Strings on which sentencepiece and llama.cpp's SPM agree by design: sentencepiece's normaliser (here
+    "identity", but with remove_extra_whitespaces on) collapses space runs and trims the ends, which llama.cpp and
+    vzquant do not; user-defined symbols like <image> are matched by sentencepiece but are plain normal tokens in
+    the GGUF."""
+    return s != "" and "  " not in s and s[0] != " " and s[-1] != " " and "<" not in s and "[" not in s
+
+
+def write_spm() -> None:
+    """tokenizer/spm (a real SentencePiece BPE model, so the GGUF carries real scores): ids from the sentencepiece
+    library itself, without BOS, for the corpus strings both sides tokenize the same way (spm_comparable)."""
+    import sentencepiece as spm
+
+    path = FIXTURES / "tokenizer" / "spm"
+    sp = spm.SentencePieceProcessor(model_file=str(path / "tokenizer.model"))
+    # ids whose pieces the converter replaces by added tokens (added_tokens.json, tokenizer_config.json's
+    # added_tokens_decoder), as convert_hf_to_gguf.py does: a string using them has other tokens in the GGUF
+    overridden = set(json.loads((path / "added_tokens.json").read_text()).values())
+    overridden |= {int(i) for i in json.loads((path / "tokenizer_config.json").read_text()).get("added_tokens_decoder", {})}
+    cases = [{"text": s, "ids": sp.encode(s), "decoded": sp.decode(sp.encode(s))} for s in CORPUS
+             if spm_comparable(s) and not overridden & set(sp.encode(s))]
+    doc = {"source": "tokenizer/spm", "made_by": "tools/make_tokenizer_parity.py (sentencepiece.SentencePieceProcessor)",
+           "cases": cases}
+    (OUT / "spm.json").write_text(json.dumps(doc, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    print(f"spm: {len(cases)} strings, {sum(len(c['ids']) for c in cases)} ids")
+
+
+def write_pretokenize() -> None:
+    """The split step alone, from tokenizers' own pre-tokenizers, as [start, end) offsets in Unicode scalars
+    (Python str indices): Split with Qwen2's and Llama-3's regexes (Isolated), ByteLevel(use_regex=True) for GPT-2,
+    and Digits(individual_digits) + ByteLevel for SmolLM. Byte-level BPE on tiny vocabularies hides most piece
+    boundaries (no merge crosses them either way), so these are checked directly."""
+    from tokenizers import Regex, pre_tokenizers as pt
+
+    sys.path.insert(0, str(HERE))
+    from make_tokenizer_reference import GPT2_REGEX, LLAMA3_REGEX, QWEN2_REGEX  # noqa: F401  (same strings)
+
+    kinds = {
+        "qwen2": pt.Split(Regex(QWEN2_REGEX), behavior="isolated"),
+        "llama3": pt.Split(Regex(LLAMA3_REGEX), behavior="isolated"),
+        "gpt2": pt.ByteLevel(add_prefix_space=False, use_regex=True),
+        "smollm": pt.Sequence([pt.Digits(individual_digits=True), pt.ByteLevel(add_prefix_space=False, use_regex=True)]),
+    }
+    extra = [
+        "x  y   z    ", "a\n\n b \n\t c\r\n\r\n  d", "  \n  ", "'s 'S 'Re 'LL 'x '", "hello'sworld HELLO'S",
+        "!!!\n\n\nx", " !x", "\t!x", "1a2b 33 444 5555", "١٢٣ ⅫⅣ ½", "\u00a0\u00a0x \u3000y", "e\u0301\u0301x",
+    ]
+    out = {}
+    for kind, tok in kinds.items():
+        out[kind] = [{"text": s, "pieces": [list(o) for _, o in tok.pre_tokenize_str(s)]} for s in CORPUS + extra]
+    doc = {"made_by": "tools/make_tokenizer_parity.py (tokenizers.pre_tokenizers)", "splits": out}
+    (OUT / "pretokenize.json").write_text(json.dumps(doc, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    print(f"pretokenize: {len(CORPUS + extra)} strings × {len(kinds)} splitters")
 
 
 if __name__ == "__main__":

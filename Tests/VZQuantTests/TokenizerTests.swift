@@ -66,6 +66,48 @@ final class TokenizerTests: XCTestCase {
     func testParityQwen2() throws { try parity("qwen2") }
     func testParityLlama3() throws { try parity("llama3-bpe") }
 
+    /// A real SentencePiece model (scores from training, not LlamaHfVocab's constant -1000) against the
+    /// sentencepiece library, on the corpus strings whose whitespace sentencepiece does not rewrite.
+    func testParitySentencePieceModel() throws {
+        let url = Self.fixtures.appendingPathComponent("tokenizer_parity/spm.json")
+        let root = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+        let cases = try XCTUnwrap(root["cases"] as? [[String: Any]])
+        let kv = try TokenizerImport.metadata(modelDirectory: Self.fixtures.appendingPathComponent("tokenizer/spm").path)
+        let t = try Tokenizer(pairs: kv)
+        var matched = 0, ids = 0
+        for c in cases {
+            let text = c["text"] as! String
+            let want = (c["ids"] as! [NSNumber]).map(\.int32Value)
+            let got = t.encode(text, addSpecial: false, parseSpecial: true)
+            XCTAssertEqual(got, want, "spm \(text.debugDescription)")
+            if got == want { matched += 1; ids += got.count }
+            XCTAssertEqual(t.decode(got), text)
+            XCTAssertEqual(t.encode(text, addSpecial: true).first, t.bos)
+        }
+        print("tokenizer parity spm: \(matched)/\(cases.count) strings, \(ids) ids identical to sentencepiece")
+    }
+
+    /// The splitters alone against tokenizers' pre-tokenizers (offsets in Unicode scalars).
+    func testPreTokenizerSplits() throws {
+        let url = Self.fixtures.appendingPathComponent("tokenizer_parity/pretokenize.json")
+        let root = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+        let splits = try XCTUnwrap(root["splits"] as? [String: [[String: Any]]])
+        let kinds: [String: PreTokenizerKind] = ["qwen2": .qwen2, "llama3": .llama3, "gpt2": .gpt2, "smollm": .smollm]
+        XCTAssertEqual(Set(splits.keys), Set(kinds.keys))
+        for (name, cases) in splits.sorted(by: { $0.key < $1.key }) {
+            let kind = try XCTUnwrap(kinds[name])
+            var matched = 0
+            for c in cases {
+                let text = c["text"] as! String
+                let want = (c["pieces"] as! [[NSNumber]]).map { $0[0].intValue ..< $0[1].intValue }
+                let got = PreTokenizer.split(Array(text.unicodeScalars), kind: kind)
+                XCTAssertEqual(got, want, "\(name) \(text.debugDescription)")
+                if got == want { matched += 1 }
+            }
+            print("pre-tokenizer \(name): \(matched)/\(cases.count) strings split as tokenizers does")
+        }
+    }
+
     /// Without parseSpecial, control tokens in the text are plain text; user-defined tokens are still matched.
     func testParseSpecialOff() throws {
         let (t, _) = try load("llama3-bpe")

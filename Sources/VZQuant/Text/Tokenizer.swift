@@ -342,8 +342,10 @@ public struct Tokenizer: Sendable {
             if let id = vocab[mapped] { return [id] }
         }
         let merged = MergeQueue.run(utf8.map { byteTokens[Int($0)] }, pair: pair)
-        // a byte with no token of its own has no id (HF drops it when the model has no unk token)
-        return merged.compactMap { $0 >= 0 ? $0 : unk }
+        // a byte with no one-character token (never in a complete byte-level vocabulary) is dropped, as HF's BPE
+        // does when the model has no unk token (tokenizer.ggml.unknown_token_id of a GPT-2 vocabulary is usually
+        // just <|endoftext|>, copied from tokenizer_config.json)
+        return merged.filter { $0 >= 0 }
     }
 
     /// SentencePiece: `text` is UTF-8 with spaces already ▁.

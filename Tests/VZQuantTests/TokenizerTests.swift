@@ -108,6 +108,28 @@ final class TokenizerTests: XCTestCase {
         }
     }
 
+    /// Through a real file: the metadata written with GGUFWriter (no tensors) and read back by GGUFFile.
+    func testFromGGUFFile() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("vzq-tok-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for name in ["llava-4x", "qwen2", "llama3-bpe"] {
+            let (fromPairs, cases) = try load(name)
+            let source = name == "llama3-bpe" ? "tokenizer/llama3-bpe" : "hf/\(name)"
+            let w = GGUFWriter()
+            for (k, v) in try TokenizerImport.metadata(modelDirectory: Self.fixtures.appendingPathComponent(source).path) {
+                w.metadata.set(k, v)
+            }
+            let path = dir.appendingPathComponent("\(name).gguf").path
+            try w.write(to: path, data: [:])
+            let t = try Tokenizer(gguf: GGUFFile(path: path))
+            for c in cases {
+                XCTAssertEqual(t.encode(c.text, addSpecial: true, parseSpecial: true),
+                               fromPairs.encode(c.text, addSpecial: true, parseSpecial: true), "\(name) \(c.text.debugDescription)")
+            }
+        }
+    }
+
     /// Without parseSpecial, control tokens in the text are plain text; user-defined tokens are still matched.
     func testParseSpecialOff() throws {
         let (t, _) = try load("llama3-bpe")

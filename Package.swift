@@ -88,26 +88,26 @@ let package = Package(
         // libjpeg's setjmp/longjmp error handling never crosses Swift frames.
         .systemLibrary(
             name: "CJPEG",
-            path: "CImage/CJPEG",
+            path: "Sources/CJPEG",
             providers: [.apt(["libjpeg-dev"])]
         ),
         .systemLibrary(
             name: "CPNG",
-            path: "CImage/CPNG",
+            path: "Sources/CPNG",
             pkgConfig: "libpng",
             providers: [.apt(["libpng-dev"])]
         ),
         .target(
             name: "CImage",
             dependencies: ["CJPEG", "CPNG"],
-            path: "CImage/shim",
+            path: "Sources/CImage",
             cSettings: [.unsafeFlags(["-std=c11", "-O2"])],
             // A C target does not autolink its system-library dependencies' `link` directives: name them here.
             linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]
         ),
         .target(
             name: "VZQuant",
-            dependencies: ["CQuant", "CImage", "CJPEG", "CPNG"],
+            dependencies: ["CQuant", "CImage"],
             path: "Sources/VZQuant"
         ),
         .executableTarget(

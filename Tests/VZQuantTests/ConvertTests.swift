@@ -435,6 +435,10 @@ final class ConvertTests: XCTestCase {
             XCTAssertEqual(try f.metadata.bool("clip.has_llava_projector"), false, arch)
             XCTAssertEqual(try f.metadata.int("clip.vision.block_count"), 2, arch)
             XCTAssertEqual(try f.metadata.bool("clip.use_gelu"), gelu, arch)
+            XCTAssertEqual(try f.metadata.string("vzquant.vision.family"),
+                           ["CLIPVisionModel": "clip", "SiglipVisionModel": "siglip", "Dinov2Model": "dinov2"][arch], arch)
+            XCTAssertEqual(try f.metadata.string("vzquant.vision.hidden_act"),
+                           ["CLIPVisionModel": "quick_gelu", "SiglipVisionModel": "gelu_pytorch_tanh", "Dinov2Model": "gelu"][arch], arch)
             XCTAssertEqual(try f.metadata.floats("clip.vision.image_mean"), mean, arch)
             XCTAssertNil(f.metadata["vzquant.vision.feature_layer"], "standalone encoders keep every layer")
             let written = tensors.filter { !$0.2.isEmpty }

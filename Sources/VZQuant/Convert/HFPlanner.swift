@@ -90,6 +90,10 @@ enum HFPlanner {
             if let featureLayer { meta.append(("vzquant.vision.feature_layer", .int32(Int32(featureLayer)))) }
             if let featureSelect { meta.append(("vzquant.vision.feature_select", .string(featureSelect))) }
             meta.append(("vzquant.vision.source_block_count", .uint32(UInt32(v.layers))))
+            // clip.use_gelu cannot tell SigLIP's tanh GELU from DINOv2's erf GELU, nor the families apart: the runtime
+            // reads these two instead of guessing from the tensor names.
+            meta.append(("vzquant.vision.family", .string(family.rawValue)))
+            meta.append(("vzquant.vision.hidden_act", .string(v.hiddenAct)))
             // A standalone encoder has only this file: -o names it unless --mmproj-out does.
             mmproj = FilePlan(path: arch == .llava ? options.mmprojOutput! : (options.mmprojOutput ?? options.output),
                               metadata: meta, tensors: tensors)

@@ -3,10 +3,11 @@ import CQuant
 /// The vision tower's shape, from an mmproj GGUF's `clip.vision.*` metadata (what llama.cpp reads) plus
 /// vzquant's `vzquant.vision.*` keys when present.
 public struct VisionConfig: Sendable, Equatable {
-    public enum Family: String, Sendable { case clip }
-    public enum Activation: String, Sendable { case gelu, quickGelu }
+    public enum Activation: String, Sendable { case gelu, geluTanh, quickGelu }
 
-    public var family: Family = .clip
+    /// From `vzquant.vision.family`; files without it (llama.cpp's) are CLIP unless their tensors say otherwise
+    /// (see `VisionEncoder.init`).
+    public var family: VisionFamily
     public var imageSize: Int
     public var patchSize: Int
     public var channels = 3
@@ -17,20 +18,32 @@ public struct VisionConfig: Sendable, Equatable {
     public var blockCount: Int
     public var eps: Float
     public var activation: Activation
-    public var hasClassToken = true
     /// "default" (patches only, CLS dropped) or "full".
     public var featureSelect: String
     public var featureLayer: Int?
     public var sourceBlockCount: Int?
 
+    /// CLIP and DINOv2 prepend a class token; SigLIP has none.
+    public var hasClassToken: Bool { family != .siglip }
     public var headDim: Int { hidden / heads }
+    /// The grid the position embedding was trained on (imageSize / patchSize per side).
     public var patchesPerSide: Int { imageSize / patchSize }
     public var patches: Int { patchesPerSide * patchesPerSide }
+    /// Tokens of an image at `imageSize`.
     public var tokens: Int { patches + (hasClassToken ? 1 : 0) }
+    /// Tokens of an image of height × width pixels (each side cut down to whole patches).
+    public func tokens(height: Int, width: Int) -> Int {
+        (height / patchSize) * (width / patchSize) + (hasClassToken ? 1 : 0)
+    }
     /// Values in one im2col'd patch: channel-major, then rows, then columns (the conv weight's order).
     public var patchValues: Int { channels * patchSize * patchSize }
 
     public init(metadata m: GGUFMetadata) throws {
+        let familyName = try m.string("vzquant.vision.family", default: VisionFamily.clip.rawValue)
+        guard let f = VisionFamily(rawValue: familyName) else {
+            throw ModelError("\(m.file): vision family '\(familyName)' is not supported (clip, siglip, dinov2)")
+        }
+        family = f
         imageSize = try m.int("clip.vision.image_size")
         patchSize = try m.int("clip.vision.patch_size")
         hidden = try m.int("clip.vision.embedding_length")
@@ -39,6 +52,15 @@ public struct VisionConfig: Sendable, Equatable {
         blockCount = try m.int("clip.vision.block_count")
         eps = try m.float("clip.vision.attention.layer_norm_epsilon", default: 1e-5)
         activation = try m.bool("clip.use_gelu", default: false) ? .gelu : .quickGelu
+        if m.contains("vzquant.vision.hidden_act") {
+            let act = try m.string("vzquant.vision.hidden_act")
+            switch act {
+            case "gelu": activation = .gelu
+            case "gelu_pytorch_tanh", "gelu_new", "gelu_fast": activation = .geluTanh
+            case "quick_gelu": activation = .quickGelu
+            default: throw ModelError("\(m.file): vision activation '\(act)' is not supported (gelu, gelu_pytorch_tanh, quick_gelu)")
+            }
+        }
         featureSelect = try m.string("vzquant.vision.feature_select", default: "default")
         featureLayer = m.contains("vzquant.vision.feature_layer") ? try m.int("vzquant.vision.feature_layer") : nil
         sourceBlockCount = m.contains("vzquant.vision.source_block_count") ? try m.int("vzquant.vision.source_block_count") : nil
@@ -50,24 +72,45 @@ public struct VisionConfig: Sendable, Equatable {
 
 /// What the encoder returns: the last block's output and, when asked, what VisionZip needs from that block.
 public struct VisionOutput: Sendable {
-    /// [tokens, hidden], CLS first.
+    /// The last block's output [tokens, hidden], CLS first where the family has one (transformers'
+    /// hidden_states[-1]; for LLaVA the feature layer, since the later blocks were not converted).
     public var features: [Float]
+    /// `features` through the final layernorm (transformers' last_hidden_state), when the file has `v.post_ln`.
+    public var normalized: [Float]?
+    /// Every block's input and the last block's output [blockCount + 1][tokens · hidden] (only when requested).
+    public var hiddenStates: [[Float]]?
     /// The last block's softmax attention [heads, T, T] (only when requested).
     public var attention: [Float]?
     /// The last block's keys (after bias) averaged over heads [T, headDim] (only when requested).
     public var keysMean: [Float]?
+    /// The patch grid the image was cut into.
+    public var gridRows: Int
+    public var gridColumns: Int
 }
 
-/// A CLIP ViT vision tower (LLaVA's):
-///   x = [class; patches · W_patchᵀ] + pos;  x = preLN(x)
-///   per block: x += out(attn(LN1(x)));  x += down(act(up(LN2(x))))
-/// The first-block-to-last order runs the `blockCount` blocks the file stores.
+/// A ViT vision tower: CLIP (LLaVA's), SigLIP or DINOv2, which differ only in a few steps:
+///   x = [class;] patches · W_patchᵀ (+ b) + pos       CLS: CLIP, DINOv2; pos bicubically resized: DINOv2 (DINOv2.swift)
+///   x = preLN(x)                                      CLIP
+///   per block: x += ls1 ⊙ out(attn(LN1(x)))           ls1/ls2: DINOv2
+///              x += ls2 ⊙ down(act(up(LN2(x))))       act: quick GELU / GELU (CLIP), tanh GELU (SigLIP), GELU (DINOv2)
+///   normalized = postLN(x)                            when the file has v.post_ln (SigLIP, DINOv2; not LLaVA's CLIP)
+/// The first-block-to-last order runs the `blockCount` blocks the file stores; SigLIP's attention-pooling head is
+/// not converted.
 public final class VisionEncoder {
-    public let config: VisionConfig
+    public private(set) var config: VisionConfig
 
     struct Block {
         let ln1w, ln1b, ln2w, ln2b: UnsafePointer<Float>
         let q, k, v, out, up, down: Linear
+        let ls1, ls2: UnsafePointer<Float>?
+    }
+
+    /// Every buffer one forward pass of `tokens` tokens needs, carved from one arena.
+    struct Scratch {
+        let tokens: Int
+        let arena: Arena
+        let patches, x, xn, q, k, v, attn, ff, scores, positions: UnsafeMutablePointer<Float>
+        let gemmWorkspace, attnWorkspace: UnsafeMutableRawPointer
     }
 
     private let weights: GGUFWeights
@@ -75,20 +118,22 @@ public final class VisionEncoder {
     private let classEmbedding: UnsafePointer<Float>?
     private let positionEmbedding: UnsafePointer<Float>
     private let preNormW, preNormB: UnsafePointer<Float>?
+    private let postNormW, postNormB: UnsafePointer<Float>?
     private let blocks: [Block]
     private let attention: Attention
-
-    // Scratch: one arena, sized for one image.
-    private let arena: Arena
-    private let patchesBuf, x, xn, q, k, v, attn, ff, scores: UnsafeMutablePointer<Float>
-    private let gemmWorkspace, attnWorkspace: UnsafeMutableRawPointer
+    /// Sized for the native image; replaced by a bigger one the first time a larger image (DINOv2) comes.
+    private var scratch: Scratch
 
     public convenience init(path: String) throws { try self.init(file: GGUFFile(path: path)) }
 
     public init(file: GGUFFile) throws {
-        let c = try VisionConfig(metadata: file.metadata)
-        config = c
+        var c = try VisionConfig(metadata: file.metadata)
         let w = GGUFWeights(file)
+        if !file.metadata.contains("vzquant.vision.family") {
+            // llama.cpp's files: the tensors tell the families apart.
+            if !w.has("v.class_embd") { c.family = .siglip } else if w.has("v.blk.0.ls1.weight") { c.family = .dinov2 }
+        }
+        config = c
         weights = w
         let d = c.hidden
         patchEmbedding = try Linear(w, "v.patch_embd", rows: d, cols: c.patchValues)
@@ -96,95 +141,143 @@ public final class VisionEncoder {
         positionEmbedding = try w.vector("v.position_embd.weight", count: c.tokens * d)
         preNormW = try w.optionalVector("v.pre_ln.weight", count: d)
         preNormB = try w.optionalVector("v.pre_ln.bias", count: d)
-        guard classEmbedding != nil else { throw ModelError("\(file.path): no v.class_embd (CLIP has a class token)") }
+        postNormW = try w.optionalVector("v.post_ln.weight", count: d)
+        postNormB = try w.optionalVector("v.post_ln.bias", count: d)
+        if c.hasClassToken, classEmbedding == nil { throw ModelError("\(file.path): no v.class_embd (\(c.family.rawValue) has a class token)") }
         blocks = try (0..<c.blockCount).map { i in
             let p = "v.blk.\(i)"
+            let layerScale = c.family == .dinov2
             return Block(ln1w: try w.vector("\(p).ln1.weight", count: d), ln1b: try w.vector("\(p).ln1.bias", count: d),
                          ln2w: try w.vector("\(p).ln2.weight", count: d), ln2b: try w.vector("\(p).ln2.bias", count: d),
                          q: try Linear(w, "\(p).attn_q", rows: d, cols: d), k: try Linear(w, "\(p).attn_k", rows: d, cols: d),
                          v: try Linear(w, "\(p).attn_v", rows: d, cols: d), out: try Linear(w, "\(p).attn_out", rows: d, cols: d),
                          up: try Linear(w, "\(p).ffn_up", rows: c.feedForward, cols: d),
-                         down: try Linear(w, "\(p).ffn_down", rows: d, cols: c.feedForward))
+                         down: try Linear(w, "\(p).ffn_down", rows: d, cols: c.feedForward),
+                         ls1: layerScale ? try w.vector("\(p).ls1.weight", count: d) : nil,
+                         ls2: layerScale ? try w.vector("\(p).ls2.weight", count: d) : nil)
         }
         attention = Attention(heads: c.heads, kvHeads: c.heads, headDim: c.headDim)
+        scratch = Self.plan(tokens: c.tokens, config: c, patchEmbedding: patchEmbedding, blocks: blocks, attention: attention)
+    }
 
-        let t = c.tokens
+    private static func plan(tokens t: Int, config c: VisionConfig, patchEmbedding: Linear, blocks: [Block],
+                             attention: Attention) -> Scratch {
+        let d = c.hidden
         var plan = ArenaPlan()
-        let oPatches = plan.floats(c.patches * c.patchValues)
+        let oPatches = plan.floats(t * c.patchValues)
         let oX = plan.floats(t * d), oXn = plan.floats(t * d)
         let oQ = plan.floats(t * d), oK = plan.floats(t * d), oV = plan.floats(t * d), oAttn = plan.floats(t * d)
         let oFF = plan.floats(t * max(c.feedForward, d))
         let oScores = plan.floats(Attention.scoreFloats(queries: t, keys: t))
-        var ws = patchEmbedding.workspaceBytes(rows: c.patches)
+        let oPositions = plan.floats(t * d)
+        var ws = patchEmbedding.workspaceBytes(rows: t)
         for b in blocks { for l in [b.q, b.k, b.v, b.out, b.up, b.down] { ws = max(ws, l.workspaceBytes(rows: t)) } }
         let oWs = plan.raw(ws)
         let oAttnWs = plan.raw(attention.workspaceBytes(keys: t))
-        arena = Arena(plan)
-        (patchesBuf, x, xn) = (arena.floats(oPatches), arena.floats(oX), arena.floats(oXn))
-        (q, k, v, attn) = (arena.floats(oQ), arena.floats(oK), arena.floats(oV), arena.floats(oAttn))
-        (ff, scores) = (arena.floats(oFF), arena.floats(oScores))
-        (gemmWorkspace, attnWorkspace) = (arena.raw(oWs), arena.raw(oAttnWs))
+        let a = Arena(plan)
+        return Scratch(tokens: t, arena: a, patches: a.floats(oPatches), x: a.floats(oX), xn: a.floats(oXn),
+                       q: a.floats(oQ), k: a.floats(oK), v: a.floats(oV), attn: a.floats(oAttn), ff: a.floats(oFF),
+                       scores: a.floats(oScores), positions: a.floats(oPositions),
+                       gemmWorkspace: a.raw(oWs), attnWorkspace: a.raw(oAttnWs))
     }
 
-    /// Runs the tower on one normalised image [channels, imageSize, imageSize] (CHW).
-    /// - Parameter keepAttention: also return the last block's attention probabilities and head-averaged keys.
-    public func callAsFunction(pixels: [Float], keepAttention: Bool = false) throws -> VisionOutput {
-        let c = config, d = c.hidden, t = c.tokens, s = c.imageSize, p = c.patchSize
-        guard pixels.count == c.channels * s * s else {
-            throw ModelError("image has \(pixels.count) values, expected \(c.channels)×\(s)×\(s)")
+    /// Runs the tower on one normalised image [channels, height, width] (CHW); height and width default to
+    /// `imageSize`. Only DINOv2 takes other sizes (its position embedding is resized to the patch grid).
+    /// - Parameters:
+    ///   - keepAttention: also return the last block's attention probabilities and head-averaged keys.
+    ///   - keepHiddenStates: also return every block's input and the last block's output.
+    public func callAsFunction(pixels: [Float], height: Int? = nil, width: Int? = nil, keepAttention: Bool = false,
+                               keepHiddenStates: Bool = false) throws -> VisionOutput {
+        let c = config, d = c.hidden, p = c.patchSize
+        let hPx = height ?? c.imageSize, wPx = width ?? c.imageSize
+        guard pixels.count == c.channels * hPx * wPx else {
+            throw ModelError("image has \(pixels.count) values, expected \(c.channels)×\(hPx)×\(wPx)")
         }
-        // im2col: patch (py, px) → [c][ky][kx], the conv weight's order.
+        let rows = hPx / p, cols = wPx / p, n = rows * cols
+        guard n > 0 else { throw ModelError("image \(hPx)×\(wPx) is smaller than one \(p)×\(p) patch") }
+        let native = rows == c.patchesPerSide && cols == c.patchesPerSide
+        if !native, c.family != .dinov2 {
+            throw ModelError("\(c.family.rawValue) runs at \(c.imageSize)×\(c.imageSize) only (got \(hPx)×\(wPx))")
+        }
+        let first = c.hasClassToken ? 1 : 0, t = n + first
+        if t > scratch.tokens {
+            scratch = Self.plan(tokens: t, config: c, patchEmbedding: patchEmbedding, blocks: blocks, attention: attention)
+        }
+        let s = scratch
+        let x = s.x, xn = s.xn
+
+        // im2col: patch (py, px) → [c][ky][kx], the conv weight's order (pixels past the last whole patch unused).
         pixels.withUnsafeBufferPointer { px in
             var o = 0
-            for py in 0..<c.patchesPerSide {
-                for pxi in 0..<c.patchesPerSide {
+            for py in 0..<rows {
+                for pxi in 0..<cols {
                     for ch in 0..<c.channels {
                         for ky in 0..<p {
-                            let row = ch * s * s + (py * p + ky) * s + pxi * p
-                            for kx in 0..<p { patchesBuf[o] = px[row + kx]; o += 1 }
+                            let row = ch * hPx * wPx + (py * p + ky) * wPx + pxi * p
+                            for kx in 0..<p { s.patches[o] = px[row + kx]; o += 1 }
                         }
                     }
                 }
             }
         }
-        // Embeddings: CLS row, then the patch projections; plus positions.
-        x.update(from: classEmbedding!, count: d)
-        try patchEmbedding(patchesBuf, rows: c.patches, into: x + d, workspace: gemmWorkspace)
-        Ops.add(x, positionEmbedding, count: t * d)
+        // Embeddings: CLS row (if any), then the patch projections; plus positions.
+        if let classEmbedding { x.update(from: classEmbedding, count: d) }
+        try patchEmbedding(s.patches, rows: n, into: x + first * d, workspace: s.gemmWorkspace)
+        // DINOv2 resizes unless the patch count matches and the image is square (transformers' test, kept exactly).
+        if c.family == .dinov2, !(n == c.patches && hPx == wPx) {
+            Self.interpolatePositions(positionEmbedding, grid: c.patchesPerSide, dim: d, rows: rows, cols: cols,
+                                      into: s.positions)
+            Ops.add(x, s.positions, count: t * d)
+        } else {
+            Ops.add(x, positionEmbedding, count: t * d)
+        }
         if let preNormW { Ops.layerNorm(x, rows: t, dim: d, weight: preNormW, bias: preNormB, eps: c.eps, into: x) }
 
+        var hidden: [[Float]]? = keepHiddenStates ? [] : nil
         var probs: [Float]? = keepAttention ? [Float](repeating: 0, count: c.heads * t * t) : nil
         var keysMean: [Float]? = nil
         for (i, b) in blocks.enumerated() {
             let last = i == blocks.count - 1
+            hidden?.append(Array(UnsafeBufferPointer(start: x, count: t * d)))
             // Attention.
             Ops.layerNorm(x, rows: t, dim: d, weight: b.ln1w, bias: b.ln1b, eps: c.eps, into: xn)
-            try b.q(xn, rows: t, into: q, workspace: gemmWorkspace)
-            try b.k(xn, rows: t, into: k, workspace: gemmWorkspace)
-            try b.v(xn, rows: t, into: v, workspace: gemmWorkspace)
+            try b.q(xn, rows: t, into: s.q, workspace: s.gemmWorkspace)
+            try b.k(xn, rows: t, into: s.k, workspace: s.gemmWorkspace)
+            try b.v(xn, rows: t, into: s.v, workspace: s.gemmWorkspace)
             if last && keepAttention {
                 try probs!.withUnsafeMutableBufferPointer {
-                    try attention(q: q, ldq: d, k: k, ldk: d, v: v, ldv: d, queries: t, keys: t, causalOffset: nil,
-                                  scores: scores, workspace: attnWorkspace, into: attn, ldo: d, probabilities: $0.baseAddress)
+                    try attention(q: s.q, ldq: d, k: s.k, ldk: d, v: s.v, ldv: d, queries: t, keys: t, causalOffset: nil,
+                                  scores: s.scores, workspace: s.attnWorkspace, into: s.attn, ldo: d, probabilities: $0.baseAddress)
                 }
-                keysMean = headMean(k, tokens: t)
+                keysMean = headMean(s.k, tokens: t)
             } else {
-                try attention(q: q, ldq: d, k: k, ldk: d, v: v, ldv: d, queries: t, keys: t, causalOffset: nil,
-                              scores: scores, workspace: attnWorkspace, into: attn, ldo: d)
+                try attention(q: s.q, ldq: d, k: s.k, ldk: d, v: s.v, ldv: d, queries: t, keys: t, causalOffset: nil,
+                              scores: s.scores, workspace: s.attnWorkspace, into: s.attn, ldo: d)
             }
-            try b.out(attn, rows: t, into: xn, workspace: gemmWorkspace)
+            try b.out(s.attn, rows: t, into: xn, workspace: s.gemmWorkspace)
+            if let ls1 = b.ls1 { Ops.scaleColumns(xn, rows: t, dim: d, scale: ls1) }
             Ops.add(x, xn, count: t * d)
             // MLP.
             Ops.layerNorm(x, rows: t, dim: d, weight: b.ln2w, bias: b.ln2b, eps: c.eps, into: xn)
-            try b.up(xn, rows: t, into: ff, workspace: gemmWorkspace)
+            try b.up(xn, rows: t, into: s.ff, workspace: s.gemmWorkspace)
             switch c.activation {
-            case .gelu: Ops.gelu(ff, count: t * c.feedForward)
-            case .quickGelu: Ops.quickGelu(ff, count: t * c.feedForward)
+            case .gelu: Ops.gelu(s.ff, count: t * c.feedForward)
+            case .geluTanh: Ops.geluTanh(s.ff, count: t * c.feedForward)
+            case .quickGelu: Ops.quickGelu(s.ff, count: t * c.feedForward)
             }
-            try b.down(ff, rows: t, into: xn, workspace: gemmWorkspace)
+            try b.down(s.ff, rows: t, into: xn, workspace: s.gemmWorkspace)
+            if let ls2 = b.ls2 { Ops.scaleColumns(xn, rows: t, dim: d, scale: ls2) }
             Ops.add(x, xn, count: t * d)
         }
-        return VisionOutput(features: Array(UnsafeBufferPointer(start: x, count: t * d)), attention: probs, keysMean: keysMean)
+        let features = Array(UnsafeBufferPointer(start: x, count: t * d))
+        hidden?.append(features)
+        var normalized: [Float]? = nil
+        if let postNormW {
+            Ops.layerNorm(x, rows: t, dim: d, weight: postNormW, bias: postNormB, eps: c.eps, into: xn)
+            normalized = Array(UnsafeBufferPointer(start: xn, count: t * d))
+        }
+        return VisionOutput(features: features, normalized: normalized, hiddenStates: hidden, attention: probs,
+                            keysMean: keysMean, gridRows: rows, gridColumns: cols)
     }
 
     /// [T, heads·hd] → mean over heads [T, hd].

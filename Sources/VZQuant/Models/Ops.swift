@@ -39,6 +39,23 @@ enum Ops {
         for i in 0..<count { x[i] = 0.5 * x[i] * (1 + Float(erf(Double(x[i]) * 0.7071067811865476))) }
     }
 
+    /// GELU with the tanh approximation (PyTorch's gelu(approximate="tanh"), HF's gelu_pytorch_tanh):
+    /// x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³))).
+    static func geluTanh(_ x: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count {
+            let v = Double(x[i])
+            x[i] = Float(0.5 * v * (1 + Foundation.tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))))
+        }
+    }
+
+    /// out[r][i] *= scale[i] for each of `rows` rows (a per-channel scale, e.g. DINOv2's layer scale).
+    static func scaleColumns(_ x: UnsafeMutablePointer<Float>, rows: Int, dim: Int, scale: UnsafePointer<Float>) {
+        for r in 0..<rows {
+            let xr = x + r * dim
+            for i in 0..<dim { xr[i] *= scale[i] }
+        }
+    }
+
     /// CLIP's quick GELU: x · σ(1.702 x).
     static func quickGelu(_ x: UnsafeMutablePointer<Float>, count: Int) {
         for i in 0..<count { x[i] = x[i] / (1 + Foundation.exp(-1.702 * x[i])) }

@@ -75,6 +75,27 @@ final class VisionEncoderTests: XCTestCase {
         XCTAssertThrowsError(try tower(pixels: [Float](repeating: 0, count: 3 * 40 * 40), height: 40, width: 40))
     }
 
+    /// llama.cpp's SigLIP mmproj files carry neither vzquant.vision.family nor vzquant.vision.hidden_act: the
+    /// family comes from the tensors (no class embedding) and the gelu must be SigLIP's tanh form.
+    func testSigLIPWithoutVZQuantKeysAsLlamaCppWritesIt() throws {
+        _ = try encoder("siglip", .f32)
+        let source = try GGUFFile(path: temp.appendingPathComponent("siglip-f32.gguf").path)
+        let writer = GGUFWriter(alignment: source.alignment)
+        for (key, value) in source.metadata.entries where !key.hasPrefix("vzquant.") && key != GGUF.alignmentKey {
+            writer.metadata.set(key, value)
+        }
+        for t in source.tensors { _ = try writer.addTensor(name: t.name, dims: t.dims, type: t.type) }
+        let stripped = temp.appendingPathComponent("siglip-llamacpp.gguf").path
+        try writer.write(to: stripped) { info, sink in try sink.write(try source.bytes(of: info.name)) }
+
+        let tower = try VisionEncoder(path: stripped)
+        XCTAssertEqual(tower.config.family, .siglip)
+        XCTAssertEqual(tower.config.activation, .geluTanh)
+        let out = try tower(pixels: try floats("siglip", "pixel_values"), keepAttention: true, keepHiddenStates: true)
+        let e = try check(out, "siglip", blocks: 3, tokens: 16, width: 32, heads: 4, label: "siglip (llama.cpp keys)")
+        XCTAssertLessThanOrEqual(e.hidden, 1e-4)
+    }
+
     func testSigLIPQ8() throws {
         let tower = try encoder("siglip", .q8_0)
         let out = try tower(pixels: try floats("siglip", "pixel_values"))

@@ -132,6 +132,10 @@ public final class VisionEncoder {
         if !file.metadata.contains("vzquant.vision.family") {
             // llama.cpp's files: the tensors tell the families apart.
             if !w.has("v.class_embd") { c.family = .siglip } else if w.has("v.blk.0.ls1.weight") { c.family = .dinov2 }
+            // clip.use_gelu only says "some gelu"; SigLIP's is the tanh approximation (gelu_pytorch_tanh).
+            if c.family == .siglip, c.activation == .gelu, !file.metadata.contains("vzquant.vision.hidden_act") {
+                c.activation = .geluTanh
+            }
         }
         config = c
         weights = w

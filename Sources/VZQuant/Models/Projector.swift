@@ -22,19 +22,23 @@ public final class Projector {
         dropsClassToken = select == "default"
     }
 
-    /// features [T, inputs] (CLS first) → [T − 1 (or T), outputs].
+    /// features [T, inputs] (CLS first) → [T − 1 (or T), outputs]: the encoder's tokens as the mmproj selects them.
     public func callAsFunction(features: [Float]) throws -> [Float] {
-        let t = features.count / inputs
-        let first = dropsClassToken ? 1 : 0
-        let n = t - first
+        try project(dropsClassToken ? Array(features.dropFirst(inputs)) : features)
+    }
+
+    /// Every given row [n, inputs] → [n, outputs], with no selection: for tokens chosen elsewhere (VisionZip keeps
+    /// CLS among its dominant tokens, and the reference projects all of them).
+    public func project(_ rows: [Float]) throws -> [Float] {
+        let n = rows.count / inputs
         var hidden = [Float](repeating: 0, count: n * fc1.outputs)
         var out = [Float](repeating: 0, count: n * outputs)
         var ws = [UInt8](repeating: 0, count: max(fc1.workspaceBytes(rows: n), fc2.workspaceBytes(rows: n), 1))
-        try features.withUnsafeBufferPointer { f in
+        try rows.withUnsafeBufferPointer { f in
             try hidden.withUnsafeMutableBufferPointer { h in
                 try out.withUnsafeMutableBufferPointer { o in
                     try ws.withUnsafeMutableBytes { w in
-                        try fc1(f.baseAddress! + first * inputs, rows: n, into: h.baseAddress!, workspace: w.baseAddress!)
+                        try fc1(f.baseAddress!, rows: n, into: h.baseAddress!, workspace: w.baseAddress!)
                         Ops.gelu(h.baseAddress!, count: n * fc1.outputs)
                         try fc2(h.baseAddress!, rows: n, into: o.baseAddress!, workspace: w.baseAddress!)
                     }

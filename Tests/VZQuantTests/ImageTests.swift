@@ -110,12 +110,12 @@ final class ImageTests: XCTestCase {
         }
     }
 
-    func processor(_ e: PreprocessEntry) -> ImageProcessor {
+    func processor(_ e: PreprocessEntry) throws -> ImageProcessor {
         switch e.processor {
         case "siglip":
-            return .siglip(size: e.height!, mean: e.mean, std: e.std)
+            return try .siglip(size: e.height!, mean: e.mean, std: e.std)
         default:
-            return .init(resize: .shortestEdgeThenCrop(shortestEdge: e.shortest_edge!, cropWidth: e.crop_width!,
+            return try .init(resize: .shortestEdgeThenCrop(shortestEdge: e.shortest_edge!, cropWidth: e.crop_width!,
                                                        cropHeight: e.crop_height!),
                          mean: e.mean, std: e.std, padToSquare: e.pad_to_square ?? false)
         }
@@ -129,7 +129,7 @@ final class ImageTests: XCTestCase {
         for e in m.preprocess {
             // default decode options: alpha over white, no EXIF rotation — what transformers 5's processors see
             let img = try ImageDecoder.decode(file: path(e.file))
-            let p = processor(e)
+            let p = try processor(e)
             let (h, w) = p.outputSize
             XCTAssertEqual(e.shape, [3, h, w], "\(e.config) \(e.file)")
             let got = p.pixelValues(img)
@@ -161,7 +161,17 @@ final class ImageTests: XCTestCase {
         let up = img.resized(width: 11, height: 9), down = RGBImage(width: 40, height: 30, fill: (200, 0, 255)).resized(width: 7, height: 5)
         XCTAssertTrue(up.pixels.elementsEqual(RGBImage(width: 11, height: 9, fill: (10, 20, 30)).pixels))
         XCTAssertTrue(down.pixels.elementsEqual(RGBImage(width: 7, height: 5, fill: (200, 0, 255)).pixels))
-        XCTAssertEqual(ImageProcessor.clip(size: 336, crop: 336).pixelValues(img).count, 3 * 336 * 336)
+        XCTAssertEqual(try ImageProcessor.clip(size: 336, crop: 336).pixelValues(img).count, 3 * 336 * 336)
+    }
+
+    /// Processor parameters come from model files: impossible ones are errors, not crashes.
+    func testProcessorRejectsBadParameters() {
+        XCTAssertThrowsError(try ImageProcessor.clip(size: 32, crop: 32, mean: [0.5, 0.5], std: [0.5, 0.5, 0.5]))
+        XCTAssertThrowsError(try ImageProcessor.clip(size: 32, crop: 32, std: [0.5, 0, 0.5]))
+        XCTAssertThrowsError(try ImageProcessor.siglip(size: 32, mean: [.nan, 0.5, 0.5]))
+        XCTAssertThrowsError(try ImageProcessor.siglip(size: 0))
+        XCTAssertThrowsError(try ImageProcessor.llava(size: 336, crop: 1 << 20))
+        XCTAssertNoThrow(try ImageProcessor.llava(size: 336, crop: 336))
     }
 
     // MARK: hostile input

@@ -195,7 +195,23 @@ public struct ImageProcessor: Sendable {
     /// LLaVA-1.5: pad to a square with the mean colour (int(mean × 255) per channel) before resizing.
     public var padToSquare: Bool
 
-    public init(resize: Resize, mean: [Float], std: [Float], filter: ResampleFilter = .bicubic, padToSquare: Bool = false) {
+    /// Largest output side accepted (mean/std and sizes come from model files, which may be hostile).
+    public static let maxSide = 16384
+
+    /// Throws when the parameters (typically read from an mmproj) cannot describe a processor: mean/std must be
+    /// 3 finite values each with std ≠ 0, sizes in 1…maxSide.
+    public init(resize: Resize, mean: [Float], std: [Float], filter: ResampleFilter = .bicubic, padToSquare: Bool = false) throws {
+        guard mean.count == 3, std.count == 3, mean.allSatisfy(\.isFinite), std.allSatisfy({ $0.isFinite && $0 != 0 }) else {
+            throw ImageProcessorError("image mean/std must be 3 finite values each, std non-zero (got mean \(mean), std \(std))")
+        }
+        let sides: [Int]
+        switch resize {
+        case let .shortestEdgeThenCrop(edge, cw, ch): sides = [edge, cw, ch]
+        case let .exact(w, h): sides = [w, h]
+        }
+        guard sides.allSatisfy({ $0 >= 1 && $0 <= Self.maxSide }) else {
+            throw ImageProcessorError("image sizes \(sides) must be between 1 and \(Self.maxSide)")
+        }
         self.resize = resize
         self.mean = mean
         self.std = std
@@ -207,19 +223,19 @@ public struct ImageProcessor: Sendable {
     public static let openAIClipStd: [Float] = [0.26862954, 0.26130258, 0.27577711]
 
     /// CLIPImageProcessor (e.g. size 336, crop 336 for LLaVA-1.5's CLIP ViT-L/14-336).
-    public static func clip(size: Int, crop: Int, mean: [Float] = openAIClipMean, std: [Float] = openAIClipStd) -> Self {
-        .init(resize: .shortestEdgeThenCrop(shortestEdge: size, cropWidth: crop, cropHeight: crop), mean: mean, std: std)
+    public static func clip(size: Int, crop: Int, mean: [Float] = openAIClipMean, std: [Float] = openAIClipStd) throws -> Self {
+        try .init(resize: .shortestEdgeThenCrop(shortestEdge: size, cropWidth: crop, cropHeight: crop), mean: mean, std: std)
     }
 
     /// LLaVA-1.5: expand2square with the mean colour, then CLIP processing.
-    public static func llava(size: Int, crop: Int, mean: [Float] = openAIClipMean, std: [Float] = openAIClipStd) -> Self {
-        .init(resize: .shortestEdgeThenCrop(shortestEdge: size, cropWidth: crop, cropHeight: crop), mean: mean, std: std,
-              padToSquare: true)
+    public static func llava(size: Int, crop: Int, mean: [Float] = openAIClipMean, std: [Float] = openAIClipStd) throws -> Self {
+        try .init(resize: .shortestEdgeThenCrop(shortestEdge: size, cropWidth: crop, cropHeight: crop), mean: mean, std: std,
+                  padToSquare: true)
     }
 
     /// SiglipImageProcessor: resize to size × size, mean/std 0.5 unless given.
-    public static func siglip(size: Int, mean: [Float] = [0.5, 0.5, 0.5], std: [Float] = [0.5, 0.5, 0.5]) -> Self {
-        .init(resize: .exact(width: size, height: size), mean: mean, std: std)
+    public static func siglip(size: Int, mean: [Float] = [0.5, 0.5, 0.5], std: [Float] = [0.5, 0.5, 0.5]) throws -> Self {
+        try .init(resize: .exact(width: size, height: size), mean: mean, std: std)
     }
 
     /// Output height and width.
@@ -251,4 +267,10 @@ public struct ImageProcessor: Sendable {
     public func pixelValues(_ image: RGBImage) -> [Float] {
         prepare(image).normalizedCHW(mean: mean, std: std)
     }
+}
+
+/// Image processor parameters that cannot work (bad mean/std or sizes), in one line.
+public struct ImageProcessorError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    init(_ description: String) { self.description = description }
 }

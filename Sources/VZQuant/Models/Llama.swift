@@ -82,10 +82,13 @@ public final class LlamaModel {
     private let keyCache, valueCache: [UnsafeMutablePointer<Float>]
     private let gemmWorkspace, attnWorkspace: UnsafeMutableRawPointer
 
-    public init(file: GGUFFile, maxContext: Int, maxBatch: Int = 64) throws {
+    /// - Parameters:
+    ///   - widenToF32: matrices without GEMM kernels (Q4_1, Q5_x, K-quants) are widened to F32 (the exact
+    ///     reference, 4 bytes a weight) instead of repacked to Q8_0; nil: `VZQ_WIDEN_F32=1`.
+    public init(file: GGUFFile, maxContext: Int, maxBatch: Int = 64, widenToF32: Bool? = nil) throws {
         let c = try LlamaConfig(metadata: file.metadata)
         config = c
-        let w = GGUFWeights(file)
+        let w = GGUFWeights(file, widenToF32: widenToF32 ?? GGUFWeights.widenFromEnvironment)
         weights = w
         tokenEmbedding = try w.info("token_embd.weight")
         guard tokenEmbedding.dims.count == 2, tokenEmbedding.dims[0] == c.hidden else {
@@ -140,8 +143,23 @@ public final class LlamaModel {
         (gemmWorkspace, attnWorkspace) = (a.raw(oWs), a.raw(oAttnWs))
     }
 
-    public convenience init(path: String, maxContext: Int, maxBatch: Int = 64) throws {
-        try self.init(file: GGUFFile(path: path), maxContext: maxContext, maxBatch: maxBatch)
+    public convenience init(path: String, maxContext: Int, maxBatch: Int = 64, widenToF32: Bool? = nil) throws {
+        try self.init(file: GGUFFile(path: path), maxContext: maxContext, maxBatch: maxBatch, widenToF32: widenToF32)
+    }
+
+    /// Bytes of packed weight matrices (the embedding table is read in place from the mapping and not counted
+    /// unless it doubles as the output matrix).
+    public var weightBytes: Int {
+        layers.reduce(output.weight.packedBytes) { sum, l in
+            [l.q, l.k, l.v, l.o, l.gate, l.up, l.down].reduce(sum) { $0 + $1.weight.packedBytes }
+        }
+    }
+
+    /// Packed matrix element types in use, with the count of matrices of each.
+    public var weightTypes: [QuantType: Int] {
+        var out: [QuantType: Int] = [output.weight.type: 1]
+        for l in layers { for m in [l.q, l.k, l.v, l.o, l.gate, l.up, l.down] { out[m.weight.type, default: 0] += 1 } }
+        return out
     }
 
     /// Forgets the cache: the next call starts at position 0.

@@ -1,4 +1,5 @@
 import CQuant
+import Foundation
 
 public struct ModelError: Error, CustomStringConvertible {
     public let description: String
@@ -7,11 +8,24 @@ public struct ModelError: Error, CustomStringConvertible {
 
 /// Reads a model's tensors from an opened GGUF file: matrices are packed once (the file's bytes are read, not
 /// kept), F32 vectors are used in place in the mapping (other types are converted once and owned here).
+/// Matrices of types without GEMM kernels (Q4_1, Q5_0, Q5_1, K-quants) are repacked once to Q8_0 (~1.06 bytes a
+/// weight); with `widenToF32` (or `VZQ_WIDEN_F32=1`) they are widened to F32 instead, the numerically exact
+/// reference. Rows whose length is not a multiple of 32 are always widened.
 final class GGUFWeights {
     let file: GGUFFile
+    let widenToF32: Bool
     private var owned: [UnsafeMutablePointer<Float>] = []
 
-    init(_ file: GGUFFile) { self.file = file }
+    init(_ file: GGUFFile, widenToF32: Bool = GGUFWeights.widenFromEnvironment) {
+        self.file = file
+        self.widenToF32 = widenToF32
+    }
+
+    /// `VZQ_WIDEN_F32=1`: the default for `widenToF32`.
+    static var widenFromEnvironment: Bool {
+        guard let v = getenv("VZQ_WIDEN_F32") else { return false }
+        return String(cString: v) == "1"
+    }
 
     deinit { for p in owned { p.deallocate() } }
 
@@ -32,7 +46,21 @@ final class GGUFWeights {
         if t.type.hasKernels {
             return try PackedMatrix(type: t.type, bytes: bytes.baseAddress!, rows: n, cols: k)
         }
-        // Types without GEMM kernels (e.g. K-quants) are widened to F32 once.
+        let q8 = QuantType.q8_0
+        if !widenToF32, k % q8.blockElements == 0, let srcRow = t.type.rowBytes(k), let dstRow = q8.rowBytes(k) {
+            // Types without GEMM kernels are repacked to Q8_0 once: each row is dequantized into one reusable
+            // fp32 buffer and requantized into the Q8_0 image the packer reads.
+            let row = UnsafeMutablePointer<Float>.allocate(capacity: k)
+            defer { row.deallocate() }
+            let image = UnsafeMutableRawPointer.allocate(byteCount: max(n * dstRow, 1), alignment: 64)
+            defer { image.deallocate() }
+            for r in 0..<n {
+                try KernelError.check(cq_dequantize_row(t.type.rawValue, bytes.baseAddress! + r * srcRow, row, Int64(k)))
+                try KernelError.check(cq_quantize_row(q8.rawValue, row, image + r * dstRow, Int64(k)))
+            }
+            return try PackedMatrix(type: q8, bytes: image, rows: n, cols: k)
+        }
+        // Otherwise (reference path, or rows Q8_0 cannot cut) widened to F32 once.
         let values = try t.type.dequantize(bytes, count: t.elementCount)
         return try values.withUnsafeBytes { try PackedMatrix(type: .f32, bytes: $0.baseAddress!, rows: n, cols: k) }
     }

@@ -94,12 +94,12 @@ extension LlavaModelTests {
 
     /// The full LLaVA path on files converted to `type`: image → features → projector → spliced prefill → 3 cached
     /// greedy decode steps (feeding the reference's tokens), then a text-only prompt from an empty cache.
-    func runLlava(_ type: QuantType) throws -> LlavaRun {
+    func runLlava(_ type: QuantType, kvCache: KVCacheType = .f32) throws -> LlavaRun {
         let (text, mm) = try convert("llava-4x", type, mmproj: true)
         let mmFile = try GGUFFile(path: mm!)
         let tower = try VisionEncoder(file: mmFile)
         let projector = try Projector(file: mmFile)
-        let lm = try LlamaModel(path: text, maxContext: 64, maxBatch: 32)  // 44 prompt rows: two prefill chunks
+        let lm = try LlamaModel(path: text, maxContext: 64, maxBatch: 32, kvCache: kvCache)  // 44 prompt rows: two prefill chunks
         XCTAssertEqual(lm.config.ropeLayout, .interleaved)
 
         let features = try tower(pixels: try Self.floats("llava", "pixel_values")).features
@@ -159,6 +159,28 @@ extension LlavaModelTests {
             XCTAssertGreaterThanOrEqual(cText, bound, "\(type)")
             XCTAssertEqual(r.tokens, greedy, "\(type) greedy tokens")
         }
+    }
+
+    /// The F16 KV cache against the F32 one on the same F32 weights: logits within 1e-2, the same greedy tokens.
+    func testLlavaF16KVCache() throws {
+        let f32 = try runLlava(.f32)
+        let f16 = try runLlava(.f32, kvCache: .f16)
+        let ePrefill = maxAbs(f16.prefill, f32.prefill)
+        let eDecode = maxAbs(f16.decode.flatMap { $0 }, f32.decode.flatMap { $0 })
+        let eText = maxAbs(f16.text, f32.text)
+        print("llava f16 kv vs f32 kv: prefill \(ePrefill), decode \(eDecode), text \(eText), tokens \(f16.tokens) vs \(f32.tokens)")
+        XCTAssertLessThanOrEqual(ePrefill, 1e-2)
+        XCTAssertLessThanOrEqual(eDecode, 1e-2)
+        XCTAssertLessThanOrEqual(eText, 1e-2)
+        XCTAssertEqual(f16.tokens, f32.tokens)
+        XCTAssertEqual(f16.tokens, try Self.ints("llava", "greedy_tokens"))
+        // F16 stores 2 bytes a value plus one layer's fp32 keys and values as scratch; the arena shrinks by as much.
+        let path = try convert("qwen2", .f32, mmproj: false).0
+        let half = try LlamaModel(path: path, maxContext: 40, kvCache: .f16), full = try LlamaModel(path: path, maxContext: 40)
+        let c = full.config, values = 40 * c.kvDim
+        XCTAssertEqual(full.kvCacheBytes, 2 * c.layers * values * 4)
+        XCTAssertEqual(half.kvCacheBytes, 2 * c.layers * values * 2 + 2 * values * 4)
+        XCTAssertEqual(full.arenaBytes - half.arenaBytes, full.kvCacheBytes - half.kvCacheBytes, accuracy: 64 * (4 * c.layers + 2))
     }
 
     func testQwen2F32MatchesTransformers() throws {

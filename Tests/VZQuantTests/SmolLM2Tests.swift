@@ -34,8 +34,10 @@ final class SmolLM2Tests: XCTestCase {
         return (Int32(best), a - b)
     }
 
-    func generate(_ file: GGUFFile, prompt: [Int32], widen: Bool, eos: Int32?) throws -> Run {
-        let lm = try LlamaModel(file: file, maxContext: prompt.count + Self.newTokens, maxBatch: 64, widenToF32: widen)
+    func generate(_ file: GGUFFile, prompt: [Int32], widen: Bool, eos: Int32?,
+                  kvCache: KVCacheType = .f32) throws -> Run {
+        let lm = try LlamaModel(file: file, maxContext: prompt.count + Self.newTokens, maxBatch: 64, widenToF32: widen,
+                                kvCache: kvCache)
         var run = Run()
         run.weightBytes = lm.weightBytes
         print("smollm2 \(widen ? "f32-widened" : "q8_0-repacked"): packed weights \(lm.weightBytes) bytes, types \(lm.weightTypes)")
@@ -81,5 +83,10 @@ final class SmolLM2Tests: XCTestCase {
         XCTAssertEqual(q8.tokens, f32.tokens, "Q8_0-repacked greedy tokens differ from the F32-widened reference")
         XCTAssertTrue(text.contains("Paris"), "answer: \(text)")
         XCTAssertLessThan(Double(q8.weightBytes), 0.4 * Double(f32.weightBytes))
+
+        // The F16 KV cache on the repacked weights answers the same.
+        let half = try generate(file, prompt: prompt, widen: false, eos: tokenizer.eos, kvCache: .f16)
+        print("smollm2 q8_0 + f16 kv: \(half.tokens), margins \(half.margins.map { String(format: "%.2f", $0) })")
+        XCTAssertEqual(half.tokens, q8.tokens, "F16 KV cache greedy tokens")
     }
 }

@@ -48,7 +48,10 @@ public struct LlamaConfig: Sendable, Equatable {
     }
 }
 
-/// A Llama-style decoder (Llama, Mistral, Qwen2) with an F32 KV cache:
+/// How the KV cache stores keys and values: fp32, or fp16 (half the memory; attention widens the rows it reads).
+public enum KVCacheType: Sendable { case f32, f16 }
+
+/// A Llama-style decoder (Llama, Mistral, Qwen2) with an F32 (or optionally F16) KV cache:
 ///   per layer: h = x + o(attn(rope(q(n)), rope(k(n)), v(n))),  n = rmsNorm(x)
 ///              x = h + down(silu(gate(m)) · up(m)),             m = rmsNorm(h)
 ///   logits = output(rmsNorm(x))
@@ -59,6 +62,7 @@ public final class LlamaModel {
     public let vocab: Int
     public let maxContext: Int
     public let maxBatch: Int
+    public let kvCache: KVCacheType
     /// Positions already in the KV cache; the next row processed sits here.
     public private(set) var position = 0
 
@@ -79,13 +83,18 @@ public final class LlamaModel {
 
     private let arena: Arena
     private let x, xn, q, attn, gate, up, logits, scores: UnsafeMutablePointer<Float>
-    private let keyCache, valueCache: [UnsafeMutablePointer<Float>]
+    /// Per layer [maxContext, kvDim] of fp32 or fp16 (`kvCache`).
+    private let keyCache, valueCache: [UnsafeMutableRawPointer]
+    /// F16 cache only: one layer's keys and values widened to fp32 for attention [maxContext, kvDim].
+    private let keyScratch, valueScratch: UnsafeMutablePointer<Float>?
     private let gemmWorkspace, attnWorkspace: UnsafeMutableRawPointer
 
     /// - Parameters:
     ///   - widenToF32: matrices without GEMM kernels (Q4_1, Q5_x, K-quants) are widened to F32 (the exact
     ///     reference, 4 bytes a weight) instead of repacked to Q8_0; nil: `VZQ_WIDEN_F32=1`.
-    public init(file: GGUFFile, maxContext: Int, maxBatch: Int = 64, widenToF32: Bool? = nil) throws {
+    ///   - kvCache: the KV cache's element type (F16 halves its memory and adds two fp32 rows of scratch).
+    public init(file: GGUFFile, maxContext: Int, maxBatch: Int = 64, widenToF32: Bool? = nil,
+                kvCache: KVCacheType = .f32) throws {
         let c = try LlamaConfig(metadata: file.metadata)
         config = c
         let w = GGUFWeights(file, widenToF32: widenToF32 ?? GGUFWeights.widenFromEnvironment)
@@ -98,6 +107,7 @@ public final class LlamaModel {
         vocab = tokenEmbedding.dims[1]
         self.maxContext = maxContext
         self.maxBatch = max(1, min(maxBatch, maxContext))
+        self.kvCache = kvCache
         let d = c.hidden
         layers = try (0..<c.layers).map { i in
             let p = "blk.\(i)"
@@ -128,8 +138,11 @@ public final class LlamaModel {
         let oGate = plan.floats(b * c.feedForward), oUp = plan.floats(b * c.feedForward)
         let oLogits = plan.floats(b * vocab)
         let oScores = plan.floats(Attention.scoreFloats(queries: b, keys: maxContext))
-        let oK = (0..<c.layers).map { _ in plan.floats(maxContext * c.kvDim) }
-        let oV = (0..<c.layers).map { _ in plan.floats(maxContext * c.kvDim) }
+        let kvElementBytes = kvCache == .f16 ? 2 : MemoryLayout<Float>.size
+        let oK = (0..<c.layers).map { _ in plan.raw(maxContext * c.kvDim * kvElementBytes) }
+        let oV = (0..<c.layers).map { _ in plan.raw(maxContext * c.kvDim * kvElementBytes) }
+        let oKs = kvCache == .f16 ? plan.floats(maxContext * c.kvDim) : nil
+        let oVs = kvCache == .f16 ? plan.floats(maxContext * c.kvDim) : nil
         var ws = output.workspaceBytes(rows: b)
         for l in layers { for m in [l.q, l.k, l.v, l.o, l.gate, l.up, l.down] { ws = max(ws, m.workspaceBytes(rows: b)) } }
         let oWs = plan.raw(ws)
@@ -138,13 +151,27 @@ public final class LlamaModel {
         arena = a
         (x, xn, q, attn) = (a.floats(oX), a.floats(oXn), a.floats(oQ), a.floats(oAttn))
         (gate, up, logits, scores) = (a.floats(oGate), a.floats(oUp), a.floats(oLogits), a.floats(oScores))
-        keyCache = oK.map { a.floats($0) }
-        valueCache = oV.map { a.floats($0) }
+        keyCache = oK.map { a.raw($0) }
+        valueCache = oV.map { a.raw($0) }
+        keyScratch = oKs.map { a.floats($0) }
+        valueScratch = oVs.map { a.floats($0) }
         (gemmWorkspace, attnWorkspace) = (a.raw(oWs), a.raw(oAttnWs))
     }
 
-    public convenience init(path: String, maxContext: Int, maxBatch: Int = 64, widenToF32: Bool? = nil) throws {
-        try self.init(file: GGUFFile(path: path), maxContext: maxContext, maxBatch: maxBatch, widenToF32: widenToF32)
+    public convenience init(path: String, maxContext: Int, maxBatch: Int = 64, widenToF32: Bool? = nil,
+                            kvCache: KVCacheType = .f32) throws {
+        try self.init(file: GGUFFile(path: path), maxContext: maxContext, maxBatch: maxBatch, widenToF32: widenToF32,
+                      kvCache: kvCache)
+    }
+
+    /// Bytes of the one arena (activations, KV cache, workspaces).
+    public var arenaBytes: Int { arena.bytes }
+
+    /// Bytes the KV cache takes in the arena (with the F16 cache's fp32 scratch).
+    public var kvCacheBytes: Int {
+        let values = maxContext * config.kvDim
+        return kvCache == .f16 ? 2 * config.layers * values * 2 + 2 * values * MemoryLayout<Float>.size
+                               : 2 * config.layers * values * MemoryLayout<Float>.size
     }
 
     /// Bytes of packed weight matrices (the embedding table is read in place from the mapping and not counted
@@ -228,16 +255,27 @@ public final class LlamaModel {
         guard n <= maxBatch, p0 + n <= maxContext else {
             throw ModelError("\(p0 + n) positions exceed the context of \(maxContext) this model was created with")
         }
+        let half = kvCache == .f16
         for (l, layer) in layers.enumerated() {
-            let kRows = keyCache[l] + p0 * c.kvDim, vRows = valueCache[l] + p0 * c.kvDim
-            // Attention: the new keys and values go straight into the cache.
+            // fp32 keys/values attention reads: the cache itself, or (F16) the scratch the cache is widened into.
+            let keys = keyScratch ?? keyCache[l].assumingMemoryBound(to: Float.self)
+            let values = valueScratch ?? valueCache[l].assumingMemoryBound(to: Float.self)
+            let kRows = keys + p0 * c.kvDim, vRows = values + p0 * c.kvDim
+            // Attention: the new keys and values go straight into the cache (F16: narrowed, then all rows widened).
             Ops.rmsNorm(x, rows: n, dim: d, weight: layer.attnNorm, eps: c.rmsEps, into: xn)
             try layer.q(xn, rows: n, into: q, workspace: gemmWorkspace)
             try layer.k(xn, rows: n, into: kRows, workspace: gemmWorkspace)
             try layer.v(xn, rows: n, into: vRows, workspace: gemmWorkspace)
             rope(q, rows: n, heads: c.heads, from: p0)
             rope(kRows, rows: n, heads: c.kvHeads, from: p0)
-            try attention(q: q, ldq: c.qDim, k: keyCache[l], ldk: c.kvDim, v: valueCache[l], ldv: c.kvDim,
+            if half {
+                let f16 = QuantType.f16.rawValue, newCount = Int64(n * c.kvDim), allCount = Int64((p0 + n) * c.kvDim)
+                try KernelError.check(cq_quantize_row(f16, kRows, keyCache[l] + p0 * c.kvDim * 2, newCount))
+                try KernelError.check(cq_quantize_row(f16, vRows, valueCache[l] + p0 * c.kvDim * 2, newCount))
+                try KernelError.check(cq_dequantize_row(f16, keyCache[l], keys, allCount))
+                try KernelError.check(cq_dequantize_row(f16, valueCache[l], values, allCount))
+            }
+            try attention(q: q, ldq: c.qDim, k: keys, ldk: c.kvDim, v: values, ldv: c.kvDim,
                           queries: n, keys: p0 + n, causalOffset: p0, scores: scores, workspace: attnWorkspace,
                           into: attn, ldo: c.qDim)
             try layer.o(attn, rows: n, into: xn, workspace: gemmWorkspace)

@@ -61,33 +61,44 @@ extension RGBImage {
         return s < 0 ? 0 : (s > 255 ? 255 : UInt8(s))
     }
 
-    /// Resized to width × height as Pillow's `Image.resize(size, filter)` (no reducing_gap, whole-image box).
+    /// One separable pass of Pillow's fixed-point convolution over RGB pixels: for every line and every output
+    /// sample i, out = clip8(Σ_j w_ij · src[line, start_i + j]) per channel. The horizontal and vertical passes
+    /// differ only in strides (bytes between lines and between taps in the source, and the same in the output).
+    private static func convolve(_ src: UnsafeBufferPointer<UInt8>, kernels ks: [(start: Int, weights: [Int32])],
+                                 lines: Int, srcLineStride: Int, srcTapStride: Int,
+                                 dstLineStride: Int, dstSampleStride: Int, into out: inout [UInt8]) {
+        let half = 1 << (precisionBits - 1)
+        for line in 0..<lines {
+            for (i, k) in ks.enumerated() {
+                var s0 = half, s1 = half, s2 = half
+                var p = line * srcLineStride + k.start * srcTapStride
+                for wt in k.weights {
+                    let w = Int(wt)
+                    s0 += Int(src[p]) * w
+                    s1 += Int(src[p + 1]) * w
+                    s2 += Int(src[p + 2]) * w
+                    p += srcTapStride
+                }
+                let d = line * dstLineStride + i * dstSampleStride
+                out[d] = clip8(s0)
+                out[d + 1] = clip8(s1)
+                out[d + 2] = clip8(s2)
+            }
+        }
+    }
+
+    /// Resized to width × height as Pillow's `Image.resize(size, filter)` (no reducing_gap, whole-image box):
+    /// a horizontal pass, then a vertical one, each skipped when that side keeps its size.
     public func resized(width newW: Int, height newH: Int, filter: ResampleFilter = .bicubic) -> RGBImage {
         precondition(newW > 0 && newH > 0 && width > 0 && height > 0, "resize: sizes must be positive")
         if newW == width && newH == height { return self }
         var cur = self
-        let half = 1 << (Self.precisionBits - 1)
         if newW != width {
             let ks = Self.kernels(inSize: width, outSize: newW, filter: filter)
             var out = [UInt8](repeating: 0, count: newW * height * 3)
             cur.pixels.withUnsafeBufferPointer { src in
-                for y in 0..<height {
-                    let row = y * width * 3
-                    for (xx, k) in ks.enumerated() {
-                        var s0 = half, s1 = half, s2 = half
-                        for (j, wt) in k.weights.enumerated() {
-                            let p = row + (k.start + j) * 3
-                            let w = Int(wt)
-                            s0 += Int(src[p]) * w
-                            s1 += Int(src[p + 1]) * w
-                            s2 += Int(src[p + 2]) * w
-                        }
-                        let d = (y * newW + xx) * 3
-                        out[d] = Self.clip8(s0)
-                        out[d + 1] = Self.clip8(s1)
-                        out[d + 2] = Self.clip8(s2)
-                    }
-                }
+                Self.convolve(src, kernels: ks, lines: height, srcLineStride: width * 3, srcTapStride: 3,
+                              dstLineStride: newW * 3, dstSampleStride: 3, into: &out)
             }
             cur = RGBImage(width: newW, height: height, pixels: out)
         }
@@ -95,23 +106,10 @@ extension RGBImage {
             let ks = Self.kernels(inSize: height, outSize: newH, filter: filter)
             let w = cur.width
             var out = [UInt8](repeating: 0, count: w * newH * 3)
+            // columns are the lines here: taps and output samples step by whole rows
             cur.pixels.withUnsafeBufferPointer { src in
-                for (yy, k) in ks.enumerated() {
-                    for x in 0..<w {
-                        var s0 = half, s1 = half, s2 = half
-                        for (j, wt) in k.weights.enumerated() {
-                            let p = ((k.start + j) * w + x) * 3
-                            let wi = Int(wt)
-                            s0 += Int(src[p]) * wi
-                            s1 += Int(src[p + 1]) * wi
-                            s2 += Int(src[p + 2]) * wi
-                        }
-                        let d = (yy * w + x) * 3
-                        out[d] = Self.clip8(s0)
-                        out[d + 1] = Self.clip8(s1)
-                        out[d + 2] = Self.clip8(s2)
-                    }
-                }
+                Self.convolve(src, kernels: ks, lines: w, srcLineStride: 3, srcTapStride: w * 3,
+                              dstLineStride: 3, dstSampleStride: w * 3, into: &out)
             }
             cur = RGBImage(width: w, height: newH, pixels: out)
         }

@@ -214,22 +214,29 @@ public final class LlamaModel {
     // MARK: forward
 
     /// Prefill: runs `embeddings` [n, hidden] (token embeddings with any image rows spliced in) from the current
-    /// position, in chunks of `maxBatch`; returns the logits of every row [n, vocab].
-    public func prefill(embeddings: [Float]) throws -> [Float] {
+    /// position, in chunks of `maxBatch`; returns the logits of every row [n, vocab], or with `lastOnly` those of
+    /// the last row [vocab] (generation needs no more, and the output matrix then runs on one row, not n).
+    public func prefill(embeddings: [Float], lastOnly: Bool = false) throws -> [Float] {
         let d = config.hidden, n = embeddings.count / d
         guard n * d == embeddings.count else { throw ModelError("\(embeddings.count) values are not rows of \(d)") }
         guard position + n <= maxContext else {
             throw ModelError("\(position + n) positions exceed the context of \(maxContext) this model was created with")
         }
-        var out = [Float](repeating: 0, count: n * vocab)
+        var out = [Float](repeating: 0, count: (lastOnly ? min(n, 1) : n) * vocab)
         try embeddings.withUnsafeBufferPointer { e in
             try out.withUnsafeMutableBufferPointer { o in
                 var start = 0
                 while start < n {
                     let m = min(maxBatch, n - start)
                     x.update(from: e.baseAddress! + start * d, count: m * d)
-                    try forward(rows: m)
-                    (o.baseAddress! + start * vocab).update(from: logits, count: m * vocab)
+                    if lastOnly {
+                        // Only the final chunk's last row needs logits.
+                        try forward(rows: m, logitRows: start + m == n ? 1 : 0)
+                        if start + m == n { o.baseAddress!.update(from: logits, count: vocab) }
+                    } else {
+                        try forward(rows: m)
+                        (o.baseAddress! + start * vocab).update(from: logits, count: m * vocab)
+                    }
                     start += m
                 }
             }
@@ -250,7 +257,8 @@ public final class LlamaModel {
     }
 
     /// The decoder on the `n` rows in `x`, at positions position ..< position + n; logits into `logits`.
-    private func forward(rows n: Int) throws {
+    /// `logitRows`: how many of the last rows get logits (nil: all n), written from the start of `logits`.
+    private func forward(rows n: Int, logitRows: Int? = nil) throws {
         let c = config, d = c.hidden, p0 = position
         guard n <= maxBatch, p0 + n <= maxContext else {
             throw ModelError("\(p0 + n) positions exceed the context of \(maxContext) this model was created with")
@@ -289,8 +297,11 @@ public final class LlamaModel {
             try layer.down(gate, rows: n, into: xn, workspace: gemmWorkspace)
             Ops.add(x, xn, count: n * d)
         }
-        Ops.rmsNorm(x, rows: n, dim: d, weight: outputNorm, eps: c.rmsEps, into: xn)
-        try output(xn, rows: n, into: logits, workspace: gemmWorkspace)
+        let k = min(logitRows ?? n, n), tail = x + (n - k) * d
+        if k > 0 {
+            Ops.rmsNorm(tail, rows: k, dim: d, weight: outputNorm, eps: c.rmsEps, into: xn)
+            try output(xn, rows: k, into: logits, workspace: gemmWorkspace)
+        }
         position += n
     }
 

@@ -134,16 +134,23 @@ extension RGBImage {
             let top = (nh - height + 1) / 2, left = (nw - width + 1) / 2   // ceil, as transformers
             img = padded(toWidth: nw, height: nh, top: top, left: left, fill: (0, 0, 0))
         }
-        let top = (img.height - ch) / 2, left = (img.width - cw) / 2
+        return img.cropped(x: (img.width - cw) / 2, y: (img.height - ch) / 2, width: cw, height: ch)
+    }
+
+    /// The window of width × height pixels whose top-left corner is (x, y); it must lie inside the image.
+    public func cropped(x left: Int, y top: Int, width cw: Int, height ch: Int) -> RGBImage {
+        precondition(left >= 0 && top >= 0 && cw > 0 && ch > 0 && left + cw <= width && top + ch <= height,
+                     "crop window outside the image")
         var out = [UInt8](repeating: 0, count: cw * ch * 3)
         for y in 0..<ch {
-            let s = ((top + y) * img.width + left) * 3
-            out.replaceSubrange((y * cw * 3)..<((y + 1) * cw * 3), with: img.pixels[s..<(s + cw * 3)])
+            let s = ((top + y) * width + left) * 3
+            out.replaceSubrange((y * cw * 3)..<((y + 1) * cw * 3), with: pixels[s..<(s + cw * 3)])
         }
         return RGBImage(width: cw, height: ch, pixels: out)
     }
 
-    func padded(toWidth nw: Int, height nh: Int, top: Int, left: Int, fill: (UInt8, UInt8, UInt8)) -> RGBImage {
+    /// The image placed at (left, top) on an nw × nh canvas of `fill`.
+    public func padded(toWidth nw: Int, height nh: Int, top: Int, left: Int, fill: (UInt8, UInt8, UInt8)) -> RGBImage {
         var out = RGBImage(width: nw, height: nh, fill: fill)
         for y in 0..<height {
             let d = ((top + y) * nw + left) * 3

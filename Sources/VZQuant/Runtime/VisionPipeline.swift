@@ -1,0 +1,194 @@
+import CQuant
+import Foundation
+
+/// Milliseconds since an arbitrary start, monotonic (CQuant's clock, the one the benchmarks use).
+@inline(__always) public func monotonicMilliseconds() -> Double { cq_now_seconds() * 1000 }
+
+/// Where the time of one image went (milliseconds). Decoding the file is the caller's (`ImageDecoder`).
+public struct ImageTimings: Sendable, Equatable {
+    public var preprocessMs = 0.0
+    public var visionMs = 0.0
+    public var visionZipMs = 0.0
+    public var projectorMs = 0.0
+    public init() {}
+
+    public static func + (a: Self, b: Self) -> Self {
+        var s = a
+        s.preprocessMs += b.preprocessMs
+        s.visionMs += b.visionMs
+        s.visionZipMs += b.visionZipMs
+        s.projectorMs += b.projectorMs
+        return s
+    }
+}
+
+/// One crop's trip through the encoder: how many tokens it had and what VisionZip kept.
+public struct CropReport: Sendable {
+    /// Encoder tokens (CLS included where the encoder has one), the indices VisionZip's report counts in.
+    public var tokensBefore: Int
+    /// Rows this crop hands the language model.
+    public var tokensAfter: Int
+    /// Nil when VisionZip is off (`--visual-tokens all`).
+    public var selection: VisionZip.Selection?
+    /// The patch grid of the crop.
+    public var gridRows: Int
+    public var gridColumns: Int
+}
+
+/// An image ready to splice into a prompt: language-model embedding rows, one block per crop.
+public struct EncodedImage: Sendable {
+    /// [tokens, text hidden], the crops' rows one after another (base image first for AnyRes).
+    public var embeddings: [Float]
+    public var tokens: Int
+    public var crops: [CropReport]
+    public var timings: ImageTimings
+    public var merge: VisionZip.Merge
+    /// The crops as the encoder saw them (8-bit, after padding/resizing/cropping), when `encode(keepCrops:)` asked.
+    public var processedCrops: [RGBImage]?
+}
+
+/// mmproj → image embeddings: preprocessing as the model's processor does it, the vision tower up to the feature
+/// layer, VisionZip (optional), and the projector into the language model's embedding space.
+///
+///   image → crops (AnyRes for LLaVA-NeXT files, else one) → pixels → encoder → H, A, K of the feature layer
+///         → VisionZip(A, K, H) = D + C rows (or the projector's own token selection) → projector → rows
+public final class VisionPipeline {
+    public let encoder: VisionEncoder
+    public let projector: Projector
+    public let processor: ImageProcessor
+    /// AnyRes resolutions (height, width) from `clip.vision.image_grid_pinpoints`; empty: one crop per image.
+    public let gridPinpoints: [(height: Int, width: Int)]
+    public let path: String
+
+    public convenience init(path: String) throws { try self.init(file: GGUFFile(path: path)) }
+
+    public init(file: GGUFFile) throws {
+        path = file.path
+        let m = file.metadata
+        guard try m.string("general.architecture", default: "") == "clip" else {
+            throw ModelError("\(file.path): not an mmproj file (general.architecture is not 'clip')")
+        }
+        encoder = try VisionEncoder(file: file)
+        projector = try Projector(file: file)
+        let c = encoder.config
+        let (mean0, std0): ([Float], [Float]) = c.family == .clip
+            ? (ImageProcessor.openAIClipMean, ImageProcessor.openAIClipStd)
+            : c.family == .siglip ? ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5]) : ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+        let mean = try m.floats("clip.vision.image_mean", default: mean0)
+        let std = try m.floats("clip.vision.image_std", default: std0)
+        let pinpoints = try m.ints("clip.vision.image_grid_pinpoints", default: [])
+        guard pinpoints.count % 2 == 0, pinpoints.allSatisfy({ $0 >= c.imageSize && $0 <= ImageProcessor.maxSide }) else {
+            throw ModelError("\(file.path): clip.vision.image_grid_pinpoints \(pinpoints) are not (height, width) pairs of at least \(c.imageSize)")
+        }
+        gridPinpoints = stride(from: 0, to: pinpoints.count, by: 2).map { (pinpoints[$0], pinpoints[$0 + 1]) }
+        switch c.family {
+        case .siglip:
+            processor = try .siglip(size: c.imageSize, mean: mean, std: std)
+        case .dinov2:
+            // Dinov2's BitImageProcessor: shortest edge 256, center crop 224 (its position grid is resized to fit).
+            processor = try .clip(size: 256, crop: 224, mean: mean, std: std)
+        case .clip:
+            // LLaVA-1.5 pads to a square with the mean colour first (llama.cpp does the same for LLaVA mmprojs);
+            // AnyRes crops are already square.
+            let llava = try m.bool("clip.has_llava_projector", default: false) && gridPinpoints.isEmpty
+            processor = llava ? try .llava(size: c.imageSize, crop: c.imageSize, mean: mean, std: std)
+                              : try .clip(size: c.imageSize, crop: c.imageSize, mean: mean, std: std)
+        }
+    }
+
+    /// Language-model embedding width.
+    public var outputWidth: Int { projector.outputs }
+
+    /// Rows `image` gives with `visualTokens`, before encoding it (for planning context length).
+    public func tokens(for image: RGBImage, visualTokens: VisualTokens) -> Int {
+        let (h, w) = processor.outputSize
+        let perCrop: Int
+        switch visualTokens {
+        case .all: perCrop = encoder.config.tokens(height: h, width: w) - (projector.dropsClassToken ? 1 : 0)
+        case let .budget(b): perCrop = min(b.total, encoder.config.tokens(height: h, width: w))
+        }
+        return perCrop * crops(of: image).count
+    }
+
+    /// The crops an image is cut into: for AnyRes files the whole image squeezed to one crop, then the tiles of
+    /// the best grid resolution (LLaVA-NeXT's select_best_resolution); otherwise the image itself.
+    public func crops(of image: RGBImage) -> [RGBImage] {
+        guard !gridPinpoints.isEmpty else { return [image] }
+        let side = encoder.config.imageSize
+        let (th, tw) = Self.bestResolution(height: image.height, width: image.width, candidates: gridPinpoints)
+        // Fit inside th × tw keeping the aspect ratio, then pad with black, centred (as HF's processor does).
+        let scaleW = Double(tw) / Double(image.width), scaleH = Double(th) / Double(image.height)
+        let (nw, nh) = scaleW < scaleH
+            ? (tw, min(Int((Double(image.height) * scaleW).rounded(.up)), th))
+            : (min(Int((Double(image.width) * scaleH).rounded(.up)), tw), th)
+        let fitted = image.resized(width: max(nw, 1), height: max(nh, 1), filter: processor.filter)
+        let canvas = fitted.padded(toWidth: tw, height: th, top: (th - fitted.height) / 2, left: (tw - fitted.width) / 2,
+                                   fill: (0, 0, 0))
+        var out = [image.resized(width: side, height: side, filter: processor.filter)]
+        for ty in stride(from: 0, to: th, by: side) {
+            for tx in stride(from: 0, to: tw, by: side) {
+                out.append(canvas.cropped(x: tx, y: ty, width: side, height: side))
+            }
+        }
+        return out
+    }
+
+    /// LLaVA-NeXT: the candidate keeping most of the image's pixels when fitted inside it, then the least padding.
+    static func bestResolution(height: Int, width: Int, candidates: [(height: Int, width: Int)]) -> (Int, Int) {
+        var best = candidates[0], bestEffective = -1, bestWasted = Int.max
+        for c in candidates {
+            let scale = min(Double(c.width) / Double(width), Double(c.height) / Double(height))
+            let dw = Int(Double(width) * scale), dh = Int(Double(height) * scale)
+            let effective = min(dw * dh, width * height)
+            let wasted = c.width * c.height - effective
+            if effective > bestEffective || (effective == bestEffective && wasted < bestWasted) {
+                (best, bestEffective, bestWasted) = (c, effective, wasted)
+            }
+        }
+        return (best.height, best.width)
+    }
+
+    /// Encodes `image`: every crop through the tower, VisionZip with `visualTokens` per crop, the projector.
+    /// `keepCrops`: also return the processed crops (for `--visionzip-map`).
+    public func encode(_ image: RGBImage, visualTokens: VisualTokens, merge: VisionZip.Merge = .sum,
+                       keepCrops: Bool = false) throws -> EncodedImage {
+        var timings = ImageTimings()
+        var t0 = monotonicMilliseconds()
+        let prepared = crops(of: image).map { processor.prepare($0) }
+        let pixels = prepared.map { $0.normalizedCHW(mean: processor.mean, std: processor.std) }
+        timings.preprocessMs = monotonicMilliseconds() - t0
+        let (h, w) = processor.outputSize
+        var rows: [Float] = []
+        var reports: [CropReport] = []
+        for p in pixels {
+            t0 = monotonicMilliseconds()
+            let budget: VisionZip.Budget?
+            if case let .budget(b) = visualTokens { budget = b } else { budget = nil }
+            let out = try encoder(pixels: p, height: h, width: w, keepAttention: budget != nil)
+            timings.visionMs += monotonicMilliseconds() - t0
+            let c = encoder.config
+            let t = out.features.count / c.hidden
+            if let budget {
+                t0 = monotonicMilliseconds()
+                let zipped = try VisionZip.compress(attention: out.attention!, heads: c.heads, keysMean: out.keysMean!,
+                                                    hidden: out.features, budget: budget, hasCLS: c.hasClassToken,
+                                                    merge: merge)
+                timings.visionZipMs += monotonicMilliseconds() - t0
+                t0 = monotonicMilliseconds()
+                rows += try projector.project(zipped.rows)
+                timings.projectorMs += monotonicMilliseconds() - t0
+                reports.append(CropReport(tokensBefore: t, tokensAfter: zipped.selection.tokensAfter,
+                                          selection: zipped.selection, gridRows: out.gridRows, gridColumns: out.gridColumns))
+            } else {
+                t0 = monotonicMilliseconds()
+                let projected = try projector(features: out.features)
+                timings.projectorMs += monotonicMilliseconds() - t0
+                rows += projected
+                reports.append(CropReport(tokensBefore: t, tokensAfter: projected.count / projector.outputs,
+                                          selection: nil, gridRows: out.gridRows, gridColumns: out.gridColumns))
+            }
+        }
+        return EncodedImage(embeddings: rows, tokens: rows.count / projector.outputs, crops: reports, timings: timings,
+                            merge: merge, processedCrops: keepCrops ? prepared : nil)
+    }
+}

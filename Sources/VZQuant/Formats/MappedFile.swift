@@ -88,5 +88,20 @@ public final class MappedFile: @unchecked Sendable {
         return T(littleEndian: raw.loadUnaligned(as: T.self))
     }
 
+    /// Gives back the physical pages wholly inside `count` bytes at `offset` (the page-aligned interior, so
+    /// neighbouring data sharing a partial page stays resident). The bytes stay readable: touching them again
+    /// reads the file back in (the mapping is private and never written). A no-op for in-memory copies, out of
+    /// range requests and when the kernel declines. Used after a tensor was copied elsewhere (packed), so the
+    /// process does not hold both copies.
+    public func release(at offset: Int, count n: Int) {
+        guard isMapped, let base, offset >= 0, n > 0, let end = Checked.add(offset, n), end <= count else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        guard page > 0 else { return }
+        // The mapping starts on a page boundary, so file offsets and addresses share alignment.
+        let first = (offset + page - 1) / page * page, last = end / page * page
+        guard first < last else { return }
+        _ = madvise(UnsafeMutableRawPointer(mutating: base + first), last - first, Int32(MADV_DONTNEED))
+    }
+
     static func errnoString() -> String { String(cString: strerror(errno)) }
 }

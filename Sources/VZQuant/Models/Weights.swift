@@ -27,6 +27,10 @@ final class GGUFWeights {
         return String(cString: v) == "1"
     }
 
+    /// Whether `matrix` gives the file's pages of a tensor back after packing it (tests turn it off to measure
+    /// the difference).
+    nonisolated(unsafe) static var releasesFilePages = true
+
     deinit { for p in owned { p.deallocate() } }
 
     func has(_ name: String) -> Bool { file.tensorInfo(name) != nil }
@@ -43,6 +47,9 @@ final class GGUFWeights {
         if let rows, rows != n { throw ModelError("\(file.path): '\(name)' has \(n) rows, expected \(rows)") }
         if let cols, cols != k { throw ModelError("\(file.path): '\(name)' has rows of \(k), expected \(cols)") }
         let bytes = file.bytes(of: t)
+        // The packed copy is all the model keeps: the file's pages of this tensor go back once it is built, so
+        // the peak stays near the packed weights plus one tensor, not twice the file.
+        defer { if Self.releasesFilePages { file.mapping.release(at: file.dataOffset + t.offset, count: t.byteCount) } }
         if t.type.hasKernels {
             return try PackedMatrix(type: t.type, bytes: bytes.baseAddress!, rows: n, cols: k)
         }
@@ -52,8 +59,14 @@ final class GGUFWeights {
             // fp32 buffer and requantized into the Q8_0 image the packer reads.
             let row = UnsafeMutablePointer<Float>.allocate(capacity: k)
             defer { row.deallocate() }
-            let image = UnsafeMutableRawPointer.allocate(byteCount: max(n * dstRow, 1), alignment: 64)
-            defer { image.deallocate() }
+            // The image is mapped, not malloc-ed: unmapping returns it to the system at once, where a freed heap
+            // block of this size would raise glibc's mmap threshold and stay in the process as free heap.
+            let imageBytes = max(n * dstRow, 1)
+            guard let image = mmap(nil, imageBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+                  image != MAP_FAILED else {
+                throw ModelError("\(file.path): cannot map \(imageBytes) bytes to repack '\(name)'")
+            }
+            defer { munmap(image, imageBytes) }
             for r in 0..<n {
                 try KernelError.check(cq_dequantize_row(t.type.rawValue, bytes.baseAddress! + r * srcRow, row, Int64(k)))
                 try KernelError.check(cq_quantize_row(q8.rawValue, row, image + r * dstRow, Int64(k)))

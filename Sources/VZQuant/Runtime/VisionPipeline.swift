@@ -152,21 +152,29 @@ public final class VisionPipeline {
     /// `keepCrops`: also return the processed crops (for `--visionzip-map`).
     public func encode(_ image: RGBImage, visualTokens: VisualTokens, merge: VisionZip.Merge = .sum,
                        keepCrops: Bool = false) throws -> EncodedImage {
-        var timings = ImageTimings()
-        var t0 = monotonicMilliseconds()
+        let t0 = monotonicMilliseconds()
         let prepared = crops(of: image).map { processor.prepare($0) }
         let pixels = prepared.map { $0.normalizedCHW(mean: processor.mean, std: processor.std) }
-        timings.preprocessMs = monotonicMilliseconds() - t0
+        let preprocessMs = monotonicMilliseconds() - t0
+        var encoded = try encode(pixelCrops: pixels, visualTokens: visualTokens, merge: merge)
+        encoded.timings.preprocessMs = preprocessMs
+        encoded.processedCrops = keepCrops ? prepared : nil
+        return encoded
+    }
+
+    /// Encodes already normalised crops, each [3, height, width] at the processor's output size.
+    public func encode(pixelCrops: [[Float]], visualTokens: VisualTokens, merge: VisionZip.Merge = .sum) throws -> EncodedImage {
+        var timings = ImageTimings()
         let (h, w) = processor.outputSize
+        let c = encoder.config
         var rows: [Float] = []
         var reports: [CropReport] = []
-        for p in pixels {
-            t0 = monotonicMilliseconds()
+        for p in pixelCrops {
+            var t0 = monotonicMilliseconds()
             let budget: VisionZip.Budget?
             if case let .budget(b) = visualTokens { budget = b } else { budget = nil }
             let out = try encoder(pixels: p, height: h, width: w, keepAttention: budget != nil)
             timings.visionMs += monotonicMilliseconds() - t0
-            let c = encoder.config
             let t = out.features.count / c.hidden
             if let budget {
                 t0 = monotonicMilliseconds()
@@ -175,6 +183,7 @@ public final class VisionPipeline {
                                                     merge: merge)
                 timings.visionZipMs += monotonicMilliseconds() - t0
                 t0 = monotonicMilliseconds()
+                // VisionZip keeps CLS among the dominant tokens (as the reference does): every row is projected.
                 rows += try projector.project(zipped.rows)
                 timings.projectorMs += monotonicMilliseconds() - t0
                 reports.append(CropReport(tokensBefore: t, tokensAfter: zipped.selection.tokensAfter,
@@ -189,6 +198,6 @@ public final class VisionPipeline {
             }
         }
         return EncodedImage(embeddings: rows, tokens: rows.count / projector.outputs, crops: reports, timings: timings,
-                            merge: merge, processedCrops: keepCrops ? prepared : nil)
+                            merge: merge, processedCrops: nil)
     }
 }

@@ -44,7 +44,7 @@ public enum VisualTokens: Sendable, Equatable, CustomStringConvertible {
 
     /// A comma-separated list such as "all,192,128,64".
     public static func list(_ text: String) throws -> [VisualTokens] {
-        let items = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        let items = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
         guard !items.isEmpty, !items.contains(where: \.isEmpty) else {
             throw VisionZipError("--visual-tokens '\(text)' is not a comma-separated list of numbers and 'all'")
         }

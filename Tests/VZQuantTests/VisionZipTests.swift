@@ -291,4 +291,37 @@ final class VisionZipTests: XCTestCase {
         print("visionzip llava (4, 2) end to end: projected max abs error \(e)")
         XCTAssertLessThanOrEqual(e, 1e-4)
     }
+
+    // MARK: (6) precomputed scores (pixel-shuffle groups)
+
+    /// Scores given per token: the top D by score, ascending; contextual as usual; the rule says "grouped".
+    func testPrecomputedScores() throws {
+        let scores: [Double] = [0.1, 0.9, 0.5, 0.2, 0.05]
+        let keys: [Float] = [1, 0, 0, 1, 0, 1, 0.9, 0.1, 0.1, 0.9]
+        let s = try scores.withUnsafeBufferPointer { sc in
+            try keys.withUnsafeBufferPointer {
+                try VisionZip.select(attention: .scores(sc), keysMean: $0, headDim: 2,
+                                     budget: .init(dominant: 2, contextual: 1), hasCLS: false)
+            }
+        }
+        XCTAssertEqual(s.dominant, [1, 2])
+        XCTAssertEqual(s.rule, .groupedReceivedAttention)
+        XCTAssertEqual(s.contextual, [.init(target: 0, members: [3, 4])])
+        // With a CLS token, or a count that does not match, it is an error.
+        XCTAssertThrowsError(try scores.withUnsafeBufferPointer { sc in
+            try keys.withUnsafeBufferPointer {
+                try VisionZip.select(attention: .scores(sc), keysMean: $0, headDim: 2, budget: .init(dominant: 2, contextual: 1))
+            }
+        })
+        XCTAssertThrowsError(try scores.dropLast().withUnsafeBufferPointer { sc in
+            try keys.withUnsafeBufferPointer {
+                try VisionZip.select(attention: .scores(sc), keysMean: $0, headDim: 2, budget: .init(dominant: 2, contextual: 1),
+                                     hasCLS: false)
+            }
+        })
+        // receivedAttention is the mean over heads and queries.
+        let a: [Float] = [0.5, 0.5, 1, 0, /* head 2 */ 0, 1, 0.25, 0.75]
+        let r = try a.withUnsafeBufferPointer { try VisionZip.receivedAttention($0, heads: 2) }
+        XCTAssertEqual(r, [(0.5 + 1 + 0 + 0.25) / 4, (0.5 + 0 + 1 + 0.75) / 4])
+    }
 }

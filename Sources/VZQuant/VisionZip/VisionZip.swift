@@ -33,6 +33,9 @@ public enum VisionZip {
         case classAttention = "cls-attention"
         /// Attention received, averaged over queries and heads (SigLIP: no CLS token).
         case receivedAttention = "received-attention"
+        /// Scores computed by the caller: received attention summed over the patches a pixel-shuffle connector
+        /// (Idefics3/SmolVLM) folds into one token, whose tokens are then what VisionZip keeps or merges.
+        case groupedReceivedAttention = "received-attention-grouped"
     }
 
     /// The attention input: the full probabilities or, for the CLS rule, only what it reads.
@@ -41,6 +44,8 @@ public enum VisionZip {
         case full(UnsafeBufferPointer<Float>, heads: Int)
         /// [heads, T]: the CLS query row A[h, 0, :] of each head.
         case classRows(UnsafeBufferPointer<Float>, heads: Int)
+        /// [T]: one score per token, already reduced (`groupedReceivedAttention`; no CLS).
+        case scores(UnsafeBufferPointer<Double>)
     }
 
     /// A token budget: D dominant tokens (CLS counted among them when there is one) and C contextual tokens.
@@ -164,7 +169,11 @@ public enum VisionZip {
         let c = min(budget.contextual, r)
 
         // Step 1.
-        let rule: ScoringRule = hasCLS ? .classAttention : .receivedAttention
+        var rule: ScoringRule = hasCLS ? .classAttention : .receivedAttention
+        if case .scores = attention {
+            guard !hasCLS else { throw VisionZipError("precomputed scores are for encoders without a CLS token") }
+            rule = .groupedReceivedAttention
+        }
         var scores = [Double](repeating: 0, count: t)
         try score(attention, tokens: t, rule: rule, into: &scores)
         var keep = [Bool](repeating: false, count: t)
@@ -259,7 +268,25 @@ public enum VisionZip {
             for j in 0..<t { scores[j] /= n }
         case (.classRows, .receivedAttention):
             throw VisionZipError("the received-attention rule (no CLS token) needs the full attention [heads, T, T]")
+        case let (.scores(given), .groupedReceivedAttention):
+            guard given.count == t else { throw VisionZipError("\(given.count) scores for \(t) tokens") }
+            for j in 0..<t { scores[j] = given[j] }
+        case (.scores, _), (_, .groupedReceivedAttention):
+            throw VisionZipError("precomputed scores go with the grouped received-attention rule only")
         }
+    }
+
+    /// The received-attention score of every token, s[j] = mean over heads h and queries i of A[h, i, j]
+    /// (attention [heads, T, T]); what `groupedReceivedAttention` sums over each token's patches.
+    public static func receivedAttention(_ attention: UnsafeBufferPointer<Float>, heads: Int) throws -> [Double] {
+        guard heads > 0 else { throw VisionZipError("heads must be positive, got \(heads)") }
+        let t = Int(Double(attention.count / heads).squareRoot().rounded())
+        guard t > 0, attention.count == heads * t * t else {
+            throw VisionZipError("attention has \(attention.count) values, not \(heads) heads × T × T")
+        }
+        var s = [Double](repeating: 0, count: t)
+        try score(.full(attention, heads: heads), tokens: t, rule: .receivedAttention, into: &s)
+        return s
     }
 
     /// Targets at remaining positions 0, step, … (first `count`); every other remaining token joins the target

@@ -164,6 +164,17 @@ public final class VisionEncoder {
         scratch = Self.plan(tokens: c.tokens, config: c, patchEmbedding: patchEmbedding, blocks: blocks, attention: attention)
     }
 
+    /// Bytes of packed weight matrices (patch embedding and every block's; vectors are read from the mapping).
+    public var weightBytes: Int {
+        blocks.reduce(patchEmbedding.weight.packedBytes) { sum, b in
+            [b.q, b.k, b.v, b.out, b.up, b.down].reduce(sum) { $0 + $1.weight.packedBytes }
+        }
+    }
+
+    /// Bytes of the scratch arena (activations, scores, workspaces) as planned so far: the native image's tokens,
+    /// or the largest image run since.
+    public var scratchBytes: Int { scratch.arena.bytes }
+
     private static func plan(tokens t: Int, config c: VisionConfig, patchEmbedding: Linear, blocks: [Block],
                              attention: Attention) -> Scratch {
         let d = c.hidden

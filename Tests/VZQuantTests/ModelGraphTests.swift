@@ -71,3 +71,136 @@ final class ModelGraphTests: XCTestCase {
         #endif
     }
 }
+
+// MARK: - projectors
+
+extension ModelGraphTests {
+    static func graph(_ name: String) throws -> [Float] {
+        let data = try Data(contentsOf: LlavaModelTests.fixture("models/graph/\(name).bin"))
+        return data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+    }
+
+    func maxAbs(_ a: [Float], _ b: [Float], file: StaticString = #filePath, line: UInt = #line) -> Float {
+        XCTAssertEqual(a.count, b.count, "sizes", file: file, line: line)
+        return a.count == b.count ? zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) } : .infinity
+    }
+
+    /// Idefics3's connector from a file written by the gguf package with llama.cpp's keys, against transformers'
+    /// Idefics3Connector: the pixel shuffle exactly, the projection within 1e-4.
+    func testIdefics3ConnectorMatchesTransformers() throws {
+        for (s, width, out) in [(2, 32, 48), (3, 32, 40)] {
+            let file = try GGUFFile(path: LlavaModelTests.fixture("models/graph/idefics3_s\(s).gguf").path)
+            let projector = try Projector(file: file)
+            XCTAssertEqual(projector.kind, .idefics3)
+            XCTAssertEqual(projector.scaleFactor, s)
+            XCTAssertEqual(projector.inputs, width)
+            XCTAssertEqual(projector.projectionInputs, width * s * s)
+            XCTAssertEqual(projector.outputs, out)
+            XCTAssertFalse(projector.dropsClassToken)
+            XCTAssertEqual(projector.tokens(forPatches: 36), 36 / (s * s))
+            XCTAssertEqual(projector.tokens(gridRows: 6, gridColumns: 6), 36 / (s * s))
+
+            let features = try Self.graph("idefics3_s\(s)_features")
+            let shuffled = try projector.shuffle(features: features, gridRows: 6, gridColumns: 6)
+            XCTAssertEqual(shuffled, try Self.graph("idefics3_s\(s)_shuffled"))
+            let reference = try Self.graph("idefics3_s\(s)_output")
+            let e = maxAbs(try projector(features: features), reference)
+            let eShuffled = maxAbs(try projector.projectShuffled(shuffled), reference)
+            print("idefics3 s=\(s): max abs \(e), weights \(projector.weightBytes) B, scratch \(projector.scratchBytes) B")
+            XCTAssertLessThanOrEqual(e, 1e-4)
+            XCTAssertLessThanOrEqual(eShuffled, 1e-4)
+            XCTAssertEqual(projector.weightBytes, width * s * s * out * 4)
+
+            // A subset of groups (what VisionZip keeps) projects to the same rows.
+            let g = width * s * s
+            let picked = Array(shuffled[g ..< 2 * g]) + Array(shuffled[0 ..< g])
+            let rows = try projector.projectShuffled(picked)
+            XCTAssertLessThanOrEqual(maxAbs(rows, Array(reference[out ..< 2 * out]) + Array(reference[0 ..< out])), 1e-4)
+
+            // Bad shapes throw.
+            XCTAssertThrowsError(try projector.shuffle(features: features, gridRows: 4, gridColumns: 9))  // 4 % 3, 9 % 2
+            XCTAssertThrowsError(try projector.shuffle(features: Array(features.dropLast()), gridRows: 6, gridColumns: 6))
+            XCTAssertThrowsError(try projector(features: Array(features.prefix(5 * width))))  // 5 patches: no square
+            XCTAssertThrowsError(try projector.projectShuffled(Array(shuffled.dropLast())))
+        }
+    }
+
+    /// A non-square grid against the layout formula the script checks against transformers on squares.
+    func testPixelShuffleNonSquareGrid() throws {
+        let w = GGUFWriter()
+        w.metadata.set("clip.projector_type", .string("idefics3"))
+        w.metadata.set("clip.vision.projector.scale_factor", .uint32(2))
+        try w.addTensor(name: "mm.model.fc.weight", dims: [32, 3], type: .f32)
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("vzq-shuffle-\(UUID().uuidString).gguf").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try w.write(to: path, data: ["mm.model.fc.weight": [UInt8](repeating: 0, count: 32 * 3 * 4)])
+        let projector = try Projector(file: try GGUFFile(path: path))
+        XCTAssertEqual(projector.inputs, 8)
+        let shuffled = try projector.shuffle(features: try Self.graph("shuffle_4x6_s2_features"), gridRows: 4, gridColumns: 6)
+        XCTAssertEqual(shuffled, try Self.graph("shuffle_4x6_s2_shuffled"))
+        XCTAssertEqual(projector.tokens(gridRows: 4, gridColumns: 6), 6)
+    }
+
+    /// The LLaVA mmproj with mm.2 removed (llama.cpp reads that as one linear layer), and the same declared
+    /// "linear": y = mm.0(x), against transformers' multi_modal_projector.linear_1.
+    func testLinearProjectorMatchesLlavaLinear1() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("vzq-linear-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let text = dir.appendingPathComponent("llava.gguf").path, mm = dir.appendingPathComponent("mmproj.gguf").path
+        _ = try Converter.run(ConvertOptions(source: try LlavaModelTests.fixture("hf/llava-4x").path, output: text,
+                                             mmprojOutput: mm, policy: try TypePolicy(type: .f32), threads: 2))
+        let source = try GGUFFile(path: mm)
+        let features = try LlavaModelTests.floats("llava", "feature_hidden")
+        let reference = try Self.graph("llava_linear1")
+        for declared in ["mlp", "linear"] {
+            let w = GGUFWriter()
+            for (k, v) in source.metadata.entries where k != GGUF.alignmentKey { w.metadata.set(k, v) }
+            w.metadata.set("clip.projector_type", .string(declared))
+            var data: [String: [UInt8]] = [:]
+            for t in source.tensors where !t.name.hasPrefix("mm.2.") {
+                try w.addTensor(name: t.name, dims: t.dims, type: t.type)
+                data[t.name] = [UInt8](source.bytes(of: t))
+            }
+            let path = dir.appendingPathComponent("linear-\(declared).gguf").path
+            try w.write(to: path, data: data)
+            let projector = try Projector(file: try GGUFFile(path: path))
+            XCTAssertEqual(projector.kind, .linear)
+            XCTAssertTrue(projector.dropsClassToken)
+            XCTAssertEqual(projector.tokens(forPatches: 16), 16)
+            let e = maxAbs(try projector(features: features), reference)
+            print("linear projector (\(declared) without mm.2): max abs \(e)")
+            XCTAssertLessThanOrEqual(e, 1e-4)
+        }
+        // The mlp projector: weights and scratch are reported, and a bigger input grows the scratch once.
+        let mlp = try Projector(file: source, maxRows: 2)
+        XCTAssertEqual(mlp.kind, .mlp)
+        let small = mlp.scratchBytes
+        _ = try mlp(features: features)
+        XCTAssertGreaterThan(mlp.scratchBytes, small)
+        XCTAssertEqual(mlp.weightBytes, (32 * 64 + 64 * 64) * 4)
+        let tower = try VisionEncoder(file: source)
+        // F32 matrices and the F16 patch embedding pack to exactly their bytes in the file.
+        let matrices = source.tensors.filter { ($0.name.hasPrefix("v.blk.") || $0.name.hasPrefix("v.patch_embd")) && $0.dims.count >= 2 }
+        XCTAssertEqual(tower.weightBytes, matrices.reduce(0) { $0 + $1.byteCount })
+        XCTAssertGreaterThan(tower.scratchBytes, 0)
+    }
+
+    /// Unknown projector types and missing keys throw.
+    func testProjectorBadFilesThrow() throws {
+        func file(_ type: String, scale: Int?) throws -> String {
+            let w = GGUFWriter()
+            w.metadata.set("clip.projector_type", .string(type))
+            if let scale { w.metadata.set("clip.vision.projector.scale_factor", .uint32(UInt32(scale))) }
+            try w.addTensor(name: "mm.model.fc.weight", dims: [36, 4], type: .f32)
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("vzq-proj-\(UUID().uuidString).gguf").path
+            try w.write(to: path, data: ["mm.model.fc.weight": [UInt8](repeating: 0, count: 36 * 4 * 4)])
+            return path
+        }
+        for (type, scale) in [("resampler", 2), ("idefics3", nil), ("idefics3", 0), ("idefics3", 4)] as [(String, Int?)] {
+            let path = try file(type, scale: scale)
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            XCTAssertThrowsError(try Projector(file: try GGUFFile(path: path)), "\(type) \(String(describing: scale))")
+        }
+    }
+}

@@ -6,7 +6,7 @@ struct VZQuantCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vzquant",
         abstract: "Quantized edge runtime for vision-language models.",
-        subcommands: [Info.self, BenchCommand.self, ConvertCommand.self]
+        subcommands: [RunCommand.self, ChatCommand.self, TokenizeCommand.self, BenchCommand.self, ConvertCommand.self, Info.self]
     )
 }
 

@@ -1,0 +1,143 @@
+import ArgumentParser
+import Foundation
+import VZQuant
+
+/// The model files and how big a cache to plan (run, chat, bench).
+struct ModelOptions: ParsableArguments {
+    @Option(name: [.customShort("m"), .long], help: "Text model GGUF.")
+    var model: String
+
+    @Option(name: .long, help: "Vision file (mmproj GGUF) for --image.")
+    var mmproj: String?
+
+    @Option(name: [.customShort("c"), .customLong("ctx-size")], help: "KV cache positions (default: the model's context, at most 4096).")
+    var contextLength: Int?
+
+    @Option(name: .customLong("batch-size"), help: "Rows per prefill step.")
+    var batch = 256
+
+    @Option(name: .customLong("kv-type"), help: "KV cache element type: f32 or f16 (half the memory).")
+    var kvType = "f32"
+
+    func validate() throws {
+        if let contextLength, contextLength < 1 { throw ValidationError("--ctx-size must be at least 1") }
+        if batch < 1 { throw ValidationError("--batch-size must be at least 1") }
+        guard ["f32", "f16"].contains(kvType) else { throw ValidationError("--kv-type must be f32 or f16") }
+    }
+
+    var sessionOptions: SessionOptions {
+        SessionOptions(contextLength: contextLength, batch: batch, kvCache: kvType == "f16" ? .f16 : .f32)
+    }
+}
+
+/// Images and VisionZip (every command that takes an image).
+struct ImageOptions: ParsableArguments {
+    @Option(name: .long, help: "Image file (JPEG or PNG); repeat for several. Each goes where the prompt says <image>, else before the prompt.")
+    var image: [String] = []
+
+    @Option(name: .customLong("visual-tokens"), help: "Visual tokens per image/crop after VisionZip: a number (split dominant:contextual ≈ 84:16, as the paper), or 'all' (VisionZip off). Default 64.")
+    var visualTokens: String?
+
+    @Option(name: .long, help: "VisionZip dominant tokens (CLS included); with --contextual instead of --visual-tokens.")
+    var dominant: Int?
+
+    @Option(name: .long, help: "VisionZip contextual tokens; with --dominant.")
+    var contextual: Int?
+
+    @Option(name: .long, help: "How contextual tokens merge: sum (target + mean of members, the reference) or mean.")
+    var merge = "sum"
+
+    @Option(name: .customLong("visionzip-map"), help: "Write the image as the encoder saw it with VisionZip's kept patches highlighted (.png or .ppm).")
+    var visionZipMap: String?
+
+    @Option(name: .customLong("max-image-pixels"), help: "Refuse images larger than this many pixels (decompression bombs).")
+    var maxImagePixels = 64_000_000
+
+    @Option(name: .customLong("max-image-bytes"), help: "Refuse image files larger than this many bytes.")
+    var maxImageBytes = 256 << 20
+
+    func validate() throws {
+        _ = try parsedVisualTokens()
+        guard VisionZip.Merge(rawValue: merge) != nil else { throw ValidationError("--merge must be sum or mean") }
+        guard maxImagePixels > 0, maxImageBytes > 0 else { throw ValidationError("image limits must be positive") }
+    }
+
+    func parsedVisualTokens() throws -> VisualTokens {
+        do {
+            return try VisualTokens(option: visualTokens, dominant: dominant, contextual: contextual)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+    }
+
+    var mergeMode: VisionZip.Merge { VisionZip.Merge(rawValue: merge) ?? .sum }
+
+    var decodeOptions: ImageDecodeOptions { ImageDecodeOptions(maxPixels: maxImagePixels, maxFileBytes: maxImageBytes) }
+}
+
+/// Sampling and stopping (run, chat).
+struct SamplingOptions: ParsableArguments {
+    @Option(name: [.customShort("n"), .customLong("n-predict")], help: "Tokens to generate at most.")
+    var maxTokens = 256
+
+    @Option(name: .long, help: "Temperature; 0 = greedy.")
+    var temp: Float = 0.8
+
+    @Option(name: .customLong("top-k"), help: "Keep the k most likely tokens (0 = off).")
+    var topK = 40
+
+    @Option(name: .customLong("top-p"), help: "Keep the smallest set of tokens with this much probability (1 = off).")
+    var topP: Float = 0.95
+
+    @Option(name: .customLong("repeat-penalty"), help: "Penalty for tokens among the last 64 (1 = off).")
+    var repeatPenalty: Float = 1.0
+
+    @Option(name: .long, help: "Random seed (default: from the clock).")
+    var seed: UInt64?
+
+    @Option(name: .long, help: "Stop when this text appears (repeatable); the template's own stops are always on.")
+    var stop: [String] = []
+
+    func validate() throws {
+        if maxTokens < 0 { throw ValidationError("--n-predict must be ≥ 0") }
+        if !(temp >= 0) { throw ValidationError("--temp must be ≥ 0") }
+        if topK < 0 { throw ValidationError("--top-k must be ≥ 0") }
+        if !(topP > 0 && topP <= 1) { throw ValidationError("--top-p must be in (0, 1]") }
+        if !(repeatPenalty > 0) { throw ValidationError("--repeat-penalty must be > 0") }
+    }
+
+    var parameters: SamplingParameters {
+        SamplingParameters(temperature: temp, topK: topK, topP: topP, repeatPenalty: repeatPenalty,
+                           seed: seed ?? UInt64(truncatingIfNeeded: DispatchTime.now().uptimeNanoseconds))
+    }
+}
+
+/// Ctrl-C during generation ends it cleanly (the text so far is kept); a second Ctrl-C, or one at chat's prompt,
+/// quits at once.
+enum Interrupt {
+    nonisolated(unsafe) static var requested: sig_atomic_t = 0
+    nonisolated(unsafe) static var atPrompt = false
+
+    static func install() {
+        signal(SIGINT) { _ in
+            if Interrupt.requested != 0 || Interrupt.atPrompt { _exit(130) }
+            Interrupt.requested = 1
+        }
+    }
+
+    static func take() -> Bool {
+        guard requested != 0 else { return false }
+        requested = 0
+        return true
+    }
+}
+
+/// Writes to stdout without buffering delays (streamed tokens must show as they come).
+func emit(_ text: String) {
+    guard !text.isEmpty else { return }
+    FileHandle.standardOutput.write(Data(text.utf8))
+}
+
+func note(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}

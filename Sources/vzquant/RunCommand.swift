@@ -1,0 +1,157 @@
+import ArgumentParser
+import Foundation
+import VZQuant
+
+/// `vzquant run -m MODEL.gguf [--mmproj MMPROJ.gguf --image IMG …] -p PROMPT …`: one prompt, streamed answer.
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Answer one prompt (with images), streaming the text as it is generated.",
+        discussion: """
+            The chat template comes from the file's tokenizer.chat_template (vicuna/LLaVA, ChatML, SmolLM, Llama-3, \
+            Llama-2) unless --chat-template names one; --raw feeds the prompt exactly as given (BOS as the file \
+            says), like llama.cpp's completion tool. Images go where the prompt says <image>, else before the \
+            prompt. --json prints one object instead of streaming: generated ids, text, VisionZip's choice per \
+            image and the time of each phase.
+            """
+    )
+
+    @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var imageOptions: ImageOptions
+    @OptionGroup var sampling: SamplingOptions
+    @OptionGroup var compute: ComputeOptions
+
+    @Option(name: [.customShort("p"), .long], help: "The prompt.")
+    var prompt: String
+
+    @Option(name: .long, help: "System message (templated prompts only).")
+    var system: String?
+
+    @Option(name: .customLong("chat-template"), help: "Template: \(ChatTemplate.Family.allCases.map(\.rawValue).joined(separator: ", ")) (default: from the file).")
+    var chatTemplate: String?
+
+    @Flag(name: .long, help: "No chat template: the prompt as given.")
+    var raw = false
+
+    @Flag(name: .long, help: "Print one JSON object (ids, text, VisionZip report, timings) instead of streaming.")
+    var json = false
+
+    @Flag(name: [.customShort("v"), .long], help: "Timings and token counts on stderr.")
+    var verbose = false
+
+    func validate() throws {
+        if raw, chatTemplate != nil { throw ValidationError("--raw and --chat-template exclude each other") }
+        if !imageOptions.image.isEmpty, modelOptions.mmproj == nil {
+            throw ValidationError("--image needs the vision file: --mmproj MMPROJ.gguf")
+        }
+    }
+
+    func run() throws {
+        try compute.apply()
+        do {
+            try generate()
+        } catch let e as ValidationError {
+            throw e
+        } catch {
+            fail("\(error)")
+        }
+    }
+
+    private func generate() throws {
+        let visualTokens = try imageOptions.parsedVisualTokens()
+        let session = try Session(model: modelOptions.model, mmproj: modelOptions.mmproj, options: modelOptions.sessionOptions)
+        let template = try raw ? nil : chatTemplate.map { try ChatTemplate(name: $0) } ?? ChatTemplate.detect(metadata: session.metadata)
+        var timings = RunReport.Timings()
+        timings.loadMs = session.loadMs
+
+        // Images first: their time counts towards the first token.
+        let start = monotonicMilliseconds()
+        var images: [EncodedImage] = []
+        var imageReports: [RunReport.Image] = []
+        for path in imageOptions.image {
+            let (encoded, decodeMs) = try session.encodeImage(path: path, visualTokens: visualTokens, merge: imageOptions.mergeMode,
+                                                             options: imageOptions.decodeOptions,
+                                                             keepCrops: imageOptions.visionZipMap != nil)
+            timings.imageDecodeMs += decodeMs
+            timings.preprocessMs += encoded.timings.preprocessMs
+            timings.visionMs += encoded.timings.visionMs
+            timings.visionzipMs += encoded.timings.visionZipMs
+            timings.projectorMs += encoded.timings.projectorMs
+            images.append(encoded)
+            imageReports.append(RunReport.Image(path: path, encoded: encoded))
+            if verbose { note(Self.imageLine(path, encoded)) }
+        }
+        if let mapPath = imageOptions.visionZipMap, let first = images.first, let vision = session.vision {
+            try VisionZipMap.write(VisionZipMap.render(first, pipeline: vision), to: mapPath)
+            if verbose { note("VisionZip map: \(mapPath)") }
+        }
+
+        // The prompt: markers where images go, the template around it.
+        var text = prompt
+        let marker = ChatTemplate.imageMarker
+        if !images.isEmpty, !text.contains(marker) {
+            text = String(repeating: marker + "\n", count: images.count) + text
+        }
+        if let template {
+            var messages: [ChatMessage] = []
+            if let system { messages.append(ChatMessage(role: .system, content: system)) }
+            messages.append(ChatMessage(role: .user, content: text))
+            text = try template.render(messages, addGenerationPrompt: true)
+        }
+        let pieces = try PromptPiece.splice(text, images: images, marker: marker)
+        let prefill = try session.prefill(pieces, addBOS: !(template?.textIncludesBOS ?? false))
+        timings.prefillMs = prefill.milliseconds
+        timings.prefillTokensPerS = prefill.tokensPerSecond
+        if verbose { note("prefill: \(prefill.tokens) tokens (\(prefill.imageTokens) visual) in \(fmt(prefill.milliseconds)) ms") }
+
+        // Generation, streamed.
+        let stops = (template?.stopStrings ?? []) + sampling.stop
+        var sampler = try Sampler(sampling.parameters)
+        var stream = TextStream(tokenizer: session.tokenizer, stopStrings: stops)
+        var output = ""
+        var firstTokenMs: Double?
+        Interrupt.install()
+        let report = try session.generate(
+            maxTokens: sampling.maxTokens, stopTokens: session.endOfGenerationTokens(extraTexts: template?.stopStrings ?? []),
+            sample: { logits, history in sampler.sample(logits: logits, history: history) },
+            onToken: { token in
+                if firstTokenMs == nil { firstTokenMs = monotonicMilliseconds() - start }
+                let piece = stream.push(token)
+                output += piece
+                if !json { emit(piece) }
+                return stream.stopped
+            },
+            interrupted: Interrupt.take)
+        let tail = stream.finish()
+        output += tail
+        if !json { emit(tail + "\n") }
+        if report.stopReason == .contextFull { note("stopped: context full (\(session.contextLength) positions; raise --ctx-size)") }
+        if report.stopReason == .interrupted { note("stopped: interrupted") }
+
+        timings.ttftMs = firstTokenMs ?? (monotonicMilliseconds() - start)
+        timings.decodeMs = report.decodeMs
+        timings.decodeTokensPerS = report.decodeTokensPerSecond
+        if verbose {
+            note("generated \(report.tokens.count) tokens (\(report.stopReason.rawValue)); time to first token \(fmt(timings.ttftMs)) ms;"
+                 + " decode \(fmt(report.decodeTokensPerSecond)) tok/s")
+        }
+        if json {
+            let r = RunReport(model: modelOptions.model, mmproj: modelOptions.mmproj,
+                              visualTokens: images.isEmpty ? nil : visualTokens.description,
+                              promptTokens: prefill.tokens - prefill.imageTokens, prefillTokens: prefill.tokens,
+                              images: imageReports, tokens: report.tokens, text: output,
+                              stopReason: report.stopReason, timings: timings)
+            print(try r.json())
+        }
+    }
+
+    static func imageLine(_ path: String, _ e: EncodedImage) -> String {
+        let before = e.crops.map(\.tokensBefore).reduce(0, +)
+        let t = e.timings
+        return "\(path): \(e.crops.count) crop(s), \(before) encoder tokens → \(e.tokens) visual tokens;"
+            + " preprocess \(fmt(t.preprocessMs)) ms, encoder \(fmt(t.visionMs)) ms, VisionZip \(fmt(t.visionZipMs)) ms,"
+            + " projector \(fmt(t.projectorMs)) ms"
+    }
+}
+
+func fmt(_ v: Double) -> String { String(format: "%.1f", v) }

@@ -99,22 +99,39 @@ public final class VisionPipeline {
     /// Language-model embedding width.
     public var outputWidth: Int { projector.outputs }
 
+    /// LLM rows one crop gives without VisionZip (LLaVA-1.5: 576; SmolVLM: 64).
+    public var tokensPerCrop: Int {
+        let (h, w) = processor.outputSize
+        let c = encoder.config
+        if projector.kind == .idefics3 {
+            return projector.tokens(gridRows: h / c.patchSize, gridColumns: w / c.patchSize)
+        }
+        return c.tokens(height: h, width: w) - (projector.dropsClassToken ? 1 : 0)
+    }
+
     /// Rows `image` gives with `visualTokens`, before encoding it (for planning context length).
     public func tokens(for image: RGBImage, visualTokens: VisualTokens) -> Int {
         let (h, w) = processor.outputSize
+        // VisionZip picks among the encoder's tokens (CLS included), or the connector's groups (idefics3).
+        let candidates = projector.kind == .idefics3 ? tokensPerCrop : encoder.config.tokens(height: h, width: w)
         let perCrop: Int
         switch visualTokens {
-        case .all: perCrop = encoder.config.tokens(height: h, width: w) - (projector.dropsClassToken ? 1 : 0)
-        case let .budget(b): perCrop = min(b.total, encoder.config.tokens(height: h, width: w))
+        case .all: perCrop = tokensPerCrop
+        case let .budget(b): perCrop = min(b.total, candidates)
         }
         return perCrop * crops(of: image).count
     }
 
-    /// The crops an image is cut into: for AnyRes files the whole image squeezed to one crop, then the tiles of
-    /// the best grid resolution (LLaVA-NeXT's select_best_resolution); otherwise the image itself.
+    /// The crops an image is cut into:
+    ///   AnyRes files (LLaVA-NeXT): the whole image squeezed to one crop, then the tiles of the best grid
+    ///     resolution (select_best_resolution), padded with black to fit;
+    ///   idefics3 (SmolVLM): the image resized so its longest edge is `splitLongestEdge`, then to whole multiples
+    ///     of the encoder's size, cut into those tiles, then the whole image squeezed to one crop (last);
+    ///   otherwise the image itself.
     public func crops(of image: RGBImage) -> [RGBImage] {
-        guard !gridPinpoints.isEmpty else { return [image] }
         let side = encoder.config.imageSize
+        if projector.kind == .idefics3 { return splitForIdefics3(image, side: side) }
+        guard !gridPinpoints.isEmpty else { return [image] }
         let (th, tw) = Self.bestResolution(height: image.height, width: image.width, candidates: gridPinpoints)
         // Fit inside th × tw keeping the aspect ratio, then pad with black, centred (as HF's processor does).
         let scaleW = Double(tw) / Double(image.width), scaleH = Double(th) / Double(image.height)
@@ -131,6 +148,25 @@ public final class VisionPipeline {
             }
         }
         return out
+    }
+
+    /// Idefics3ImageProcessor's default for SmolVLM: longest edge 4 × the encoder's size.
+    public var splitLongestEdge: Int { 4 * encoder.config.imageSize }
+
+    private func splitForIdefics3(_ image: RGBImage, side: Int) -> [RGBImage] {
+        // Longest edge to splitLongestEdge (aspect kept), then each side up to a whole number of tiles.
+        let longest = max(image.width, image.height)
+        let scale = Double(splitLongestEdge) / Double(longest)
+        let w0 = max(1, Int((Double(image.width) * scale).rounded())), h0 = max(1, Int((Double(image.height) * scale).rounded()))
+        let cols = max(1, (w0 + side - 1) / side), rows = max(1, (h0 + side - 1) / side)
+        let overview = image.resized(width: side, height: side, filter: processor.filter)
+        guard cols * rows > 1 else { return [overview] }
+        let grid = image.resized(width: cols * side, height: rows * side, filter: processor.filter)
+        var out: [RGBImage] = []
+        for ty in 0..<rows {
+            for tx in 0..<cols { out.append(grid.cropped(x: tx * side, y: ty * side, width: side, height: side)) }
+        }
+        return out + [overview]
     }
 
     /// LLaVA-NeXT: the candidate keeping most of the image's pixels when fitted inside it, then the least padding.
@@ -176,7 +212,12 @@ public final class VisionPipeline {
             let out = try encoder(pixels: p, height: h, width: w, keepAttention: budget != nil)
             timings.visionMs += monotonicMilliseconds() - t0
             let t = out.features.count / c.hidden
-            if let budget {
+            if projector.kind == .idefics3 {
+                // The connector folds s×s patches into one token: VisionZip keeps or merges those tokens.
+                let (cropRows, report) = try encodeGroups(out, budget: budget, merge: merge, timings: &timings)
+                rows += cropRows
+                reports.append(report)
+            } else if let budget {
                 t0 = monotonicMilliseconds()
                 let zipped = try VisionZip.compress(attention: out.attention!, heads: c.heads, keysMean: out.keysMean!,
                                                     hidden: out.features, budget: budget, hasCLS: c.hasClassToken,
@@ -199,5 +240,51 @@ public final class VisionPipeline {
         }
         return EncodedImage(embeddings: rows, tokens: rows.count / projector.outputs, crops: reports, timings: timings,
                             merge: merge, processedCrops: nil)
+    }
+
+    /// Pixel-shuffle connectors (idefics3): the tokens are s×s patch groups. A group's score is the received
+    /// attention of its patches summed, its merging key the mean of their head-averaged keys; VisionZip then runs
+    /// on groups and the kept/merged shuffled rows go through the connector's linear layer. Selection indices count
+    /// groups in raster order over the (rows/s) × (columns/s) grid.
+    private func encodeGroups(_ out: VisionOutput, budget: VisionZip.Budget?, merge: VisionZip.Merge,
+                              timings: inout ImageTimings) throws -> ([Float], CropReport) {
+        let c = encoder.config, s = projector.scaleFactor
+        let gr = out.gridRows / s, gc = out.gridColumns / s, groups = gr * gc
+        var t0 = monotonicMilliseconds()
+        let shuffled = try projector.shuffle(features: out.features, gridRows: out.gridRows, gridColumns: out.gridColumns)
+        var selection: VisionZip.Selection?
+        var kept = shuffled
+        if let budget {
+            let patchScores = try out.attention!.withUnsafeBufferPointer { try VisionZip.receivedAttention($0, heads: c.heads) }
+            let hd = c.headDim
+            var scores = [Double](repeating: 0, count: groups)
+            var keys = [Float](repeating: 0, count: groups * hd)
+            let keysMean = out.keysMean!
+            for py in 0 ..< gr * s {
+                for px in 0 ..< gc * s {
+                    let g = (py / s) * gc + px / s, p = py * out.gridColumns + px
+                    scores[g] += patchScores[p]
+                    for j in 0..<hd { keys[g * hd + j] += keysMean[p * hd + j] / Float(s * s) }
+                }
+            }
+            let width = projector.projectionInputs
+            let picked = try scores.withUnsafeBufferPointer { sc in
+                try keys.withUnsafeBufferPointer {
+                    try VisionZip.select(attention: .scores(sc), keysMean: $0, headDim: hd, budget: budget, hasCLS: false)
+                }
+            }
+            kept = [Float](repeating: 0, count: picked.tokensAfter * width)
+            try shuffled.withUnsafeBufferPointer { h in
+                try kept.withUnsafeMutableBufferPointer { try VisionZip.gather(picked, hidden: h, width: width, merge: merge, into: $0) }
+            }
+            selection = picked
+            timings.visionZipMs += monotonicMilliseconds() - t0
+        }
+        t0 = monotonicMilliseconds()
+        let projected = try projector.projectShuffled(kept)
+        timings.projectorMs += monotonicMilliseconds() - t0
+        let report = CropReport(tokensBefore: groups, tokensAfter: projected.count / projector.outputs, selection: selection,
+                                gridRows: gr, gridColumns: gc)
+        return (projected, report)
     }
 }

@@ -5,11 +5,15 @@ import Foundation
 ///   dominant patches unchanged, contextual targets tinted blue, patches merged into a contextual token dimmed,
 ///   a thin line around every dominant patch. AnyRes crops are laid side by side.
 public enum VisionZipMap {
-    /// Every crop of `encoded` (which must have been encoded with `keepCrops`), side by side.
-    public static func render(_ encoded: EncodedImage, encoder config: VisionConfig) -> RGBImage {
+    /// Every crop of `encoded` (which must have been encoded with `keepCrops`), side by side. For pixel-shuffle
+    /// connectors a cell is one s×s group of patches.
+    public static func render(_ encoded: EncodedImage, pipeline: VisionPipeline) -> RGBImage {
+        let config = pipeline.encoder.config
+        let grouped = pipeline.projector.kind == .idefics3
+        let cell = config.patchSize * (grouped ? pipeline.projector.scaleFactor : 1)
         let crops = encoded.processedCrops ?? []
         return sideBySide(zip(crops, encoded.crops).map {
-            render(crop: $0.0, report: $0.1, patchSize: config.patchSize, hasClassToken: config.hasClassToken)
+            render(crop: $0.0, report: $0.1, patchSize: cell, hasClassToken: config.hasClassToken && !grouped)
         })
     }
 

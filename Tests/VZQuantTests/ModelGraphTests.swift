@@ -204,3 +204,101 @@ extension ModelGraphTests {
         }
     }
 }
+
+// MARK: - pruned and rope-scaled decoders
+
+extension ModelGraphTests {
+    static func graphIDs(_ name: String) throws -> [Int32] {
+        let data = try Data(contentsOf: LlavaModelTests.fixture("models/graph/\(name).bin"))
+        return data.withUnsafeBytes { Array($0.bindMemory(to: Int32.self)) }
+    }
+
+    /// Prefill of all but the last `decoded` ids, then cached decode steps: logits of every row.
+    func run(_ lm: LlamaModel, _ ids: [Int32], decoded: Int, kvCache: KVCacheType = .f32) throws -> [Float] {
+        var logits = try lm.prefill(tokens: Array(ids.dropLast(decoded)))
+        for id in ids.suffix(decoded) { logits += Array(try lm.decode(token: id)) }
+        return logits
+    }
+
+    /// Copies `source` with metadata edited by `edit` (tensors unchanged).
+    func rewrite(_ source: GGUFFile, to path: String, _ edit: (inout GGUFMetadata) -> Void) throws {
+        let w = GGUFWriter()
+        for (k, v) in source.metadata.entries where k != GGUF.alignmentKey { w.metadata.set(k, v) }
+        edit(&w.metadata)
+        var data: [String: [UInt8]] = [:]
+        for t in source.tensors {
+            try w.addTensor(name: t.name, dims: t.dims, type: t.type)
+            data[t.name] = [UInt8](source.bytes(of: t))
+        }
+        try w.write(to: path, data: data)
+    }
+
+    /// A structurally pruned Llama (per-layer head, KV head and FFN counts as GGUF arrays, written by the gguf
+    /// package) against transformers' unpruned model with the removed parts zeroed, F32 and F16 KV caches.
+    func testPerLayerPrunedLlamaMatchesTransformers() throws {
+        let path = try LlavaModelTests.fixture("models/graph/pruned.gguf").path
+        let file = try GGUFFile(path: path)
+        let config = try LlamaConfig(metadata: file.metadata)
+        XCTAssertEqual(config.layerHeads, [2, 2, 4])
+        XCTAssertEqual(config.layerKVHeads, [2, 1, 2])
+        XCTAssertEqual(config.layerFeedForward, [48, 64, 32])
+        XCTAssertEqual([config.heads, config.kvHeads, config.feedForward], [4, 2, 64])
+        XCTAssertEqual(config.kvDim(layer: 1), 8)
+        let ids = try Self.graphIDs("pruned_input_ids")
+        let reference = try Self.graph("pruned_logits")
+        for kv in [KVCacheType.f32, .f16] {
+            let lm = try LlamaModel(file: file, maxContext: 16, maxBatch: 4, kvCache: kv)  // prefill in 2 chunks
+            XCTAssertEqual(lm.kvCacheBytes, kv == .f32 ? 2 * 16 * (16 + 8 + 16) * 4 : 2 * 16 * (16 + 8 + 16) * 2 + 2 * 16 * 16 * 4)
+            let e = maxAbs(try run(lm, ids, decoded: 3), reference)
+            print("pruned llama (\(kv) KV): max abs logits error \(e)")
+            XCTAssertLessThanOrEqual(e, kv == .f32 ? 1e-3 : 2e-2)
+        }
+    }
+
+    /// Per-layer arrays of the wrong length, or heads that do not split into KV heads, throw.
+    func testPerLayerArraysValidated() throws {
+        let source = try GGUFFile(path: try LlavaModelTests.fixture("models/graph/pruned.gguf").path)
+        let edits: [(String, GGUFValue)] = [
+            ("llama.attention.head_count", .array(.int32, [.int32(2), .int32(2)])),
+            ("llama.feed_forward_length", .array(.int32, [.int32(48), .int32(64), .int32(32), .int32(8)])),
+            ("llama.attention.head_count_kv", .array(.int32, [.int32(2), .int32(2), .int32(3)])),
+            ("llama.attention.head_count", .array(.string, [.string("2"), .string("2"), .string("4")])),
+        ]
+        for (key, value) in edits {
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("vzq-pruned-\(UUID().uuidString).gguf").path
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            try rewrite(source, to: path) { $0.set(key, value) }
+            XCTAssertThrowsError(try LlamaModel(path: path, maxContext: 8), "\(key) = \(value)") { print("  \($0)") }
+        }
+    }
+
+    /// Linear and yarn RoPE scaling: tiny Llama checkpoints converted here (the converter writes rope.scaling.*
+    /// from config.json's rope_parameters) against transformers; without the keys the logits are far off.
+    func testRopeScalingMatchesTransformers() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("vzq-rope-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for (name, kind) in [("rope-linear", LlamaConfig.RopeScaling.Kind.linear), ("rope-yarn", .yarn)] {
+            let out = dir.appendingPathComponent("\(name).gguf").path
+            _ = try Converter.run(ConvertOptions(source: try LlavaModelTests.fixture("hf/llama-\(name)").path, output: out,
+                                                 mmprojOutput: nil, policy: try TypePolicy(type: .f32), threads: 2))
+            let file = try GGUFFile(path: out)
+            let config = try LlamaConfig(metadata: file.metadata)
+            XCTAssertEqual(config.ropeScaling?.kind, kind)
+            let ids = try Self.graphIDs("\(name)_input_ids")
+            let reference = try Self.graph("\(name)_logits")
+            let e = maxAbs(try run(try LlamaModel(file: file, maxContext: 32, maxBatch: 8), ids, decoded: 2), reference)
+
+            let plainPath = dir.appendingPathComponent("\(name)-plain.gguf").path
+            try rewrite(file, to: plainPath) { $0.set("llama.rope.scaling.type", .string("none")) }
+            let ePlain = maxAbs(try run(try LlamaModel(path: plainPath, maxContext: 32, maxBatch: 8), ids, decoded: 2), reference)
+            print("\(name): max abs logits error \(e) (\(ePlain) without the scaling)")
+            XCTAssertLessThanOrEqual(e, 1e-3)
+            XCTAssertGreaterThan(ePlain, 1e-2)
+
+            let badPath = dir.appendingPathComponent("\(name)-bad.gguf").path
+            try rewrite(file, to: badPath) { $0.set("llama.rope.scaling.type", .string("longrope")) }
+            XCTAssertThrowsError(try LlamaModel(path: badPath, maxContext: 8))
+        }
+    }
+}

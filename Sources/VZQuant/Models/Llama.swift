@@ -10,18 +10,74 @@ public struct LlamaConfig: Sendable, Equatable {
     public var architecture: String
     public var hidden: Int
     public var layers: Int
+    /// The largest of the per-layer widths below (what the shared activation buffers are planned for).
     public var feedForward: Int
     public var heads: Int
     public var kvHeads: Int
+    /// Per layer (structurally pruned models, e.g. OpenELM, store GGUF arrays with one value per layer; otherwise
+    /// every layer has the same value).
+    public var layerHeads: [Int]
+    public var layerKVHeads: [Int]
+    public var layerFeedForward: [Int]
     public var headDim: Int
     public var ropeDim: Int
     public var ropeBase: Float
     public var rmsEps: Float
     public var contextLength: Int
     public var ropeLayout: RopeLayout
+    /// `<arch>.rope.scaling.*` (nil: none).
+    public var ropeScaling: RopeScaling?
 
+    /// Context-extension RoPE scaling as llama.cpp reads and applies it.
+    public struct RopeScaling: Sendable, Equatable {
+        public enum Kind: String, Sendable { case linear, yarn }
+        public var kind: Kind
+        /// Positions are stretched by this (llama.cpp's freq_scale = 1 / factor).
+        public var factor: Float
+        /// yarn: the context the model was trained on, and the rotation counts bounding the ramp between
+        /// extrapolated (fast) and interpolated (slow) dims.
+        public var originalContext: Int
+        public var betaFast: Float
+        public var betaSlow: Float
+        /// yarn: how much of the ramp is applied (llama.cpp: 1 for yarn unless the file says otherwise).
+        public var extFactor: Float
+        /// yarn: a further factor on cos/sin (llama.cpp's yarn_attn_factor, default 1).
+        public var attnFactor: Float
+
+        /// The amplitude cos and sin are multiplied by: yarn's attn_factor · (1 + 0.1 ln factor), else 1.
+        public var magnitude: Float {
+            guard kind == .yarn, extFactor != 0 else { return 1 }
+            return attnFactor * (1 + 0.1 * Foundation.log(factor))
+        }
+
+        /// The inverse frequency of rotary pair i (0 ..< ropeDim/2) given its unscaled one.
+        /// linear: θ / factor. yarn (llama.cpp's rope_yarn, transformers' _compute_yarn_parameters): a blend of
+        /// θ / factor (interpolated) and θ (extrapolated) with mix = ext_factor · ramp(i), ramp 1 below the
+        /// correction range [low, high] of dims and 0 above it.
+        func inverseFrequency(_ theta: Float, pair i: Int, ropeDim: Int, base: Float) -> Float {
+            let interpolated = theta / factor
+            guard kind == .yarn, extFactor != 0 else { return interpolated }
+            // Dims whose wavelength makes `rotations` turns over the original context.
+            func correctionDim(_ rotations: Float) -> Float {
+                Float(ropeDim) * Foundation.log(Float(originalContext) / (rotations * 2 * .pi)) / (2 * Foundation.log(base))
+            }
+            let low = max(0, Foundation.floor(correctionDim(betaFast)))
+            let high = min(Float(ropeDim - 1), Foundation.ceil(correctionDim(betaSlow)))
+            let y = (Float(i) - low) / max(0.001, high - low)
+            let mix = (1 - min(1, max(0, y))) * extFactor
+            return interpolated * (1 - mix) + theta * mix
+        }
+    }
+
+    /// Widths of the widest layer.
     public var qDim: Int { heads * headDim }
     public var kvDim: Int { kvHeads * headDim }
+
+    public func heads(layer l: Int) -> Int { layerHeads[l] }
+    public func kvHeads(layer l: Int) -> Int { layerKVHeads[l] }
+    public func feedForward(layer l: Int) -> Int { layerFeedForward[l] }
+    public func qDim(layer l: Int) -> Int { layerHeads[l] * headDim }
+    public func kvDim(layer l: Int) -> Int { layerKVHeads[l] * headDim }
 
     public init(metadata m: GGUFMetadata) throws {
         let a = try m.string("general.architecture")
@@ -33,18 +89,62 @@ public struct LlamaConfig: Sendable, Equatable {
         architecture = a
         hidden = try m.int("\(a).embedding_length")
         layers = try m.int("\(a).block_count")
-        feedForward = try m.int("\(a).feed_forward_length")
-        heads = try m.int("\(a).attention.head_count")
-        kvHeads = try m.int("\(a).attention.head_count_kv", default: heads)
-        guard heads > 0, kvHeads > 0, heads % kvHeads == 0 else {
-            throw ModelError("\(m.file): \(heads) heads do not split into \(kvHeads) key/value heads")
+        guard layers > 0 else { throw ModelError("\(m.file): \(a).block_count is \(layers)") }
+        let n = layers
+        layerFeedForward = try Self.perLayer(m, "\(a).feed_forward_length", layers: n)
+        layerHeads = try Self.perLayer(m, "\(a).attention.head_count", layers: n)
+        layerKVHeads = m.contains("\(a).attention.head_count_kv")
+            ? try Self.perLayer(m, "\(a).attention.head_count_kv", layers: n) : layerHeads
+        for l in 0..<n {
+            let h = layerHeads[l], kv = layerKVHeads[l]
+            guard h > 0, kv > 0, h % kv == 0, layerFeedForward[l] > 0 else {
+                throw ModelError("\(m.file): layer \(l): \(h) heads do not split into \(kv) key/value heads (feed-forward \(layerFeedForward[l]))")
+            }
         }
+        feedForward = layerFeedForward.max()!
+        heads = layerHeads.max()!
+        kvHeads = layerKVHeads.max()!
         headDim = try m.int("\(a).attention.key_length", default: hidden / heads)
         ropeDim = try m.int("\(a).rope.dimension_count", default: headDim)
         ropeBase = try m.float("\(a).rope.freq_base", default: 10000)
         rmsEps = try m.float("\(a).attention.layer_norm_rms_epsilon", default: 1e-5)
         contextLength = try m.int("\(a).context_length", default: 2048)
-        guard ropeDim % 2 == 0, ropeDim <= headDim else { throw ModelError("\(m.file): rope dimension \(ropeDim) does not fit head size \(headDim)") }
+        ropeScaling = try Self.ropeScaling(m, a)
+        guard headDim > 0, ropeDim % 2 == 0, ropeDim <= headDim else { throw ModelError("\(m.file): rope dimension \(ropeDim) does not fit head size \(headDim)") }
+    }
+
+    /// `<arch>.rope.scaling.*` with llama.cpp's defaults; nil for "none" or no type.
+    static func ropeScaling(_ m: GGUFMetadata, _ a: String) throws -> RopeScaling? {
+        let p = "\(a).rope.scaling"
+        let type = try m.string("\(p).type", default: "none")
+        if type == "none" { return nil }
+        guard let kind = RopeScaling.Kind(rawValue: type) else {
+            throw ModelError("\(m.file): rope scaling '\(type)' is not supported (linear, yarn)")
+        }
+        let factor = try m.float("\(p).factor", default: 1)
+        guard factor > 0, factor.isFinite else { throw ModelError("\(m.file): \(p).factor \(factor) must be positive") }
+        let s = RopeScaling(kind: kind, factor: factor,
+                            originalContext: try m.int("\(p).original_context_length", default: try m.int("\(a).context_length", default: 2048)),
+                            betaFast: try m.float("\(p).yarn_beta_fast", default: 32),
+                            betaSlow: try m.float("\(p).yarn_beta_slow", default: 1),
+                            extFactor: try m.float("\(p).yarn_ext_factor", default: kind == .yarn ? 1 : 0),
+                            attnFactor: try m.float("\(p).yarn_attn_factor", default: 1))
+        guard s.originalContext > 0, s.betaFast > 0, s.betaSlow > 0 else {
+            throw ModelError("\(m.file): yarn needs a positive original context and betas (\(s.originalContext), \(s.betaFast), \(s.betaSlow))")
+        }
+        return s
+    }
+
+    /// A per-layer integer: one value for every layer, or a GGUF array of exactly `layers` values.
+    static func perLayer(_ m: GGUFMetadata, _ key: String, layers: Int) throws -> [Int] {
+        if case .array = try m.value(key) {
+            let values = try m.ints(key)
+            guard values.count == layers else {
+                throw ModelError("\(m.file): \(key) has \(values.count) values, expected one per layer (\(layers))")
+            }
+            return values
+        }
+        return Array(repeating: try m.int(key), count: layers)
     }
 }
 
@@ -77,13 +177,16 @@ public final class LlamaModel {
     private let layers: [Layer]
     private let outputNorm: UnsafePointer<Float>
     private let output: Linear
-    private let attention: Attention
-    /// θ_i = base^(−2i/d) (÷ rope_freqs[i] when the file has them), i < ropeDim/2.
+    /// Per layer: its head and key/value head counts.
+    private let attention: [Attention]
+    /// θ_i = base^(−2i/d) (÷ rope_freqs[i] when the file has them), i < ropeDim/2, then rope scaling (linear, yarn).
     private let inverseFrequencies: [Float]
+    /// yarn's factor on cos and sin (1 otherwise).
+    private let ropeMagnitude: Float
 
     private let arena: Arena
     private let x, xn, q, attn, gate, up, logits, scores: UnsafeMutablePointer<Float>
-    /// Per layer [maxContext, kvDim] of fp32 or fp16 (`kvCache`).
+    /// Per layer [maxContext, that layer's kvDim] of fp32 or fp16 (`kvCache`).
     private let keyCache, valueCache: [UnsafeMutableRawPointer]
     /// F16 cache only: one layer's keys and values widened to fp32 for attention [maxContext, kvDim].
     private let keyScratch, valueScratch: UnsafeMutablePointer<Float>?
@@ -110,26 +213,28 @@ public final class LlamaModel {
         self.kvCache = kvCache
         let d = c.hidden
         layers = try (0..<c.layers).map { i in
-            let p = "blk.\(i)"
+            let p = "blk.\(i)", qDim = c.qDim(layer: i), kvDim = c.kvDim(layer: i), ff = c.feedForward(layer: i)
             return Layer(attnNorm: try w.vector("\(p).attn_norm.weight", count: d),
                          ffnNorm: try w.vector("\(p).ffn_norm.weight", count: d),
-                         q: try Linear(w, "\(p).attn_q", rows: c.qDim, cols: d),
-                         k: try Linear(w, "\(p).attn_k", rows: c.kvDim, cols: d),
-                         v: try Linear(w, "\(p).attn_v", rows: c.kvDim, cols: d),
-                         o: try Linear(w, "\(p).attn_output", rows: d, cols: c.qDim),
-                         gate: try Linear(w, "\(p).ffn_gate", rows: c.feedForward, cols: d),
-                         up: try Linear(w, "\(p).ffn_up", rows: c.feedForward, cols: d),
-                         down: try Linear(w, "\(p).ffn_down", rows: d, cols: c.feedForward))
+                         q: try Linear(w, "\(p).attn_q", rows: qDim, cols: d),
+                         k: try Linear(w, "\(p).attn_k", rows: kvDim, cols: d),
+                         v: try Linear(w, "\(p).attn_v", rows: kvDim, cols: d),
+                         o: try Linear(w, "\(p).attn_output", rows: d, cols: qDim),
+                         gate: try Linear(w, "\(p).ffn_gate", rows: ff, cols: d),
+                         up: try Linear(w, "\(p).ffn_up", rows: ff, cols: d),
+                         down: try Linear(w, "\(p).ffn_down", rows: d, cols: ff))
         }
         outputNorm = try w.vector("output_norm.weight", count: d)
         output = try Linear(w, w.has("output.weight") ? "output" : "token_embd", rows: vocab, cols: d, bias: false)
-        attention = Attention(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim)
+        attention = (0..<c.layers).map { Attention(heads: c.heads(layer: $0), kvHeads: c.kvHeads(layer: $0), headDim: c.headDim) }
 
         let half = c.ropeDim / 2
         let factors = try w.optionalVector("rope_freqs.weight", count: half)
         inverseFrequencies = (0..<half).map { i in
-            Float(1 / pow(Double(c.ropeBase), Double(2 * i) / Double(c.ropeDim))) / (factors?[i] ?? 1)
+            let theta = Float(1 / pow(Double(c.ropeBase), Double(2 * i) / Double(c.ropeDim))) / (factors?[i] ?? 1)
+            return c.ropeScaling?.inverseFrequency(theta, pair: i, ropeDim: c.ropeDim, base: c.ropeBase) ?? theta
         }
+        ropeMagnitude = c.ropeScaling?.magnitude ?? 1
 
         let b = self.maxBatch
         var plan = ArenaPlan()
@@ -139,14 +244,14 @@ public final class LlamaModel {
         let oLogits = plan.floats(b * vocab)
         let oScores = plan.floats(Attention.scoreFloats(queries: b, keys: maxContext))
         let kvElementBytes = kvCache == .f16 ? 2 : MemoryLayout<Float>.size
-        let oK = (0..<c.layers).map { _ in plan.raw(maxContext * c.kvDim * kvElementBytes) }
-        let oV = (0..<c.layers).map { _ in plan.raw(maxContext * c.kvDim * kvElementBytes) }
+        let oK = (0..<c.layers).map { plan.raw(maxContext * c.kvDim(layer: $0) * kvElementBytes) }
+        let oV = (0..<c.layers).map { plan.raw(maxContext * c.kvDim(layer: $0) * kvElementBytes) }
         let oKs = kvCache == .f16 ? plan.floats(maxContext * c.kvDim) : nil
         let oVs = kvCache == .f16 ? plan.floats(maxContext * c.kvDim) : nil
         var ws = output.workspaceBytes(rows: b)
         for l in layers { for m in [l.q, l.k, l.v, l.o, l.gate, l.up, l.down] { ws = max(ws, m.workspaceBytes(rows: b)) } }
         let oWs = plan.raw(ws)
-        let oAttnWs = plan.raw(attention.workspaceBytes(keys: maxContext))
+        let oAttnWs = plan.raw(attention.map { $0.workspaceBytes(keys: maxContext) }.max() ?? 0)
         let a = Arena(plan)
         arena = a
         (x, xn, q, attn) = (a.floats(oX), a.floats(oXn), a.floats(oQ), a.floats(oAttn))
@@ -169,9 +274,9 @@ public final class LlamaModel {
 
     /// Bytes the KV cache takes in the arena (with the F16 cache's fp32 scratch).
     public var kvCacheBytes: Int {
-        let values = maxContext * config.kvDim
-        return kvCache == .f16 ? 2 * config.layers * values * 2 + 2 * values * MemoryLayout<Float>.size
-                               : 2 * config.layers * values * MemoryLayout<Float>.size
+        let cached = (0..<config.layers).reduce(0) { $0 + 2 * maxContext * config.kvDim(layer: $1) }
+        let scratch = maxContext * config.kvDim
+        return kvCache == .f16 ? cached * 2 + 2 * scratch * MemoryLayout<Float>.size : cached * MemoryLayout<Float>.size
     }
 
     /// Bytes of packed weight matrices (the embedding table is read in place from the mapping and not counted
@@ -265,35 +370,37 @@ public final class LlamaModel {
         }
         let half = kvCache == .f16
         for (l, layer) in layers.enumerated() {
+            // This layer's widths (pruned models differ per layer).
+            let qDim = c.qDim(layer: l), kvDim = c.kvDim(layer: l), ff = c.feedForward(layer: l)
             // fp32 keys/values attention reads: the cache itself, or (F16) the scratch the cache is widened into.
             let keys = keyScratch ?? keyCache[l].assumingMemoryBound(to: Float.self)
             let values = valueScratch ?? valueCache[l].assumingMemoryBound(to: Float.self)
-            let kRows = keys + p0 * c.kvDim, vRows = values + p0 * c.kvDim
+            let kRows = keys + p0 * kvDim, vRows = values + p0 * kvDim
             // Attention: the new keys and values go straight into the cache (F16: narrowed, then all rows widened).
             Ops.rmsNorm(x, rows: n, dim: d, weight: layer.attnNorm, eps: c.rmsEps, into: xn)
             try layer.q(xn, rows: n, into: q, workspace: gemmWorkspace)
             try layer.k(xn, rows: n, into: kRows, workspace: gemmWorkspace)
             try layer.v(xn, rows: n, into: vRows, workspace: gemmWorkspace)
-            rope(q, rows: n, heads: c.heads, from: p0)
-            rope(kRows, rows: n, heads: c.kvHeads, from: p0)
+            rope(q, rows: n, heads: c.heads(layer: l), from: p0)
+            rope(kRows, rows: n, heads: c.kvHeads(layer: l), from: p0)
             if half {
-                let f16 = QuantType.f16.rawValue, newCount = Int64(n * c.kvDim), allCount = Int64((p0 + n) * c.kvDim)
-                try KernelError.check(cq_quantize_row(f16, kRows, keyCache[l] + p0 * c.kvDim * 2, newCount))
-                try KernelError.check(cq_quantize_row(f16, vRows, valueCache[l] + p0 * c.kvDim * 2, newCount))
+                let f16 = QuantType.f16.rawValue, newCount = Int64(n * kvDim), allCount = Int64((p0 + n) * kvDim)
+                try KernelError.check(cq_quantize_row(f16, kRows, keyCache[l] + p0 * kvDim * 2, newCount))
+                try KernelError.check(cq_quantize_row(f16, vRows, valueCache[l] + p0 * kvDim * 2, newCount))
                 try KernelError.check(cq_dequantize_row(f16, keyCache[l], keys, allCount))
                 try KernelError.check(cq_dequantize_row(f16, valueCache[l], values, allCount))
             }
-            try attention(q: q, ldq: c.qDim, k: keys, ldk: c.kvDim, v: values, ldv: c.kvDim,
-                          queries: n, keys: p0 + n, causalOffset: p0, scores: scores, workspace: attnWorkspace,
-                          into: attn, ldo: c.qDim)
+            try attention[l](q: q, ldq: qDim, k: keys, ldk: kvDim, v: values, ldv: kvDim,
+                             queries: n, keys: p0 + n, causalOffset: p0, scores: scores, workspace: attnWorkspace,
+                             into: attn, ldo: qDim)
             try layer.o(attn, rows: n, into: xn, workspace: gemmWorkspace)
             Ops.add(x, xn, count: n * d)
             // SwiGLU MLP.
             Ops.rmsNorm(x, rows: n, dim: d, weight: layer.ffnNorm, eps: c.rmsEps, into: xn)
             try layer.gate(xn, rows: n, into: gate, workspace: gemmWorkspace)
             try layer.up(xn, rows: n, into: up, workspace: gemmWorkspace)
-            Ops.silu(gate, count: n * c.feedForward)
-            Ops.mul(gate, up, count: n * c.feedForward)
+            Ops.silu(gate, count: n * ff)
+            Ops.mul(gate, up, count: n * ff)
             try layer.down(gate, rows: n, into: xn, workspace: gemmWorkspace)
             Ops.add(x, xn, count: n * d)
         }
@@ -312,7 +419,7 @@ public final class LlamaModel {
             let pos = Float(p0 + r)
             for i in 0..<half {
                 let angle = pos * inverseFrequencies[i]
-                let cs = Foundation.cos(angle), sn = Foundation.sin(angle)
+                let cs = Foundation.cos(angle) * ropeMagnitude, sn = Foundation.sin(angle) * ropeMagnitude
                 for h in 0..<heads {
                     let base = v + r * heads * hd + h * hd
                     let (a, b) = config.ropeLayout == .interleaved ? (2 * i, 2 * i + 1) : (i, i + half)

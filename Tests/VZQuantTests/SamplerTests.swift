@@ -326,4 +326,26 @@ final class TextStreamTests: XCTestCase {
         XCTAssertEqual(s.stop, "<|im_end|>")
         XCTAssertTrue(s.stopped)
     }
+
+    /// generatedText keeps the SentencePiece space prefix that the display drops, so a Vicuna chat can extend its
+    /// cache: ChatTemplate.continuation accepts it where the displayed text would force a new prefill.
+    func testGeneratedTextForContinuation() throws {
+        let t = try tokenizer("hf/llava-4x")
+        let ids = t.encode(" Paris is the capital.", addSpecial: false)
+        var s = TextStream(tokenizer: t, stopStrings: ["</s>", "USER:"])
+        for id in ids { _ = s.push(id) }
+        _ = s.finish()
+        XCTAssertEqual(s.shownText, "Paris is the capital.")
+        XCTAssertEqual(s.generatedText, String(decoding: ids.flatMap { t.pieceBytes($0) }, as: UTF8.self))
+        XCTAssertEqual(s.generatedText, " Paris is the capital.")
+
+        let vicuna = ChatTemplate(family: .vicuna)
+        let history: [ChatMessage] = [.user("<image>\nWhere is this?")]
+        let next: [ChatMessage] = [.user("Sure?")]
+        let c = try XCTUnwrap(try vicuna.continuation(history: history, reply: s.generatedText, next: next))
+        XCTAssertEqual(try vicuna.render(history, addGenerationPrompt: true) + s.generatedText + c.text,
+                       try vicuna.render(history + [c.reply] + next, addGenerationPrompt: true))
+        XCTAssertEqual(c.text, " USER: Sure? ASSISTANT:")
+        XCTAssertNil(try vicuna.continuation(history: history, reply: s.shownText, next: next))
+    }
 }

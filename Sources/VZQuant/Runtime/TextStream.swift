@@ -16,6 +16,12 @@ public struct TextStream: Sendable {
     /// The stop string that ended the stream, if one did.
     public private(set) var stop: String?
     public var stopped: Bool { stop != nil }
+    /// Everything returned so far by push() and finish().
+    public private(set) var shownText = ""
+    /// The reply as the model's tokens spell it: `shownText` with the SentencePiece space prefix that was
+    /// dropped for display put back (" Paris" rather than "Paris"). This is the `reply` that
+    /// ChatTemplate.continuation(history:reply:next:) expects, since the KV cache holds these tokens.
+    public var generatedText: String { droppedSpace ? " " + shownText : shownText }
 
     private let stops: [[UInt8]]
     /// Bytes of an incomplete UTF-8 character at the end of what was pushed.
@@ -23,6 +29,7 @@ public struct TextStream: Sendable {
     /// Decoded UTF-8 held back because it may begin a stop string.
     private var held: [UInt8] = []
     private var atStart = true
+    private var droppedSpace = false
 
     public init(tokenizer: Tokenizer, stopStrings: [String] = [], skipSpecial: Bool = false) {
         self.tokenizer = tokenizer
@@ -38,7 +45,10 @@ public struct TextStream: Sendable {
         var bytes = tokenizer.pieceBytes(id)
         if atStart, !bytes.isEmpty {
             atStart = false
-            if tokenizer.model == .sentencePiece, tokenizer.addSpacePrefix, bytes[0] == 0x20 { bytes.removeFirst() }
+            if tokenizer.model == .sentencePiece, tokenizer.addSpacePrefix, bytes[0] == 0x20 {
+                bytes.removeFirst()
+                droppedSpace = true
+            }
         }
         partial += bytes
         let hold = Self.incompleteTail(partial)
@@ -48,7 +58,9 @@ public struct TextStream: Sendable {
             held += Array(String(decoding: complete, as: UTF8.self).utf8)
             partial.removeFirst(partial.count - hold)
         }
-        return release()
+        let out = release()
+        shownText += out
+        return out
     }
 
     /// The text still held back when generation ends without a stop string (an unfinished character as U+FFFD).
@@ -58,6 +70,7 @@ public struct TextStream: Sendable {
         partial = []
         let out = String(decoding: held, as: UTF8.self)
         held = []
+        shownText += out
         return out
     }
 

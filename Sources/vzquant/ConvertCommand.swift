@@ -4,6 +4,8 @@ import VZQuant
 
 /// `vzquant convert SRC -o OUT.gguf [--mmproj-out MMPROJ.gguf] --type …`: Hugging Face checkpoint or GGUF → GGUF
 /// files llama.cpp loads (a text model and an `mmproj` vision file).
+/// `vzquant convert --preset NAME -o OUT.gguf [--mmproj-out MMPROJ.gguf] --type … [--seed S]`: a synthetic model of
+/// a published architecture and size with seeded random weights (see ModelPreset), for benchmarks.
 struct ConvertCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "convert",
@@ -14,11 +16,20 @@ struct ConvertCommand: ParsableCommand {
             to --mmproj-out (or -o). Types: --type applies to 2-D weights; norms, biases and position/class \
             embeddings stay f32, the patch embedding f16; the token embedding is q8_0 under --type q4_0 unless \
             --token-embedding-type says otherwise. Tensors stream one at a time; outputs appear only when complete.
+
+            --preset NAME instead of a source writes a model of that architecture and size with seeded random \
+            weights (generated directly in the target type): \(ModelPreset.names.joined(separator: ", ")).
             """
     )
 
     @Argument(help: "Hugging Face model directory (config.json + *.safetensors), or a .gguf file to re-quantize.")
-    var source: String
+    var source: String?
+
+    @Option(name: .long, help: "Write a synthetic model of this architecture instead of converting a source.")
+    var preset: String?
+
+    @Option(name: .long, help: "Seed of a --preset model's random weights (same seed, same bytes).")
+    var seed: UInt64 = 0
 
     @Option(name: [.customShort("o"), .long], help: "Output GGUF (the text model of a VLM).")
     var output: String
@@ -35,6 +46,15 @@ struct ConvertCommand: ParsableCommand {
     @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
+        switch (source, preset) {
+        case (nil, nil): throw ValidationError("give a source (model directory or .gguf file) or --preset NAME")
+        case (.some, .some): throw ValidationError("give either a source or --preset, not both")
+        case (nil, let name?):
+            guard (try? ModelPreset.named(name)) != nil else {
+                throw ValidationError("unknown preset '\(name)'; known presets: \(ModelPreset.names.joined(separator: ", "))")
+            }
+        default: break
+        }
         for (flag, value) in [("--type", type), ("--token-embedding-type", tokenEmbeddingType)] {
             guard let value else { continue }
             guard let t = QuantType(name: value), TypePolicy.outputTypes.contains(t) else {
@@ -45,6 +65,8 @@ struct ConvertCommand: ParsableCommand {
 
     func run() throws {
         try compute.apply()
+        if let preset { return try writePreset(preset) }
+        guard let source else { throw ValidationError("no source given") }
         let policy = try TypePolicy(type: QuantType(name: type)!, tokenEmbeddingType: tokenEmbeddingType.flatMap(QuantType.init(name:)))
         let options = ConvertOptions(source: source, output: output, mmprojOutput: mmprojOut, policy: policy, threads: Threads.count)
         let progress = ConvertProgress.forStdout()
@@ -55,6 +77,34 @@ struct ConvertCommand: ParsableCommand {
             for line in summary.lines { print(line) }
         } catch {
             // One line, exit code 1; Converter has removed every temporary file.
+            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            throw ExitCode.failure
+        }
+    }
+
+    /// The synthetic model of `--preset`, with progress (bytes written / total) on stderr for big ones.
+    private func writePreset(_ name: String) throws {
+        let type = QuantType(name: type)!
+        let embeddingType = tokenEmbeddingType.flatMap(QuantType.init(name:))
+        do {
+            let preset = try ModelPreset.named(name)
+            let plan = try SyntheticModel.plan(preset: preset, type: type, tokenEmbeddingType: embeddingType)
+            let total = plan.text.tensorBytes + (mmprojOut == nil ? 0 : plan.mmproj.tensorBytes)
+            let showProgress = total >= 256 << 20
+            var shown = -1
+            let summary = try SyntheticModel.write(preset: preset, type: type, tokenEmbeddingType: embeddingType,
+                                                   textPath: output, mmprojPath: mmprojOut, seed: seed) { done, total in
+                guard showProgress else { return }
+                let percent = total > 0 ? done * 100 / total : 100
+                guard percent != shown else { return }
+                shown = percent
+                let line = String(format: "\r%@: %.0f / %.0f MB (%d%%)", preset.name, Double(done) / 1e6, Double(total) / 1e6, percent)
+                FileHandle.standardError.write(Data(line.utf8))
+            }
+            if showProgress { FileHandle.standardError.write(Data("\n".utf8)) }
+            print("\(preset.name) (synthetic, seed \(seed)): \(preset.summary)")
+            for line in summary.lines { print(line) }
+        } catch {
             FileHandle.standardError.write(Data("error: \(error)\n".utf8))
             throw ExitCode.failure
         }

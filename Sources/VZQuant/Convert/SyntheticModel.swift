@@ -314,9 +314,13 @@ public enum SyntheticModel {
 
     // MARK: writing
 
-    /// Rows are generated a chunk at a time (~8 MB, at least one row) in parallel into one reused buffer.
+    /// Rows are generated a chunk at a time (~8 MB, at least one row), in parallel.
     static let chunkBytes = 8 << 20
+    /// Chunks in flight: one being written while the next ones are generated.
+    static let chunkBuffers = 3
 
+    /// A background producer generates the chunks of every tensor, in file order, into a ring of buffers while
+    /// the writer streams the filled ones: generating and writing overlap, so a big file goes at disk speed.
     private static func write(_ file: SyntheticFile, to path: String, seed: UInt64, threads: Int,
                               wrote: (Int) -> Void) throws {
         let writer = GGUFWriter()
@@ -324,22 +328,55 @@ public enum SyntheticModel {
         for t in file.tensors { try writer.addTensor(name: t.name, dims: t.dims, type: t.type) }
         let index = Dictionary(uniqueKeysWithValues: file.tensors.enumerated().map { ($1.name, $0) })
         let largestRow = file.tensors.map(\.rowBytes).max() ?? 0
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(chunkBytes, largestRow, 1), alignment: 64)
-        defer { buffer.deallocate() }
+        let chunkSize = max(chunkBytes, largestRow, 1)
+        let (chunks, chunksOfTensor) = chunkPlan(file, chunkSize: chunkSize)
+        let ring = ChunkRing(count: chunkBuffers, bytes: chunkSize)
+        let producer = DispatchGroup()
+        DispatchQueue.global().async(group: producer) {
+            for (k, chunk) in chunks.enumerated() {
+                guard ring.acquireFree() else { return }
+                let t = file.tensors[chunk.tensor]
+                let tensorSeed = mix(seed ^ mix(UInt64(chunk.tensor) &+ 0x1234_5678))
+                do {
+                    try generate(t, rows: chunk.rows, seed: tensorSeed, into: ring.buffer(k).baseAddress!, threads: threads)
+                } catch {
+                    ring.fail(error)
+                    return
+                }
+                ring.publish()
+            }
+        }
+        defer {
+            // On a write error the producer may wait for a free buffer: stop it before the ring goes away.
+            ring.cancel()
+            producer.wait()
+        }
         try writer.write(to: path) { info, sink in
             let i = index[info.name]!
             let t = file.tensors[i]
-            let tensorSeed = mix(seed ^ mix(UInt64(i) &+ 0x1234_5678))
-            let rowsPerChunk = max(1, buffer.count / max(1, t.rowBytes))
-            var row = 0
-            while row < t.rows {
-                let n = min(rowsPerChunk, t.rows - row)
-                try generate(t, rows: row..<(row + n), seed: tensorSeed, into: buffer.baseAddress!, threads: threads)
-                try sink.write(UnsafeRawBufferPointer(start: buffer.baseAddress, count: n * t.rowBytes))
-                wrote(n * t.rowBytes)
-                row += n
+            for k in chunksOfTensor[i] {
+                try ring.acquireFilled()
+                let bytes = chunks[k].rows.count * t.rowBytes
+                try sink.write(UnsafeRawBufferPointer(start: ring.buffer(k).baseAddress, count: bytes))
+                ring.release()
+                wrote(bytes)
             }
         }
+    }
+
+    /// Every chunk in writing order, and which of them belong to each tensor.
+    static func chunkPlan(_ file: SyntheticFile, chunkSize: Int) -> (chunks: [(tensor: Int, rows: Range<Int>)], ofTensor: [Range<Int>]) {
+        var chunks: [(tensor: Int, rows: Range<Int>)] = []
+        var ofTensor: [Range<Int>] = []
+        for (i, t) in file.tensors.enumerated() {
+            let first = chunks.count
+            let rowsPerChunk = max(1, chunkSize / max(1, t.rowBytes))
+            for row in stride(from: 0, to: t.rows, by: rowsPerChunk) {
+                chunks.append((i, row..<min(t.rows, row + rowsPerChunk)))
+            }
+            ofTensor.append(first..<chunks.count)
+        }
+        return (chunks, ofTensor)
     }
 
     /// Rows `rows` of `t` into `out` (row `rows.lowerBound` at offset 0).
@@ -361,6 +398,55 @@ public enum SyntheticModel {
                 r += workers
             }
         }
+    }
+}
+
+/// A ring of chunk buffers between one producer and one consumer; chunk k lives in buffer k mod count.
+private final class ChunkRing: @unchecked Sendable {
+    private let buffers: [UnsafeMutableRawBufferPointer]
+    private let free = DispatchSemaphore(value: 0)
+    private let filled = DispatchSemaphore(value: 0)
+    private let lock = NSLock()
+    private var cancelled = false
+    private var error: Error?
+
+    init(count: Int, bytes: Int) {
+        buffers = (0..<count).map { _ in .allocate(byteCount: bytes, alignment: 64) }
+        // Signalled rather than created with `count`: libdispatch traps when a semaphore is destroyed below its
+        // initial value, which happens when the writer stops early.
+        for _ in 0..<count { free.signal() }
+    }
+
+    deinit { for b in buffers { b.deallocate() } }
+
+    func buffer(_ chunk: Int) -> UnsafeMutableRawBufferPointer { buffers[chunk % buffers.count] }
+
+    /// Producer: waits for a buffer to fill; false when the consumer has stopped.
+    func acquireFree() -> Bool {
+        free.wait()
+        lock.lock(); defer { lock.unlock() }
+        return !cancelled
+    }
+
+    func publish() { filled.signal() }
+
+    func fail(_ e: Error) {
+        lock.lock(); error = e; lock.unlock()
+        filled.signal()
+    }
+
+    /// Consumer: waits for the next filled chunk; throws the producer's error.
+    func acquireFilled() throws {
+        filled.wait()
+        lock.lock(); defer { lock.unlock() }
+        if let error { throw error }
+    }
+
+    func release() { free.signal() }
+
+    func cancel() {
+        lock.lock(); cancelled = true; lock.unlock()
+        free.signal()
     }
 }
 

@@ -474,7 +474,7 @@ private struct RowFill: @unchecked Sendable {
         let p = out + (r - first) * tensor.rowBytes
         var rng = SeededRandom(seed: mix(seed ^ UInt64(r)))
         guard case let .random(std) = tensor.fill else {
-            // Norm weights are always f32 ones.
+            // Norm weights: 1 (f32 under the type policy; an f16 row is filled the same way).
             for i in 0..<n {
                 if tensor.type == .f16 { p.storeBytes(of: cq_fp32_to_fp16(1), toByteOffset: 2 * i, as: UInt16.self) }
                 else { p.storeBytes(of: Float(1), toByteOffset: 4 * i, as: Float.self) }

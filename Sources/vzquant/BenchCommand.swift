@@ -7,7 +7,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure performance (numbers only; nothing here passes or fails).",
-        subcommands: [BenchGemm.self]
+        subcommands: [BenchModel.self, BenchGemm.self]
     )
 }
 
@@ -87,6 +87,128 @@ struct BenchGemm: ParsableCommand {
             print(zip(cells, columns).map { pad($0.0, $0.1.1, left: $0.1.0 == "type") }.joined(separator: " "))
         }
         print("(\(fmt(seconds, 1)) s)")
+    }
+}
+
+struct BenchModel: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "model",
+        abstract: "Memory and prefill/decode speed of a quantized (vision-language) model, with and without VisionZip.",
+        discussion: """
+            One row per visual-token budget: a fresh load sized for exactly that budget, a warm-up run, then \
+            --repetitions timed runs of image preprocessing → vision encoder → VisionZip → projector → LLM prefill \
+            → first token → greedy decode (min / median / max). Peak RSS is the kernel's VmHWM, reset before each \
+            row. Ratios (TTFT and prefill speed-up, peak RSS saved) are against the 'all' row of the same run. \
+            Without --image a built-in 1024×768 test picture is used. --preset builds a model of a real \
+            architecture and size with seeded random weights (written once to $VZQ_MODELS/presets, default \
+            ~/.cache/vzquant/models/presets): speed and memory do not depend on the weights' values.
+            """
+    )
+
+    @Option(name: [.customShort("m"), .long], help: "Text model GGUF (or use --preset).")
+    var model: String?
+
+    @Option(name: .long, help: "Vision file (mmproj GGUF).")
+    var mmproj: String?
+
+    @Option(name: .long, help: "Built-in model: \(ModelPreset.names.joined(separator: ", ")).")
+    var preset: String?
+
+    @Option(name: .long, help: "Weight type of --preset: q4_0 or q8_0.")
+    var type = "q4_0"
+
+    @Option(name: .long, help: "Image file (default: a built-in test picture).")
+    var image: String?
+
+    @Option(name: .customLong("visual-tokens"), help: "Comma-separated budgets per image/crop; 'all' = VisionZip off (default: all and 1/3, 2/9, 1/9 of a crop's tokens: all,192,128,64 for LLaVA-1.5).")
+    var visualTokens: String?
+
+    @Option(name: .customLong("prompt-tokens"), help: "Text tokens in the prompt (default: 20 with an image, 512 without).")
+    var promptTokens: Int?
+
+    @Option(name: .customLong("gen-tokens"), help: "Tokens to generate (0: prefill only).")
+    var genTokens = 16
+
+    @Option(name: .long, help: "Timed repetitions per row (after one warm-up run).")
+    var repetitions = 3
+
+    @Option(name: .customLong("kv-type"), help: "KV cache type: f32 or f16.")
+    var kvType = "f32"
+
+    @Option(name: .long, help: "Write the results as JSON (fields in the README).")
+    var json: String?
+
+    @Option(name: .long, help: "Write the results as a markdown table.")
+    var markdown: String?
+
+    @Option(name: .long, help: "Write a bar chart of TTFT and peak RSS per budget (SVG).")
+    var svg: String?
+
+    @OptionGroup var compute: ComputeOptions
+
+    func validate() throws {
+        guard (model == nil) != (preset == nil) else { throw ValidationError("give either -m MODEL.gguf or --preset NAME") }
+        if preset != nil, mmproj != nil { throw ValidationError("--preset brings its own mmproj") }
+        if let preset { do { _ = try ModelPreset.named(preset) } catch { throw ValidationError("\(error)") } }
+        guard ["q4_0", "q8_0"].contains(type) else { throw ValidationError("--type must be q4_0 or q8_0") }
+        guard ["f32", "f16"].contains(kvType) else { throw ValidationError("--kv-type must be f32 or f16") }
+        if let visualTokens { do { _ = try VisualTokens.list(visualTokens) } catch { throw ValidationError("\(error)") } }
+        if let promptTokens, promptTokens < 1 { throw ValidationError("--prompt-tokens must be at least 1") }
+        if genTokens < 0 { throw ValidationError("--gen-tokens must be ≥ 0") }
+        if repetitions < 1 { throw ValidationError("--repetitions must be at least 1") }
+    }
+
+    func run() throws {
+        try compute.apply()
+        do {
+            var modelPath = model ?? "", mmprojPath = mmproj
+            if let preset { (modelPath, mmprojPath) = try presetFiles(try ModelPreset.named(preset)) }
+            var options = ModelBenchOptions(model: modelPath, mmproj: mmprojPath, image: image, promptTokens: promptTokens,
+                                            genTokens: genTokens)
+            options.visualTokens = try visualTokens.map(VisualTokens.list) ?? []
+            options.repetitions = repetitions
+            options.kvCache = kvType == "f16" ? .f16 : .f32
+            options.setting = kvType == "f16" ? "kv f16" : ""
+            let rowCount = mmprojPath == nil ? 1 : max(options.visualTokens.count, 4)
+            let progress = BenchProgress(total: 1 + rowCount * (2 + options.warmupRuns + options.repetitions))
+            let (rows, peakPerRow) = try ModelBench.run(options, progress: progress)
+            progress.finish()
+            let report = ModelBenchReport(model: modelPath, mmproj: mmprojPath, image: image, preset: preset,
+                                          threads: Threads.count, warmupRuns: options.warmupRuns,
+                                          peakRSSPerRow: peakPerRow, results: rows)
+            print(report.table())
+            if let json { try report.writeJSON(to: json) }
+            if let markdown { try report.writeMarkdown(to: markdown) }
+            if let svg { try report.writeSVG(to: svg) }
+        } catch {
+            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            throw ExitCode.failure
+        }
+    }
+
+    /// The preset's files in the cache folder, written once (seeded: the same bytes on every machine).
+    private func presetFiles(_ p: ModelPreset) throws -> (String, String?) {
+        let root = ProcessInfo.processInfo.environment["VZQ_MODELS"]
+            ?? (NSHomeDirectory() as NSString).appendingPathComponent(".cache/vzquant/models")
+        let dir = (root as NSString).appendingPathComponent("presets")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let text = (dir as NSString).appendingPathComponent("\(p.name)-\(type).gguf")
+        let mm = (dir as NSString).appendingPathComponent("\(p.name)-\(type)-mmproj.gguf")
+        let fm = FileManager.default
+        if !fm.fileExists(atPath: text) || !fm.fileExists(atPath: mm) {
+            let tty = isatty(2) != 0
+            FileHandle.standardError.write(Data("writing preset \(p.name) (\(type)) to \(dir) (once)…\n".utf8))
+            var shown = -1
+            try SyntheticModel.write(preset: p, type: QuantType(name: type)!, textPath: text, mmprojPath: mm, seed: 0) { done, total in
+                let percent = total > 0 ? done * 100 / total : 100
+                if tty, percent != shown {
+                    shown = percent
+                    FileHandle.standardError.write(Data("\r  \(percent)% of \(total >> 20) MiB".utf8))
+                }
+            }
+            if tty { FileHandle.standardError.write(Data("\n".utf8)) }
+        }
+        return (text, mm)
     }
 }
 

@@ -156,7 +156,6 @@ struct ChatCommand: ParsableCommand {
         }
 
         var stream = TextStream(tokenizer: session.tokenizer, stopStrings: stops)
-        var reply = ""
         Interrupt.requested = 0
         let budget = min(sampling.maxTokens, session.contextLength - session.position)
         let report = try session.generate(
@@ -164,15 +163,13 @@ struct ChatCommand: ParsableCommand {
             sample: { logits, history in sampler.sample(logits: logits, history: history) },
             onToken: { token in
                 let piece = stream.push(token)
-                reply += piece
                 emit(piece)
                 return stream.stopped
             },
             interrupted: Interrupt.take)
-        let tail = stream.finish()
-        reply += tail
-        emit(tail + "\n")
-        chat.lastReply = reply
+        emit(stream.finish() + "\n")
+        // The reply as its tokens spell it (SentencePiece's leading space kept): what the cache holds.
+        chat.lastReply = stream.generatedText
         if report.stopReason == .contextFull || session.position >= session.contextLength {
             note("(context full: \(session.contextLength) positions; /reset to start over, or raise --ctx-size)")
         } else if report.stopReason == .interrupted {

@@ -6,8 +6,8 @@ public struct ModelBenchOptions: Sendable {
     public var mmproj: String?
     /// Image file; nil with an mmproj: `ModelBench.syntheticImage` (no decode time then).
     public var image: String?
-    /// One row per entry (ignored without an mmproj).
-    public var visualTokens: [VisualTokens] = [.all] + [192, 128, 64].map { .budget(try! .split(visualTokens: $0)) }
+    /// One row per entry (ignored without an mmproj). Empty: `ModelBench.defaultBudgets` for the encoder.
+    public var visualTokens: [VisualTokens] = []
     /// Text tokens of the prompt (BOS included when the tokenizer adds one).
     public var promptTokens: Int
     /// Tokens generated greedily after the prefill (0: prefill only, like llama-bench's pp).
@@ -45,7 +45,8 @@ public enum ModelBench {
         if let mmproj = o.mmproj, let picture {
             progress?.step("planning")
             let vision = try VisionPipeline(path: mmproj)
-            budgets = o.visualTokens.map { ($0, vision.tokens(for: picture, visualTokens: $0)) }
+            let list = o.visualTokens.isEmpty ? try defaultBudgets(tokensPerCrop: vision.tokensPerCrop) : o.visualTokens
+            budgets = list.map { ($0, vision.tokens(for: picture, visualTokens: $0)) }
         }
         var rows: [ModelBenchRow] = []
         var peakPerRow = true
@@ -54,6 +55,15 @@ public enum ModelBench {
             rows.append(try row(o, budget: budget, visualTokens: visual, picture: picture, progress: progress))
         }
         return (rows, peakPerRow)
+    }
+
+    /// VisionZip off, then the paper's LLaVA-1.5 budgets scaled to the encoder: T/3, 2T/9 and T/9 of the T tokens a
+    /// crop gives (576 → 192, 128, 64; SmolVLM's 64 → 21, 14, 7).
+    public static func defaultBudgets(tokensPerCrop t: Int) throws -> [VisualTokens] {
+        let sizes = [t / 3, 2 * t / 9, t / 9].map { max($0, 1) }
+        var out: [VisualTokens] = [.all]
+        for n in sizes where !out.contains(.budget(try .split(visualTokens: n))) { out.append(.budget(try .split(visualTokens: n))) }
+        return out
     }
 
     /// A deterministic 1024×768 test picture (smooth gradients, edges and texture), so a run needs no file;

@@ -152,6 +152,22 @@ final class ChatTemplateTests: XCTestCase {
                        "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
     }
 
+    /// SmolVLM's format (llama.cpp's "smolvlm"; HF's SmolVLM template writes the same for text and image-first
+    /// turns), written out by hand.
+    func testSmolVLM() throws {
+        let t = try ChatTemplate(name: "smolvlm")
+        let text = try t.render([.user("<image>What is this?"), .assistant("A cat."), .user("Sure?")], addGenerationPrompt: true)
+        XCTAssertEqual(text, "<|im_start|>User:<image>What is this?<end_of_utterance>\nAssistant: A cat.<end_of_utterance>\n"
+                             + "User: Sure?<end_of_utterance>\nAssistant:")
+        XCTAssertTrue(t.textIncludesBOS)
+        XCTAssertEqual(t.stopStrings, ["<end_of_utterance>"])
+        let detected = ChatTemplate.detect(templateText: "<|im_start|>{% for m in messages %}{{ m['role'] | capitalize }}: …<end_of_utterance>\n{% endfor %}",
+                                           architecture: "llama")
+        XCTAssertEqual(detected.family, .smolvlm)
+        let c = try XCTUnwrap(t.continuation(history: [.user("Hi")], reply: " Hello.", next: [.user("Bye")]))
+        XCTAssertEqual(c.text, "<end_of_utterance>\nUser: Bye<end_of_utterance>\nAssistant:")
+    }
+
     func testNamesStopsAndBOS() throws {
         for family in ChatTemplate.Family.allCases {
             XCTAssertEqual(try ChatTemplate(name: family.rawValue).family, family)

@@ -37,12 +37,15 @@ public struct ChatTemplateError: Error, CustomStringConvertible, Equatable {
 ///           (whitespace-trimmed) + "<|eot_id|>"; the generation prompt is the assistant header.
 ///   llama2  Llama-2-chat: "<s>[INST] text [/INST]", the reply " text </s>", a system message wrapped in
 ///           <<SYS>> into the first user turn; roles must alternate user/assistant.
+///   smolvlm SmolVLM / Idefics3 (llama.cpp's "smolvlm"): "<|im_start|>" once, then "User: text<end_of_utterance>\n"
+///           and "Assistant: text<end_of_utterance>\n" ("User:" directly followed by an image marker), a system
+///           message as its text and a blank line; the generation prompt is "Assistant:".
 ///   raw     no template: the messages' texts concatenated (base models, completion prompts).
 ///
 /// Images: a message's text keeps `imageMarker` where it stands; the runtime splits the encoded prompt there.
 public struct ChatTemplate: Sendable, Equatable {
     public enum Family: String, Sendable, CaseIterable, Codable {
-        case vicuna, chatml, smollm, llama3, llama2, raw
+        case vicuna, chatml, smollm, smolvlm, llama3, llama2, raw
     }
 
     public static let imageMarker = "<image>"
@@ -70,13 +73,14 @@ public struct ChatTemplate: Sendable, Equatable {
 
     /// True when the rendered text starts with the BOS token's text (llama3 "<|begin_of_text|>", llama2 "<s>"): the
     /// caller then encodes with addSpecial: false so BOS is not added twice (and parseSpecial: true in any case).
-    public var textIncludesBOS: Bool { family == .llama3 || family == .llama2 }
+    public var textIncludesBOS: Bool { family == .llama3 || family == .llama2 || family == .smolvlm }
 
     /// Texts that end the assistant's turn when the model writes them (special tokens decode to their text).
     public var stopStrings: [String] {
         switch family {
         case .vicuna: ["</s>", "USER:"]
         case .chatml, .smollm: ["<|im_end|>", "<|endoftext|>"]
+        case .smolvlm: ["<end_of_utterance>"]
         case .llama3: ["<|eot_id|>", "<|end_of_text|>"]
         case .llama2: ["</s>", "[INST]"]
         case .raw: []
@@ -106,6 +110,7 @@ public struct ChatTemplate: Sendable, Equatable {
     /// back to chatml); "qwen2" → chatml without a default system prompt; anything else → raw.
     public static func detect(templateText: String?, architecture: String) -> ChatTemplate {
         if let text = templateText, !text.isEmpty {
+            if text.contains("<end_of_utterance>") { return ChatTemplate(family: .smolvlm) }
             if text.contains("<|im_start|>") {
                 let system = chatMLDefaultSystemPrompt(in: text)
                 if text.contains("SmolLM") { return ChatTemplate(family: .smollm, defaultSystemPrompt: system) }
@@ -162,6 +167,17 @@ public struct ChatTemplate: Sendable, Equatable {
                 out += "<|im_start|>" + m.role.rawValue + "\n" + m.content + "<|im_end|>\n"
             }
             if addGenerationPrompt { out += "<|im_start|>assistant\n" }
+        case .smolvlm:
+            out += "<|im_start|>"
+            for m in messages {
+                switch m.role {
+                case .system: out += m.content + "\n\n"
+                case .user, .assistant:
+                    let role = m.role == .user ? "User:" : "Assistant:"
+                    out += role + (m.content.hasPrefix(Self.imageMarker) ? "" : " ") + m.content + "<end_of_utterance>\n"
+                }
+            }
+            if addGenerationPrompt { out += "Assistant:" }
         case .llama3:
             for (i, m) in messages.enumerated() {
                 if i == 0 { out += "<|begin_of_text|>" }

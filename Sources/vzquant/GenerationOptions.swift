@@ -89,6 +89,9 @@ struct SamplingOptions: ParsableArguments {
     @Option(name: .customLong("top-p"), help: "Keep the smallest set of tokens with this much probability (1 = off).")
     var topP: Float = 0.95
 
+    @Option(name: .customLong("min-p"), help: "Drop tokens less likely than this fraction of the best one (0 = off).")
+    var minP: Float = 0
+
     @Option(name: .customLong("repeat-penalty"), help: "Penalty for tokens among the last 64 (1 = off).")
     var repeatPenalty: Float = 1.0
 
@@ -103,11 +106,12 @@ struct SamplingOptions: ParsableArguments {
         if !(temp >= 0) { throw ValidationError("--temp must be ≥ 0") }
         if topK < 0 { throw ValidationError("--top-k must be ≥ 0") }
         if !(topP > 0 && topP <= 1) { throw ValidationError("--top-p must be in (0, 1]") }
+        if !(minP >= 0 && minP < 1) { throw ValidationError("--min-p must be in [0, 1)") }
         if !(repeatPenalty > 0) { throw ValidationError("--repeat-penalty must be > 0") }
     }
 
     var parameters: SamplingParameters {
-        SamplingParameters(temperature: temp, topK: topK, topP: topP, repeatPenalty: repeatPenalty,
+        SamplingParameters(temperature: temp, topK: topK, topP: topP, minP: minP, repeatPenalty: repeatPenalty,
                            seed: seed ?? UInt64(truncatingIfNeeded: DispatchTime.now().uptimeNanoseconds))
     }
 }

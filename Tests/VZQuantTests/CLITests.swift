@@ -1,0 +1,143 @@
+import Foundation
+import XCTest
+@testable import VZQuant
+
+/// The `vzquant` executable (built next to the test bundle by `swift build --build-tests`) on the tiny LLaVA
+/// fixture: run --json, chat's per-turn prefill, tokenize, and one-line errors for bad input.
+final class CLITests: XCTestCase {
+    var temp: URL!
+    var tool: URL!
+
+    override func setUpWithError() throws {
+        let products = URL(fileURLWithPath: ProcessInfo.processInfo.arguments[0]).deletingLastPathComponent()
+        tool = products.appendingPathComponent("vzquant")
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: tool.path), "no vzquant binary next to the tests (swift build --build-tests)")
+        temp = FileManager.default.temporaryDirectory.appendingPathComponent("vzq-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: temp, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { if let temp { try? FileManager.default.removeItem(at: temp) } }
+
+    /// Runs the tool; returns (status, stdout, stderr).
+    func vzquant(_ args: [String], stdin: String? = nil) throws -> (Int32, String, String) {
+        let p = Process()
+        p.executableURL = tool
+        p.arguments = args
+        let out = Pipe(), err = Pipe(), input = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        p.standardInput = input
+        try p.run()
+        if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
+        try input.fileHandleForWriting.close()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+
+    func llava() throws -> (String, String) {
+        let root = try XCTUnwrap(Bundle.module.url(forResource: "Fixtures", withExtension: nil))
+        let text = temp.appendingPathComponent("llava.gguf").path, mm = temp.appendingPathComponent("mmproj.gguf").path
+        _ = try Converter.run(ConvertOptions(source: root.appendingPathComponent("hf/llava-4x").path, output: text,
+                                             mmprojOutput: mm, policy: try TypePolicy(type: .f32), threads: 2))
+        return (text, mm)
+    }
+
+    func testRunJSONWithImage() throws {
+        let (text, mm) = try llava()
+        let image = try XCTUnwrap(Bundle.module.url(forResource: "Fixtures", withExtension: nil))
+            .appendingPathComponent("images/photo64x48_444.jpg").path
+        let map = temp.appendingPathComponent("map.png").path
+        let (status, out, err) = try vzquant(["run", "-m", text, "--mmproj", mm, "--image", image, "-p", "Describe <image> please",
+                                              "--visual-tokens", "6", "--temp", "0", "-n", "4", "--json", "--visionzip-map", map])
+        XCTAssertEqual(status, 0, err)
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])
+        XCTAssertEqual((json["tokens"] as? [Int])?.count, 4)
+        XCTAssertEqual(json["stop_reason"] as? String, "max_tokens")
+        let images = try XCTUnwrap(json["images"] as? [[String: Any]])
+        let zip = try XCTUnwrap(images.first?["visionzip"] as? [String: Any])
+        XCTAssertEqual(zip["tokens_before"] as? Int, 17)
+        XCTAssertEqual(zip["tokens_after"] as? Int, 6)
+        XCTAssertEqual((zip["dominant"] as? [Int])?.first, 0, "CLS is always kept")
+        XCTAssertEqual((zip["dominant"] as? [Int])?.count, 5)
+        XCTAssertEqual((zip["contextual"] as? [[String: Any]])?.count, 1)
+        XCTAssertEqual((json["prefill_tokens"] as? Int).map { $0 - (json["prompt_tokens"] as? Int ?? 0) }, 6)
+        let timings = try XCTUnwrap(json["timings"] as? [String: Any])
+        for key in ["load_ms", "vision_ms", "visionzip_ms", "projector_ms", "prefill_ms", "ttft_ms", "decode_tokens_per_s"] {
+            XCTAssertNotNil(timings[key] as? Double, key)
+        }
+        XCTAssertEqual(try ImageDecoder.decode(file: map).width, 32, "the map is the 32×32 crop the encoder saw")
+
+        // The same greedy run streamed as text prints the JSON's text.
+        let (s2, streamed, _) = try vzquant(["run", "-m", text, "--mmproj", mm, "--image", image, "-p", "Describe <image> please",
+                                             "--visual-tokens", "6", "--temp", "0", "-n", "4"])
+        XCTAssertEqual(s2, 0)
+        XCTAssertEqual(streamed, (json["text"] as? String ?? "") + "\n")
+    }
+
+    /// The second turn prefills only its own tokens; the image (encoded once) stays in the cache. (ChatML: its
+    /// turns extend any reply; Vicuna's need a reply starting with a space, which this random model rarely writes,
+    /// and then the whole conversation is prefilled again — checked below too.)
+    func testChatPrefillsOnlyTheNewTurn() throws {
+        let (text, mm) = try llava()
+        let image = try XCTUnwrap(Bundle.module.url(forResource: "Fixtures", withExtension: nil))
+            .appendingPathComponent("images/rgb37x23.png").path
+        let (status, _, err) = try vzquant(["chat", "-m", text, "--mmproj", mm, "--image", image, "--visual-tokens", "all",
+                                            "--temp", "0", "-n", "3", "-v", "--chat-template", "chatml"],
+                                           stdin: "What is it?\nAnd now?\n")
+        XCTAssertEqual(status, 0, err)
+        let prefills = err.split(separator: "\n").filter { $0.hasPrefix("[prefill") }
+        XCTAssertEqual(prefills.count, 2, err)
+        func numbers(_ line: Substring) -> [Int] { line.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) } }
+        let first = numbers(prefills[0]), second = numbers(prefills[1])
+        XCTAssertEqual(first[1], 16, "the first turn carries the 16 image rows")
+        XCTAssertEqual(second[1], 0, "the second turn has no image rows")
+        // cache position after turn 2 = turn 1's prefill + 3 generated + turn 2's prefill (Vicuna: no rebuild)
+        XCTAssertEqual(second[second.count - 2], first[0] + 3 + second[0], err)
+    }
+
+    /// When the template cannot extend the cache (Vicuna after a reply without a leading space) the whole
+    /// conversation, image rows included, is prefilled again from an empty cache.
+    func testChatRebuildsWhenTheTemplateRewrites() throws {
+        let (text, mm) = try llava()
+        let image = try XCTUnwrap(Bundle.module.url(forResource: "Fixtures", withExtension: nil))
+            .appendingPathComponent("images/rgb37x23.png").path
+        let (status, _, err) = try vzquant(["chat", "-m", text, "--mmproj", mm, "--image", image, "--visual-tokens", "all",
+                                            "--temp", "0", "-n", "3", "-v"], stdin: "What is it?\nAnd now?\n")
+        XCTAssertEqual(status, 0, err)
+        let prefills = err.split(separator: "\n").filter { $0.hasPrefix("[prefill") }
+        XCTAssertEqual(prefills.count, 2, err)
+        func numbers(_ line: Substring) -> [Int] { line.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) } }
+        let first = numbers(prefills[0]), second = numbers(prefills[1])
+        if err.contains("prefilling the whole conversation again") {
+            XCTAssertEqual(second[1], 16, "the image rows are prefilled again")
+            XCTAssertGreaterThan(second[0], first[0])
+            XCTAssertEqual(second[second.count - 2], second[0], "from an empty cache")
+        } else {
+            XCTAssertEqual(second[1], 0)
+            XCTAssertEqual(second[second.count - 2], first[0] + 3 + second[0])
+        }
+    }
+
+    func testTokenizeAndErrors() throws {
+        let (text, _) = try llava()
+        let (status, out, _) = try vzquant(["tokenize", "-m", text, "--json", "hello world"])
+        XCTAssertEqual(status, 0)
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])
+        let tokenizer = try Tokenizer(gguf: GGUFFile(path: text))
+        XCTAssertEqual(json["ids"] as? [Int], tokenizer.encode("hello world").map(Int.init))
+
+        // Bad input: one line on stderr, status 1, never a crash.
+        let junk = temp.appendingPathComponent("junk.gguf").path
+        try Data("GGUF nonsense".utf8).write(to: URL(fileURLWithPath: junk))
+        for args in [["run", "-m", junk, "-p", "x"], ["run", "-m", text, "-p", "x", "--image", junk, "--mmproj", text],
+                     ["run", "-m", text, "--mmproj", text, "-p", "x", "--image", "/nonexistent.png"]] {
+            let (s, _, e) = try vzquant(args)
+            XCTAssertEqual(s, 1, "\(args): \(e)")
+            XCTAssertTrue(e.hasPrefix("error: "), e)
+        }
+        let (s, _, e) = try vzquant(["run", "-m", text, "-p", "x", "--visual-tokens", "lots"])
+        XCTAssertNotEqual(s, 0)
+        XCTAssertTrue(e.contains("visual-tokens"), e)
+    }
+}

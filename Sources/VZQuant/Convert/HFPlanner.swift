@@ -135,22 +135,8 @@ enum HFPlanner {
                 ("general.name", .string(name)),
                 ("general.file_type", .uint32(policy.fileType)),
                 ("general.quantization_version", .uint32(2)),
-                ("\(a).context_length", .uint32(UInt32(t.context))),
-                ("\(a).embedding_length", .uint32(UInt32(t.hidden))),
-                ("\(a).block_count", .uint32(UInt32(t.layers))),
-                ("\(a).feed_forward_length", .uint32(UInt32(t.feedForward))),
-                ("\(a).rope.dimension_count", .uint32(UInt32(t.headDim))),
-                ("\(a).rope.freq_base", .float32(Float(t.ropeTheta))),
-                ("\(a).attention.head_count", .uint32(UInt32(t.heads))),
-                ("\(a).attention.head_count_kv", .uint32(UInt32(t.kvHeads))),
-                ("\(a).attention.layer_norm_rms_epsilon", .float32(Float(t.rmsEps))),
-                ("\(a).vocab_size", .uint32(UInt32(vocab))),
             ]
-            if t.headDim * t.heads != t.hidden {
-                meta.append(("\(a).attention.key_length", .uint32(UInt32(t.headDim))))
-                meta.append(("\(a).attention.value_length", .uint32(UInt32(t.headDim))))
-            }
-            for (k, v) in t.ropeScaling?.metadata ?? [] { meta.append(("\(a).rope.scaling.\(k)", v)) }
+            meta += t.metadata(vocab: vocab)
             // The token list is padded to the embedding's rows (SentencePiece and GPT-2 vocabularies as
             // llama.cpp does; a byte-fallback tokenizer.json too, which llama.cpp's converter leaves short, making
             // a file its own loader rejects: token_embd must have one row per token).

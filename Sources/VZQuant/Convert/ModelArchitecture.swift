@@ -56,6 +56,14 @@ public struct TextParams: Sendable, Equatable {
     /// llama.cpp's llama files store Q/K rows with the rotary halves interleaved; HF stores them split.
     public var permuteQK: Bool { arch == "llama" }
 
+    /// A decoder described directly (synthetic presets).
+    init(arch: String, hidden: Int, feedForward: Int, layers: Int, heads: Int, kvHeads: Int, vocab: Int, context: Int,
+         rmsEps: Double, ropeTheta: Double, tiedEmbeddings: Bool) {
+        (self.arch, self.hidden, self.feedForward, self.layers) = (arch, hidden, feedForward, layers)
+        (self.heads, self.kvHeads, headDim, self.vocab, self.context) = (heads, kvHeads, hidden / heads, vocab, context)
+        (self.rmsEps, self.ropeTheta, ropeScaling, self.tiedEmbeddings, qkvBias) = (rmsEps, ropeTheta, nil, tiedEmbeddings, false)
+    }
+
     init(_ c: HFTextConfig, tiedDefault: Bool?, directory: String) throws {
         let type = c.modelType ?? "llama"
         switch type {
@@ -85,6 +93,29 @@ public struct TextParams: Sendable, Equatable {
                                       directory: directory)
         tiedEmbeddings = c.tieWordEmbeddings ?? tiedDefault ?? false
         qkvBias = qwen || (c.attentionBias ?? false)
+    }
+
+    /// The `<arch>.*` keys llama.cpp reads for this decoder, with `vocab` token rows.
+    func metadata(vocab: Int) -> [(String, GGUFValue)] {
+        let a = arch
+        var meta: [(String, GGUFValue)] = [
+            ("\(a).context_length", .uint32(UInt32(context))),
+            ("\(a).embedding_length", .uint32(UInt32(hidden))),
+            ("\(a).block_count", .uint32(UInt32(layers))),
+            ("\(a).feed_forward_length", .uint32(UInt32(feedForward))),
+            ("\(a).rope.dimension_count", .uint32(UInt32(headDim))),
+            ("\(a).rope.freq_base", .float32(Float(ropeTheta))),
+            ("\(a).attention.head_count", .uint32(UInt32(heads))),
+            ("\(a).attention.head_count_kv", .uint32(UInt32(kvHeads))),
+            ("\(a).attention.layer_norm_rms_epsilon", .float32(Float(rmsEps))),
+            ("\(a).vocab_size", .uint32(UInt32(vocab))),
+        ]
+        if headDim * heads != hidden {
+            meta.append(("\(a).attention.key_length", .uint32(UInt32(headDim))))
+            meta.append(("\(a).attention.value_length", .uint32(UInt32(headDim))))
+        }
+        for (k, v) in ropeScaling?.metadata ?? [] { meta.append(("\(a).rope.scaling.\(k)", v)) }
+        return meta
     }
 }
 

@@ -180,21 +180,11 @@ public enum SyntheticModel {
         add("output_norm.weight", [t.hidden], .vector)
         if !t.tiedEmbeddings { add("output.weight", [t.hidden, t.vocab], .matrix) }
 
-        let a = t.architecture
         var meta: [(key: String, value: GGUFValue)] = common(p, policy)
-        meta += [
-            ("general.architecture", .string(a)),
-            ("\(a).context_length", .uint32(UInt32(t.context))),
-            ("\(a).embedding_length", .uint32(UInt32(t.hidden))),
-            ("\(a).block_count", .uint32(UInt32(t.layers))),
-            ("\(a).feed_forward_length", .uint32(UInt32(t.feedForward))),
-            ("\(a).rope.dimension_count", .uint32(UInt32(t.headDim))),
-            ("\(a).rope.freq_base", .float32(Float(t.ropeTheta))),
-            ("\(a).attention.head_count", .uint32(UInt32(t.heads))),
-            ("\(a).attention.head_count_kv", .uint32(UInt32(t.kvHeads))),
-            ("\(a).attention.layer_norm_rms_epsilon", .float32(Float(t.rmsEps))),
-            ("\(a).vocab_size", .uint32(UInt32(t.vocab))),
-        ]
+        meta.append(("general.architecture", .string(t.architecture)))
+        meta += TextParams(arch: t.architecture, hidden: t.hidden, feedForward: t.feedForward, layers: t.layers, heads: t.heads,
+                           kvHeads: t.kvHeads, vocab: t.vocab, context: t.context, rmsEps: t.rmsEps, ropeTheta: t.ropeTheta,
+                           tiedEmbeddings: t.tiedEmbeddings).metadata(vocab: t.vocab).map { (key: $0.0, value: $0.1) }
         meta += SyntheticVocabulary(chat: p.chat, size: t.vocab).metadata
         return SyntheticFile(role: .text, metadata: meta, tensors: tensors)
     }

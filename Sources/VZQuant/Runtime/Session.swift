@@ -150,7 +150,13 @@ public final class Session {
     /// One generated token in, its logits kept for the next sampling step.
     public func decode(_ token: Int32) throws {
         guard position < contextLength else { throw ContextFull(needed: position + 1, capacity: contextLength) }
-        lastLogits = Array(try model.decode(token: token))
+        let logits = try model.decode(token: token)
+        // Reuse the buffer: nothing is allocated per token.
+        if lastLogits.count == logits.count {
+            lastLogits.withUnsafeMutableBufferPointer { _ = $0.update(fromContentsOf: logits) }
+        } else {
+            lastLogits = Array(logits)
+        }
         history.append(token)
     }
 }

@@ -211,6 +211,11 @@ cq_status cq_quantize_activations(cq_kernel kernel, const float *x, int64_t m, i
 /* Seconds on a monotonic clock (CLOCK_MONOTONIC), for timing. */
 double cq_now_seconds(void);
 
+/* Gives freed heap memory back to the system (glibc: malloc_trim) and makes allocations of ≥ 1 MiB come from
+ * mmap from now on (glibc otherwise raises that threshold as big blocks are freed, and keeps them resident), so
+ * memory measured after a model is freed is what the next one really uses. No-op elsewhere. */
+void cq_release_free_memory(void);
+
 /* int8 multiply-add peak in GOPS (1 multiply-add = 2 ops), from ≥ 8 independent dependency chains per thread
  * of the kernels' own instruction sequence: AVX2 maddubs → madd → add (64 ops per 256-bit step), NEON SDOT
  * (32 ops per 128-bit instruction) or, without dotprod, smull/smlal2 → sadalp (32 ops per 128-bit step).

@@ -1,3 +1,4 @@
+import CQuant
 import Foundation
 
 /// What `vzquant bench model` measures.
@@ -51,6 +52,8 @@ public enum ModelBench {
         var rows: [ModelBenchRow] = []
         var peakPerRow = true
         for (budget, visual) in budgets {
+            // Freed memory of the previous row goes back to the system, or "RSS before load" would grow row by row.
+            cq_release_free_memory()
             peakPerRow = MemoryProbe.resetPeak() && peakPerRow
             rows.append(try row(o, budget: budget, visualTokens: visual, picture: picture, progress: progress))
         }

@@ -204,6 +204,41 @@ cq_status cq_quantize_activations(cq_kernel kernel, const float *x, int64_t m, i
                                   cq_block_q8x *out);
 
 /* ---------------------------------------------------------------------------------------------------------
+ * Element-wise and row kernels (elementwise.c): the work between the GEMMs of a transformer layer.
+ *
+ * Portable C that the compiler vectorizes for the baseline ISA; large calls are shared by the threads (by rows,
+ * or by 4096-value chunks), small ones run on the calling thread. Results do not depend on the thread count.
+ * exp is our own (range reduction to ±ln2/2, degree-6 polynomial, 2^n from exponent bits): within 2e-7 relative
+ * of exp for results that are normal floats, correctly 0 below about −104 and +inf above 88.72; NaN stays NaN.
+ * The activations follow PyTorch's formulas (so x = −∞ gives NaN where PyTorch's does) and are accurate to
+ * about 1e-6 relative wherever the result is a normal float:
+ *   gelu          x·Φ(x) = x/2·(1 + erf(x/√2))         (erf/erfc built on exp; no cancellation for x < 0)
+ *   gelu_tanh     x/2·(1 + tanh(√(2/π)(x + 0.044715x³))), evaluated as x·σ(2u)
+ *   quick_gelu    x·σ(1.702x)       (CLIP)
+ *   silu          x·σ(x)
+ * y = x is allowed (in place). All return CQ_ERR_INVALID_ARGUMENT for n < 0 or NULL pointers with n > 0.
+ * ------------------------------------------------------------------------------------------------------- */
+cq_status cq_exp(const float *x, float *y, int64_t n);
+cq_status cq_gelu(const float *x, float *y, int64_t n);
+cq_status cq_gelu_tanh(const float *x, float *y, int64_t n);
+cq_status cq_quick_gelu(const float *x, float *y, int64_t n);
+cq_status cq_silu(const float *x, float *y, int64_t n);
+
+/* Softmax of each of `rows` rows of `cols` values, rows `ld` floats apart, in place, in fp32: the row maximum is
+ * subtracted first, sums use 16 partial sums. causal_offset ≥ 0 masks like a causal attention: row r keeps its
+ * first min(cols, causal_offset + r + 1) values and sets the rest to 0 (exactly what −∞ scores would give);
+ * causal_offset < 0 keeps every value. −∞ entries become 0; a row that is all −∞, or holds NaN or +∞, becomes
+ * NaN (as in PyTorch). */
+cq_status cq_softmax_rows(float *x, int64_t rows, int64_t cols, int64_t ld, int64_t causal_offset);
+
+/* y[r] = (x[r] − mean) / sqrt(var + eps) · weight + bias (bias may be NULL), statistics of each row of `dim`
+ * values in double; rows dense. */
+cq_status cq_layer_norm_rows(const float *x, int64_t rows, int64_t dim, const float *weight, const float *bias,
+                             float eps, float *y);
+/* y[r] = x[r] / sqrt(mean(x[r]²) + eps) · weight, the mean in double; rows dense. */
+cq_status cq_rms_norm_rows(const float *x, int64_t rows, int64_t dim, const float *weight, float eps, float *y);
+
+/* ---------------------------------------------------------------------------------------------------------
  * Measurement (bench.c): what this machine can do at best, to read GEMM numbers against. Each figure is the
  * best of several repeats on all `threads` at once (threads ≤ 0: cq_get_threads()). Nothing here asserts.
  * ------------------------------------------------------------------------------------------------------- */

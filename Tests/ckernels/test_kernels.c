@@ -429,6 +429,229 @@ static void test_sgemm(cq_kernel kernel) {
 }
 
 /* ------------------------------------------------------------------------------------------------------ */
+/* Element-wise and row kernels (elementwise.c) against double-precision libm references.                  */
+
+#define FLT_MIN_NORMAL 0x1p-126
+#define FLT_TRUE_MIN_D 0x1p-149
+
+/* Inputs for the element-wise checks: a dense sweep of [lo, hi], log-spaced magnitudes of both signs from
+ * subnormal to near FLT_MAX, and the edge values. Returns the count written to xs (capacity `cap`). */
+static int64_t ew_inputs(float *xs, int64_t cap, float lo, float hi, int64_t dense) {
+    int64_t n = 0;
+    for (int64_t i = 0; i < dense && n < cap; i++) xs[n++] = lo + (hi - lo) * (float)((double)i / (double)(dense - 1));
+    for (int e = -149; e <= 127 && n + 2 <= cap; e++) {
+        const float v = ldexpf(1.0f + 0.37f * (float)((e + 150) % 3), e);
+        xs[n++] = v;
+        xs[n++] = -v;
+    }
+    const float edges[] = {0.0f, -0.0f, 1e-45f, -1e-45f, 1e-40f, -1e-40f, 88.72f, 88.73f, -87.33f, -103.9f, -104.5f,
+                           3.4e38f, -3.4e38f, 1e30f, -1e30f, INFINITY, -INFINITY, NAN};
+    for (size_t i = 0; i < sizeof edges / sizeof *edges && n < cap; i++) xs[n++] = edges[i];
+    return n;
+}
+
+/* Worst relative error of `got` against `ref` (doubles), with the tolerance tol_rel·|ref| + tol_abs; NaN must
+ * match NaN, infinities must match exactly. Prints the first few failures. */
+static int ew_compare(const char *name, const float *x, const float *got, const double *ref, const double *tol_rel,
+                      int64_t n, double *worst) {
+    int bad = 0;
+    *worst = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int ok;
+        if (isnan(ref[i])) {
+            ok = isnan(got[i]);
+        } else if (isinf(ref[i]) || fabs(ref[i]) > 3.4028234663852886e38) {
+            ok = (double)got[i] == (ref[i] > 0 ? INFINITY : -INFINITY);
+        } else {
+            const double err = fabs((double)got[i] - ref[i]);
+            const double tol = tol_rel[i] * fabs(ref[i]) + FLT_TRUE_MIN_D * (1.0 + fabs((double)x[i]));
+            ok = err <= tol;
+            if (fabs(ref[i]) >= FLT_MIN_NORMAL && err / fabs(ref[i]) > *worst) *worst = err / fabs(ref[i]);
+        }
+        if (!ok && bad++ < 5)
+            printf("  %s(%.9g) = %.9g, reference %.17g\n", name, (double)x[i], (double)got[i], ref[i]);
+    }
+    return bad;
+}
+
+static void test_elementwise(void) {
+    const int64_t cap = 1 << 20, dense = g_quick ? 60000 : 600000;
+    float *x = xmalloc(cap * 4), *y = xmalloc(cap * 4);
+    double *ref = xmalloc(cap * 8), *tol = xmalloc(cap * 8);
+    double worst;
+
+    /* exp: 2e-7 relative for normal results (subnormal ones within one subnormal step) */
+    int64_t n = ew_inputs(x, cap, -110.0f, 90.0f, dense);
+    for (int64_t i = 0; i < n; i++) {
+        ref[i] = exp((double)x[i]);
+        tol[i] = 2e-7;
+    }
+    CHECK(cq_exp(x, y, n) == CQ_OK, "cq_exp ran");
+    int bad = ew_compare("exp", x, y, ref, tol, n, &worst);
+    CHECK(bad == 0, "exp: %d of %lld values outside 2e-7 relative (worst %.3g)", bad, (long long)n, worst);
+    printf("  exp: worst relative error %.3g over %lld values\n", worst, (long long)n);
+
+    n = ew_inputs(x, cap, -20.0f, 20.0f, dense);
+    /* GELU (erf): x·Φ(x), Φ from erfc so the reference keeps its accuracy for x < 0 */
+    for (int64_t i = 0; i < n; i++) {
+        const double v = x[i];
+        ref[i] = isinf(v) ? (v > 0 ? INFINITY : NAN) : 0.5 * v * erfc(-v * 0.70710678118654752440);
+        tol[i] = 1e-6;
+    }
+    CHECK(cq_gelu(x, y, n) == CQ_OK, "cq_gelu ran");
+    bad = ew_compare("gelu", x, y, ref, tol, n, &worst);
+    CHECK(bad == 0, "gelu: %d of %lld values outside 1e-6 relative (worst %.3g)", bad, (long long)n, worst);
+    printf("  gelu: worst relative error %.3g\n", worst);
+
+    /* The sigmoid-based activations: x·σ(v). A float kernel rounds its argument v (a few ulps of v), which σ turns
+     * into a relative error of |v|·(1 − σ(v)) times that; the tolerance carries this term on top of 1e-6. */
+    for (int which = 0; which < 3; which++) {
+        static const char *const names[] = {"gelu_tanh", "quick_gelu", "silu"};
+        const double ulps[] = {4, 2, 0}; /* roundings in the argument: tanh's cubic, 1.702·x, none */
+        for (int64_t i = 0; i < n; i++) {
+            const double v = x[i];
+            double arg = v;
+            if (which == 0) arg = 2.0 * 0.79788456080286535588 * (v + 0.044715 * v * v * v);
+            if (which == 1) arg = 1.702 * v;
+            /* x·σ(arg), written so neither side overflows */
+            const double e = exp(-fabs(arg)), sig = arg >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+            ref[i] = isnan(v) ? NAN : (v == -INFINITY ? NAN : v * sig);
+            tol[i] = 1e-6 + ulps[which] * 0x1p-24 * fabs(arg) * (1.0 - sig);
+        }
+        const cq_status st = which == 0 ? cq_gelu_tanh(x, y, n) : which == 1 ? cq_quick_gelu(x, y, n) : cq_silu(x, y, n);
+        CHECK(st == CQ_OK, "%s ran", names[which]);
+        bad = ew_compare(names[which], x, y, ref, tol, n, &worst);
+        CHECK(bad == 0, "%s: %d of %lld values outside tolerance (worst relative %.3g)", names[which], bad, (long long)n,
+              worst);
+        printf("  %s: worst relative error %.3g\n", names[which], worst);
+    }
+
+    /* in place, and independent of the thread count (chunks are fixed) */
+    for (int64_t i = 0; i < n; i++) y[i] = x[i];
+    cq_gelu(y, y, n);
+    float *z = xmalloc(n * 4);
+    const int saved = cq_get_threads();
+    cq_set_threads(1);
+    cq_gelu(x, z, n);
+    cq_set_threads(saved);
+    CHECK(memcmp(y, z, n * 4) == 0, "gelu in place with %d threads differs from out of place with 1", saved);
+    free(z);
+
+    CHECK(cq_gelu(NULL, y, 5) == CQ_ERR_INVALID_ARGUMENT && cq_silu(x, y, -1) == CQ_ERR_INVALID_ARGUMENT &&
+              cq_exp(NULL, NULL, 0) == CQ_OK,
+          "element-wise argument checks");
+    free(x);
+    free(y);
+    free(ref);
+    free(tol);
+}
+
+static void test_softmax(void) {
+    const int64_t shapes[][2] = {{1, 1}, {3, 7}, {5, 16}, {4, 17}, {33, 577}, {9, 1024}, {70, 600}};
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
+        for (int causal = 0; causal < 2; causal++) {
+            const int64_t rows = shapes[s][0], cols = shapes[s][1], ld = cols + 5;
+            const int64_t offset = causal ? (cols > rows ? cols - rows : 0) : -1;
+            float *x = xmalloc(rows * ld * 4), *orig = xmalloc(rows * ld * 4);
+            for (int64_t i = 0; i < rows * ld; i++) {
+                const float spread = (float)(1 + (i / ld) % 4) * 8.0f; /* rows from ±8 to ±32 */
+                x[i] = rnd_normalish() * spread;
+                if (rnd_u32() % 23 == 0 && cols > 1) x[i] = -INFINITY; /* masked entries */
+            }
+            for (int64_t r = 0; r < rows; r++) x[r * ld] = 1.0f; /* every row keeps one finite value */
+            memcpy(orig, x, rows * ld * 4);
+            CHECK(cq_softmax_rows(x, rows, cols, ld, offset) == CQ_OK, "softmax ran");
+            int bad = 0, masked = 0, padding = 0;
+            /* float sums of `cols` terms in 16 lanes: rounding grows with the lane length */
+            const double tol = 4e-7 + 0x1p-24 * (double)(cols / 16 + 16);
+            for (int64_t r = 0; r < rows; r++) {
+                const float *o = orig + r * ld, *g = x + r * ld;
+                const int64_t n = offset >= 0 && offset + r + 1 < cols ? offset + r + 1 : cols;
+                double mx = -INFINITY, sum = 0;
+                for (int64_t j = 0; j < n; j++) mx = o[j] > mx ? o[j] : mx;
+                for (int64_t j = 0; j < n; j++) sum += exp((double)o[j] - mx);
+                for (int64_t j = 0; j < n; j++) {
+                    const double want = exp((double)o[j] - mx) / sum;
+                    const double err = fabs(g[j] - want);
+                    /* x − max is rounded to float first (as in any fp32 softmax): half an ulp of it, which exp
+                     * turns into that much relative error */
+                    const double arg_rounding = o[j] == -INFINITY ? 0.0 : 0x1p-24 * fabs((double)o[j] - mx);
+                    if (!(err <= (tol + arg_rounding) * want + FLT_TRUE_MIN_D)) {
+                        if (bad++ < 3) printf("  softmax row %lld col %lld: %.9g, want %.17g\n", (long long)r, (long long)j, g[j], want);
+                    }
+                    masked += o[j] == -INFINITY && g[j] != 0.0f;
+                }
+                for (int64_t j = n; j < cols; j++) masked += g[j] != 0.0f;
+                for (int64_t j = cols; j < ld; j++) padding += memcmp(&g[j], &o[j], 4) != 0;
+            }
+            CHECK(bad == 0, "softmax %lldx%lld causal %d: %d values outside %.2g relative", (long long)rows,
+                  (long long)cols, causal, bad, tol);
+            CHECK(masked == 0, "softmax %lldx%lld: %d masked values not exactly 0", (long long)rows, (long long)cols, masked);
+            CHECK(padding == 0, "softmax wrote %d values past cols", padding);
+            free(x);
+            free(orig);
+        }
+    /* a NaN poisons its row, a row of only −∞ is NaN (both as in PyTorch), other rows are unaffected */
+    float x[3][4] = {{1, NAN, 2, 3}, {-INFINITY, -INFINITY, -INFINITY, -INFINITY}, {0, 0, -INFINITY, 0}};
+    CHECK(cq_softmax_rows(&x[0][0], 3, 4, 4, -1) == CQ_OK, "softmax edge rows ran");
+    CHECK(isnan(x[0][0]) && isnan(x[0][3]) && isnan(x[1][0]), "softmax NaN rows");
+    CHECK(fabsf(x[2][0] - 1.0f / 3) < 1e-7f && x[2][2] == 0.0f, "softmax row with −∞: %g %g", x[2][0], x[2][2]);
+    CHECK(cq_softmax_rows(&x[0][0], 2, 4, 3, -1) == CQ_ERR_INVALID_ARGUMENT && cq_softmax_rows(NULL, 1, 1, 1, -1) ==
+          CQ_ERR_INVALID_ARGUMENT && cq_softmax_rows(NULL, 0, 4, 4, -1) == CQ_OK, "softmax argument checks");
+}
+
+static void test_norms(void) {
+    const int64_t shapes[][2] = {{1, 1}, {3, 7}, {17, 64}, {40, 768}, {5, 1153}};
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        const int64_t rows = shapes[s][0], dim = shapes[s][1];
+        float *x = xmalloc(rows * dim * 4), *y = xmalloc(rows * dim * 4), *w = xmalloc(dim * 4), *b = xmalloc(dim * 4);
+        for (int64_t i = 0; i < rows * dim; i++) x[i] = rnd_normalish() * 3.0f + (float)(i / dim) * 0.5f;
+        for (int64_t i = 0; i < dim; i++) {
+            w[i] = 1.0f + rnd_uniform();
+            b[i] = rnd_uniform();
+        }
+        for (int rms = 0; rms < 2; rms++) {
+            const cq_status st = rms ? cq_rms_norm_rows(x, rows, dim, w, 1e-6f, y)
+                                     : cq_layer_norm_rows(x, rows, dim, w, s % 2 ? b : NULL, 1e-5f, y);
+            CHECK(st == CQ_OK, "norm ran");
+            int bad = 0;
+            for (int64_t r = 0; r < rows; r++) {
+                const float *xr = x + r * dim;
+                double mean = 0, var = 0;
+                if (!rms) {
+                    for (int64_t j = 0; j < dim; j++) mean += xr[j];
+                    mean /= (double)dim;
+                }
+                for (int64_t j = 0; j < dim; j++) var += ((double)xr[j] - mean) * ((double)xr[j] - mean);
+                var /= (double)dim;
+                const double inv = 1.0 / sqrt(var + (rms ? 1e-6 : 1e-5));
+                for (int64_t j = 0; j < dim; j++) {
+                    const double scaled = ((double)xr[j] - mean) * inv * w[j];
+                    const double bias = !rms && s % 2 ? b[j] : 0.0;
+                    /* four float roundings on the way, each relative to the larger of the two terms */
+                    const double tol = 1e-6 * (fabs(scaled) + fabs(bias) + fabs(mean * inv * w[j])) + 1e-7;
+                    bad += !(fabs(y[r * dim + j] - (scaled + bias)) <= tol);
+                }
+            }
+            CHECK(bad == 0, "%s %lldx%lld: %d values off", rms ? "rms_norm" : "layer_norm", (long long)rows,
+                  (long long)dim, bad);
+        }
+        /* in place gives the same bits */
+        cq_layer_norm_rows(x, rows, dim, w, b, 1e-5f, y);
+        cq_layer_norm_rows(x, rows, dim, w, b, 1e-5f, x);
+        CHECK(memcmp(x, y, rows * dim * 4) == 0, "layer_norm in place");
+        free(x);
+        free(y);
+        free(w);
+        free(b);
+    }
+    float v = 1;
+    CHECK(cq_layer_norm_rows(&v, 1, 0, &v, NULL, 1e-5f, &v) == CQ_ERR_INVALID_ARGUMENT &&
+              cq_rms_norm_rows(&v, 1, 1, NULL, 1e-5f, &v) == CQ_ERR_INVALID_ARGUMENT,
+          "norm argument checks");
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
 static void test_api_errors(void) {
     cq_matrix *mat = (cq_matrix *)0x1;
     float w[64] = {0};
@@ -460,6 +683,9 @@ int main(void) {
     test_fp16();
     test_quant_roundtrip();
     test_api_errors();
+    test_elementwise();
+    test_softmax();
+    test_norms();
     for (int kk = 0; kk < CQ_KERNEL_COUNT; kk++) {
         const cq_kernel kernel = (cq_kernel)kk;
         if (!cq_kernel_supported(kernel)) continue;

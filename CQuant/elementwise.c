@@ -1,0 +1,268 @@
+/*
+ * elementwise.c — the row and element-wise work around the GEMMs: softmax, GELU (erf and tanh), quick GELU, SiLU,
+ * layer norm and RMS norm, on fp32 rows.
+ *
+ * Every kernel is plain C written so that -O3 vectorizes it for the build's baseline ISA (SSE2 on x86-64, NEON on
+ * AArch64): branch-free selects instead of ifs, bit casts through memcpy, no libm calls in the inner loops. exp is
+ * our own (exp_parts below); erf, erfc and the sigmoid are built on it. Large calls are split over OpenMP threads
+ * by rows or by fixed-size chunks (static schedule); small ones run on the calling thread.
+ */
+#include "internal.h"
+
+#include <math.h>
+#include <string.h>
+
+/* Values per thread below which another thread costs more than it saves (about 20 µs of GELU). */
+#define CQ_EW_ELEMS_PER_THREAD 16384
+/* Chunk of an element-wise call that one loop iteration of the parallel region handles. */
+#define CQ_EW_CHUNK 4096
+
+static inline uint32_t f2u(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+static inline float u2f(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* exp(hi + lo) where lo is a small correction to hi (|lo| ≲ 2^-10·|hi|), so that callers can pass an argument
+ * carrying more bits than one float (GELU's −x²/2).
+ *
+ * Range reduction: hi = n·ln2 + r, |r| ≤ ln2/2, n = round(hi/ln2) found with the 1.5·2^23 shifter (its low bits
+ * then hold n, so no float→int conversion is needed, which NaN would make undefined). ln2 is split in a 16-bit
+ * head (n·head exact) and a tail. exp(r) = 1 + r + r²·q(r), q of degree 4: a weighted least-squares fit of
+ * (exp(r) − 1 − r)/r² on [−ln2/2, ln2/2], relative error 3e-9 before float rounding. 2^n is applied as two
+ * factors 2^n1·2^n2 built from exponent bits, so results down in the subnormal range and up to overflow are
+ * rounded once, correctly signed and never wrapped.
+ * hi is clamped to [−104, 89] first: below, the result rounds to 0; above, to +inf. NaN passes every comparison
+ * false, so it survives the clamps and propagates through r. */
+static inline float exp_parts(float hi, float lo) {
+    float x = hi > 89.0f ? 89.0f : hi;
+    x = x < -104.0f ? -104.0f : x;
+    const float shifter = 0x1.8p23f;
+    const float kf = x * 0x1.715476p+0f + shifter;
+    const uint32_t kbits = f2u(kf);
+    const float n = kf - shifter;
+    float r = x - n * 0x1.62e4p-1f; /* ln2 head: 0.693145751953125 */
+    r = r - n * 0x1.7f7d1cp-20f;    /* ln2 tail */
+    r = r + lo;
+    const float q = 0.4999999404f + r * (0.1666652113f + r * (0.04166808352f + r * (0.008368699811f + r * 0.001383155701f)));
+    const float p = 1.0f + (r + r * r * q);
+    /* nb = n + 256 ∈ [106, 385]; n1 = ⌊n/2⌋, n2 = n − n1, each in [−75, 65]: valid normal exponents. Unsigned
+     * arithmetic throughout, so NaN's garbage bits wrap harmlessly (the NaN in p wins). */
+    const uint32_t nb = kbits - 0x4B400000u + 256u;
+    const uint32_t n1b = nb >> 1;
+    const float s1 = u2f((n1b - 1u) << 23);      /* 2^(n1b − 128) = 2^n1 */
+    const float s2 = u2f((nb - n1b - 1u) << 23); /* 2^(nb − n1b − 128) = 2^n2 */
+    return p * s1 * s2;
+}
+
+static inline float exp_one(float x) { return exp_parts(x, 0.0f); }
+
+/* σ(v) = 1/(1 + e^−v), evaluated with e = exp(−|v|) ≤ 1 so that neither side overflows: 1/(1+e) for v ≥ 0,
+ * e/(1+e) for v < 0 (relative accuracy kept in the far negative tail). */
+static inline float sigmoid_one(float v) {
+    const float e = exp_one(-fabsf(v));
+    return (v >= 0.0f ? 1.0f : e) / (1.0f + e);
+}
+
+/* Φ(x) = ½(1 + erf(x/√2)), the standard normal CDF, to ~3e-7 relative everywhere it is a normal float.
+ *   |x/√2| < 0.5:  erf(z) = z·P(z²), P of degree 4 (least-squares fit, 1.5e-9 relative), Φ = ½ ± ½·erf(|z|).
+ *   otherwise:     erfc(z) = e^(−z²) · t·R(t), t = 1/(1 + z/2), R of degree 9 fitted to erfc(z)·e^(z²)/t over
+ *                  z ∈ [0.5, 10] (2e-9 before float rounding); Φ = ½·erfc(|z|) for x < 0, 1 − ½·erfc(z) else.
+ * −z² = −x²/2 is passed to exp as an exact head (x with 12 significant bits, squared) plus a small tail, since
+ * rounding x² to float would cost up to z²·2^-24 of relative error in e^(−z²). |x| is clamped to 15 on that
+ * branch (Φ is then 0 or 1 in float anyway), which keeps inf − inf out of the split. */
+static inline float normal_cdf(float x) {
+    const float az = fabsf(x) * 0.70710678118654752f;
+    const float z2 = az * az;
+    const float erf_small =
+        az * (1.128379226f + z2 * (-0.3761261404f + z2 * (0.112829186f + z2 * (-0.02676265314f + z2 * 0.004728125874f))));
+    const float phi_small = 0.5f + 0.5f * (x < 0.0f ? -erf_small : erf_small);
+
+    float xc = x > 15.0f ? 15.0f : x;
+    xc = xc < -15.0f ? -15.0f : xc;
+    const float zc = fabsf(xc) * 0.70710678118654752f;
+    const float t = 1.0f / (1.0f + 0.5f * zc);
+    const float rt =
+        0.282086044549942f +
+        t * (0.2823290228843689f +
+             t * (0.24415051937103271f +
+                  t * (0.1934630423784256f +
+                       t * (0.016939617693424225f +
+                            t * (0.15590500831604004f +
+                                 t * (-0.27751681208610535f +
+                                      t * (0.06832144409418106f + t * (0.06399156153202057f + t * -0.029696926474571228f))))))));
+    const float xh = u2f(f2u(xc) & 0xFFFFF000u); /* 12 significant bits: xh² is exact */
+    const float head = -0.5f * (xh * xh);
+    const float tail = -0.5f * ((xc - xh) * (xc + xh));
+    const float half_erfc = 0.5f * exp_parts(head, tail) * (t * rt);
+    const float phi_big = x < 0.0f ? half_erfc : 1.0f - half_erfc;
+    return az < 0.5f ? phi_small : phi_big;
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Element-wise kernels on one chunk. Each is a single loop with no calls left after inlining.              */
+/* ------------------------------------------------------------------------------------------------------ */
+
+typedef void (*ew_fn)(const float *x, float *y, int64_t n);
+
+static void exp_chunk(const float *x, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = exp_one(x[i]);
+}
+
+static void gelu_chunk(const float *x, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] * normal_cdf(x[i]);
+}
+
+/* ½x(1 + tanh(u)) = x·σ(2u), u = √(2/π)(x + 0.044715x³): the sigmoid form has no cancellation for x < 0. */
+static void gelu_tanh_chunk(const float *x, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        const float v = x[i];
+        const float u = 0.7978845608028654f * (v + 0.044715f * (v * v * v));
+        y[i] = v * sigmoid_one(2.0f * u);
+    }
+}
+
+static void quick_gelu_chunk(const float *x, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] * sigmoid_one(1.702f * x[i]);
+}
+
+static void silu_chunk(const float *x, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] * sigmoid_one(x[i]);
+}
+
+/* Runs `fn` over n values, cut into CQ_EW_CHUNK pieces shared by the threads when there are enough of them. */
+static cq_status run_elementwise(ew_fn fn, const float *x, float *y, int64_t n) {
+    if (n < 0 || (n > 0 && (!x || !y))) return CQ_ERR_INVALID_ARGUMENT;
+    const int threads = cq_threads_for(n / CQ_EW_ELEMS_PER_THREAD);
+    if (threads <= 1) {
+        fn(x, y, n);
+        return CQ_OK;
+    }
+    const int64_t chunks = (n + CQ_EW_CHUNK - 1) / CQ_EW_CHUNK;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t c = 0; c < chunks; c++) {
+        const int64_t at = c * CQ_EW_CHUNK, len = n - at < CQ_EW_CHUNK ? n - at : CQ_EW_CHUNK;
+        fn(x + at, y + at, len);
+    }
+    return CQ_OK;
+}
+
+cq_status cq_exp(const float *x, float *y, int64_t n) { return run_elementwise(exp_chunk, x, y, n); }
+cq_status cq_gelu(const float *x, float *y, int64_t n) { return run_elementwise(gelu_chunk, x, y, n); }
+cq_status cq_gelu_tanh(const float *x, float *y, int64_t n) { return run_elementwise(gelu_tanh_chunk, x, y, n); }
+cq_status cq_quick_gelu(const float *x, float *y, int64_t n) { return run_elementwise(quick_gelu_chunk, x, y, n); }
+cq_status cq_silu(const float *x, float *y, int64_t n) { return run_elementwise(silu_chunk, x, y, n); }
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Rows                                                                                                     */
+/* ------------------------------------------------------------------------------------------------------ */
+
+/* Independent partial sums and maxima: 16 lanes give the vectorizer whole registers to work on (a single
+ * accumulator would force the strict left-to-right order that C requires of float sums). */
+#define CQ_LANES 16
+
+/* Softmax of the first `n` values of a row in place; values n … cols−1 become 0 (masked). */
+static void softmax_row(float *row, int64_t n, int64_t cols) {
+    float lane[CQ_LANES];
+    for (int l = 0; l < CQ_LANES; l++) lane[l] = -INFINITY;
+    int64_t j = 0;
+    for (; j + CQ_LANES <= n; j += CQ_LANES)
+        for (int l = 0; l < CQ_LANES; l++) lane[l] = row[j + l] > lane[l] ? row[j + l] : lane[l];
+    float mx = -INFINITY;
+    for (; j < n; j++) mx = row[j] > mx ? row[j] : mx;
+    for (int l = 0; l < CQ_LANES; l++) mx = lane[l] > mx ? lane[l] : mx;
+
+    for (j = 0; j < n; j++) row[j] = exp_one(row[j] - mx);
+
+    for (int l = 0; l < CQ_LANES; l++) lane[l] = 0.0f;
+    for (j = 0; j + CQ_LANES <= n; j += CQ_LANES)
+        for (int l = 0; l < CQ_LANES; l++) lane[l] += row[j + l];
+    float sum = 0.0f;
+    for (; j < n; j++) sum += row[j];
+    for (int l = 0; l < CQ_LANES; l++) sum += lane[l];
+
+    const float inv = 1.0f / sum;
+    for (j = 0; j < n; j++) row[j] *= inv;
+    for (j = n; j < cols; j++) row[j] = 0.0f;
+}
+
+cq_status cq_softmax_rows(float *x, int64_t rows, int64_t cols, int64_t ld, int64_t causal_offset) {
+    if (rows < 0 || cols < 0 || ld < cols || (rows > 0 && cols > 0 && !x)) return CQ_ERR_INVALID_ARGUMENT;
+    if (rows == 0 || cols == 0) return CQ_OK;
+    const int64_t work = rows * cols / CQ_EW_ELEMS_PER_THREAD;
+    const int threads = cq_threads_for(work < rows ? work : rows);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t n = cols;
+        if (causal_offset >= 0 && causal_offset + r + 1 < cols) n = causal_offset + r + 1;
+        softmax_row(x + r * ld, n, cols);
+    }
+    return CQ_OK;
+}
+
+/* Σ x over a row in double, in 4 lanes (vectorizes as two double pairs). */
+static double row_sum(const float *x, int64_t d) {
+    double lane[4] = {0, 0, 0, 0};
+    int64_t j = 0;
+    for (; j + 4 <= d; j += 4)
+        for (int l = 0; l < 4; l++) lane[l] += (double)x[j + l];
+    for (; j < d; j++) lane[0] += (double)x[j];
+    return (lane[0] + lane[1]) + (lane[2] + lane[3]);
+}
+
+/* Σ (x − c)² over a row in double. */
+static double row_sum_squares(const float *x, int64_t d, double c) {
+    double lane[4] = {0, 0, 0, 0};
+    int64_t j = 0;
+    for (; j + 4 <= d; j += 4)
+        for (int l = 0; l < 4; l++) {
+            const double v = (double)x[j + l] - c;
+            lane[l] += v * v;
+        }
+    for (; j < d; j++) {
+        const double v = (double)x[j] - c;
+        lane[0] += v * v;
+    }
+    return (lane[0] + lane[1]) + (lane[2] + lane[3]);
+}
+
+static void layer_norm_row(const float *x, int64_t d, const float *w, const float *b, float eps, float *y) {
+    const double mean = row_sum(x, d) / (double)d;
+    const double variance = row_sum_squares(x, d, mean) / (double)d;
+    const float inv = (float)(1.0 / sqrt(variance + (double)eps)), m = (float)mean;
+    if (b) {
+        for (int64_t j = 0; j < d; j++) y[j] = (x[j] - m) * inv * w[j] + b[j];
+    } else {
+        for (int64_t j = 0; j < d; j++) y[j] = (x[j] - m) * inv * w[j];
+    }
+}
+
+static void rms_norm_row(const float *x, int64_t d, const float *w, float eps, float *y) {
+    const double ms = row_sum_squares(x, d, 0.0) / (double)d;
+    const float inv = (float)(1.0 / sqrt(ms + (double)eps));
+    for (int64_t j = 0; j < d; j++) y[j] = x[j] * inv * w[j];
+}
+
+cq_status cq_layer_norm_rows(const float *x, int64_t rows, int64_t dim, const float *weight, const float *bias,
+                             float eps, float *y) {
+    if (rows < 0 || dim <= 0 || (rows > 0 && (!x || !weight || !y))) return CQ_ERR_INVALID_ARGUMENT;
+    const int64_t work = rows * dim / CQ_EW_ELEMS_PER_THREAD;
+    const int threads = cq_threads_for(work < rows ? work : rows);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t r = 0; r < rows; r++) layer_norm_row(x + r * dim, dim, weight, bias, eps, y + r * dim);
+    return CQ_OK;
+}
+
+cq_status cq_rms_norm_rows(const float *x, int64_t rows, int64_t dim, const float *weight, float eps, float *y) {
+    if (rows < 0 || dim <= 0 || (rows > 0 && (!x || !weight || !y))) return CQ_ERR_INVALID_ARGUMENT;
+    const int64_t work = rows * dim / CQ_EW_ELEMS_PER_THREAD;
+    const int threads = cq_threads_for(work < rows ? work : rows);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t r = 0; r < rows; r++) rms_norm_row(x + r * dim, dim, weight, eps, y + r * dim);
+    return CQ_OK;
+}

@@ -1,51 +1,36 @@
 import CQuant
 import Foundation
 
-/// The element-wise and row operations every model family shares, as plain loops over row-major fp32 buffers.
+/// The element-wise and row operations every model family shares, on row-major fp32 buffers. The heavy ones (norms,
+/// activations, softmax) run in CQuant's vectorized, thread-parallel kernels (cquant.h, elementwise.c); the
+/// arguments here are always valid, so their status is only asserted.
 /// `rows × dim` buffers are dense unless a leading dimension is given. Nothing here allocates.
 enum Ops {
-    /// out[r] = (x[r] − mean) / sqrt(var + eps) · weight + bias, statistics over `dim` values (in place allowed).
+    /// out[r] = (x[r] − mean) / sqrt(var + eps) · weight + bias, statistics over `dim` values in double (in place allowed).
     static func layerNorm(_ x: UnsafePointer<Float>, rows: Int, dim: Int, weight: UnsafePointer<Float>,
                           bias: UnsafePointer<Float>?, eps: Float, into out: UnsafeMutablePointer<Float>) {
-        for r in 0..<rows {
-            let xr = x + r * dim, yr = out + r * dim
-            var mean: Double = 0
-            for i in 0..<dim { mean += Double(xr[i]) }
-            mean /= Double(dim)
-            var variance: Double = 0
-            for i in 0..<dim { let d = Double(xr[i]) - mean; variance += d * d }
-            variance /= Double(dim)
-            let inv = Float(1 / (variance + Double(eps)).squareRoot()), m = Float(mean)
-            for i in 0..<dim {
-                yr[i] = (xr[i] - m) * inv * weight[i] + (bias?[i] ?? 0)
-            }
-        }
+        let status = cq_layer_norm_rows(x, Int64(rows), Int64(dim), weight, bias, eps, out)
+        assert(status == CQ_OK, "cq_layer_norm_rows: \(status)")
     }
 
     /// out[r] = x[r] / sqrt(mean(x[r]²) + eps) · weight (in place allowed).
     static func rmsNorm(_ x: UnsafePointer<Float>, rows: Int, dim: Int, weight: UnsafePointer<Float>, eps: Float,
                         into out: UnsafeMutablePointer<Float>) {
-        for r in 0..<rows {
-            let xr = x + r * dim, yr = out + r * dim
-            var ss: Double = 0
-            for i in 0..<dim { ss += Double(xr[i]) * Double(xr[i]) }
-            let inv = Float(1 / (ss / Double(dim) + Double(eps)).squareRoot())
-            for i in 0..<dim { yr[i] = xr[i] * inv * weight[i] }
-        }
+        let status = cq_rms_norm_rows(x, Int64(rows), Int64(dim), weight, eps, out)
+        assert(status == CQ_OK, "cq_rms_norm_rows: \(status)")
     }
 
     /// GELU with the exact erf: x/2 · (1 + erf(x/√2)).
     static func gelu(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count { x[i] = 0.5 * x[i] * (1 + Float(erf(Double(x[i]) * 0.7071067811865476))) }
+        let status = cq_gelu(x, x, Int64(count))
+        assert(status == CQ_OK, "cq_gelu: \(status)")
     }
 
     /// GELU with the tanh approximation (PyTorch's gelu(approximate="tanh"), HF's gelu_pytorch_tanh):
     /// x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³))).
     static func geluTanh(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count {
-            let v = Double(x[i])
-            x[i] = Float(0.5 * v * (1 + Foundation.tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))))
-        }
+        let status = cq_gelu_tanh(x, x, Int64(count))
+        assert(status == CQ_OK, "cq_gelu_tanh: \(status)")
     }
 
     /// out[r][i] *= scale[i] for each of `rows` rows (a per-channel scale, e.g. DINOv2's layer scale).
@@ -58,12 +43,14 @@ enum Ops {
 
     /// CLIP's quick GELU: x · σ(1.702 x).
     static func quickGelu(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count { x[i] = x[i] / (1 + Foundation.exp(-1.702 * x[i])) }
+        let status = cq_quick_gelu(x, x, Int64(count))
+        assert(status == CQ_OK, "cq_quick_gelu: \(status)")
     }
 
     /// SiLU: x · σ(x).
     static func silu(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count { x[i] = x[i] / (1 + Foundation.exp(-x[i])) }
+        let status = cq_silu(x, x, Int64(count))
+        assert(status == CQ_OK, "cq_silu: \(status)")
     }
 
     /// a[i] *= b[i]
@@ -77,17 +64,11 @@ enum Ops {
     }
 
     /// Softmax of each of `rows` rows of `cols` values, `ld` floats apart, in fp32 (max subtracted first).
-    /// −∞ entries become 0.
-    static func softmaxRows(_ x: UnsafeMutablePointer<Float>, rows: Int, cols: Int, ld: Int) {
-        for r in 0..<rows {
-            let row = x + r * ld
-            var mx = -Float.infinity
-            for j in 0..<cols { mx = max(mx, row[j]) }
-            var sum: Float = 0
-            for j in 0..<cols { let e = Foundation.exp(row[j] - mx); row[j] = e; sum += e }
-            let inv = 1 / sum
-            for j in 0..<cols { row[j] *= inv }
-        }
+    /// −∞ entries become 0. With `causalOffset`, row i keeps only its first offset + i + 1 values (the keys a query at
+    /// position offset + i may see) and the rest become 0, as if they had been masked with −∞.
+    static func softmaxRows(_ x: UnsafeMutablePointer<Float>, rows: Int, cols: Int, ld: Int, causalOffset: Int? = nil) {
+        let status = cq_softmax_rows(x, Int64(rows), Int64(cols), Int64(ld), Int64(causalOffset ?? -1))
+        assert(status == CQ_OK, "cq_softmax_rows: \(status)")
     }
 }
 
@@ -122,13 +103,7 @@ struct Attention {
             let g = h / group
             try KernelError.check(cq_sgemm(Int64(t), Int64(s), Int64(headDim), scale, q + h * headDim, Int64(ldq),
                                            k + g * headDim, Int64(ldk), 1, 0, scores, Int64(s), workspace))
-            if let offset = causalOffset {
-                for i in 0..<t where offset + i + 1 < s {
-                    let row = scores + i * s
-                    for j in (offset + i + 1)..<s { row[j] = -.infinity }
-                }
-            }
-            Ops.softmaxRows(scores, rows: t, cols: s, ld: s)
+            Ops.softmaxRows(scores, rows: t, cols: s, ld: s, causalOffset: causalOffset)
             if let probabilities { (probabilities + h * t * s).update(from: scores, count: t * s) }
             try KernelError.check(cq_sgemm(Int64(t), Int64(headDim), Int64(s), 1, scores, Int64(s),
                                            v + g * headDim, Int64(ldv), 0, 0, out + h * headDim, Int64(ldo), workspace))

@@ -12,17 +12,31 @@
 #include <math.h>
 #include <string.h>
 
+/* Every helper is inlined into each kernel loop, so that the loop is compiled whole for the ISA of the function
+ * that holds it: the baseline one, or the AVX2+FMA copy on x86-64 (same source, 8 lanes instead of 4). */
+#define CQ_INLINE static inline __attribute__((always_inline))
+
+/* The AVX2 copies are plain functions called from the baseline OpenMP regions, as gemm.c does with its tiles. */
+#if CQ_ARCH_X86
+#define CQ_AVX2_COPY(name, params, args)                                                                     \
+    __attribute__((target("avx2,fma"))) static void name##_avx2 params { name##_body args; }
+#define CQ_PICK(name) (cq_kernel_default() == CQ_KERNEL_AVX2 ? name##_avx2 : name)
+#else
+#define CQ_AVX2_COPY(name, params, args)
+#define CQ_PICK(name) (name)
+#endif
+
 /* Values per thread below which another thread costs more than it saves (about 20 µs of GELU). */
 #define CQ_EW_ELEMS_PER_THREAD 16384
 /* Chunk of an element-wise call that one loop iteration of the parallel region handles. */
 #define CQ_EW_CHUNK 4096
 
-static inline uint32_t f2u(float f) {
+CQ_INLINE uint32_t f2u(float f) {
     uint32_t u;
     memcpy(&u, &f, 4);
     return u;
 }
-static inline float u2f(uint32_t u) {
+CQ_INLINE float u2f(uint32_t u) {
     float f;
     memcpy(&f, &u, 4);
     return f;
@@ -39,7 +53,7 @@ static inline float u2f(uint32_t u) {
  * rounded once, correctly signed and never wrapped.
  * hi is clamped to [−104, 89] first: below, the result rounds to 0; above, to +inf. NaN passes every comparison
  * false, so it survives the clamps and propagates through r. */
-static inline float exp_parts(float hi, float lo) {
+CQ_INLINE float exp_parts(float hi, float lo) {
     float x = hi > 89.0f ? 89.0f : hi;
     x = x < -104.0f ? -104.0f : x;
     const float shifter = 0x1.8p23f;
@@ -60,11 +74,11 @@ static inline float exp_parts(float hi, float lo) {
     return p * s1 * s2;
 }
 
-static inline float exp_one(float x) { return exp_parts(x, 0.0f); }
+CQ_INLINE float exp_one(float x) { return exp_parts(x, 0.0f); }
 
 /* σ(v) = 1/(1 + e^−v), evaluated with e = exp(−|v|) ≤ 1 so that neither side overflows: 1/(1+e) for v ≥ 0,
  * e/(1+e) for v < 0 (relative accuracy kept in the far negative tail). */
-static inline float sigmoid_one(float v) {
+CQ_INLINE float sigmoid_one(float v) {
     const float e = exp_one(-fabsf(v));
     return (v >= 0.0f ? 1.0f : e) / (1.0f + e);
 }
@@ -76,7 +90,7 @@ static inline float sigmoid_one(float v) {
  * −z² = −x²/2 is passed to exp as an exact head (x with 12 significant bits, squared) plus a small tail, since
  * rounding x² to float would cost up to z²·2^-24 of relative error in e^(−z²). |x| is clamped to 15 on that
  * branch (Φ is then 0 or 1 in float anyway), which keeps inf − inf out of the split. */
-static inline float normal_cdf(float x) {
+CQ_INLINE float normal_cdf(float x) {
     const float az = fabsf(x) * 0.70710678118654752f;
     const float z2 = az * az;
     const float erf_small =
@@ -108,55 +122,75 @@ static inline float normal_cdf(float x) {
 /* Element-wise kernels on one chunk. Each is a single loop with no calls left after inlining.              */
 /* ------------------------------------------------------------------------------------------------------ */
 
-typedef void (*ew_fn)(const float *x, float *y, int64_t n);
+/* Kernels work in place on one pointer: with separate x and y, the vectorizer guards the loop with an overlap
+ * check that fails for x = y and falls back to scalar code, so out-of-place calls copy first (see below). */
+typedef void (*ew_fn)(float *x, int64_t n);
 
-static void exp_chunk(const float *x, float *y, int64_t n) {
-    for (int64_t i = 0; i < n; i++) y[i] = exp_one(x[i]);
+CQ_INLINE void exp_chunk_body(float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] = exp_one(x[i]);
 }
 
-static void gelu_chunk(const float *x, float *y, int64_t n) {
-    for (int64_t i = 0; i < n; i++) y[i] = x[i] * normal_cdf(x[i]);
+CQ_INLINE void gelu_chunk_body(float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] = x[i] * normal_cdf(x[i]);
 }
 
 /* ½x(1 + tanh(u)) = x·σ(2u), u = √(2/π)(x + 0.044715x³): the sigmoid form has no cancellation for x < 0. */
-static void gelu_tanh_chunk(const float *x, float *y, int64_t n) {
+CQ_INLINE void gelu_tanh_chunk_body(float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         const float v = x[i];
         const float u = 0.7978845608028654f * (v + 0.044715f * (v * v * v));
-        y[i] = v * sigmoid_one(2.0f * u);
+        x[i] = v * sigmoid_one(2.0f * u);
     }
 }
 
-static void quick_gelu_chunk(const float *x, float *y, int64_t n) {
-    for (int64_t i = 0; i < n; i++) y[i] = x[i] * sigmoid_one(1.702f * x[i]);
+CQ_INLINE void quick_gelu_chunk_body(float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] = x[i] * sigmoid_one(1.702f * x[i]);
 }
 
-static void silu_chunk(const float *x, float *y, int64_t n) {
-    for (int64_t i = 0; i < n; i++) y[i] = x[i] * sigmoid_one(x[i]);
+CQ_INLINE void silu_chunk_body(float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] = x[i] * sigmoid_one(x[i]);
+}
+
+static void exp_chunk(float *x, int64_t n) { exp_chunk_body(x, n); }
+static void gelu_chunk(float *x, int64_t n) { gelu_chunk_body(x, n); }
+static void gelu_tanh_chunk(float *x, int64_t n) { gelu_tanh_chunk_body(x, n); }
+static void quick_gelu_chunk(float *x, int64_t n) { quick_gelu_chunk_body(x, n); }
+static void silu_chunk(float *x, int64_t n) { silu_chunk_body(x, n); }
+CQ_AVX2_COPY(exp_chunk, (float *x, int64_t n), (x, n))
+CQ_AVX2_COPY(gelu_chunk, (float *x, int64_t n), (x, n))
+CQ_AVX2_COPY(gelu_tanh_chunk, (float *x, int64_t n), (x, n))
+CQ_AVX2_COPY(quick_gelu_chunk, (float *x, int64_t n), (x, n))
+CQ_AVX2_COPY(silu_chunk, (float *x, int64_t n), (x, n))
+
+/* y = fn(x) for one chunk: copied into y first when out of place (the copy stays in L1 for the kernel). */
+static void run_chunk(ew_fn fn, const float *x, float *y, int64_t n) {
+    if (x != y) memmove(y, x, (size_t)n * sizeof(float));
+    fn(y, n);
 }
 
 /* Runs `fn` over n values, cut into CQ_EW_CHUNK pieces shared by the threads when there are enough of them. */
 static cq_status run_elementwise(ew_fn fn, const float *x, float *y, int64_t n) {
     if (n < 0 || (n > 0 && (!x || !y))) return CQ_ERR_INVALID_ARGUMENT;
+    if (n == 0) return CQ_OK;
     const int threads = cq_threads_for(n / CQ_EW_ELEMS_PER_THREAD);
     if (threads <= 1) {
-        fn(x, y, n);
+        run_chunk(fn, x, y, n);
         return CQ_OK;
     }
     const int64_t chunks = (n + CQ_EW_CHUNK - 1) / CQ_EW_CHUNK;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t c = 0; c < chunks; c++) {
         const int64_t at = c * CQ_EW_CHUNK, len = n - at < CQ_EW_CHUNK ? n - at : CQ_EW_CHUNK;
-        fn(x + at, y + at, len);
+        run_chunk(fn, x + at, y + at, len);
     }
     return CQ_OK;
 }
 
-cq_status cq_exp(const float *x, float *y, int64_t n) { return run_elementwise(exp_chunk, x, y, n); }
-cq_status cq_gelu(const float *x, float *y, int64_t n) { return run_elementwise(gelu_chunk, x, y, n); }
-cq_status cq_gelu_tanh(const float *x, float *y, int64_t n) { return run_elementwise(gelu_tanh_chunk, x, y, n); }
-cq_status cq_quick_gelu(const float *x, float *y, int64_t n) { return run_elementwise(quick_gelu_chunk, x, y, n); }
-cq_status cq_silu(const float *x, float *y, int64_t n) { return run_elementwise(silu_chunk, x, y, n); }
+cq_status cq_exp(const float *x, float *y, int64_t n) { return run_elementwise(CQ_PICK(exp_chunk), x, y, n); }
+cq_status cq_gelu(const float *x, float *y, int64_t n) { return run_elementwise(CQ_PICK(gelu_chunk), x, y, n); }
+cq_status cq_gelu_tanh(const float *x, float *y, int64_t n) { return run_elementwise(CQ_PICK(gelu_tanh_chunk), x, y, n); }
+cq_status cq_quick_gelu(const float *x, float *y, int64_t n) { return run_elementwise(CQ_PICK(quick_gelu_chunk), x, y, n); }
+cq_status cq_silu(const float *x, float *y, int64_t n) { return run_elementwise(CQ_PICK(silu_chunk), x, y, n); }
 
 /* ------------------------------------------------------------------------------------------------------ */
 /* Rows                                                                                                     */
@@ -167,7 +201,7 @@ cq_status cq_silu(const float *x, float *y, int64_t n) { return run_elementwise(
 #define CQ_LANES 16
 
 /* Softmax of the first `n` values of a row in place; values n … cols−1 become 0 (masked). */
-static void softmax_row(float *row, int64_t n, int64_t cols) {
+CQ_INLINE void softmax_row_body(float *row, int64_t n, int64_t cols) {
     float lane[CQ_LANES];
     for (int l = 0; l < CQ_LANES; l++) lane[l] = -INFINITY;
     int64_t j = 0;
@@ -191,16 +225,20 @@ static void softmax_row(float *row, int64_t n, int64_t cols) {
     for (j = n; j < cols; j++) row[j] = 0.0f;
 }
 
+static void softmax_row(float *row, int64_t n, int64_t cols) { softmax_row_body(row, n, cols); }
+CQ_AVX2_COPY(softmax_row, (float *row, int64_t n, int64_t cols), (row, n, cols))
+
 cq_status cq_softmax_rows(float *x, int64_t rows, int64_t cols, int64_t ld, int64_t causal_offset) {
     if (rows < 0 || cols < 0 || ld < cols || (rows > 0 && cols > 0 && !x)) return CQ_ERR_INVALID_ARGUMENT;
     if (rows == 0 || cols == 0) return CQ_OK;
     const int64_t work = rows * cols / CQ_EW_ELEMS_PER_THREAD;
     const int threads = cq_threads_for(work < rows ? work : rows);
+    void (*const row_fn)(float *, int64_t, int64_t) = CQ_PICK(softmax_row);
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t r = 0; r < rows; r++) {
         int64_t n = cols;
         if (causal_offset >= 0 && causal_offset + r + 1 < cols) n = causal_offset + r + 1;
-        softmax_row(x + r * ld, n, cols);
+        row_fn(x + r * ld, n, cols);
     }
     return CQ_OK;
 }
@@ -231,21 +269,25 @@ static double row_sum_squares(const float *x, int64_t d, double c) {
     return (lane[0] + lane[1]) + (lane[2] + lane[3]);
 }
 
+/* The norms read their statistics from x, then write y; with y = x the final loop would again meet the
+ * vectorizer's failing overlap check, so it always reads the copy in y. */
 static void layer_norm_row(const float *x, int64_t d, const float *w, const float *b, float eps, float *y) {
     const double mean = row_sum(x, d) / (double)d;
     const double variance = row_sum_squares(x, d, mean) / (double)d;
     const float inv = (float)(1.0 / sqrt(variance + (double)eps)), m = (float)mean;
+    if (x != y) memmove(y, x, (size_t)d * sizeof(float));
     if (b) {
-        for (int64_t j = 0; j < d; j++) y[j] = (x[j] - m) * inv * w[j] + b[j];
+        for (int64_t j = 0; j < d; j++) y[j] = (y[j] - m) * inv * w[j] + b[j];
     } else {
-        for (int64_t j = 0; j < d; j++) y[j] = (x[j] - m) * inv * w[j];
+        for (int64_t j = 0; j < d; j++) y[j] = (y[j] - m) * inv * w[j];
     }
 }
 
 static void rms_norm_row(const float *x, int64_t d, const float *w, float eps, float *y) {
     const double ms = row_sum_squares(x, d, 0.0) / (double)d;
     const float inv = (float)(1.0 / sqrt(ms + (double)eps));
-    for (int64_t j = 0; j < d; j++) y[j] = x[j] * inv * w[j];
+    if (x != y) memmove(y, x, (size_t)d * sizeof(float));
+    for (int64_t j = 0; j < d; j++) y[j] = y[j] * inv * w[j];
 }
 
 cq_status cq_layer_norm_rows(const float *x, int64_t rows, int64_t dim, const float *weight, const float *bias,

@@ -206,8 +206,10 @@ cq_status cq_quantize_activations(cq_kernel kernel, const float *x, int64_t m, i
 /* ---------------------------------------------------------------------------------------------------------
  * Element-wise and row kernels (elementwise.c): the work between the GEMMs of a transformer layer.
  *
- * Portable C that the compiler vectorizes for the baseline ISA; large calls are shared by the threads (by rows,
- * or by 4096-value chunks), small ones run on the calling thread. Results do not depend on the thread count.
+ * Portable C that the compiler vectorizes for the baseline ISA (NEON on AArch64); on x86-64 the same source is
+ * also compiled as an AVX2+FMA copy, used when the default kernel is avx2 (so VZQ_KERNEL=scalar selects the
+ * baseline code, and the two may differ in the last bits). Large calls are shared by the threads (by rows, or by
+ * 4096-value chunks), small ones run on the calling thread. Results do not depend on the thread count.
  * exp is our own (range reduction to ±ln2/2, degree-6 polynomial, 2^n from exponent bits): within 2e-7 relative
  * of exp for results that are normal floats, correctly 0 below about −104 and +inf above 88.72; NaN stays NaN.
  * The activations follow PyTorch's formulas (so x = −∞ gives NaN where PyTorch's does) and are accurate to
@@ -216,7 +218,8 @@ cq_status cq_quantize_activations(cq_kernel kernel, const float *x, int64_t m, i
  *   gelu_tanh     x/2·(1 + tanh(√(2/π)(x + 0.044715x³))), evaluated as x·σ(2u)
  *   quick_gelu    x·σ(1.702x)       (CLIP)
  *   silu          x·σ(x)
- * y = x is allowed (in place). All return CQ_ERR_INVALID_ARGUMENT for n < 0 or NULL pointers with n > 0.
+ * y = x (in place) or a buffer that does not overlap x. All return CQ_ERR_INVALID_ARGUMENT for n < 0 or NULL
+ * pointers with n > 0.
  * ------------------------------------------------------------------------------------------------------- */
 cq_status cq_exp(const float *x, float *y, int64_t n);
 cq_status cq_gelu(const float *x, float *y, int64_t n);
@@ -232,10 +235,10 @@ cq_status cq_silu(const float *x, float *y, int64_t n);
 cq_status cq_softmax_rows(float *x, int64_t rows, int64_t cols, int64_t ld, int64_t causal_offset);
 
 /* y[r] = (x[r] − mean) / sqrt(var + eps) · weight + bias (bias may be NULL), statistics of each row of `dim`
- * values in double; rows dense. */
+ * values in double; rows dense; y = x allowed. */
 cq_status cq_layer_norm_rows(const float *x, int64_t rows, int64_t dim, const float *weight, const float *bias,
                              float eps, float *y);
-/* y[r] = x[r] / sqrt(mean(x[r]²) + eps) · weight, the mean in double; rows dense. */
+/* y[r] = x[r] / sqrt(mean(x[r]²) + eps) · weight, the mean in double; rows dense; y = x allowed. */
 cq_status cq_rms_norm_rows(const float *x, int64_t rows, int64_t dim, const float *weight, float eps, float *y);
 
 /* ---------------------------------------------------------------------------------------------------------

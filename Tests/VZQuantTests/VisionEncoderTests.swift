@@ -75,6 +75,23 @@ final class VisionEncoderTests: XCTestCase {
         XCTAssertThrowsError(try tower(pixels: [Float](repeating: 0, count: 3 * 40 * 40), height: 40, width: 40))
     }
 
+    /// The attention summary (what VisionZip reads) equals the same figures taken from the full maps, bit for bit,
+    /// and the features do not change; the full maps are not returned.
+    func testAttentionSummaryMatchesFullMaps() throws {
+        for (name, model) in [("siglip", "siglip"), ("dinov2", "dinov2")] {
+            let tower = try encoder(name, .f32)
+            let pixels = try floats(model, "pixel_values")
+            let full = try tower(pixels: pixels, keepAttention: true)
+            let summary = try tower(pixels: pixels, keepAttentionSummary: true)
+            XCTAssertNil(summary.attention)
+            XCTAssertEqual(summary.features, full.features)
+            XCTAssertEqual(summary.keysMean, full.keysMean)
+            let a = try XCTUnwrap(full.attention), h = tower.config.heads, t = full.features.count / tower.config.hidden
+            XCTAssertEqual(summary.firstRowAttention, (0..<h).flatMap { Array(a[($0 * t * t) ..< ($0 * t * t + t)]) })
+            XCTAssertEqual(summary.receivedAttention, try a.withUnsafeBufferPointer { try VisionZip.receivedAttention($0, heads: h) })
+        }
+    }
+
     /// llama.cpp's SigLIP mmproj files carry neither vzquant.vision.family nor vzquant.vision.hidden_act: the
     /// family comes from the tensors (no class embedding) and the gelu must be SigLIP's tanh form.
     func testSigLIPWithoutVZQuantKeysAsLlamaCppWritesIt() throws {

@@ -81,6 +81,10 @@ public struct VisionOutput: Sendable {
     public var hiddenStates: [[Float]]?
     /// The last block's softmax attention [heads, T, T] (only when requested).
     public var attention: [Float]?
+    /// The last block's first query row per head [heads, T] (with CLS: the CLS attention), when a summary was asked.
+    public var firstRowAttention: [Float]?
+    /// The attention each token receives in the last block, averaged over heads and queries [T] (summary only).
+    public var receivedAttention: [Double]?
     /// The last block's keys (after bias) averaged over heads [T, headDim] (only when requested).
     public var keysMean: [Float]?
     /// The patch grid the image was cut into.
@@ -201,7 +205,10 @@ public final class VisionEncoder {
     /// - Parameters:
     ///   - keepAttention: also return the last block's attention probabilities and head-averaged keys.
     ///   - keepHiddenStates: also return every block's input and the last block's output.
+    ///   - keepAttentionSummary: instead of the full maps, return what VisionZip reads of them — each head's first
+    ///     query row and the attention each token receives — and the head-averaged keys (no [heads, T, T] array).
     public func callAsFunction(pixels: [Float], height: Int? = nil, width: Int? = nil, keepAttention: Bool = false,
+                               keepAttentionSummary: Bool = false,
                                keepHiddenStates: Bool = false) throws -> VisionOutput {
         let c = config, d = c.hidden, p = c.patchSize
         let hPx = height ?? c.imageSize, wPx = width ?? c.imageSize
@@ -251,6 +258,7 @@ public final class VisionEncoder {
         var hidden: [[Float]]? = keepHiddenStates ? [] : nil
         var probs: [Float]? = keepAttention ? [Float](repeating: 0, count: c.heads * t * t) : nil
         var keysMean: [Float]? = nil
+        var firstRows: [Float]? = nil, received: [Double]? = nil
         for (i, b) in blocks.enumerated() {
             let last = i == blocks.count - 1
             hidden?.append(Array(UnsafeBufferPointer(start: x, count: t * d)))
@@ -264,6 +272,19 @@ public final class VisionEncoder {
                     try attention(q: s.q, ldq: d, k: s.k, ldk: d, v: s.v, ldv: d, queries: t, keys: t, causalOffset: nil,
                                   scores: s.scores, workspace: s.attnWorkspace, into: s.attn, ldo: d, probabilities: $0.baseAddress)
                 }
+                keysMean = headMean(s.k, tokens: t)
+            } else if last && keepAttentionSummary {
+                var rows = [Float](repeating: 0, count: c.heads * t), sums = [Double](repeating: 0, count: t)
+                try rows.withUnsafeMutableBufferPointer { r in
+                    try sums.withUnsafeMutableBufferPointer { c in
+                        try attention(q: s.q, ldq: d, k: s.k, ldk: d, v: s.v, ldv: d, queries: t, keys: t, causalOffset: nil,
+                                      scores: s.scores, workspace: s.attnWorkspace, into: s.attn, ldo: d,
+                                      firstRows: r.baseAddress, columnSums: c.baseAddress)
+                    }
+                }
+                let n = Double(c.heads * t)
+                firstRows = rows
+                received = sums.map { $0 / n }
                 keysMean = headMean(s.k, tokens: t)
             } else {
                 try attention(q: s.q, ldq: d, k: s.k, ldk: d, v: s.v, ldv: d, queries: t, keys: t, causalOffset: nil,
@@ -292,7 +313,8 @@ public final class VisionEncoder {
             normalized = Array(UnsafeBufferPointer(start: xn, count: t * d))
         }
         return VisionOutput(features: features, normalized: normalized, hiddenStates: hidden, attention: probs,
-                            keysMean: keysMean, gridRows: rows, gridColumns: cols)
+                            firstRowAttention: firstRows, receivedAttention: received, keysMean: keysMean,
+                            gridRows: rows, gridColumns: cols)
     }
 
     /// [T, heads·hd] → mean over heads [T, hd].

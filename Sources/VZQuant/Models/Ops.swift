@@ -93,18 +93,30 @@ struct Attention {
     /// - Parameters:
     ///   - causalOffset: when set, query i sits at position offset + i and sees keys 0…offset + i only.
     ///   - probabilities: when set, receives P as [heads, T, S].
+    ///   - firstRows: when set, receives each head's first query row P[h, 0, :] as [heads, S] (VisionZip's CLS rule).
+    ///   - columnSums: when set, receives Σ_h Σ_i P[h, i, j] [S], summed in Double in (h, i) order (VisionZip's
+    ///     received-attention rule, without keeping the [heads, T, S] maps).
     func callAsFunction(q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int,
                         v: UnsafePointer<Float>, ldv: Int, queries t: Int, keys s: Int, causalOffset: Int?,
                         scores: UnsafeMutablePointer<Float>, workspace: UnsafeMutableRawPointer?,
                         into out: UnsafeMutablePointer<Float>, ldo: Int,
-                        probabilities: UnsafeMutablePointer<Float>? = nil) throws {
+                        probabilities: UnsafeMutablePointer<Float>? = nil, firstRows: UnsafeMutablePointer<Float>? = nil,
+                        columnSums: UnsafeMutablePointer<Double>? = nil) throws {
         let group = heads / kvHeads
+        columnSums?.update(repeating: 0, count: s)
         for h in 0..<heads {
             let g = h / group
             try KernelError.check(cq_sgemm(Int64(t), Int64(s), Int64(headDim), scale, q + h * headDim, Int64(ldq),
                                            k + g * headDim, Int64(ldk), 1, 0, scores, Int64(s), workspace))
             Ops.softmaxRows(scores, rows: t, cols: s, ld: s, causalOffset: causalOffset)
             if let probabilities { (probabilities + h * t * s).update(from: scores, count: t * s) }
+            if let firstRows { (firstRows + h * s).update(from: scores, count: s) }
+            if let columnSums {
+                for i in 0..<t {
+                    let row = scores + i * s
+                    for j in 0..<s { columnSums[j] += Double(row[j]) }
+                }
+            }
             try KernelError.check(cq_sgemm(Int64(t), Int64(headDim), Int64(s), 1, scores, Int64(s),
                                            v + g * headDim, Int64(ldv), 0, 0, out + h * headDim, Int64(ldo), workspace))
         }

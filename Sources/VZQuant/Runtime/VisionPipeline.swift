@@ -209,7 +209,8 @@ public final class VisionPipeline {
             var t0 = monotonicMilliseconds()
             let budget: VisionZip.Budget?
             if case let .budget(b) = visualTokens { budget = b } else { budget = nil }
-            let out = try encoder(pixels: p, height: h, width: w, keepAttention: budget != nil)
+            // VisionZip reads only the CLS rows or the received attention of the feature layer: no [heads, T, T] maps.
+            let out = try encoder(pixels: p, height: h, width: w, keepAttentionSummary: budget != nil)
             timings.visionMs += monotonicMilliseconds() - t0
             let t = out.features.count / c.hidden
             if projector.kind == .idefics3 {
@@ -219,9 +220,7 @@ public final class VisionPipeline {
                 reports.append(report)
             } else if let budget {
                 t0 = monotonicMilliseconds()
-                let zipped = try VisionZip.compress(attention: out.attention!, heads: c.heads, keysMean: out.keysMean!,
-                                                    hidden: out.features, budget: budget, hasCLS: c.hasClassToken,
-                                                    merge: merge)
+                let zipped = try zip(out, budget: budget, merge: merge)
                 timings.visionZipMs += monotonicMilliseconds() - t0
                 t0 = monotonicMilliseconds()
                 // VisionZip keeps CLS among the dominant tokens (as the reference does): every row is projected.
@@ -242,6 +241,25 @@ public final class VisionPipeline {
                             merge: merge, processedCrops: nil)
     }
 
+    /// VisionZip on the encoder's own tokens, from the attention summary `encode(keepAttentionSummary:)` returned.
+    private func zip(_ out: VisionOutput, budget: VisionZip.Budget, merge: VisionZip.Merge) throws -> VisionZip.Output {
+        let c = encoder.config
+        return try out.keysMean!.withUnsafeBufferPointer { keys in
+            try out.features.withUnsafeBufferPointer { hidden in
+                if c.hasClassToken {
+                    return try out.firstRowAttention!.withUnsafeBufferPointer {
+                        try VisionZip.compress(attention: .classRows($0, heads: c.heads), keysMean: keys, headDim: c.headDim,
+                                               hidden: hidden, width: c.hidden, budget: budget, hasCLS: true, merge: merge)
+                    }
+                }
+                return try out.receivedAttention!.withUnsafeBufferPointer {
+                    try VisionZip.compress(attention: .received($0), keysMean: keys, headDim: c.headDim, hidden: hidden,
+                                           width: c.hidden, budget: budget, hasCLS: false, merge: merge)
+                }
+            }
+        }
+    }
+
     /// Pixel-shuffle connectors (idefics3): the tokens are s×s patch groups. A group's score is the received
     /// attention of its patches summed, its merging key the mean of their head-averaged keys; VisionZip then runs
     /// on groups and the kept/merged shuffled rows go through the connector's linear layer. Selection indices count
@@ -255,7 +273,7 @@ public final class VisionPipeline {
         var selection: VisionZip.Selection?
         var kept = shuffled
         if let budget {
-            let patchScores = try out.attention!.withUnsafeBufferPointer { try VisionZip.receivedAttention($0, heads: c.heads) }
+            let patchScores = out.receivedAttention!
             let hd = c.headDim
             var scores = [Double](repeating: 0, count: groups)
             var keys = [Float](repeating: 0, count: groups * hd)

@@ -46,6 +46,9 @@ public enum VisionZip {
         case classRows(UnsafeBufferPointer<Float>, heads: Int)
         /// [T]: one score per token, already reduced (`groupedReceivedAttention`; no CLS).
         case scores(UnsafeBufferPointer<Double>)
+        /// [T]: the received-attention rule's scores, mean_{h,i} A[h, i, j], computed by the encoder
+        /// (`VisionOutput.receivedAttention`) so the [heads, T, T] maps need not be kept.
+        case received(UnsafeBufferPointer<Double>)
     }
 
     /// A token budget: D dominant tokens (CLS counted among them when there is one) and C contextual tokens.
@@ -268,6 +271,11 @@ public enum VisionZip {
             for j in 0..<t { scores[j] /= n }
         case (.classRows, .receivedAttention):
             throw VisionZipError("the received-attention rule (no CLS token) needs the full attention [heads, T, T]")
+        case let (.received(given), .receivedAttention):
+            guard given.count == t else { throw VisionZipError("\(given.count) received-attention scores for \(t) tokens") }
+            for j in 0..<t { scores[j] = given[j] }
+        case (.received, _):
+            throw VisionZipError("received-attention scores are for encoders without a CLS token")
         case let (.scores(given), .groupedReceivedAttention):
             guard given.count == t else { throw VisionZipError("\(given.count) scores for \(t) tokens") }
             for j in 0..<t { scores[j] = given[j] }

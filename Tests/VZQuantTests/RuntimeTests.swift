@@ -210,4 +210,50 @@ final class RuntimeTests: XCTestCase {
         try VisionZipMap.write(big, to: path)
         XCTAssertEqual(try ImageDecoder.decode(file: path), big)
     }
+
+    // MARK: SmolVLM-shaped (idefics3) pipeline
+
+    /// tiny-smolvlm (SigLIP 128 px, patch 16, pixel shuffle 4: 4 tokens a crop): Idefics3 splitting, the grouped
+    /// VisionZip, and the invariants that tie it to the connector tested against transformers (ModelGraphTests).
+    func testIdefics3PipelineSplitsAndZipsGroups() throws {
+        let text = temp.appendingPathComponent("smol.gguf").path, mm = temp.appendingPathComponent("smol-mmproj.gguf").path
+        try SyntheticModel.write(preset: .tinySmolvlm, type: .f32, textPath: text, mmprojPath: mm, seed: 3)
+        let vision = try VisionPipeline(path: mm)
+        XCTAssertEqual(vision.projector.kind, .idefics3)
+        XCTAssertEqual(vision.tokensPerCrop, 4)
+        var image = RGBImage(width: 300, height: 200, fill: (0, 0, 0))
+        for i in 0..<image.pixels.count { image.pixels[i] = UInt8(truncatingIfNeeded: i &* 31 &+ i / 7) }
+        // Longest edge 4 × 128 = 512: 512 × 341 → 4 × 3 tiles, then the overview.
+        let crops = vision.crops(of: image)
+        XCTAssertEqual(crops.count, 13)
+        XCTAssertTrue(crops.allSatisfy { $0.width == 128 && $0.height == 128 })
+
+        let all = try vision.encode(image, visualTokens: .all)
+        XCTAssertEqual(all.tokens, 13 * 4)
+        XCTAssertEqual(vision.tokens(for: image, visualTokens: .all), 52)
+        // Each crop's rows are the connector applied to the tower's features.
+        let pixels = vision.processor.pixelValues(crops[0])
+        let features = try vision.encoder(pixels: pixels).features
+        let direct = try vision.projector(features: features, gridRows: 8, gridColumns: 8)
+        XCTAssertEqual(Array(all.embeddings[0 ..< direct.count]), direct)
+
+        // Keeping every group as dominant changes nothing; a budget of 2 keeps 2 groups a crop, indices < 4.
+        let keepAll = try vision.encode(image, visualTokens: .budget(.init(dominant: 4, contextual: 0)))
+        XCTAssertEqual(keepAll.embeddings, all.embeddings)
+        let two = try vision.encode(image, visualTokens: .budget(.init(dominant: 1, contextual: 1)))
+        XCTAssertEqual(two.tokens, 26)
+        XCTAssertEqual(vision.tokens(for: image, visualTokens: .budget(.init(dominant: 1, contextual: 1))), 26)
+        for crop in two.crops {
+            let s = try XCTUnwrap(crop.selection)
+            XCTAssertEqual(s.rule, .groupedReceivedAttention)
+            XCTAssertEqual(s.tokensBefore, 4)
+            XCTAssertEqual(s.dominant.count + s.contextual.count, 2)
+            XCTAssertTrue((s.dominant + s.contextual.flatMap { [$0.target] + $0.members }).allSatisfy { (0..<4).contains($0) })
+            XCTAssertEqual(crop.gridRows, 2)
+        }
+        // The map has one cell per group.
+        let encoded = try vision.encode(image, visualTokens: .budget(.init(dominant: 1, contextual: 1)), keepCrops: true)
+        let map = VisionZipMap.render(encoded, pipeline: vision)
+        XCTAssertEqual(map.width, 13 * 128 + 12 * 4)
+    }
 }

@@ -10,7 +10,7 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "Vision file (mmproj GGUF) for --image.")
     var mmproj: String?
 
-    @Option(name: [.customShort("c"), .customLong("ctx-size")], help: "KV cache positions (default: the model's context, at most 4096).")
+    @Option(name: [.customShort("c"), .customLong("ctx-size")], help: "KV cache positions (default: the model's context, at most 2048).")
     var contextLength: Int?
 
     @Option(name: .customLong("batch-size"), help: "Rows per prefill step.")

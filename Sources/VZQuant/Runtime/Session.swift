@@ -11,8 +11,9 @@ public struct SessionOptions: Sendable {
     public var widenToF32: Bool?
     public var imageOptions = ImageDecodeOptions()
 
-    /// A KV cache for 4096 positions of a 7B model is 2 GiB in f32: boards want less unless they ask.
-    public static let defaultContextCap = 4096
+    /// A KV cache for 2048 positions of a 7B model is already 2 GiB in f32 (1 GiB in f16): boards want no more
+    /// unless they ask (it is reserved up front; pages count only once used).
+    public static let defaultContextCap = 2048
 
     public init(contextLength: Int? = nil, batch: Int = 256, kvCache: KVCacheType = .f32, widenToF32: Bool? = nil) {
         self.contextLength = contextLength

@@ -58,14 +58,23 @@ public enum Converter {
         progress.begin(tensors: plans.map(\.tensors.count).reduce(0, +), sourceBytes: sourceBytes)
         defer { progress.finish() }
 
-        // Write every file under a temporary name, then rename all of them; remove the temporaries on failure.
+        let files = try writeAllOrNothing(plans.map(\.path)) { i, temp in
+            try write(plans[i], to: temp, threads: options.threads, progress: progress)
+        }
+        return ConvertSummary(files: files, sourceBytes: sourceBytes, seconds: Date().timeIntervalSince(started),
+                              peakRSSBytes: peakResidentBytes(), notes: notes)
+    }
+
+    /// Writes every file of `paths` under a temporary name (`write(index, temporaryPath)`), then renames them all
+    /// into place; on any error the temporaries are removed: a run leaves either all its files, complete, or none.
+    static func writeAllOrNothing<T>(_ paths: [String], _ write: (Int, String) throws -> T) throws -> [T] {
         var temps: [(temp: String, final: String)] = []
-        var files: [ConvertFileSummary] = []
+        var results: [T] = []
         do {
-            for plan in plans {
-                let temp = temporaryPath(for: plan.path)
-                temps.append((temp, plan.path))
-                files.append(try write(plan, to: temp, threads: options.threads, progress: progress))
+            for (i, path) in paths.enumerated() {
+                let temp = temporaryPath(for: path)
+                temps.append((temp, path))
+                results.append(try write(i, temp))
             }
             for (temp, final) in temps {
                 guard rename(temp, final) == 0 else {
@@ -76,8 +85,7 @@ public enum Converter {
             for (temp, _) in temps { unlink(temp) }
             throw error
         }
-        return ConvertSummary(files: files, sourceBytes: sourceBytes, seconds: Date().timeIntervalSince(started),
-                              peakRSSBytes: peakResidentBytes(), notes: notes)
+        return results
     }
 
     static func temporaryPath(for path: String) -> String {

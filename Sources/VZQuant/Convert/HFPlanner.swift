@@ -74,19 +74,7 @@ enum HFPlanner {
                 ("clip.has_llava_projector", .bool(arch == .llava)),
             ]
             if arch == .llava { meta.append(("clip.projector_type", .string("mlp"))) }
-            meta += [
-                ("clip.use_gelu", .bool(v.hiddenAct.hasPrefix("gelu"))),
-                ("clip.vision.image_size", .uint32(UInt32(v.imageSize))),
-                ("clip.vision.patch_size", .uint32(UInt32(v.patchSize))),
-                ("clip.vision.embedding_length", .uint32(UInt32(v.hidden))),
-                ("clip.vision.feed_forward_length", .uint32(UInt32(v.feedForward))),
-                ("clip.vision.projection_dim", .uint32(UInt32(v.projectionDim))),
-                ("clip.vision.block_count", .uint32(UInt32(kept))),
-                ("clip.vision.attention.head_count", .uint32(UInt32(v.heads))),
-                ("clip.vision.attention.layer_norm_epsilon", .float32(Float(v.eps))),
-                ("clip.vision.image_mean", .float32s((pre?.imageMean ?? mean0).map { Float($0) })),
-                ("clip.vision.image_std", .float32s((pre?.imageStd ?? std0).map { Float($0) })),
-            ]
+            meta += v.metadata(keptLayers: kept, mean: pre?.imageMean ?? mean0, std: pre?.imageStd ?? std0)
             if let featureLayer { meta.append(("vzquant.vision.feature_layer", .int32(Int32(featureLayer)))) }
             if let featureSelect { meta.append(("vzquant.vision.feature_select", .string(featureSelect))) }
             meta.append(("vzquant.vision.source_block_count", .uint32(UInt32(v.layers))))

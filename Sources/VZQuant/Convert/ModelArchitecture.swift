@@ -220,6 +220,14 @@ public struct VisionParams: Sendable, Equatable {
     /// Patches per image (+1 for the class token where the family has one): rows of the position embedding.
     public var positions: Int { (imageSize / patchSize) * (imageSize / patchSize) + (family == .siglip ? 0 : 1) }
 
+    /// A tower described directly (synthetic presets).
+    init(family: VisionFamily, hidden: Int, feedForward: Int, layers: Int, heads: Int, imageSize: Int, patchSize: Int,
+         projectionDim: Int, eps: Double, hiddenAct: String) {
+        (self.family, self.hidden, self.feedForward, self.layers, self.heads) = (family, hidden, feedForward, layers, heads)
+        (self.imageSize, self.patchSize, channels, self.projectionDim) = (imageSize, patchSize, 3, projectionDim)
+        (self.eps, self.hiddenAct) = (eps, hiddenAct)
+    }
+
     init(_ c: HFVisionConfig, family: VisionFamily, directory: String) throws {
         self.family = family
         hidden = c.hiddenSize ?? 768
@@ -250,6 +258,23 @@ public struct VisionParams: Sendable, Equatable {
         guard hidden > 0, heads > 0, hidden % heads == 0, layers > 0, patchSize > 0, imageSize >= patchSize else {
             throw ConvertError("\(directory)/config.json: bad vision shape (hidden \(hidden), heads \(heads), layers \(layers), image \(imageSize), patch \(patchSize))")
         }
+    }
+
+    /// The `clip.*` keys llama.cpp reads for the tower itself, `keptLayers` of its blocks stored.
+    func metadata(keptLayers: Int, mean: [Double], std: [Double]) -> [(String, GGUFValue)] {
+        [
+            ("clip.use_gelu", .bool(hiddenAct.hasPrefix("gelu"))),
+            ("clip.vision.image_size", .uint32(UInt32(imageSize))),
+            ("clip.vision.patch_size", .uint32(UInt32(patchSize))),
+            ("clip.vision.embedding_length", .uint32(UInt32(hidden))),
+            ("clip.vision.feed_forward_length", .uint32(UInt32(feedForward))),
+            ("clip.vision.projection_dim", .uint32(UInt32(projectionDim))),
+            ("clip.vision.block_count", .uint32(UInt32(keptLayers))),
+            ("clip.vision.attention.head_count", .uint32(UInt32(heads))),
+            ("clip.vision.attention.layer_norm_epsilon", .float32(Float(eps))),
+            ("clip.vision.image_mean", .float32s(mean.map { Float($0) })),
+            ("clip.vision.image_std", .float32s(std.map { Float($0) })),
+        ]
     }
 
     /// image_mean / image_std each family was trained with (preprocessor_config.json overrides).

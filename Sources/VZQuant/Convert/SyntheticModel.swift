@@ -105,28 +105,15 @@ public enum SyntheticModel {
         if let mmprojPath { jobs.append((p.mmproj, mmprojPath, 2)) }
         let total = jobs.map(\.0.tensorBytes).reduce(0, +)
         var done = 0
-        var temps: [(temp: String, final: String)] = []
-        var files: [ConvertFileSummary] = []
-        do {
-            for (file, path, salt) in jobs {
-                let temp = Converter.temporaryPath(for: path)
-                temps.append((temp, path))
-                try write(file, to: temp, seed: mix(seed ^ mix(salt)), threads: max(1, threads)) { bytes in
-                    done += bytes
-                    progress(done, total)
-                }
-                let size = (try? FileManager.default.attributesOfItem(atPath: temp)[.size] as? Int) ?? 0
-                files.append(ConvertFileSummary(path: path, tensors: file.tensors.count, tensorBytes: file.tensorBytes,
-                                                fileBytes: size, elements: file.parameters))
+        let files = try Converter.writeAllOrNothing(jobs.map(\.1)) { i, temp in
+            let (file, _, salt) = jobs[i]
+            try write(file, to: temp, seed: mix(seed ^ mix(salt)), threads: max(1, threads)) { bytes in
+                done += bytes
+                progress(done, total)
             }
-            for (temp, final) in temps {
-                guard rename(temp, final) == 0 else {
-                    throw ConvertError("\(final): cannot rename \(temp) into place: \(String(cString: strerror(errno)))")
-                }
-            }
-        } catch {
-            for (temp, _) in temps { unlink(temp) }
-            throw error
+            let size = (try? FileManager.default.attributesOfItem(atPath: temp)[.size] as? Int) ?? 0
+            return ConvertFileSummary(path: jobs[i].1, tensors: file.tensors.count, tensorBytes: file.tensorBytes,
+                                      fileBytes: size, elements: file.parameters)
         }
         return SyntheticSummary(files: files, parameters: files.map(\.elements).reduce(0, +),
                                 seconds: Date().timeIntervalSince(started), peakRSSBytes: peakResidentBytes())
@@ -243,19 +230,10 @@ public enum SyntheticModel {
             meta += [("clip.has_llava_projector", .bool(false)), ("clip.projector_type", .string("idefics3")),
                      ("clip.vision.projector.scale_factor", .uint32(UInt32(s)))]
         }
-        meta += [
-            ("clip.use_gelu", .bool(v.hiddenAct.hasPrefix("gelu"))),
-            ("clip.vision.image_size", .uint32(UInt32(v.imageSize))),
-            ("clip.vision.patch_size", .uint32(UInt32(v.patchSize))),
-            ("clip.vision.embedding_length", .uint32(UInt32(v.hidden))),
-            ("clip.vision.feed_forward_length", .uint32(UInt32(v.feedForward))),
-            ("clip.vision.projection_dim", .uint32(UInt32(v.projectionDim))),
-            ("clip.vision.block_count", .uint32(UInt32(v.keptLayers))),
-            ("clip.vision.attention.head_count", .uint32(UInt32(v.heads))),
-            ("clip.vision.attention.layer_norm_epsilon", .float32(Float(v.eps))),
-            ("clip.vision.image_mean", .float32s(v.imageMean.map { Float($0) })),
-            ("clip.vision.image_std", .float32s(v.imageStd.map { Float($0) })),
-        ]
+        let tower = VisionParams(family: v.family, hidden: v.hidden, feedForward: v.feedForward, layers: v.sourceLayers,
+                                 heads: v.heads, imageSize: v.imageSize, patchSize: v.patchSize,
+                                 projectionDim: v.projectionDim, eps: v.eps, hiddenAct: v.hiddenAct)
+        meta += tower.metadata(keptLayers: v.keptLayers, mean: v.imageMean, std: v.imageStd).map { (key: $0.0, value: $0.1) }
         if let a = p.anyRes {
             // llama.cpp's LLaVA-1.6 mmproj: the pinpoints flattened into one INT32 array, as gguf-py writes a list of ints.
             meta += [

@@ -226,6 +226,9 @@ final class RuntimeTests: XCTestCase {
         // Longest edge 4 × 128 = 512: 512 × 341 → 4 × 3 tiles, then the overview.
         let crops = vision.crops(of: image)
         XCTAssertEqual(crops.count, 13)
+        for (w, h) in [(300, 200), (128, 128), (512, 100), (37, 900), (129, 128)] {
+            XCTAssertEqual(vision.cropCount(width: w, height: h), vision.crops(of: RGBImage(width: w, height: h, fill: (1, 2, 3))).count)
+        }
         XCTAssertTrue(crops.allSatisfy { $0.width == 128 && $0.height == 128 })
 
         let all = try vision.encode(image, visualTokens: .all)

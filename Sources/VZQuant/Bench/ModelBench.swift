@@ -106,14 +106,14 @@ public enum ModelBench {
         progress?.step("\(label): loading")
         let rssBefore = MemoryProbe.rssBytes()
         var samples = PhaseSamples()
-        let tokenizer = try Tokenizer(gguf: GGUFFile(path: o.model))
-        let prompt = promptIds(tokenizer, count: o.promptTokens)
         // The cache holds exactly this row's prompt + visual tokens + generated tokens.
         let context = o.promptTokens + visualCount + max(o.genTokens, 1)
         let t0 = monotonicMilliseconds()
         let session = try Session(model: o.model, mmproj: o.mmproj,
                                   options: SessionOptions(contextLength: context, batch: o.batch, kvCache: o.kvCache))
         samples.load = [monotonicMilliseconds() - t0]
+        let tokenizer = session.tokenizer
+        let prompt = promptIds(tokenizer, count: o.promptTokens)
 
         var last: EncodedImage?
         for rep in 0 ..< o.warmupRuns + o.repetitions {

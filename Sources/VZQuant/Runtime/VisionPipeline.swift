@@ -119,7 +119,19 @@ public final class VisionPipeline {
         case .all: perCrop = tokensPerCrop
         case let .budget(b): perCrop = min(b.total, candidates)
         }
-        return perCrop * crops(of: image).count
+        return perCrop * cropCount(width: image.width, height: image.height)
+    }
+
+    /// How many crops `crops(of:)` cuts a width × height image into, without touching pixels.
+    public func cropCount(width: Int, height: Int) -> Int {
+        if projector.kind == .idefics3 {
+            let (cols, rows) = idefics3Tiles(width: width, height: height)
+            return cols * rows > 1 ? cols * rows + 1 : 1
+        }
+        guard !gridPinpoints.isEmpty else { return 1 }
+        let side = encoder.config.imageSize
+        let (th, tw) = Self.bestResolution(height: height, width: width, candidates: gridPinpoints)
+        return 1 + ((th + side - 1) / side) * ((tw + side - 1) / side)
     }
 
     /// The crops an image is cut into:
@@ -153,12 +165,17 @@ public final class VisionPipeline {
     /// Idefics3ImageProcessor's default for SmolVLM: longest edge 4 × the encoder's size.
     public var splitLongestEdge: Int { 4 * encoder.config.imageSize }
 
+    /// Tiles (columns, rows) of the Idefics3 split: the longest edge to splitLongestEdge (aspect kept), then each
+    /// side up to a whole number of tiles.
+    private func idefics3Tiles(width: Int, height: Int) -> (Int, Int) {
+        let side = encoder.config.imageSize
+        let scale = Double(splitLongestEdge) / Double(max(width, height))
+        let w0 = max(1, Int((Double(width) * scale).rounded())), h0 = max(1, Int((Double(height) * scale).rounded()))
+        return (max(1, (w0 + side - 1) / side), max(1, (h0 + side - 1) / side))
+    }
+
     private func splitForIdefics3(_ image: RGBImage, side: Int) -> [RGBImage] {
-        // Longest edge to splitLongestEdge (aspect kept), then each side up to a whole number of tiles.
-        let longest = max(image.width, image.height)
-        let scale = Double(splitLongestEdge) / Double(longest)
-        let w0 = max(1, Int((Double(image.width) * scale).rounded())), h0 = max(1, Int((Double(image.height) * scale).rounded()))
-        let cols = max(1, (w0 + side - 1) / side), rows = max(1, (h0 + side - 1) / side)
+        let (cols, rows) = idefics3Tiles(width: image.width, height: image.height)
         let overview = image.resized(width: side, height: side, filter: processor.filter)
         guard cols * rows > 1 else { return [overview] }
         let grid = image.resized(width: cols * side, height: rows * side, filter: processor.filter)
@@ -205,10 +222,10 @@ public final class VisionPipeline {
         let c = encoder.config
         var rows: [Float] = []
         var reports: [CropReport] = []
+        let budget: VisionZip.Budget?
+        if case let .budget(b) = visualTokens { budget = b } else { budget = nil }
         for p in pixelCrops {
             var t0 = monotonicMilliseconds()
-            let budget: VisionZip.Budget?
-            if case let .budget(b) = visualTokens { budget = b } else { budget = nil }
             // VisionZip reads only the CLS rows or the received attention of the feature layer: no [heads, T, T] maps.
             let out = try encoder(pixels: p, height: h, width: w, keepAttentionSummary: budget != nil)
             timings.visionMs += monotonicMilliseconds() - t0

@@ -35,13 +35,7 @@ final class CLITests: XCTestCase {
         return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
     }
 
-    func llava() throws -> (String, String) {
-        let root = try XCTUnwrap(Bundle.module.url(forResource: "Fixtures", withExtension: nil))
-        let text = temp.appendingPathComponent("llava.gguf").path, mm = temp.appendingPathComponent("mmproj.gguf").path
-        _ = try Converter.run(ConvertOptions(source: root.appendingPathComponent("hf/llava-4x").path, output: text,
-                                             mmprojOutput: mm, policy: try TypePolicy(type: .f32), threads: 2))
-        return (text, mm)
-    }
+    func llava() throws -> (String, String) { try LlavaModelTests.convertLlava(.f32, into: temp) }
 
     func testRunJSONWithImage() throws {
         let (text, mm) = try llava()

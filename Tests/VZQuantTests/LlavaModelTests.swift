@@ -31,13 +31,23 @@ final class LlavaModelTests: XCTestCase {
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: temp) }
 
-    /// Converts Fixtures/hf/`name` to `type`; returns (text, mmproj) paths.
-    func convert(_ name: String, _ type: QuantType, mmproj: Bool) throws -> (String, String?) {
-        let out = temp.appendingPathComponent("\(name)-\(type).gguf").path
-        let mm = mmproj ? temp.appendingPathComponent("\(name)-\(type)-mmproj.gguf").path : nil
-        _ = try Converter.run(ConvertOptions(source: try Self.fixture("hf/\(name)").path, output: out, mmprojOutput: mm,
+    /// Converts Fixtures/hf/`name` to `type` into `directory`; returns (text, mmproj) paths.
+    static func convert(_ name: String, _ type: QuantType, into directory: URL, mmproj: Bool) throws -> (String, String?) {
+        let out = directory.appendingPathComponent("\(name)-\(type).gguf").path
+        let mm = mmproj ? directory.appendingPathComponent("\(name)-\(type)-mmproj.gguf").path : nil
+        _ = try Converter.run(ConvertOptions(source: try fixture("hf/\(name)").path, output: out, mmprojOutput: mm,
                                              policy: try TypePolicy(type: type), threads: 2))
         return (out, mm)
+    }
+
+    /// The llava-4x fixture as a text model and an mmproj of `type`.
+    static func convertLlava(_ type: QuantType, into directory: URL) throws -> (String, String) {
+        let (text, mm) = try convert("llava-4x", type, into: directory, mmproj: true)
+        return (text, mm!)
+    }
+
+    func convert(_ name: String, _ type: QuantType, mmproj: Bool) throws -> (String, String?) {
+        try Self.convert(name, type, into: temp, mmproj: mmproj)
     }
 
     func maxAbs(_ a: [Float], _ b: [Float], file: StaticString = #filePath, line: UInt = #line) -> Float {

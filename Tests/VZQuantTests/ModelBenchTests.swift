@@ -14,13 +14,7 @@ final class ModelBenchTests: XCTestCase {
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: temp) }
 
-    func convertLlava() throws -> (String, String) {
-        let root = try XCTUnwrap(Bundle.module.url(forResource: "Fixtures", withExtension: nil))
-        let text = temp.appendingPathComponent("llava.gguf").path, mm = temp.appendingPathComponent("mmproj.gguf").path
-        _ = try Converter.run(ConvertOptions(source: root.appendingPathComponent("hf/llava-4x").path, output: text,
-                                             mmprojOutput: mm, policy: try TypePolicy(type: .q8_0), threads: 2))
-        return (text, mm)
-    }
+    func convertLlava() throws -> (String, String) { try LlavaModelTests.convertLlava(.q8_0, into: temp) }
 
     func testRowsPerBudget() throws {
         let (text, mm) = try convertLlava()

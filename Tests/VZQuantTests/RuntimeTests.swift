@@ -28,13 +28,7 @@ final class RuntimeTests: XCTestCase {
     }
 
     /// llava-4x converted to `type`: (text, mmproj).
-    func convertLlava(_ type: QuantType = .f32) throws -> (String, String) {
-        let text = temp.appendingPathComponent("llava-\(type).gguf").path
-        let mm = temp.appendingPathComponent("llava-\(type)-mmproj.gguf").path
-        _ = try Converter.run(ConvertOptions(source: try Self.fixture("hf/llava-4x").path, output: text, mmprojOutput: mm,
-                                             policy: try TypePolicy(type: type), threads: 2))
-        return (text, mm)
-    }
+    func convertLlava(_ type: QuantType = .f32) throws -> (String, String) { try LlavaModelTests.convertLlava(type, into: temp) }
 
     func maxAbs(_ a: ArraySlice<Float>, _ b: ArraySlice<Float>) -> Float {
         XCTAssertEqual(a.count, b.count)

@@ -267,10 +267,7 @@ final class VisionZipTests: XCTestCase {
         try FileManager.default.createDirectory(at: temp, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: temp) }
         let root = try XCTUnwrap(Bundle.module.url(forResource: "Fixtures", withExtension: nil))
-        let text = temp.appendingPathComponent("llava-f32.gguf").path
-        let mm = temp.appendingPathComponent("llava-f32-mmproj.gguf").path
-        _ = try Converter.run(ConvertOptions(source: root.appendingPathComponent("hf/llava-4x").path, output: text,
-                                             mmprojOutput: mm, policy: try TypePolicy(type: .f32), threads: 2))
+        let (_, mm) = try LlavaModelTests.convertLlava(.f32, into: temp)
         let file = try GGUFFile(path: mm)
         let tower = try VisionEncoder(file: file)
         let pixels = try Data(contentsOf: root.appendingPathComponent("models/llava/pixel_values.bin"))

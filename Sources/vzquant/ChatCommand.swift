@@ -20,11 +20,7 @@ struct ChatCommand: ParsableCommand {
     @OptionGroup var sampling: SamplingOptions
     @OptionGroup var compute: ComputeOptions
 
-    @Option(name: .long, help: "System message.")
-    var system: String?
-
-    @Option(name: .customLong("chat-template"), help: "Template: \(ChatTemplate.Family.allCases.map(\.rawValue).joined(separator: ", ")) (default: from the file).")
-    var chatTemplate: String?
+    @OptionGroup var templateOptions: TemplateOptions
 
     @Flag(name: [.customShort("v"), .long], help: "Prefill tokens per turn and speeds on stderr.")
     var verbose = false
@@ -58,7 +54,7 @@ struct ChatCommand: ParsableCommand {
     private func loop() throws {
         let visualTokens = try imageOptions.parsedVisualTokens()
         let session = try Session(model: modelOptions.model, mmproj: modelOptions.mmproj, options: modelOptions.sessionOptions)
-        let template = try chatTemplate.map { try ChatTemplate(name: $0) } ?? ChatTemplate.detect(metadata: session.metadata)
+        let template = try templateOptions.template(for: session)
         let stops = template.stopStrings + sampling.stop
         let endTokens = session.endOfGenerationTokens(extraTexts: template.stopStrings)
         var sampler = try Sampler(sampling.parameters)
@@ -78,7 +74,7 @@ struct ChatCommand: ParsableCommand {
         func startOver() {
             session.reset()
             chat = Conversation()
-            if let system { chat.messages.append(.system(system)) }
+            if let system = templateOptions.system { chat.messages.append(.system(system)) }
         }
         startOver()
         for path in imageOptions.image { attach(path) }

@@ -75,6 +75,20 @@ struct ImageOptions: ParsableArguments {
     var decodeOptions: ImageDecodeOptions { ImageDecodeOptions(maxPixels: maxImagePixels, maxFileBytes: maxImageBytes) }
 }
 
+/// The prompt format (run, chat).
+struct TemplateOptions: ParsableArguments {
+    @Option(name: .long, help: "System message (templated prompts only).")
+    var system: String?
+
+    @Option(name: .customLong("chat-template"), help: "Template: \(ChatTemplate.Family.allCases.map(\.rawValue).joined(separator: ", ")) (default: from the file).")
+    var chatTemplate: String?
+
+    /// --chat-template, else what the file's tokenizer.chat_template says.
+    func template(for session: Session) throws -> ChatTemplate {
+        try chatTemplate.map { try ChatTemplate(name: $0) } ?? ChatTemplate.detect(metadata: session.metadata)
+    }
+}
+
 /// Sampling and stopping (run, chat).
 struct SamplingOptions: ParsableArguments {
     @Option(name: [.customShort("n"), .customLong("n-predict")], help: "Tokens to generate at most.")

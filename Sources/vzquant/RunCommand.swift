@@ -24,11 +24,7 @@ struct RunCommand: ParsableCommand {
     @Option(name: [.customShort("p"), .long], help: "The prompt.")
     var prompt: String
 
-    @Option(name: .long, help: "System message (templated prompts only).")
-    var system: String?
-
-    @Option(name: .customLong("chat-template"), help: "Template: \(ChatTemplate.Family.allCases.map(\.rawValue).joined(separator: ", ")) (default: from the file).")
-    var chatTemplate: String?
+    @OptionGroup var templateOptions: TemplateOptions
 
     @Flag(name: .long, help: "No chat template: the prompt as given.")
     var raw = false
@@ -40,7 +36,7 @@ struct RunCommand: ParsableCommand {
     var verbose = false
 
     func validate() throws {
-        if raw, chatTemplate != nil { throw ValidationError("--raw and --chat-template exclude each other") }
+        if raw, templateOptions.chatTemplate != nil { throw ValidationError("--raw and --chat-template exclude each other") }
         if !imageOptions.image.isEmpty, modelOptions.mmproj == nil {
             throw ValidationError("--image needs the vision file: --mmproj MMPROJ.gguf")
         }
@@ -60,7 +56,7 @@ struct RunCommand: ParsableCommand {
     private func generate() throws {
         let visualTokens = try imageOptions.parsedVisualTokens()
         let session = try Session(model: modelOptions.model, mmproj: modelOptions.mmproj, options: modelOptions.sessionOptions)
-        let template = try raw ? nil : chatTemplate.map { try ChatTemplate(name: $0) } ?? ChatTemplate.detect(metadata: session.metadata)
+        let template = raw ? nil : try templateOptions.template(for: session)
         var timings = RunReport.Timings()
         timings.loadMs = session.loadMs
 
@@ -94,7 +90,7 @@ struct RunCommand: ParsableCommand {
         }
         if let template {
             var messages: [ChatMessage] = []
-            if let system { messages.append(ChatMessage(role: .system, content: system)) }
+            if let system = templateOptions.system { messages.append(ChatMessage(role: .system, content: system)) }
             messages.append(ChatMessage(role: .user, content: text))
             text = try template.render(messages, addGenerationPrompt: true)
         }

@@ -49,6 +49,8 @@ struct ChatCommand: ParsableCommand {
         var images: [EncodedImage] = []
         /// Images already in the cache.
         var cachedImages = 0
+        /// The cache may hold part of a refused turn: the next turn prefills the whole conversation again.
+        var cacheIsStale = false
     }
 
     private func loop() throws {
@@ -110,7 +112,7 @@ struct ChatCommand: ParsableCommand {
             if !pending.isEmpty, !content.contains(ChatTemplate.imageMarker) {
                 content = String(repeating: ChatTemplate.imageMarker + "\n", count: pending.count) + content
             }
-            let saved = chat
+            let (savedChat, savedPending) = (chat, pending)
             chat.images += pending
             pending.removeAll()
             do {
@@ -118,9 +120,8 @@ struct ChatCommand: ParsableCommand {
                            stops: stops, endTokens: endTokens)
             } catch let full as ContextFull {
                 note("\(full)")
-                chat = saved
-                // The cache may hold part of the refused turn: rebuild it from the conversation on the next turn.
-                chat.cachedImages = -1
+                (chat, pending) = (savedChat, savedPending)
+                chat.cacheIsStale = true
             }
         }
     }
@@ -129,7 +130,7 @@ struct ChatCommand: ParsableCommand {
     private func answer(_ message: ChatMessage, session: Session, template: ChatTemplate, chat: inout Conversation,
                         sampler: inout Sampler, stops: [String], endTokens: Set<Int32>) throws {
         var delta: String
-        if chat.cachedImages >= 0, let reply = chat.lastReply,
+        if !chat.cacheIsStale, let reply = chat.lastReply,
            let c = try template.continuation(history: chat.messages, reply: reply, next: [message]) {
             chat.messages += [c.reply, message]
             delta = c.text
@@ -140,6 +141,7 @@ struct ChatCommand: ParsableCommand {
             if session.position > 0, verbose { note("(prefilling the whole conversation again)") }
             session.reset()
             chat.cachedImages = 0
+            chat.cacheIsStale = false
             delta = try template.render(chat.messages, addGenerationPrompt: true)
         }
         chat.lastReply = nil

@@ -28,6 +28,8 @@ struct ComputeOptions: ParsableArguments {
 
     /// Applies the options to the process-wide kernel settings.
     func apply() throws {
+        // VZQ_KERNEL / VZQ_THREADS / VZQ_WIDEN_F32 are held to the same rules as the flags (one line, status 1).
+        do { try KernelEnvironment.validate() } catch { fail("\(error)") }
         if let threads { Threads.count = threads }
         if let kernel, let k = Kernel(name: kernel) { try Kernel.use(k) }
     }

@@ -132,7 +132,7 @@ final class ImageTests: XCTestCase {
             let p = try processor(e)
             let (h, w) = p.outputSize
             XCTAssertEqual(e.shape, [3, h, w], "\(e.config) \(e.file)")
-            let got = p.pixelValues(img)
+            let got = try p.pixelValues(img)
             let want = try floats(e.values)
             XCTAssertEqual(got.count, want.count)
             let d = zip(got, want).reduce(Float(0)) { max($0, abs($1.0 - $1.1)) }

@@ -81,7 +81,7 @@ final class ImgFocusTests: XCTestCase {
         let mean = try m.floats("clip.vision.image_mean", default: [])
         let std = try m.floats("clip.vision.image_std", default: [])
         let processor = try ImageProcessor.clip(size: 256, crop: 224, mean: mean, std: std)
-        let px = processor.pixelValues(image)
+        let px = try processor.pixelValues(image)
         XCTAssertEqual(px.count, 3 * 224 * 224)
         // The preprocessing alone, against the sum and first values transformers' processor gave the script.
         let sum = px.reduce(0.0) { $0 + Double($1) }

@@ -229,7 +229,7 @@ final class RuntimeTests: XCTestCase {
         XCTAssertEqual(all.tokens, 13 * 4)
         XCTAssertEqual(vision.tokens(for: image, visualTokens: .all), 52)
         // Each crop's rows are the connector applied to the tower's features.
-        let pixels = vision.processor.pixelValues(crops[0])
+        let pixels = try vision.processor.pixelValues(crops[0])
         let features = try vision.encoder(pixels: pixels).features
         let direct = try vision.projector(features: features, gridRows: 8, gridColumns: 8)
         XCTAssertEqual(Array(all.embeddings[0 ..< direct.count]), direct)

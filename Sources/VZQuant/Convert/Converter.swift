@@ -66,8 +66,13 @@ public enum Converter {
     }
 
     /// Writes every file of `paths` under a temporary name (`write(index, temporaryPath)`), then renames them all
-    /// into place; on any error the temporaries are removed: a run leaves either all its files, complete, or none.
+    /// into place: a run leaves either all its files, complete, or none, and no existing file changes otherwise.
+    /// Before anything is written every destination must be a regular file or a new name in an existing
+    /// directory, and no two may be the same file. While renaming, each file being replaced keeps a hard link,
+    /// so a rename that fails halfway puts the earlier files back as they were.
     static func writeAllOrNothing<T>(_ paths: [String], _ write: (Int, String) throws -> T) throws -> [T] {
+        for path in paths { try OutputPath.validate(path) }
+        try OutputPath.validateDistinct(paths)
         var temps: [(temp: String, final: String)] = []
         var results: [T] = []
         do {
@@ -76,21 +81,37 @@ public enum Converter {
                 temps.append((temp, path))
                 results.append(try write(i, temp))
             }
-            for (temp, final) in temps {
-                guard rename(temp, final) == 0 else {
-                    throw ConvertError("\(final): cannot rename \(temp) into place: \(String(cString: strerror(errno)))")
-                }
-            }
         } catch {
             for (temp, _) in temps { unlink(temp) }
             throw error
         }
+        try commit(temps)
         return results
     }
 
+    /// Renames each temporary onto its destination, undoing the earlier renames when one fails.
+    private static func commit(_ files: [(temp: String, final: String)]) throws {
+        // Hard links to the files about to be replaced (nil: the destination did not exist).
+        var backups: [String?] = []
+        defer { for case let b? in backups { unlink(b) } }
+        for (_, final) in files {
+            let backup = final.replacingLastComponent { ".\($0).previous-\(getpid())" }
+            unlink(backup)
+            backups.append(link(final, backup) == 0 ? backup : nil)
+        }
+        for (i, (temp, final)) in files.enumerated() {
+            guard rename(temp, final) != 0 else { continue }
+            let reason = String(cString: strerror(errno))
+            for j in 0..<i {
+                if let b = backups[j] { rename(b, files[j].final); backups[j] = nil } else { unlink(files[j].final) }
+            }
+            for (t, _) in files[i...] { unlink(t) }
+            throw ConvertError("\(final): cannot rename \(temp) into place: \(reason)")
+        }
+    }
+
     static func temporaryPath(for path: String) -> String {
-        let url = URL(fileURLWithPath: path)
-        return url.deletingLastPathComponent().path + "/." + url.lastPathComponent + ".convert-\(getpid())"
+        path.replacingLastComponent { ".\($0).convert-\(getpid())" }
     }
 
     // MARK: writing
@@ -267,4 +288,12 @@ struct FilePlan {
     let path: String
     var metadata: [(String, GGUFValue)]
     var tensors: [PlannedTensor]
+}
+
+private extension String {
+    /// The path with its last component replaced by `f(last)`, in the same directory.
+    func replacingLastComponent(_ f: (String) -> String) -> String {
+        let url = URL(fileURLWithPath: self)
+        return url.deletingLastPathComponent().path + "/" + f(url.lastPathComponent)
+    }
 }

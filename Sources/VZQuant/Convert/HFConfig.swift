@@ -55,7 +55,7 @@ public struct HFConfig: Decodable, Sendable {
         guard FileManager.default.fileExists(atPath: path) else {
             throw FormatError(file: directory, "no config.json in this directory (a Hugging Face model directory has one)")
         }
-        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        let data = Data(try InputFile.read(path, limit: Limits.textFileBytes))
         do {
             return try JSONDecoder().decode(HFConfig.self, from: data)
         } catch let error as DecodingError {
@@ -177,14 +177,14 @@ public struct HFTextConfig: Decodable, Sendable {
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         modelType = try c.decodeIfPresent(String.self, forKey: .modelType)
-        hiddenSize = try c.decodeIfPresent(Int.self, forKey: .hiddenSize)
-        intermediateSize = try c.decodeIfPresent(Int.self, forKey: .intermediateSize)
-        numHiddenLayers = try c.decodeIfPresent(Int.self, forKey: .numHiddenLayers)
-        numAttentionHeads = try c.decodeIfPresent(Int.self, forKey: .numAttentionHeads)
-        numKeyValueHeads = try c.decodeIfPresent(Int.self, forKey: .numKeyValueHeads)
-        headDim = try c.decodeIfPresent(Int.self, forKey: .headDim)
-        vocabSize = try c.decodeIfPresent(Int.self, forKey: .vocabSize)
-        maxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings)
+        hiddenSize = try c.decodeIntegerIfPresent(forKey: .hiddenSize)
+        intermediateSize = try c.decodeIntegerIfPresent(forKey: .intermediateSize)
+        numHiddenLayers = try c.decodeIntegerIfPresent(forKey: .numHiddenLayers)
+        numAttentionHeads = try c.decodeIntegerIfPresent(forKey: .numAttentionHeads)
+        numKeyValueHeads = try c.decodeIntegerIfPresent(forKey: .numKeyValueHeads)
+        headDim = try c.decodeIntegerIfPresent(forKey: .headDim)
+        vocabSize = try c.decodeIntegerIfPresent(forKey: .vocabSize)
+        maxPositionEmbeddings = try c.decodeIntegerIfPresent(forKey: .maxPositionEmbeddings)
         rmsNormEps = try c.decodeIfPresent(Double.self, forKey: .rmsNormEps)
         ropeTheta = try c.decodeIfPresent(Double.self, forKey: .ropeTheta)
         // Either is often an explicit null (or, for rope_parameters, a per-layer-type map we do not read).
@@ -225,6 +225,38 @@ public struct HFVisionConfig: Decodable, Sendable {
         case hiddenAct = "hidden_act"
         case mlpRatio = "mlp_ratio"
     }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        modelType = try c.decodeIfPresent(String.self, forKey: .modelType)
+        hiddenSize = try c.decodeIntegerIfPresent(forKey: .hiddenSize)
+        intermediateSize = try c.decodeIntegerIfPresent(forKey: .intermediateSize)
+        numHiddenLayers = try c.decodeIntegerIfPresent(forKey: .numHiddenLayers)
+        numAttentionHeads = try c.decodeIntegerIfPresent(forKey: .numAttentionHeads)
+        imageSize = try c.decodeIntegerIfPresent(forKey: .imageSize)
+        patchSize = try c.decodeIntegerIfPresent(forKey: .patchSize)
+        numChannels = try c.decodeIntegerIfPresent(forKey: .numChannels)
+        projectionDim = try c.decodeIntegerIfPresent(forKey: .projectionDim)
+        layerNormEps = try c.decodeIfPresent(Double.self, forKey: .layerNormEps)
+        hiddenAct = try c.decodeIfPresent(String.self, forKey: .hiddenAct)
+        mlpRatio = try c.decodeIfPresent(Double.self, forKey: .mlpRatio)
+    }
+}
+
+extension KeyedDecodingContainer {
+    /// An integer field. A number with a fraction (2.5) is a type error naming the field: Foundation's own error
+    /// for that case is "The given data was not valid JSON." with no path. A whole number written as a float
+    /// (2.0) is read as the integer it is.
+    func decodeIntegerIfPresent(forKey key: Key) throws -> Int? {
+        guard contains(key), try !decodeNil(forKey: key) else { return nil }
+        if let i = try? decode(Int.self, forKey: key) { return i }
+        let d = try decode(Double.self, forKey: key)  // not a number at all: typeMismatch with the path
+        guard d.rounded() == d, abs(d) < 9.0e15 else {
+            throw DecodingError.typeMismatch(Int.self, .init(codingPath: codingPath + [key],
+                                                             debugDescription: "expected an integer, found \(d)"))
+        }
+        return Int(d)
+    }
 }
 
 /// `preprocessor_config.json`: only the normalization the mmproj records.
@@ -241,8 +273,9 @@ public struct HFPreprocessorConfig: Decodable, Sendable {
     public static func load(directory: String) throws -> HFPreprocessorConfig? {
         let path = directory + "/preprocessor_config.json"
         guard FileManager.default.fileExists(atPath: path) else { return nil }
+        let data = Data(try InputFile.read(path, limit: Limits.textFileBytes))
         do {
-            return try JSONDecoder().decode(HFPreprocessorConfig.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+            return try JSONDecoder().decode(HFPreprocessorConfig.self, from: data)
         } catch let error as DecodingError {
             throw FormatError(file: path, "bad JSON: " + describeDecodingError(error))
         }

@@ -33,6 +33,22 @@ public struct ConvertError: Error, CustomStringConvertible, Equatable, Sendable 
     public var description: String { message }
 }
 
+/// A config.json field checked against `Limits` before anything is planned or sized from it.
+func bounded<T: Comparable>(_ value: T, _ field: String, _ range: ClosedRange<T>, directory: String) throws -> T {
+    guard range.contains(value) else {
+        throw ConvertError("\(directory)/config.json: \(field) is \(value), outside \(Limits.describe(range))")
+    }
+    return value
+}
+
+/// A config.json float: finite and inside `range`.
+func boundedFloat(_ value: Double, _ field: String, _ range: ClosedRange<Double>, directory: String) throws -> Double {
+    guard value.isFinite, range.contains(value) else {
+        throw ConvertError("\(directory)/config.json: \(field) is \(value), outside \(Limits.describe(range))")
+    }
+    return value
+}
+
 /// A decoder-only text model, as llama.cpp describes it.
 public struct TextParams: Sendable, Equatable {
     /// llama.cpp's architecture: "llama" (Llama, Mistral, Vicuna) or "qwen2".
@@ -74,20 +90,22 @@ public struct TextParams: Sendable, Equatable {
         }
         // transformers' defaults for each config class (used only when config.json leaves a field out).
         let mistral = type == "mistral", qwen = type == "qwen2"
-        hidden = c.hiddenSize ?? 4096
-        feedForward = c.intermediateSize ?? (mistral ? 14336 : qwen ? 22016 : 11008)
-        layers = c.numHiddenLayers ?? 32
-        heads = c.numAttentionHeads ?? 32
-        kvHeads = c.numKeyValueHeads ?? (mistral ? 8 : heads)
-        guard heads > 0, kvHeads > 0, hidden > 0, layers > 0, heads % kvHeads == 0 else {
+        let d = directory
+        hidden = try bounded(c.hiddenSize ?? 4096, "hidden_size", Limits.width, directory: d)
+        feedForward = try bounded(c.intermediateSize ?? (mistral ? 14336 : qwen ? 22016 : 11008), "intermediate_size", Limits.width, directory: d)
+        layers = try bounded(c.numHiddenLayers ?? 32, "num_hidden_layers", Limits.layers, directory: d)
+        heads = try bounded(c.numAttentionHeads ?? 32, "num_attention_heads", Limits.heads, directory: d)
+        kvHeads = try bounded(c.numKeyValueHeads ?? (mistral ? 8 : heads), "num_key_value_heads", Limits.heads, directory: d)
+        guard heads % kvHeads == 0 else {
             throw ConvertError("\(directory)/config.json: bad attention shape (hidden \(hidden), heads \(heads), kv heads \(kvHeads), layers \(layers))")
         }
         headDim = c.headDim ?? hidden / heads
-        guard headDim > 0, headDim % 2 == 0 else { throw ConvertError("\(directory)/config.json: head_dim \(headDim) must be even") }
-        vocab = c.vocabSize
-        context = c.maxPositionEmbeddings ?? (mistral || qwen ? 32768 : 2048)
-        rmsEps = c.rmsNormEps ?? 1e-6
-        ropeTheta = c.ropeTheta ?? c.ropeParameters?.ropeTheta ?? 10000
+        guard Limits.width.contains(headDim), headDim % 2 == 0 else { throw ConvertError("\(directory)/config.json: head_dim \(headDim) must be even and in \(Limits.describe(Limits.width))") }
+        vocab = try c.vocabSize.map { try bounded($0, "vocab_size", Limits.vocabulary, directory: d) }
+        context = try bounded(c.maxPositionEmbeddings ?? (mistral || qwen ? 32768 : 2048), "max_position_embeddings", Limits.context, directory: d)
+        rmsEps = try boundedFloat(c.rmsNormEps ?? 1e-6, "rms_norm_eps", 0...1, directory: d)
+        ropeTheta = try boundedFloat(c.ropeTheta ?? c.ropeParameters?.ropeTheta ?? 10000, "rope_theta",
+                                     Double(Limits.ropeBase.lowerBound)...Double(Limits.ropeBase.upperBound), directory: d)
         // convert_hf_to_gguf.py reads rope_parameters, else rope_scaling
         ropeScaling = try RopeScaling(c.ropeParameters ?? c.ropeScaling, topLevelOriginalContext: c.originalMaxPositionEmbeddings,
                                       directory: directory)
@@ -137,7 +155,15 @@ public enum RopeScaling: Sendable, Equatable {
     /// nil when llama.cpp would record nothing.
     init?(_ r: HFRope?, topLevelOriginalContext: Int?, directory: String) throws {
         guard let r, let type = r.scalingType else { return nil }
-        let original = r.originalMaxPositionEmbeddings ?? topLevelOriginalContext
+        let original = try (r.originalMaxPositionEmbeddings ?? topLevelOriginalContext)
+            .map { try bounded($0, "original_max_position_embeddings", Limits.context, directory: directory) }
+        let factorRange = Double(Limits.ropeFactor.lowerBound)...Double(Limits.ropeFactor.upperBound)
+        if let f = r.factor { _ = try boundedFloat(f, "rope scaling factor", factorRange, directory: directory) }
+        for (name, v) in [("extrapolation_factor", r.extrapolationFactor), ("attention_factor", r.attentionFactor ?? r.attnFactor),
+                          ("beta_fast", r.betaFast), ("beta_slow", r.betaSlow), ("low_freq_factor", r.lowFreqFactor),
+                          ("high_freq_factor", r.highFreqFactor)] {
+            if let v { _ = try boundedFloat(v, "rope scaling \(name)", -1e6...1e6, directory: directory) }
+        }
         switch type {
         case "linear":
             guard let f = r.factor else { return nil }
@@ -245,17 +271,24 @@ public struct VisionParams: Sendable, Equatable {
             eps = c.layerNormEps ?? 1e-6
             hiddenAct = c.hiddenAct ?? "gelu_pytorch_tanh"
         case .dinov2:
-            feedForward = Int((Double(hidden) * (c.mlpRatio ?? 4)).rounded())
+            let ratio = try boundedFloat(c.mlpRatio ?? 4, "mlp_ratio", 1e-3...1e3, directory: directory)
+            feedForward = Int((Double(min(hidden, Limits.width.upperBound)) * ratio).rounded())
             imageSize = c.imageSize ?? 224
             patchSize = c.patchSize ?? 16
             eps = c.layerNormEps ?? 1e-6
             hiddenAct = c.hiddenAct ?? "gelu"
         }
-        layers = c.numHiddenLayers ?? 12
-        heads = c.numAttentionHeads ?? 12
-        channels = c.numChannels ?? 3
-        projectionDim = c.projectionDim ?? (family == .clip ? 512 : hidden)
-        guard hidden > 0, heads > 0, hidden % heads == 0, layers > 0, patchSize > 0, imageSize >= patchSize else {
+        let d = directory
+        _ = try bounded(hidden, "hidden_size", Limits.width, directory: d)
+        _ = try bounded(feedForward, "intermediate_size", Limits.width, directory: d)
+        _ = try bounded(imageSize, "image_size", Limits.imageSide, directory: d)
+        _ = try bounded(patchSize, "patch_size", Limits.patchSide, directory: d)
+        _ = try boundedFloat(eps, "layer_norm_eps", 0...1, directory: d)
+        layers = try bounded(c.numHiddenLayers ?? 12, "num_hidden_layers", Limits.layers, directory: d)
+        heads = try bounded(c.numAttentionHeads ?? 12, "num_attention_heads", Limits.heads, directory: d)
+        channels = try bounded(c.numChannels ?? 3, "num_channels", 3...3, directory: d)
+        projectionDim = try bounded(c.projectionDim ?? (family == .clip ? 512 : hidden), "projection_dim", Limits.width, directory: d)
+        guard hidden % heads == 0, imageSize >= patchSize else {
             throw ConvertError("\(directory)/config.json: bad vision shape (hidden \(hidden), heads \(heads), layers \(layers), image \(imageSize), patch \(patchSize))")
         }
     }

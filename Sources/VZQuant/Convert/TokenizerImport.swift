@@ -139,10 +139,13 @@ private struct ModelFiles {
     }
 
     func bytes(_ name: String) throws(FormatError) -> [UInt8] {
-        guard let d = FileManager.default.contents(atPath: file(name)) else {
-            throw FormatError(file: file(name), "cannot be read")
+        do {
+            return try InputFile.read(file(name), limit: Limits.textFileBytes)
+        } catch let e as FormatError {
+            throw e
+        } catch {
+            throw FormatError(file: file(name), "cannot be read: \(error)")
         }
-        return [UInt8](d)
     }
 
     /// Text as Python's text-mode open reads it: UTF-8 with \r\n and \r turned into \n.

@@ -203,16 +203,18 @@ public struct GGUFMetadata: Sendable, Equatable {
         return i
     }
 
-    /// FLOAT32 or FLOAT64 (integers are accepted too: some writers store e.g. rope_freq_base as one).
+    /// FLOAT32 or FLOAT64 (integers are accepted too: some writers store e.g. rope_freq_base as one). NaN and
+    /// infinities are refused: no model parameter is meaningful as one, and they would poison every output.
     public func float(_ key: String) throws -> Float {
-        let v = try value(key)
-        guard let d = v.doubleValue else { throw wrongType(key, v, "a number") }
+        let d = try double(key)
+        guard Float(d).isFinite else { throw FormatError(file: file, "metadata key '\(key)' is \(d), too large for a 32-bit float") }
         return Float(d)
     }
 
     public func double(_ key: String) throws -> Double {
         let v = try value(key)
         guard let d = v.doubleValue else { throw wrongType(key, v, "a number") }
+        guard d.isFinite else { throw FormatError(file: file, "metadata key '\(key)' is \(d), expected a finite number") }
         return d
     }
 
@@ -247,9 +249,42 @@ public struct GGUFMetadata: Sendable, Equatable {
         out.reserveCapacity(vs.count)
         for (i, e) in vs.enumerated() {
             guard let x = e.doubleValue else { throw wrongType(key + "[\(i)]", e, "a number") }
+            guard Float(x).isFinite else { throw FormatError(file: file, "metadata key '\(key)[\(i)]' is \(x), expected a finite number") }
             out.append(Float(x))
         }
         return out
+    }
+
+    // Bounded getters (ranges from `Limits`): a value outside `range` is a FormatError naming the file, the key,
+    // the value and the range, raised before anything is sized from it.
+    public func int(_ key: String, in range: ClosedRange<Int>) throws -> Int {
+        let i = try int(key)
+        guard range.contains(i) else { throw outOfRange(key, "\(i)", range) }
+        return i
+    }
+
+    public func float(_ key: String, in range: ClosedRange<Float>) throws -> Float {
+        let f = try float(key)
+        guard range.contains(f) else { throw outOfRange(key, "\(f)", range) }
+        return f
+    }
+
+    public func ints(_ key: String, in range: ClosedRange<Int>) throws -> [Int] {
+        let values = try ints(key)
+        if let i = values.firstIndex(where: { !range.contains($0) }) { throw outOfRange("\(key)[\(i)]", "\(values[i])", range) }
+        return values
+    }
+
+    public func int(_ key: String, in range: ClosedRange<Int>, default d: Int) throws -> Int {
+        contains(key) ? try int(key, in: range) : d
+    }
+
+    public func float(_ key: String, in range: ClosedRange<Float>, default d: Float) throws -> Float {
+        contains(key) ? try float(key, in: range) : d
+    }
+
+    private func outOfRange<T: Comparable>(_ key: String, _ value: String, _ range: ClosedRange<T>) -> FormatError {
+        FormatError(file: file, "metadata key '\(key)' is \(value), outside \(Limits.describe(range))")
     }
 
     // Optional keys: the default when missing, still an error when present with the wrong type.

@@ -207,6 +207,8 @@ final class AtomicFile {
 
     /// Runs `body` on a temporary file, then fsyncs it and renames it to `path`; removes it on any error.
     static func write(_ path: String, _ body: (AtomicFile) throws -> Void) throws {
+        // A device, FIFO or directory is refused here: renaming over it would replace the node itself.
+        try OutputPath.validate(path)
         let url = URL(fileURLWithPath: path)
         let dir = url.deletingLastPathComponent().path
         let temp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())-\(UInt32.random(in: 0 ... .max))"

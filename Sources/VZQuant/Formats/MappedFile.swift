@@ -24,14 +24,9 @@ public final class MappedFile: @unchecked Sendable {
 
     public init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw FormatError(file: path, "cannot open: \(MappedFile.errnoString())") }
+        // A regular file only: a FIFO would block the open, a device would map as anything.
+        let (fd, size) = try InputFile.open(path)
         defer { close(fd) }  // the mapping keeps its own reference to the file
-
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw FormatError(file: path, "cannot stat: \(MappedFile.errnoString())") }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw FormatError(file: path, "not a regular file") }
-        let size = Int(st.st_size)
         count = size
         if size == 0 {
             // mmap rejects length 0; an empty file is still a valid (if useless) view.

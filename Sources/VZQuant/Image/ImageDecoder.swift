@@ -74,38 +74,29 @@ public enum ImageDecoder {
     }
 
     public static func decode(file path: String, options: ImageDecodeOptions = .init()) throws -> RGBImage {
-        let size: Int
-        do {
-            let attrs = try FileManager.default.attributesOfItem(atPath: path)
-            size = (attrs[.size] as? NSNumber)?.intValue ?? 0
-        } catch {
-            throw FormatError(file: path, "cannot read: \((error as NSError).localizedDescription)")
-        }
-        if size > options.maxFileBytes {
-            throw FormatError(file: path, "file is \(size) bytes, over the limit of \(options.maxFileBytes) bytes")
-        }
-        let data: Data
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
-        } catch {
-            throw FormatError(file: path, "cannot read: \((error as NSError).localizedDescription)")
-        }
-        return try decode(data: data, name: path, options: options)
+        // A regular file only (a directory, FIFO or device is named as such), at most maxFileBytes read.
+        let bytes = try InputFile.read(path, limit: options.maxFileBytes)
+        return try bytes.withUnsafeBytes { try decode(raw: $0, name: path, options: options) }
     }
 
     /// Decodes bytes in memory; `name` is used in error messages.
     public static func decode(data: Data, name: String, options: ImageDecodeOptions = .init()) throws -> RGBImage {
-        if data.count > options.maxFileBytes {
-            throw FormatError(file: name, "image is \(data.count) bytes, over the limit of \(options.maxFileBytes) bytes")
+        try data.withUnsafeBytes { try decode(raw: $0, name: name, options: options) }
+    }
+
+    static func decode(raw: UnsafeRawBufferPointer, name: String, options: ImageDecodeOptions) throws -> RGBImage {
+        if raw.count > options.maxFileBytes {
+            throw FormatError(file: name, "image is \(raw.count) bytes, over the limit of \(options.maxFileBytes) bytes")
         }
         let maxPixels = UInt64(max(0, options.maxPixels))
         var out = vzq_image()
-        let (format, rc): (Format?, Int32) = data.withUnsafeBytes { raw in
-            guard let format = sniff(raw) else { return (nil, 0) }
+        let format = sniff(raw)
+        var rc: Int32 = 0
+        if let format {
             let base = raw.bindMemory(to: UInt8.self).baseAddress
             switch format {
             case .jpeg:
-                return (format, vzq_decode_jpeg(base, raw.count, maxPixels, &out))
+                rc = vzq_decode_jpeg(base, raw.count, maxPixels, &out)
             case .png:
                 let mode: Int32
                 switch options.alpha {
@@ -113,12 +104,12 @@ public enum ImageDecoder {
                 case .compositeOverBlack: mode = Int32(VZQ_ALPHA_OVER_BLACK)
                 case .compositeOverWhite: mode = Int32(VZQ_ALPHA_OVER_WHITE)
                 }
-                return (format, vzq_decode_png(base, raw.count, maxPixels, mode, &out))
+                rc = vzq_decode_png(base, raw.count, maxPixels, mode, &out)
             }
         }
         guard format != nil else {
-            if data.isEmpty { throw FormatError(file: name, "empty file, not an image") }
-            let head = data.prefix(8).map { String(format: "%02x", $0) }.joined(separator: " ")
+            if raw.isEmpty { throw FormatError(file: name, "empty file, not an image") }
+            let head = raw.prefix(8).map { String(format: "%02x", $0) }.joined(separator: " ")
             throw FormatError(file: name, "not a JPEG or PNG file (starts with \(head))")
         }
         defer { vzq_image_free(&out) }

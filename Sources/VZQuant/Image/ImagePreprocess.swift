@@ -251,16 +251,22 @@ public struct ImageProcessor: Sendable {
         }
     }
 
-    /// The image after padding, resizing and cropping, still 8-bit (what the processor normalises).
-    public func prepare(_ image: RGBImage) -> RGBImage {
+    /// The image after padding, resizing and cropping, still 8-bit (what the processor normalises). A thin image
+    /// grows on the way (a 1×200000 strip padded to a square, or resized to a shortest edge of 336): each such
+    /// intermediate is checked against the memory the process can get before it is made.
+    public func prepare(_ image: RGBImage) throws -> RGBImage {
         var img = image
         if padToSquare {
             func level(_ m: Float) -> UInt8 { UInt8(clamping: Int(Double(m) * 255)) }  // Python int(): truncation
+            let d = max(img.width, img.height)
+            try Self.checkIntermediate(width: d, height: d, "image \(img.width)×\(img.height) padded to a square")
             img = img.paddedToSquare(fill: (level(mean[0]), level(mean[1]), level(mean[2])))
         }
         switch resize {
         case let .shortestEdgeThenCrop(edge, cw, ch):
             let s = RGBImage.shortestEdgeSize(width: img.width, height: img.height, shortestEdge: edge)
+            try Self.checkIntermediate(width: s.width, height: s.height,
+                                       "image \(img.width)×\(img.height) resized to a shortest edge of \(edge)")
             img = img.resized(width: s.width, height: s.height, filter: filter).centerCropped(width: cw, height: ch)
         case let .exact(w, h):
             img = img.resized(width: w, height: h, filter: filter)
@@ -269,8 +275,15 @@ public struct ImageProcessor: Sendable {
     }
 
     /// CHW float32 pixel values, 3 × height × width.
-    public func pixelValues(_ image: RGBImage) -> [Float] {
-        prepare(image).normalizedCHW(mean: mean, std: std)
+    public func pixelValues(_ image: RGBImage) throws -> [Float] {
+        try prepare(image).normalizedCHW(mean: mean, std: std)
+    }
+
+    /// An 8-bit RGB image of width × height that preprocessing is about to make must fit in memory.
+    static func checkIntermediate(width: Int, height: Int, _ what: @autoclosure () -> String) throws {
+        let (pixels, o1) = width.multipliedReportingOverflow(by: height)
+        let (bytes, o2) = pixels.multipliedReportingOverflow(by: 3)
+        try Memory.check(o1 || o2 ? nil : bytes, for: "\(what()) (\(width)×\(height) pixels)")
     }
 }
 

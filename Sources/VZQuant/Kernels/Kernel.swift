@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import CQuant
 
 /// A family of micro-kernels; one is chosen per process from the CPU's features (or `VZQ_KERNEL`).
@@ -33,4 +36,35 @@ public enum Threads {
         set { cq_set_threads(Int32(newValue)) }
     }
     public static var openMP: Bool { cq_has_openmp() != 0 }
+}
+
+/// The environment settings the kernels read, checked as strictly as their flags: the C layer falls back to its
+/// defaults on a value it cannot use, so a typo (`VZQ_KERNEL=avx`) would otherwise pass unnoticed.
+public enum KernelEnvironment {
+    /// Throws a one-line error naming the variable, its value and what it accepts.
+    public static func validate() throws {
+        if let name = value("VZQ_KERNEL") {
+            guard let k = Kernel(name: name) else {
+                throw KernelError.badEnvironment("VZQ_KERNEL=\(name): unknown kernel (scalar, avx2, neon, dotprod, i8mm)")
+            }
+            guard k.isSupported else {
+                throw KernelError.badEnvironment("VZQ_KERNEL=\(name): this CPU cannot run the \(k) kernel (best: \(Kernel.best))")
+            }
+        }
+        if let text = value("VZQ_THREADS") {
+            guard let n = Int(text), (1...4096).contains(n) else {
+                throw KernelError.badEnvironment("VZQ_THREADS=\(text): expected a whole number of threads in 1…4096")
+            }
+        }
+        if let text = value("VZQ_WIDEN_F32"), text != "0", text != "1" {
+            throw KernelError.badEnvironment("VZQ_WIDEN_F32=\(text): expected 0 or 1")
+        }
+    }
+
+    /// A variable's value; nil when unset or empty (an empty value means "not set", as the C layer reads it).
+    static func value(_ name: String) -> String? {
+        guard let p = getenv(name) else { return nil }
+        let s = String(cString: p)
+        return s.isEmpty ? nil : s
+    }
 }

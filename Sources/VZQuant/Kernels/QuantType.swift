@@ -59,6 +59,8 @@ public enum KernelError: Error, CustomStringConvertible, Equatable {
     case badShape(type: QuantType, count: Int)
     case status(String)
     case unknownKernel(String)
+    /// A VZQ_* environment setting that cannot be used (the message names it).
+    case badEnvironment(String)
 
     static func check(_ status: cq_status) throws {
         if status != CQ_OK { throw KernelError.status(String(cString: cq_status_string(status))) }
@@ -70,6 +72,7 @@ public enum KernelError: Error, CustomStringConvertible, Equatable {
             return "\(count) values is not a whole number of \(type) blocks of \(type.blockElements)"
         case let .status(message): return message
         case let .unknownKernel(name): return "unknown or unsupported kernel '\(name)' (scalar, avx2, neon, dotprod, i8mm)"
+        case let .badEnvironment(message): return message
         }
     }
 }

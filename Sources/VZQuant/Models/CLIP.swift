@@ -44,13 +44,13 @@ public struct VisionConfig: Sendable, Equatable {
             throw ModelError("\(m.file): vision family '\(familyName)' is not supported (clip, siglip, dinov2)")
         }
         family = f
-        imageSize = try m.int("clip.vision.image_size")
-        patchSize = try m.int("clip.vision.patch_size")
-        hidden = try m.int("clip.vision.embedding_length")
-        feedForward = try m.int("clip.vision.feed_forward_length")
-        heads = try m.int("clip.vision.attention.head_count")
-        blockCount = try m.int("clip.vision.block_count")
-        eps = try m.float("clip.vision.attention.layer_norm_epsilon", default: 1e-5)
+        imageSize = try m.int("clip.vision.image_size", in: Limits.imageSide)
+        patchSize = try m.int("clip.vision.patch_size", in: Limits.patchSide)
+        hidden = try m.int("clip.vision.embedding_length", in: Limits.width)
+        feedForward = try m.int("clip.vision.feed_forward_length", in: Limits.width)
+        heads = try m.int("clip.vision.attention.head_count", in: Limits.heads)
+        blockCount = try m.int("clip.vision.block_count", in: Limits.layers)
+        eps = try m.float("clip.vision.attention.layer_norm_epsilon", in: Limits.epsilon, default: 1e-5)
         activation = try m.bool("clip.use_gelu", default: false) ? .gelu : .quickGelu
         if m.contains("vzquant.vision.hidden_act") {
             let act = try m.string("vzquant.vision.hidden_act")
@@ -62,8 +62,8 @@ public struct VisionConfig: Sendable, Equatable {
             }
         }
         featureSelect = try m.string("vzquant.vision.feature_select", default: "default")
-        featureLayer = m.contains("vzquant.vision.feature_layer") ? try m.int("vzquant.vision.feature_layer") : nil
-        sourceBlockCount = m.contains("vzquant.vision.source_block_count") ? try m.int("vzquant.vision.source_block_count") : nil
+        featureLayer = m.contains("vzquant.vision.feature_layer") ? try m.int("vzquant.vision.feature_layer", in: -Limits.layers.upperBound...Limits.layers.upperBound) : nil
+        sourceBlockCount = m.contains("vzquant.vision.source_block_count") ? try m.int("vzquant.vision.source_block_count", in: Limits.layers) : nil
         guard imageSize > 0, patchSize > 0, imageSize % patchSize == 0, heads > 0, hidden % heads == 0, blockCount > 0 else {
             throw ModelError("\(m.file): inconsistent clip.vision metadata (image \(imageSize), patch \(patchSize), hidden \(hidden), heads \(heads), blocks \(blockCount))")
         }
@@ -143,6 +143,7 @@ public final class VisionEncoder {
         }
         config = c
         weights = w
+        try w.requireBlocks(c.blockCount, key: "clip.vision.block_count") { "v.blk.\($0).ln1.weight" }
         let d = c.hidden
         patchEmbedding = try Linear(w, "v.patch_embd", rows: d, cols: c.patchValues)
         classEmbedding = try w.optionalVector("v.class_embd", count: d)
@@ -165,7 +166,7 @@ public final class VisionEncoder {
                          ls2: layerScale ? try w.vector("\(p).ls2.weight", count: d) : nil)
         }
         attention = Attention(heads: c.heads, kvHeads: c.heads, headDim: c.headDim)
-        scratch = Self.plan(tokens: c.tokens, config: c, patchEmbedding: patchEmbedding, blocks: blocks, attention: attention)
+        scratch = try Self.plan(tokens: c.tokens, config: c, patchEmbedding: patchEmbedding, blocks: blocks, attention: attention)
     }
 
     /// Bytes of packed weight matrices (patch embedding and every block's; vectors are read from the mapping).
@@ -180,7 +181,7 @@ public final class VisionEncoder {
     public var scratchBytes: Int { scratch.arena.bytes }
 
     private static func plan(tokens t: Int, config c: VisionConfig, patchEmbedding: Linear, blocks: [Block],
-                             attention: Attention) -> Scratch {
+                             attention: Attention) throws -> Scratch {
         let d = c.hidden
         var plan = ArenaPlan()
         let oPatches = plan.floats(t * c.patchValues)
@@ -193,7 +194,7 @@ public final class VisionEncoder {
         for b in blocks { for l in [b.q, b.k, b.v, b.out, b.up, b.down] { ws = max(ws, l.workspaceBytes(rows: t)) } }
         let oWs = plan.raw(ws)
         let oAttnWs = plan.raw(attention.workspaceBytes(keys: t))
-        let a = Arena(plan)
+        let a = try Arena(plan, for: "the vision encoder's scratch for \(t) tokens")
         return Scratch(tokens: t, arena: a, patches: a.floats(oPatches), x: a.floats(oX), xn: a.floats(oXn),
                        q: a.floats(oQ), k: a.floats(oK), v: a.floats(oV), attn: a.floats(oAttn), ff: a.floats(oFF),
                        scores: a.floats(oScores), positions: a.floats(oPositions),
@@ -223,7 +224,7 @@ public final class VisionEncoder {
         }
         let first = c.hasClassToken ? 1 : 0, t = n + first
         if t > scratch.tokens {
-            scratch = Self.plan(tokens: t, config: c, patchEmbedding: patchEmbedding, blocks: blocks, attention: attention)
+            scratch = try Self.plan(tokens: t, config: c, patchEmbedding: patchEmbedding, blocks: blocks, attention: attention)
         }
         let s = scratch
         let x = s.x, xn = s.xn

@@ -87,14 +87,13 @@ public struct LlamaConfig: Sendable, Equatable {
         default: throw ModelError("\(m.file): architecture '\(a)' is not a supported decoder (llama, mistral, qwen2)")
         }
         architecture = a
-        hidden = try m.int("\(a).embedding_length")
-        layers = try m.int("\(a).block_count")
-        guard layers > 0 else { throw ModelError("\(m.file): \(a).block_count is \(layers)") }
+        hidden = try m.int("\(a).embedding_length", in: Limits.width)
+        layers = try m.int("\(a).block_count", in: Limits.layers)
         let n = layers
-        layerFeedForward = try Self.perLayer(m, "\(a).feed_forward_length", layers: n)
-        layerHeads = try Self.perLayer(m, "\(a).attention.head_count", layers: n)
+        layerFeedForward = try Self.perLayer(m, "\(a).feed_forward_length", layers: n, in: Limits.width)
+        layerHeads = try Self.perLayer(m, "\(a).attention.head_count", layers: n, in: Limits.heads)
         layerKVHeads = m.contains("\(a).attention.head_count_kv")
-            ? try Self.perLayer(m, "\(a).attention.head_count_kv", layers: n) : layerHeads
+            ? try Self.perLayer(m, "\(a).attention.head_count_kv", layers: n, in: Limits.heads) : layerHeads
         for l in 0..<n {
             let h = layerHeads[l], kv = layerKVHeads[l]
             guard h > 0, kv > 0, h % kv == 0, layerFeedForward[l] > 0 else {
@@ -104,13 +103,15 @@ public struct LlamaConfig: Sendable, Equatable {
         feedForward = layerFeedForward.max()!
         heads = layerHeads.max()!
         kvHeads = layerKVHeads.max()!
-        headDim = try m.int("\(a).attention.key_length", default: hidden / heads)
-        ropeDim = try m.int("\(a).rope.dimension_count", default: headDim)
-        ropeBase = try m.float("\(a).rope.freq_base", default: 10000)
-        rmsEps = try m.float("\(a).attention.layer_norm_rms_epsilon", default: 1e-5)
-        contextLength = try m.int("\(a).context_length", default: 2048)
+        headDim = try m.int("\(a).attention.key_length", in: Limits.width, default: max(1, hidden / heads))
+        ropeDim = try m.int("\(a).rope.dimension_count", in: Limits.width, default: headDim)
+        ropeBase = try m.float("\(a).rope.freq_base", in: Limits.ropeBase, default: 10000)
+        rmsEps = try m.float("\(a).attention.layer_norm_rms_epsilon", in: Limits.epsilon, default: 1e-5)
+        contextLength = try m.int("\(a).context_length", in: Limits.context, default: 2048)
         ropeScaling = try Self.ropeScaling(m, a)
-        guard headDim > 0, ropeDim % 2 == 0, ropeDim <= headDim else { throw ModelError("\(m.file): rope dimension \(ropeDim) does not fit head size \(headDim)") }
+        guard ropeDim % 2 == 0, ropeDim <= headDim else {
+            throw ModelError("\(m.file): \(a).rope.dimension_count \(ropeDim) must be even and at most the head size \(headDim)")
+        }
     }
 
     /// `<arch>.rope.scaling.*` with llama.cpp's defaults; nil for "none" or no type.
@@ -121,10 +122,10 @@ public struct LlamaConfig: Sendable, Equatable {
         guard let kind = RopeScaling.Kind(rawValue: type) else {
             throw ModelError("\(m.file): rope scaling '\(type)' is not supported (linear, yarn)")
         }
-        let factor = try m.float("\(p).factor", default: 1)
-        guard factor > 0, factor.isFinite else { throw ModelError("\(m.file): \(p).factor \(factor) must be positive") }
+        let factor = try m.float("\(p).factor", in: Limits.ropeFactor, default: 1)
         let s = RopeScaling(kind: kind, factor: factor,
-                            originalContext: try m.int("\(p).original_context_length", default: try m.int("\(a).context_length", default: 2048)),
+                            originalContext: try m.int("\(p).original_context_length", in: Limits.context,
+                                                         default: try m.int("\(a).context_length", in: Limits.context, default: 2048)),
                             betaFast: try m.float("\(p).yarn_beta_fast", default: 32),
                             betaSlow: try m.float("\(p).yarn_beta_slow", default: 1),
                             extFactor: try m.float("\(p).yarn_ext_factor", default: kind == .yarn ? 1 : 0),
@@ -136,15 +137,15 @@ public struct LlamaConfig: Sendable, Equatable {
     }
 
     /// A per-layer integer: one value for every layer, or a GGUF array of exactly `layers` values.
-    static func perLayer(_ m: GGUFMetadata, _ key: String, layers: Int) throws -> [Int] {
+    static func perLayer(_ m: GGUFMetadata, _ key: String, layers: Int, in range: ClosedRange<Int>) throws -> [Int] {
         if case .array = try m.value(key) {
-            let values = try m.ints(key)
+            let values = try m.ints(key, in: range)
             guard values.count == layers else {
                 throw ModelError("\(m.file): \(key) has \(values.count) values, expected one per layer (\(layers))")
             }
             return values
         }
-        return Array(repeating: try m.int(key), count: layers)
+        return Array(repeating: try m.int(key, in: range), count: layers)
     }
 }
 
@@ -202,6 +203,7 @@ public final class LlamaModel {
         config = c
         let w = GGUFWeights(file, widenToF32: widenToF32 ?? GGUFWeights.widenFromEnvironment)
         weights = w
+        try w.requireBlocks(c.layers, key: "\(c.architecture).block_count") { "blk.\($0).attn_norm.weight" }
         tokenEmbedding = try w.info("token_embd.weight")
         guard tokenEmbedding.dims.count == 2, tokenEmbedding.dims[0] == c.hidden else {
             throw ModelError("\(file.path): token_embd.weight is \(tokenEmbedding.dims), expected [\(c.hidden), vocab]")
@@ -252,7 +254,7 @@ public final class LlamaModel {
         for l in layers { for m in [l.q, l.k, l.v, l.o, l.gate, l.up, l.down] { ws = max(ws, m.workspaceBytes(rows: b)) } }
         let oWs = plan.raw(ws)
         let oAttnWs = plan.raw(attention.map { $0.workspaceBytes(keys: maxContext) }.max() ?? 0)
-        let a = Arena(plan)
+        let a = try Arena(plan, for: "a KV cache of \(maxContext) positions (\(kvCache)) with scratch for batches of \(b)")
         arena = a
         (x, xn, q, attn) = (a.floats(oX), a.floats(oXn), a.floats(oQ), a.floats(oAttn))
         (gate, up, logits, scores) = (a.floats(oGate), a.floats(oUp), a.floats(oLogits), a.floats(oScores))

@@ -126,14 +126,21 @@ struct Attention {
 /// One planned block of scratch memory: every buffer a forward pass needs is reserved up front in a plan, then
 /// allocated once; layers reuse the same buffers.
 struct ArenaPlan {
-    private(set) var bytes = 0
+    /// nil once a size overflowed (sizes come from files and user requests; they are checked, not trusted).
+    private(set) var bytes: Int? = 0
 
     /// Offset of a new region of `count` floats (64-byte aligned).
-    mutating func floats(_ count: Int) -> Int { raw(count * MemoryLayout<Float>.size) }
+    mutating func floats(_ count: Int) -> Int {
+        let (n, overflow) = count.multipliedReportingOverflow(by: MemoryLayout<Float>.size)
+        if overflow { bytes = nil }
+        return raw(overflow ? 0 : n)
+    }
 
     mutating func raw(_ count: Int) -> Int {
-        let at = bytes
-        bytes += (max(count, 1) + 63) / 64 * 64
+        guard let at = bytes else { return 0 }
+        let (padded, o1) = max(count, 1).addingReportingOverflow(63)
+        let (end, o2) = at.addingReportingOverflow(padded / 64 * 64)
+        bytes = o1 || o2 ? nil : end
         return at
     }
 }
@@ -142,8 +149,11 @@ final class Arena {
     let base: UnsafeMutableRawPointer
     let bytes: Int
 
-    init(_ plan: ArenaPlan) {
-        bytes = max(plan.bytes, 64)
+    /// Allocates the plan after checking it against the memory the process can get; `what` names the arena's
+    /// contents in the error, e.g. "the decoder's KV cache (2048 positions) and scratch".
+    init(_ plan: ArenaPlan, for what: @autoclosure () -> String) throws {
+        try Memory.check(plan.bytes, for: what())
+        bytes = max(plan.bytes ?? 0, 64)
         base = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
         base.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
     }

@@ -54,8 +54,7 @@ public final class Projector {
             inputs = first.inputs
             dropsClassToken = try m.string("vzquant.vision.feature_select", default: "default") == "default"
         case .idefics3:
-            let s = try m.int("clip.vision.projector.scale_factor")
-            guard s >= 1 else { throw ModelError("\(file.path): projector scale factor \(s) must be at least 1") }
+            let s = try m.int("clip.vision.projector.scale_factor", in: Limits.scaleFactor)
             first = try Linear(w, "mm.model.fc", bias: false)
             second = nil
             kind = .idefics3
@@ -72,17 +71,17 @@ public final class Projector {
         outputs = second?.outputs ?? first.outputs
         var rows = 1
         if m.contains("clip.vision.image_size"), m.contains("clip.vision.patch_size") {
-            let side = try m.int("clip.vision.image_size") / max(try m.int("clip.vision.patch_size"), 1)
+            let side = try m.int("clip.vision.image_size", in: Limits.imageSide) / (try m.int("clip.vision.patch_size", in: Limits.patchSide))
             rows = max(1, side * side / (scaleFactor * scaleFactor))
         }
-        scratch = Self.plan(rows: max(maxRows ?? rows, 1), first: first, second: second)
+        scratch = try Self.plan(rows: max(maxRows ?? rows, 1), first: first, second: second)
     }
 
-    private static func plan(rows n: Int, first: Linear, second: Linear?) -> Scratch {
+    private static func plan(rows n: Int, first: Linear, second: Linear?) throws -> Scratch {
         var plan = ArenaPlan()
         let oHidden = second == nil ? nil : plan.floats(n * first.outputs)
         let oWs = plan.raw(max(first.workspaceBytes(rows: n), second?.workspaceBytes(rows: n) ?? 0))
-        let a = Arena(plan)
+        let a = try Arena(plan, for: "the projector's scratch for \(n) rows")
         return Scratch(rows: n, arena: a, hidden: oHidden.map { a.floats($0) }, workspace: a.raw(oWs))
     }
 
@@ -178,7 +177,7 @@ public final class Projector {
     /// `n` rows of `projectionInputs` values → `out` [n, outputs], allocating only when `n` exceeds the scratch.
     public func project(_ x: UnsafePointer<Float>, rows n: Int, into out: UnsafeMutablePointer<Float>) throws {
         guard n > 0 else { return }
-        if n > scratch.rows { scratch = Self.plan(rows: n, first: first, second: second) }
+        if n > scratch.rows { scratch = try Self.plan(rows: n, first: first, second: second) }
         let s = scratch
         if let second, let hidden = s.hidden {
             try first(x, rows: n, into: hidden, workspace: s.workspace)

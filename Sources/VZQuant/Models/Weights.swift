@@ -35,6 +35,14 @@ final class GGUFWeights {
 
     func has(_ name: String) -> Bool { file.tensorInfo(name) != nil }
 
+    /// Checks that the file holds a block of tensors for each of the `count` blocks the metadata key `key` claims
+    /// (probing the tensor `probe(i)`), before anything is packed or sized for them.
+    func requireBlocks(_ count: Int, key: String, probe: (Int) -> String) throws {
+        if let missing = (0..<count).first(where: { !has(probe($0)) }) {
+            throw ModelError("\(file.path): \(key) is \(count), but the file has tensors for \(missing) block(s) ('\(probe(missing))' is missing)")
+        }
+    }
+
     func info(_ name: String) throws -> GGUFTensorInfo {
         guard let t = file.tensorInfo(name) else { throw ModelError("\(file.path): no tensor named '\(name)'") }
         return t

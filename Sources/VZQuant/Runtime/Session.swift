@@ -75,7 +75,9 @@ public final class Session {
         let arch = try file.metadata.string("general.architecture")
         let trained = try file.metadata.int("\(arch).context_length", default: 2048)
         let context = options.contextLength ?? min(trained, SessionOptions.defaultContextCap)
-        guard context >= 1 else { throw ModelError("context length must be at least 1 (got \(context))") }
+        guard Limits.context.contains(context) else {
+            throw ModelError("a context length of \(context) positions is outside \(Limits.describe(Limits.context))")
+        }
         model = try LlamaModel(file: file, maxContext: context, maxBatch: options.batch, widenToF32: options.widenToF32,
                                kvCache: options.kvCache)
         vision = try mmproj.map { try VisionPipeline(path: $0) }
@@ -137,6 +139,9 @@ public final class Session {
             }
         }
         let n = ids.count
+        guard n > 0 || position > 0 else {
+            throw ModelError("the prompt is empty: it gives no tokens to generate from (this model adds no BOS token)")
+        }
         guard n > 0 else { return PrefillReport(tokens: 0, imageTokens: 0, milliseconds: 0) }
         guard position + n <= contextLength else {
             throw ContextFull(needed: position + n, capacity: contextLength)

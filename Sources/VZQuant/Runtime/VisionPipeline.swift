@@ -206,7 +206,7 @@ public final class VisionPipeline {
     public func encode(_ image: RGBImage, visualTokens: VisualTokens, merge: VisionZip.Merge = .sum,
                        keepCrops: Bool = false) throws -> EncodedImage {
         let t0 = monotonicMilliseconds()
-        let prepared = crops(of: image).map { processor.prepare($0) }
+        let prepared = try crops(of: image).map { try processor.prepare($0) }
         let pixels = prepared.map { $0.normalizedCHW(mean: processor.mean, std: processor.std) }
         let preprocessMs = monotonicMilliseconds() - t0
         var encoded = try encode(pixelCrops: pixels, visualTokens: visualTokens, merge: merge)

@@ -161,6 +161,9 @@ struct BenchModel: ParsableCommand {
     func run() throws {
         try compute.apply()
         do {
+            let outputs = [json, markdown, svg].compactMap { $0 }
+            for path in outputs { try OutputPath.validate(path) }
+            try OutputPath.validateDistinct(outputs)
             var modelPath = model ?? "", mmprojPath = mmproj
             if let preset { (modelPath, mmprojPath) = try presetFiles(try ModelPreset.named(preset)) }
             var options = ModelBenchOptions(model: modelPath, mmproj: mmprojPath, image: image, promptTokens: promptTokens,

@@ -55,6 +55,8 @@ struct RunCommand: ParsableCommand {
 
     private func generate() throws {
         let visualTokens = try imageOptions.parsedVisualTokens()
+        // A bad output path is reported before minutes of loading and encoding, not after.
+        if let map = imageOptions.visionZipMap { try OutputPath.validate(map) }
         let session = try Session(model: modelOptions.model, mmproj: modelOptions.mmproj, options: modelOptions.sessionOptions)
         let template = raw ? nil : try templateOptions.template(for: session)
         var timings = RunReport.Timings()

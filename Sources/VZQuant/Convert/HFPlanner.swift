@@ -63,6 +63,12 @@ enum HFPlanner {
                 tensors += try index.resolve(specs, component: .projector, policy: policy, file: options.mmprojOutput!, note: note)
             }
             let pre = try HFPreprocessorConfig.load(directory: dir)
+            for (field, values) in [("image_mean", pre?.imageMean), ("image_std", pre?.imageStd)] {
+                guard let values else { continue }
+                guard values.count == 3, values.allSatisfy(\.isFinite), field == "image_mean" || !values.contains(0) else {
+                    throw ConvertError("\(dir)/preprocessor_config.json: \(field) is \(values), expected 3 finite values (std non-zero)")
+                }
+            }
             let (mean0, std0) = v.defaultMeanStd
             var meta: [(String, GGUFValue)] = [
                 ("general.architecture", .string("clip")),

@@ -242,14 +242,16 @@ public struct GGUFMetadata: Sendable, Equatable {
         return out
     }
 
-    public func floats(_ key: String) throws -> [Float] {
+    /// `finiteOnly: false` passes NaN and infinities through (rankings such as SentencePiece scores, where the
+    /// caller decides what they mean).
+    public func floats(_ key: String, finiteOnly: Bool = true) throws -> [Float] {
         let v = try value(key)
         guard case let .array(_, vs) = v else { throw wrongType(key, v, "an array of numbers") }
         var out: [Float] = []
         out.reserveCapacity(vs.count)
         for (i, e) in vs.enumerated() {
             guard let x = e.doubleValue else { throw wrongType(key + "[\(i)]", e, "a number") }
-            guard Float(x).isFinite else { throw FormatError(file: file, "metadata key '\(key)[\(i)]' is \(x), expected a finite number") }
+            guard Float(x).isFinite || !finiteOnly else { throw FormatError(file: file, "metadata key '\(key)[\(i)]' is \(x), expected a finite number") }
             out.append(Float(x))
         }
         return out

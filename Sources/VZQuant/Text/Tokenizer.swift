@@ -124,7 +124,9 @@ public struct Tokenizer: Sendable {
 
         switch model {
         case .sentencePiece:
-            var scores = try m.floats("tokenizer.ggml.scores", default: [])
+            // A NaN score ranks below every merge (it would make the priority order undefined).
+            var scores = m.contains("tokenizer.ggml.scores")
+                ? try m.floats("tokenizer.ggml.scores", finiteOnly: false).map { $0.isNaN ? -.infinity : $0 } : []
             if scores.count != n || Set(scores).count <= 1 {
                 scores = (0 ..< n).map { -Float($0) }
             }

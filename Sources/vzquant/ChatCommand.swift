@@ -40,27 +40,12 @@ struct ChatCommand: ParsableCommand {
         }
     }
 
-    /// The conversation so far. The cache holds `render(messages, addGenerationPrompt: true)` followed by
-    /// `lastReply` (the model's reply as generated, not yet in `messages`).
-    private struct Conversation {
-        var messages: [ChatMessage] = []
-        var lastReply: String?
-        /// Images in message order (each encoded once).
-        var images: [EncodedImage] = []
-        /// Images already in the cache.
-        var cachedImages = 0
-        /// The cache may hold part of a refused turn: the next turn prefills the whole conversation again.
-        var cacheIsStale = false
-    }
-
     private func loop() throws {
         let visualTokens = try imageOptions.parsedVisualTokens()
         let session = try Session(model: modelOptions.model, mmproj: modelOptions.mmproj, options: modelOptions.sessionOptions)
         let template = try templateOptions.template(for: session)
-        let stops = template.stopStrings + sampling.stop
-        let endTokens = session.endOfGenerationTokens(extraTexts: template.stopStrings)
+        let chat = Conversation(session: session, template: template, system: templateOptions.system)
         var sampler = try Sampler(sampling.parameters)
-        var chat = Conversation()
         var pending: [EncodedImage] = []
 
         func attach(_ path: String) {
@@ -73,12 +58,6 @@ struct ChatCommand: ParsableCommand {
                 note("error: \(error)")
             }
         }
-        func startOver() {
-            session.reset()
-            chat = Conversation()
-            if let system = templateOptions.system { chat.messages.append(.system(system)) }
-        }
-        startOver()
         for path in imageOptions.image { attach(path) }
 
         let interactive = isatty(0) != 0
@@ -94,7 +73,7 @@ struct ChatCommand: ParsableCommand {
             if input.isEmpty { continue }
             if input == "/quit" || input == "/exit" { break }
             if input == "/reset" {
-                startOver()
+                chat.reset()
                 pending.removeAll()
                 note("(conversation cleared)")
                 continue
@@ -106,75 +85,39 @@ struct ChatCommand: ParsableCommand {
                 } else { attach(path) }
                 continue
             }
-
-            // The new user message: pending images first, as markers.
-            var content = input
-            if !pending.isEmpty, !content.contains(ChatTemplate.imageMarker) {
-                content = String(repeating: ChatTemplate.imageMarker + "\n", count: pending.count) + content
-            }
-            let (savedChat, savedPending) = (chat, pending)
-            chat.images += pending
-            pending.removeAll()
             do {
-                try answer(.user(content), session: session, template: template, chat: &chat, sampler: &sampler,
-                           stops: stops, endTokens: endTokens)
+                try answer(input, images: pending, chat: chat, sampler: &sampler)
+                pending.removeAll()
             } catch let full as ContextFull {
+                // The conversation is as before the message; its images stay attached for the next one.
                 note("\(full)")
-                (chat, pending) = (savedChat, savedPending)
-                chat.cacheIsStale = true
             }
         }
     }
 
-    /// Prefills what the cache lacks for `message`, then streams the answer.
-    private func answer(_ message: ChatMessage, session: Session, template: ChatTemplate, chat: inout Conversation,
-                        sampler: inout Sampler, stops: [String], endTokens: Set<Int32>) throws {
-        var delta: String
-        if !chat.cacheIsStale, let reply = chat.lastReply,
-           let c = try template.continuation(history: chat.messages, reply: reply, next: [message]) {
-            chat.messages += [c.reply, message]
-            delta = c.text
-        } else {
-            // First turn, or the template rewrites text the cache holds: prefill the whole conversation.
-            if let reply = chat.lastReply { chat.messages.append(.assistant(reply)) }
-            chat.messages.append(message)
-            if session.position > 0, verbose { note("(prefilling the whole conversation again)") }
-            session.reset()
-            chat.cachedImages = 0
-            chat.cacheIsStale = false
-            delta = try template.render(chat.messages, addGenerationPrompt: true)
-        }
-        chat.lastReply = nil
-        let pieces = try PromptPiece.splice(delta, images: Array(chat.images[chat.cachedImages...]), marker: ChatTemplate.imageMarker)
-        let prefill = try session.prefill(pieces, addBOS: session.position == 0 && !template.textIncludesBOS)
-        chat.cachedImages = chat.images.count
+    /// Prefills the message (only what the cache lacks), then streams the answer.
+    private func answer(_ text: String, images: [EncodedImage], chat: Conversation, sampler: inout Sampler) throws {
+        let session = chat.session
+        let prefill = try chat.add(user: text, images: images)
         if verbose {
-            note("[prefill \(prefill.tokens) tokens (\(prefill.imageTokens) visual) in \(fmt(prefill.milliseconds)) ms;"
+            if prefill.wholeConversation, chat.messages.filter({ $0.role == .user }).count > 1 {
+                note("(prefilling the whole conversation again)")
+            }
+            note("[prefill \(prefill.report.tokens) tokens (\(prefill.report.imageTokens) visual) in \(fmt(prefill.report.milliseconds)) ms;"
                  + " cache \(session.position)/\(session.contextLength)]")
         }
-
-        var stream = TextStream(tokenizer: session.tokenizer, stopStrings: stops)
         Interrupt.requested = 0
-        let budget = min(sampling.maxTokens, session.contextLength - session.position)
-        let report = try session.generate(
-            maxTokens: budget, stopTokens: endTokens, keepInCache: true,
-            sample: { logits, history in sampler.sample(logits: logits, history: history) },
-            onToken: { token in
-                let piece = stream.push(token)
-                emit(piece)
-                return stream.stopped
-            },
-            interrupted: Interrupt.take)
-        emit(stream.finish() + "\n")
-        // The reply as its tokens spell it (SentencePiece's leading space kept): what the cache holds.
-        chat.lastReply = stream.generatedText
-        if report.stopReason == .contextFull || session.position >= session.contextLength {
+        let reply = try chat.generate(maxTokens: sampling.maxTokens, stopStrings: sampling.stop,
+                                      sample: { logits, history in sampler.sample(logits: logits, history: history) },
+                                      onText: emit, interrupted: Interrupt.take)
+        emit("\n")
+        if reply.report.stopReason == .contextFull || session.position >= session.contextLength {
             note("(context full: \(session.contextLength) positions; /reset to start over, or raise --ctx-size)")
-        } else if report.stopReason == .interrupted {
+        } else if reply.report.stopReason == .interrupted {
             note("(stopped)")
         }
         if verbose {
-            note("[\(report.tokens.count) tokens, \(report.stopReason.rawValue), \(fmt(report.decodeTokensPerSecond)) tok/s]")
+            note("[\(reply.report.tokens.count) tokens, \(reply.report.stopReason.rawValue), \(fmt(reply.report.decodeTokensPerSecond)) tok/s]")
         }
     }
 }

@@ -84,45 +84,33 @@ struct RunCommand: ParsableCommand {
             if verbose { note("VisionZip map: \(mapPath)") }
         }
 
-        // The prompt: markers where images go, the template around it.
-        var text = prompt
-        let marker = ChatTemplate.imageMarker
-        if !images.isEmpty, !text.contains(marker) {
-            text = String(repeating: marker + "\n", count: images.count) + text
-        }
-        if let template {
-            var messages: [ChatMessage] = []
-            if let system = templateOptions.system { messages.append(ChatMessage(role: .system, content: system)) }
-            messages.append(ChatMessage(role: .user, content: text))
-            text = try template.render(messages, addGenerationPrompt: true)
-        }
-        let pieces = try PromptPiece.splice(text, images: images, marker: marker)
-        let prefill = try session.prefill(pieces, addBOS: !(template?.textIncludesBOS ?? false))
+        // One message: the template around it (none with --raw), the images where it says <image> or first.
+        let conversation = Conversation(session: session, template: template, system: template == nil ? nil : templateOptions.system)
+        let prefill = try conversation.add(user: prompt, images: images).report
         timings.prefillMs = prefill.milliseconds
         timings.prefillTokensPerS = prefill.tokensPerSecond
         if verbose { note("prefill: \(prefill.tokens) tokens (\(prefill.imageTokens) visual) in \(fmt(prefill.milliseconds)) ms") }
 
         // Generation, streamed.
-        let stops = (template?.stopStrings ?? []) + sampling.stop
         var sampler = try Sampler(sampling.parameters)
-        var stream = TextStream(tokenizer: session.tokenizer, stopStrings: stops)
         var output = ""
         var firstTokenMs: Double?
         Interrupt.install()
-        let report = try session.generate(
-            maxTokens: sampling.maxTokens, stopTokens: session.endOfGenerationTokens(extraTexts: template?.stopStrings ?? []),
-            sample: { logits, history in sampler.sample(logits: logits, history: history) },
-            onToken: { token in
+        let reply = try conversation.generate(
+            maxTokens: sampling.maxTokens, stopStrings: sampling.stop, keepInCache: false,
+            sample: { logits, history in
+                // The first token's time is when its logits are sampled, as before.
+                let token = sampler.sample(logits: logits, history: history)
                 if firstTokenMs == nil { firstTokenMs = monotonicMilliseconds() - start }
-                let piece = stream.push(token)
+                return token
+            },
+            onText: { piece in
                 output += piece
                 if !json { emit(piece) }
-                return stream.stopped
             },
             interrupted: Interrupt.take)
-        let tail = stream.finish()
-        output += tail
-        if !json { emit(tail + "\n") }
+        let report = reply.report
+        if !json { emit("\n") }
         if report.stopReason == .contextFull { note("stopped: context full (\(session.contextLength) positions; raise --ctx-size)") }
         if report.stopReason == .interrupted { note("stopped: interrupted") }
 

@@ -327,8 +327,9 @@ final class TextStreamTests: XCTestCase {
         XCTAssertTrue(s.stopped)
     }
 
-    /// generatedText keeps the SentencePiece space prefix that the display drops, so a Vicuna chat can extend its
-    /// cache: ChatTemplate.continuation accepts it where the displayed text would force a new prefill.
+    /// generatedText keeps the SentencePiece space prefix that the display drops: it is what the cache holds, so
+    /// for Vicuna the cache extended by the template's text after the reply equals the whole conversation
+    /// rendered with the reply, which the displayed text alone would not.
     func testGeneratedTextForContinuation() throws {
         let t = try tokenizer("hf/llava-4x")
         let ids = t.encode(" Paris is the capital.", addSpecial: false)
@@ -342,10 +343,10 @@ final class TextStreamTests: XCTestCase {
         let vicuna = ChatTemplate(family: .vicuna)
         let history: [ChatMessage] = [.user("<image>\nWhere is this?")]
         let next: [ChatMessage] = [.user("Sure?")]
-        let c = try XCTUnwrap(try vicuna.continuation(history: history, reply: s.generatedText, next: next))
-        XCTAssertEqual(try vicuna.render(history, addGenerationPrompt: true) + s.generatedText + c.text,
-                       try vicuna.render(history + [c.reply] + next, addGenerationPrompt: true))
-        XCTAssertEqual(c.text, " USER: Sure? ASSISTANT:")
-        XCTAssertNil(try vicuna.continuation(history: history, reply: s.shownText, next: next))
+        let delta = try XCTUnwrap(try vicuna.textAfterReply(history: history, next: next))
+        let whole = try vicuna.render(history + [.assistant(s.shownText)] + next, addGenerationPrompt: true)
+        XCTAssertEqual(try vicuna.render(history, addGenerationPrompt: true) + s.generatedText + delta, whole)
+        XCTAssertEqual(delta, " USER: Sure? ASSISTANT:")
+        XCTAssertNotEqual(try vicuna.render(history, addGenerationPrompt: true) + s.shownText + delta, whole)
     }
 }

@@ -114,12 +114,13 @@ public enum ModelBench {
         samples.load = [monotonicMilliseconds() - t0]
         let tokenizer = session.tokenizer
         let prompt = promptIds(tokenizer, count: o.promptTokens)
+        let conversation = Conversation(session: session, template: nil)
 
         var last: EncodedImage?
         for rep in 0 ..< o.warmupRuns + o.repetitions {
             let timed = rep >= o.warmupRuns
             progress?.step("\(label): " + (timed ? "repetition \(rep - o.warmupRuns + 1)/\(o.repetitions)" : "warm-up"))
-            session.reset()
+            conversation.reset()
             let start = monotonicMilliseconds()
             var pieces: [PromptPiece] = []
             var imageMs = 0.0
@@ -146,15 +147,15 @@ public enum ModelBench {
             } else {
                 pieces = [.tokens(prompt)]
             }
-            let prefill = try session.prefill(pieces, addBOS: false)
+            let prefill = try conversation.add(pieces: pieces).report
             var ttft: Double?
-            let gen = try session.generate(
-                maxTokens: max(o.genTokens, 1), stopTokens: [],
-                sample: { logits, _ in greedy(logits) },
-                onToken: { _ in
+            let gen = try conversation.generate(
+                maxTokens: max(o.genTokens, 1), stopTokens: [], keepInCache: false,
+                sample: { logits, _ in
+                    let token = greedy(logits)
                     if ttft == nil { ttft = monotonicMilliseconds() - start }
-                    return false
-                })
+                    return token
+                }).report
             if timed {
                 samples.prefill.append(prefill.milliseconds)
                 samples.ttft.append(ttft ?? 0)

@@ -299,6 +299,12 @@ public final class LlamaModel {
     /// Forgets the cache: the next call starts at position 0.
     public func reset() { position = 0 }
 
+    /// Forgets every position from `p` on (their keys and values are overwritten by the next rows).
+    public func truncate(to p: Int) {
+        precondition(p >= 0 && p <= position, "truncate: \(p) is outside 0…\(position)")
+        position = p
+    }
+
     // MARK: embeddings
 
     /// Writes the embedding rows of `tokens` (any stored type, dequantized) to `out` [count, hidden].

@@ -97,6 +97,15 @@ public final class Session {
         lastLogits.removeAll()
     }
 
+    /// Drops the cache's positions from `p` on (e.g. the tokens of a stop string). The logits are then stale
+    /// until the next prefill or decode.
+    public func truncate(to p: Int) {
+        guard p < position else { return }
+        model.truncate(to: p)
+        history.removeSubrange(p...)
+        lastLogits.removeAll()
+    }
+
     /// Decodes and encodes an image file (nil mmproj: an error naming --mmproj). `keepCrops`: keep the processed
     /// crops in the result (for `--visionzip-map`).
     public func encodeImage(path: String, visualTokens: VisualTokens, merge: VisionZip.Merge = .sum,

@@ -19,8 +19,7 @@ public struct TextStream: Sendable {
     /// Everything returned so far by push() and finish().
     public private(set) var shownText = ""
     /// The reply as the model's tokens spell it: `shownText` with the SentencePiece space prefix that was
-    /// dropped for display put back (" Paris" rather than "Paris"). This is the `reply` that
-    /// ChatTemplate.continuation(history:reply:next:) expects, since the KV cache holds these tokens.
+    /// dropped for display put back (" Paris" rather than "Paris"): the bytes of the tokens the KV cache holds.
     public var generatedText: String { droppedSpace ? " " + shownText : shownText }
 
     private let stops: [[UInt8]]

@@ -209,37 +209,21 @@ public struct ChatTemplate: Sendable, Equatable {
         return out
     }
 
-    /// What a chat loop feeds after the model's reply, so the next turn costs only its new tokens.
-    public struct Continuation: Sendable, Equatable {
-        /// The reply as the conversation history must store it so that later renderings agree with the cache.
-        public let reply: ChatMessage
-        /// The text after the reply: the end of the assistant's turn, the new messages, the generation prompt.
-        public let text: String
-    }
+    /// A character no template writes, trims or escapes: it stands for the reply while rendering.
+    static let replyMark = "\u{E000}"
 
-    /// The prompt for `history` (rendered with the generation prompt) followed by `reply` — the model's
-    /// reply text exactly as generated, without its stop string — is what the model has seen. This returns the
-    /// text to feed next so that the whole equals `render(history + [reply] + next, addGenerationPrompt: true)`,
-    /// or nil when no such text exists because the template rewrites text already seen (llama3 and llama2 trim
-    /// a reply with surrounding whitespace, vicuna renders a reply that does not start with a space differently):
-    /// then render the whole conversation again and prefill it from scratch.
-    public func continuation(history: [ChatMessage], reply: String, next: [ChatMessage]) throws -> Continuation? {
-        let seen = try render(history, addGenerationPrompt: true) + reply
-        // the reply as generated, else without the space the template writes before it (vicuna's "ASSISTANT: ",
-        // Llama-2's " " after "[/INST]"), else trimmed as llama2/llama3 render it
-        var candidates = [reply]
-        if reply.hasPrefix(" ") { candidates.append(String(reply.dropFirst())) }
-        let trimmed = Self.trim(reply)
-        if !candidates.contains(trimmed) { candidates.append(trimmed) }
-        for content in candidates {
-            let message = ChatMessage.assistant(content)
-            let full = try render(history + [message] + next, addGenerationPrompt: true)
-            if full.utf8.starts(with: seen.utf8) {
-                let text = String(decoding: full.utf8.dropFirst(seen.utf8.count), as: UTF8.self)
-                return Continuation(reply: message, text: text)
-            }
-        }
-        return nil
+    /// The text that follows a reply when the conversation `history` (rendered with the generation prompt, then
+    /// the model's reply) goes on with `next`: the end of the assistant's turn, the new messages and the next
+    /// generation prompt. The reply itself is whatever the model generated — its tokens stay in the cache as
+    /// sampled and are never rendered again — so only the text around it matters. nil when the template renders
+    /// the earlier text differently once the reply and `next` follow (then the conversation must be prefilled
+    /// again); the characters the template writes between the generation prompt and the reply's text (vicuna's
+    /// and llama2's space) are the reply's own business: a model writes them as part of its first token.
+    public func textAfterReply(history: [ChatMessage], next: [ChatMessage]) throws -> String? {
+        let seen = try render(history, addGenerationPrompt: true)
+        let full = try render(history + [.assistant(Self.replyMark)] + next, addGenerationPrompt: true)
+        guard let mark = full.range(of: Self.replyMark), full[..<mark.lowerBound].utf8.starts(with: seen.utf8) else { return nil }
+        return String(full[mark.upperBound...])
     }
 
     /// Python's str.strip() / Jinja's trim: surrounding whitespace.

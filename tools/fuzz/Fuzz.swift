@@ -1,0 +1,121 @@
+// libFuzzer entry point for vzquant's parsers (built by tools/fuzz.sh into the VZQuant module, not by SwiftPM).
+//
+// One binary, four targets; VZQ_FUZZ_TARGET picks one when the process starts:
+//   gguf       GGUFTarget.swift       GGUF files and what the model constructors read from them
+//   hf         HFTarget.swift         safetensors, config.json, preprocessor_config.json, the HF planner
+//   tokenizer  TokenizerTarget.swift  tokenizer.json & co. through TokenizerImport, then Tokenizer
+//   image      ImageTarget.swift      JPEG/PNG decoding and preprocessing
+// VZQ_FUZZ_WRITE_SEEDS=DIR writes the synthetic GGUF seeds (Seeds.swift) to DIR and exits.
+//
+// Every target only uses `try?`: a thrown error is the expected answer to a bad input. A trap, an AddressSanitizer
+// report, a leak, a timeout or a huge allocation (libFuzzer's -rss_limit_mb / -malloc_limit_mb) is a finding.
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+enum FuzzTarget: String, CaseIterable {
+    case gguf, hf, tokenizer, image
+}
+
+nonisolated(unsafe) var fuzzTarget = FuzzTarget.gguf
+/// A directory of this process (under /dev/shm when it exists) for targets whose parsers read a model directory.
+nonisolated(unsafe) var scratchDirectory = ""
+
+@_cdecl("LLVMFuzzerInitialize")
+public func fuzzInitialize(_ argc: UnsafeMutablePointer<CInt>,
+                           _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>) -> CInt {
+    if let dir = getenv("VZQ_FUZZ_WRITE_SEEDS") {
+        do {
+            try writeSeeds(to: String(cString: dir))
+            exit(0)
+        } catch {
+            FileHandle.standardError.write(Data("writing seeds failed: \(error)\n".utf8))
+            exit(1)
+        }
+    }
+    let name = getenv("VZQ_FUZZ_TARGET").map { String(cString: $0) } ?? ""
+    guard let t = FuzzTarget(rawValue: name) else {
+        FileHandle.standardError.write(Data("VZQ_FUZZ_TARGET must be one of: \(FuzzTarget.allCases.map(\.rawValue).joined(separator: ", "))\n".utf8))
+        exit(2)
+    }
+    fuzzTarget = t
+    let base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp"
+    scratchDirectory = "\(base)/vzq-fuzz-\(t.rawValue)-\(getpid())"
+    mkdir(scratchDirectory, 0o700)
+    atexit { removeScratchDirectory() }
+    return 0
+}
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    let bytes = UnsafeBufferPointer(start: data, count: size)
+    switch fuzzTarget {
+    case .gguf: fuzzGGUF(bytes)
+    case .hf: fuzzHF(bytes)
+    case .tokenizer: fuzzTokenizer(bytes)
+    case .image: fuzzImage(bytes)
+    }
+    return 0
+}
+
+// MARK: helpers
+
+@inline(never)
+func blackHole<T>(_ value: T) { withExtendedLifetime(value) {} }
+
+/// Parts of a multi-file input, cut at every "\n%%%\n" (an input without one is a single part).
+let partSeparator: [UInt8] = Array("\n%%%\n".utf8)
+
+func splitParts(_ bytes: UnsafeBufferPointer<UInt8>) -> [ArraySlice<UInt8>] {
+    let all = Array(bytes)
+    var parts: [ArraySlice<UInt8>] = []
+    var start = 0, i = 0
+    let s = partSeparator
+    while i + s.count <= all.count {
+        if all[i] == s[0], all[i ..< i + s.count].elementsEqual(s) {
+            parts.append(all[start ..< i])
+            i += s.count
+            start = i
+        } else {
+            i += 1
+        }
+    }
+    parts.append(all[start...])
+    return parts
+}
+
+/// Writes `parts[i]` to `scratchDirectory/names[i]`; an empty or missing part removes that file (absent).
+func writeScratchFiles(_ names: [String], _ parts: [ArraySlice<UInt8>]) {
+    for (i, name) in names.enumerated() {
+        let path = scratchDirectory + "/" + name
+        guard i < parts.count, !parts[i].isEmpty else {
+            unlink(path)
+            continue
+        }
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        guard fd >= 0 else { continue }
+        parts[i].withUnsafeBytes { raw in
+            var done = 0
+            while done < raw.count {
+                let n = write(fd, raw.baseAddress! + done, raw.count - done)
+                if n <= 0 { break }
+                done += n
+            }
+        }
+        close(fd)
+    }
+}
+
+func removeScratchDirectory() {
+    guard !scratchDirectory.isEmpty, let names = try? FileManager.default.contentsOfDirectory(atPath: scratchDirectory) else { return }
+    for n in names { unlink(scratchDirectory + "/" + n) }
+    rmdir(scratchDirectory)
+}
+
+/// A small deterministic number from the input, to vary options per input without a separate byte for them.
+func inputSalt(_ bytes: UnsafeBufferPointer<UInt8>) -> Int {
+    var h = bytes.count
+    for b in bytes.suffix(4) { h = h &* 31 &+ Int(b) }
+    return h & 0x7fff_ffff
+}

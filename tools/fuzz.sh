@@ -5,9 +5,10 @@
 #   tools/fuzz.sh all [SECONDS]      each target in turn, SECONDS each
 #   tools/fuzz.sh --smoke            build, then each target ~10 s over its committed seeds (CI; non-zero on a finding)
 #   tools/fuzz.sh --build            build only
-#   tools/fuzz.sh --seeds            regenerate the synthetic GGUF seeds into tools/fuzz/corpus/gguf (see Seeds.swift)
+#   tools/fuzz.sh --seeds            regenerate the synthetic seeds in tools/fuzz/corpus/{gguf,hf} (tools/fuzz/Seeds.swift)
 #   VZQ_FUZZ_RUNS=N                  a campaign stops after N executions instead of SECONDS
-#   VZQ_FUZZ_ARGS="..."              extra libFuzzer flags for campaigns (e.g. -jobs=1 -workers=1)
+#   VZQ_FUZZ_ARGS="..."              extra libFuzzer flags for campaigns
+# Output goes to .build-fuzz/logs/TARGET.log; the final statistics are printed. Findings: .build-fuzz/findings/TARGET/.
 #
 # One binary, .build-fuzz/vzq-fuzz, holds all four targets; VZQ_FUZZ_TARGET picks one at start-up:
 #   gguf       GGUF reader (every tensor, every typed metadata getter), then what the model constructors read:
@@ -36,42 +37,119 @@ BIN="$OUT/vzq-fuzz"
 LIMITS=(-rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=20)
 
 build() {
-    local stamp="$OUT/vzq-fuzz.stamp" sum
+    local stamp="$OUT/vzq-fuzz.stamp" sum src="$OUT/src"
+    # A snapshot of the sources, so that edits made while swiftc runs neither break nor blur the build.
+    rm -rf "$src" && mkdir -p "$src/Sources" "$src/tools"
+    cp -R Sources/VZQuant Sources/CImage "$src/Sources/" && cp -R CQuant "$src/" && cp -R tools/fuzz "$src/tools/"
     # Rebuild only when an input changed (sources, harness, this script, the compiler).
-    sum="$( { swiftc --version 2>&1; cat "$0" Sources/VZQuant/*/*.swift tools/fuzz/*.swift CQuant/*.c CQuant/*.h \
-        CQuant/include/*.h CQuant/arch/scalar/*.c Sources/CImage/*.c Sources/CImage/include/*.h; } | cksum)"
+    sum="$( { swiftc --version 2>&1; cat "$0"; cd "$src" && find . -type f \( -name '*.swift' -o -name '*.[ch]' \) | sort \
+        | xargs cat; } | cksum)"
     if [ -x "$BIN" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$sum" ]; then return; fi
     local started=$SECONDS
     rm -rf "$OUT/obj" "$OUT/module" && mkdir -p "$OUT/obj" "$OUT/module/CQuant" "$OUT/module/CImage"
     local CC
     CC="$(dirname "$(command -v swiftc)")/clang"
     local cflags=(-std=c11 -O1 -g -fsanitize=address,fuzzer-no-link)
-    for c in CQuant/*.c CQuant/arch/scalar/*.c; do
-        "$CC" "${cflags[@]}" -DCQ_SCALAR_ONLY -ICQuant/include -ICQuant -c "$c" -o "$OUT/obj/$(echo "$c" | tr / _).o" &
+    for c in "$src"/CQuant/*.c "$src"/CQuant/arch/scalar/*.c; do
+        "$CC" "${cflags[@]}" -DCQ_SCALAR_ONLY -I"$src/CQuant/include" -I"$src/CQuant" -c "$c" \
+            -o "$OUT/obj/$(basename "$(dirname "$c")")_$(basename "$c" .c).o" &
     done
-    "$CC" "${cflags[@]}" -ISources/CImage/include $(pkg-config --cflags libpng 2>/dev/null) \
-        -c Sources/CImage/decode.c -o "$OUT/obj/CImage_decode.o" &
+    # shellcheck disable=SC2046
+    "$CC" "${cflags[@]}" -I"$src/Sources/CImage/include" $(pkg-config --cflags libpng 2>/dev/null) \
+        -c "$src/Sources/CImage/decode.c" -o "$OUT/obj/CImage_decode.o" &
     wait
     # `import CQuant` / `import CImage` need modules; SwiftPM makes these for the package build.
-    printf 'module CQuant {\n    header "%s"\n    export *\n}\n' "$PWD/CQuant/include/cquant.h" > "$OUT/module/CQuant/module.modulemap"
-    printf 'module CImage {\n    header "%s"\n    export *\n}\n' "$PWD/Sources/CImage/include/cimage.h" > "$OUT/module/CImage/module.modulemap"
+    printf 'module CQuant {\n    header "%s"\n    export *\n}\n' "$PWD/$src/CQuant/include/cquant.h" > "$OUT/module/CQuant/module.modulemap"
+    printf 'module CImage {\n    header "%s"\n    export *\n}\n' "$PWD/$src/Sources/CImage/include/cimage.h" > "$OUT/module/CImage/module.modulemap"
+    # shellcheck disable=SC2046
     swiftc -parse-as-library -swift-version 6 -O -g -sanitize=fuzzer,address -module-name VZQuant -wmo -num-threads 2 \
         -I "$OUT/module/CQuant" -I "$OUT/module/CImage" \
-        $(find Sources/VZQuant -name '*.swift' | sort) tools/fuzz/*.swift \
+        $(find "$src/Sources/VZQuant" -name '*.swift' | sort) "$src"/tools/fuzz/*.swift \
         "$OUT"/obj/*.o -ljpeg -lpng16 -lm -o "$BIN"
     echo "$sum" > "$stamp"
     echo "built $BIN in $((SECONDS - started)) s"
 }
 
-# $1 target, rest: libFuzzer flags. The working corpus starts from the committed seeds and keeps what it finds.
+# Per-target libFuzzer flags: the dictionary, the largest input, and -close_fd_mask=2 for the tokenizer importer's
+# notes on stderr (libFuzzer and sanitizer reports still come out: they use a copy of stderr).
+target_flags() {
+    local t=$1
+    [ -f "tools/fuzz/$t.dict" ] && echo "-dict=tools/fuzz/$t.dict"
+    echo "-max_len=32768"
+    [ "$t" = tokenizer ] && echo "-close_fd_mask=2"
+    echo "-artifact_prefix=$OUT/findings/$t/"
+}
+
+# $1 target, $2 working corpus, rest: libFuzzer flags. Runs over the working corpus and the committed seeds
+# (new inputs go to the working corpus); output to $OUT/logs/TARGET.log, the final statistics on stdout.
 run_target() {
-    local t=$1; shift
+    local t=$1 corpus=$2; shift 2
     [ -d "tools/fuzz/corpus/$t" ] || { echo "no seeds in tools/fuzz/corpus/$t" >&2; exit 2; }
-    mkdir -p "$OUT/corpus/$t" "$OUT/findings/$t"
-    local dict=()
-    [ -f "tools/fuzz/$t.dict" ] && dict=(-dict="tools/fuzz/$t.dict")
-    VZQ_FUZZ_TARGET=$t "$BIN" "${LIMITS[@]}" "${dict[@]}" -artifact_prefix="$OUT/findings/$t/" -print_final_stats=1 \
-        "$@" "$OUT/corpus/$t" "tools/fuzz/corpus/$t"
+    mkdir -p "$corpus" "$OUT/findings/$t" "$OUT/logs"
+    local log="$OUT/logs/$t.log" rc=0 started=$SECONDS
+    # shellcheck disable=SC2046
+    VZQ_FUZZ_TARGET=$t "$BIN" "${LIMITS[@]}" $(target_flags "$t") -print_final_stats=1 "$@" \
+        "$corpus" "tools/fuzz/corpus/$t" > "$log" 2>&1 || rc=$?
+    grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)' "$log" | sed "s/^/$t: /"
+    grep -E '^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' "$log" | tr '\n' ' ' | sed "s/^/$t: /"
+    echo "($((SECONDS - started)) s; corpus $(find "$corpus" -type f | wc -l) files, $(du -sb "$corpus" | cut -f1) bytes)"
+    if [ "$rc" -ne 0 ]; then
+        grep -E 'ERROR|SUMMARY|deadly signal|out-of-memory|timeout|leak|Fatal error|Test unit written' "$log" | head -20 >&2
+        echo "fuzz: $t found something (exit $rc); log $log, reproducer in $OUT/findings/$t/" >&2
+        return 1
+    fi
+}
+
+# The committed seeds: synthetic GGUF and HF directories from Seeds.swift, the rest from the test fixtures.
+write_seeds() {
+    local C=tools/fuzz/corpus F=Tests/VZQuantTests/Fixtures sep
+    sep=$'\n%%%\n'
+    rm -rf "$C" && mkdir -p "$C/gguf" "$C/hf" "$C/tokenizer" "$C/image"
+    VZQ_FUZZ_WRITE_SEEDS="$C" "$BIN"
+    cp "$F/formats/python_writer.gguf" "$C/gguf/"
+    cp "$F/models/graph/idefics3_s2.gguf" "$C/gguf/"
+    for d in "$F"/hf/*/; do cp "$d/config.json" "$C/hf/config_$(basename "$d").json"; done
+    for d in "$F"/tokenizer/*/; do cp "$d/config.json" "$C/hf/config_tokenizer_$(basename "$d").json"; done
+    cp "$F/formats/tiny.safetensors" "$F"/formats/sharded/*.safetensors "$C/hf/"
+    # tokenizer: parts tokenizer.json | tokenizer_config.json | config.json | tokenizer.model | added_tokens.json |
+    # special_tokens_map.json | merges.txt | chat_template.jinja | chat_template.json (empty = absent)
+    parts() {  # OUT FILE... ("-" = absent)
+        local out=$1 first=1; shift
+        : > "$out"
+        for f in "$@"; do
+            [ $first -eq 1 ] || printf '%s' "$sep" >> "$out"
+            first=0
+            [ "$f" = - ] || cat "$f" >> "$out"
+        done
+    }
+    parts "$C/tokenizer/llava.tok" "$F/hf/llava-4x/tokenizer.json" "$F/hf/llava-4x/tokenizer_config.json" \
+        "$F/hf/llava-4x/config.json" - - - - "$F/hf/llava-4x/chat_template.jinja"
+    parts "$C/tokenizer/qwen2.tok" "$F/hf/qwen2/tokenizer.json" "$F/hf/qwen2/tokenizer_config.json" "$F/hf/qwen2/config.json"
+    parts "$C/tokenizer/llama3.tok" "$F/tokenizer/llama3-bpe/tokenizer.json" "$F/tokenizer/llama3-bpe/tokenizer_config.json" \
+        "$F/tokenizer/llama3-bpe/config.json"
+    parts "$C/tokenizer/spm.tok" - "$F/tokenizer/spm/tokenizer_config.json" "$F/tokenizer/spm/config.json" \
+        "$F/tokenizer/spm/tokenizer.model" "$F/tokenizer/spm/added_tokens.json"
+    cp "$F/hf/qwen2/tokenizer.json" "$C/tokenizer/qwen2_tokenizer.json"
+    cp "$F/tokenizer/spm/tokenizer.model" "$C/tokenizer/spm_tokenizer.model"
+    # A small GPT-2 tokenizer with its merges in merges.txt, special tokens in special_tokens_map.json and a
+    # template list in chat_template.json; a Unigram model (refused).
+    local tmp="$OUT/seed-parts" && mkdir -p "$tmp"
+    cat > "$tmp/tokenizer.json" <<'JSON'
+{"version": "1.0", "added_tokens": [{"id": 9, "content": "<|endoftext|>", "special": true}, {"id": 10, "content": "<image>", "special": false}],
+ "pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true}, {"type": "ByteLevel", "add_prefix_space": false, "use_regex": true}]},
+ "decoder": {"type": "ByteLevel"},
+ "model": {"type": "BPE", "byte_fallback": false, "vocab": {"h": 0, "e": 1, "l": 2, "o": 3, "Ġ": 4, "he": 5, "ll": 6, "llo": 7, "hello": 8}}}
+JSON
+    printf '#version: 0.2\nh e\nl l\nll o\nhe llo\n' > "$tmp/merges.txt"
+    printf '{"bos_token": "<|endoftext|>", "eos_token": {"content": "<|endoftext|>"}, "pad_token": "<image>"}' > "$tmp/special_tokens_map.json"
+    printf '{"chat_template": [{"name": "default", "template": "<|im_start|>{{ m }}"}, {"name": "tool use", "template": "x"}]}' > "$tmp/chat_template.json"
+    printf '{"add_bos_token": false, "add_eos_token": true, "model_max_length": 64}' > "$tmp/tokenizer_config.json"
+    printf '{"vocab_size": 12}' > "$tmp/config.json"
+    parts "$C/tokenizer/smollm_merges.tok" "$tmp/tokenizer.json" "$tmp/tokenizer_config.json" "$tmp/config.json" - - \
+        "$tmp/special_tokens_map.json" "$tmp/merges.txt" - "$tmp/chat_template.json"
+    printf '{"model": {"type": "Unigram", "vocab": [["a", -1.0], ["b", -2.0]]}}' > "$C/tokenizer/unigram.json"
+    for f in "$F"/images/*.png "$F"/images/*.jpg; do cp "$f" "$C/image/"; done
+    du -sh "$C"/*
 }
 
 case "${1:-}" in
@@ -79,36 +157,32 @@ case "${1:-}" in
         build ;;
     --seeds)
         build
-        VZQ_FUZZ_WRITE_SEEDS=tools/fuzz/corpus/gguf "$BIN" ;;
+        write_seeds ;;
     --smoke)
         build
         started=$SECONDS
+        status=0
         for t in "${TARGETS[@]}"; do
-            echo "== fuzz smoke: $t"
-            # A scratch corpus: the smoke adds nothing to the campaign's. -close_fd_mask=1: the importer's notes
-            # go to stdout-less silence; findings and libFuzzer's own lines still go to stderr.
-            smoke="$OUT/smoke/$t"
-            rm -rf "$smoke" && mkdir -p "$smoke" "$OUT/findings/$t"
-            dict=()
-            [ -f "tools/fuzz/$t.dict" ] && dict=(-dict="tools/fuzz/$t.dict")
-            VZQ_FUZZ_TARGET=$t "$BIN" "${LIMITS[@]}" "${dict[@]}" -artifact_prefix="$OUT/findings/$t/" \
-                -max_total_time=10 -print_final_stats=1 "$smoke" "tools/fuzz/corpus/$t" 2>&1 \
-                | grep -E '^(INFO: seed corpus|#[0-9]+ +DONE|stat::number_of_executed_units|==[0-9]+==ERROR|SUMMARY|Done|.*deadly signal|.*out-of-memory|.*timeout|.*leak)' || true
-            [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "fuzz smoke: $t found something; see $OUT/findings/$t/" >&2; exit 1; }
+            # A scratch corpus: the smoke only reads the committed seeds.
+            rm -rf "$OUT/smoke/$t"
+            run_target "$t" "$OUT/smoke/$t" -max_total_time=10 || status=1
         done
-        echo "fuzz smoke: all targets clean in $((SECONDS - started)) s" ;;
+        [ $status -eq 0 ] && echo "fuzz smoke: all targets clean in $((SECONDS - started)) s"
+        exit $status ;;
     all|gguf|hf|tokenizer|image)
         build
         seconds="${2:-600}"
         targets=("$1")
         [ "$1" = all ] && targets=("${TARGETS[@]}")
+        status=0
         for t in "${targets[@]}"; do
             stop=(-max_total_time="$seconds")
             [ -n "${VZQ_FUZZ_RUNS:-}" ] && stop=(-runs="$VZQ_FUZZ_RUNS")
             # shellcheck disable=SC2086
-            run_target "$t" "${stop[@]}" -close_fd_mask=1 ${VZQ_FUZZ_ARGS:-}
-        done ;;
+            run_target "$t" "$OUT/corpus/$t" "${stop[@]}" ${VZQ_FUZZ_ARGS:-} || status=1
+        done
+        exit $status ;;
     *)
-        sed -n '2,9p' "$0" >&2
+        sed -n '2,11p' "$0" >&2
         exit 2 ;;
 esac

@@ -5,7 +5,7 @@
 //   hf         HFTarget.swift         safetensors, config.json, preprocessor_config.json, the HF planner
 //   tokenizer  TokenizerTarget.swift  tokenizer.json & co. through TokenizerImport, then Tokenizer
 //   image      ImageTarget.swift      JPEG/PNG decoding and preprocessing
-// VZQ_FUZZ_WRITE_SEEDS=DIR writes the synthetic GGUF seeds (Seeds.swift) to DIR and exits.
+// VZQ_FUZZ_WRITE_SEEDS=DIR writes the synthetic seeds (Seeds.swift) to DIR/gguf and DIR/hf and exits.
 //
 // Every target only uses `try?`: a thrown error is the expected answer to a bad input. A trap, an AddressSanitizer
 // report, a leak, a timeout or a huge allocation (libFuzzer's -rss_limit_mb / -malloc_limit_mb) is a finding.
@@ -21,13 +21,23 @@ enum FuzzTarget: String, CaseIterable {
 nonisolated(unsafe) var fuzzTarget = FuzzTarget.gguf
 /// A directory of this process (under /dev/shm when it exists) for targets whose parsers read a model directory.
 nonisolated(unsafe) var scratchDirectory = ""
+/// VZQ_FUZZ_TRACE=1: each target prints the stages an input reached (to check that the seeds get deep).
+nonisolated(unsafe) var traceStages = false
+/// VZQ_FUZZ_REPEAT=N: each input runs N times (timing an input: `time VZQ_FUZZ_REPEAT=1000 … FILE`).
+nonisolated(unsafe) var repeatCount = 1
+
+func trace(_ stage: @autoclosure () -> String) {
+    if traceStages { print("  " + stage()) }
+}
 
 @_cdecl("LLVMFuzzerInitialize")
 public func fuzzInitialize(_ argc: UnsafeMutablePointer<CInt>,
                            _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>) -> CInt {
     if let dir = getenv("VZQ_FUZZ_WRITE_SEEDS") {
         do {
-            try writeSeeds(to: String(cString: dir))
+            let root = String(cString: dir)
+            try writeSeeds(to: root + "/gguf")
+            try writeHFSeeds(to: root + "/hf")
             exit(0)
         } catch {
             FileHandle.standardError.write(Data("writing seeds failed: \(error)\n".utf8))
@@ -40,6 +50,8 @@ public func fuzzInitialize(_ argc: UnsafeMutablePointer<CInt>,
         exit(2)
     }
     fuzzTarget = t
+    traceStages = getenv("VZQ_FUZZ_TRACE").map { String(cString: $0) == "1" } ?? false
+    repeatCount = getenv("VZQ_FUZZ_REPEAT").flatMap { Int(String(cString: $0)) } ?? 1
     let base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp"
     scratchDirectory = "\(base)/vzq-fuzz-\(t.rawValue)-\(getpid())"
     mkdir(scratchDirectory, 0o700)
@@ -50,11 +62,13 @@ public func fuzzInitialize(_ argc: UnsafeMutablePointer<CInt>,
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     let bytes = UnsafeBufferPointer(start: data, count: size)
-    switch fuzzTarget {
-    case .gguf: fuzzGGUF(bytes)
-    case .hf: fuzzHF(bytes)
-    case .tokenizer: fuzzTokenizer(bytes)
-    case .image: fuzzImage(bytes)
+    for _ in 0..<max(1, repeatCount) {
+        switch fuzzTarget {
+        case .gguf: fuzzGGUF(bytes)
+        case .hf: fuzzHF(bytes)
+        case .tokenizer: fuzzTokenizer(bytes)
+        case .image: fuzzImage(bytes)
+        }
     }
     return 0
 }

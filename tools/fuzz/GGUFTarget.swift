@@ -10,6 +10,7 @@ import Foundation
 
 func fuzzGGUF(_ bytes: UnsafeBufferPointer<UInt8>) {
     guard let f = try? GGUFFile(mapping: MappedFile(copying: bytes, name: "fuzz.gguf")) else { return }
+    trace("gguf: \(f.tensors.count) tensors, \(f.metadata.count) keys")
     let salt = inputSalt(bytes)
     var tensorBytes = 0, elements = 0
     for t in f.tensors {
@@ -45,11 +46,11 @@ func fuzzGGUF(_ bytes: UnsafeBufferPointer<UInt8>) {
     let vision = try? VisionConfig(metadata: m)
     let tokenizer = try? Tokenizer(gguf: f)
     let template = try? ChatTemplate.detect(metadata: m)
+    trace("llama config \(llama != nil), vision config \(vision != nil), tokenizer \(tokenizer?.count ?? -1), template \(template?.name ?? "-")")
     var prompt = "Hello, wörld! <image>\n  12 345 don't\t😀"
     if let template {
         let turn: [ChatMessage] = [.system("Be brief."), .user("<image>\nWhat is this?"), .assistant("A cat."), .user("And?")]
         if let text = try? template.render(turn, addGenerationPrompt: true) { prompt = text }
-        _ = try? template.continuation(history: Array(turn.prefix(2)), reply: "A cat.", next: [.user("And?")])
         blackHole(template.stopStrings)
     }
     var ids: [Int32] = []
@@ -71,17 +72,23 @@ func fuzzGGUF(_ bytes: UnsafeBufferPointer<UInt8>) {
         blackHole(stream.push(Int32(tokenizer.count)))  // one past the vocabulary: a model may have more rows
         blackHole(stream.finish())
         _ = try? PromptPiece.splice(text, images: [])
+        trace("encoded \(ids.count) ids")
     }
 
     // Build the model only when its compute stays small.
-    guard bytes.count <= 1 << 20, tensorBytes <= 4 << 20, elements <= 2 << 20 else { return }
+    guard bytes.count <= 1 << 20, tensorBytes <= 4 << 20, elements <= 2 << 20 else {
+        trace("too large to build (\(tensorBytes) tensor bytes, \(elements) elements)")
+        return
+    }
     if llama != nil { runLlama(f, ids: ids, salt: salt) }
     if let vision { runVision(f, vision, salt: salt) }
 }
 
 private func runLlama(_ f: GGUFFile, ids: [Int32], salt: Int) {
-    guard let model = try? LlamaModel(file: f, maxContext: 8, maxBatch: 2, widenToF32: salt & 2 != 0,
-                                      kvCache: salt & 4 != 0 ? .f16 : .f32) else { return }
+    let built = Result { try LlamaModel(file: f, maxContext: 8, maxBatch: 2, widenToF32: salt & 2 != 0, kvCache: salt & 4 != 0 ? .f16 : .f32) }
+    if case let .failure(e) = built { trace("llama model: \(e)") }
+    guard let model = try? built.get() else { return }
+    trace("llama model: vocab \(model.vocab), \(model.weightTypes)")
     blackHole(model.arenaBytes &+ model.kvCacheBytes &+ model.weightBytes &+ model.weightTypes.count)
     let vocab = model.vocab
     guard vocab > 0 else {
@@ -93,6 +100,7 @@ private func runLlama(_ f: GGUFFile, ids: [Int32], salt: Int) {
     var greedy = try! Sampler(.greedy)
     let next = logits.withUnsafeBufferPointer { greedy.sample(logits: UnsafeBufferPointer(rebasing: $0.suffix(vocab)), history: prompt) }
     guard let step = try? model.decode(token: next) else { return }
+    trace("prefill + decode ok")
     var sampler = try! Sampler(SamplingParameters(temperature: 0.8, topK: 5, topP: 0.9, minP: 0.05, repeatPenalty: 1.1,
                                                   repeatLastN: 8, seed: UInt64(salt)))
     blackHole(sampler.sample(logits: step, history: prompt + [next]))
@@ -104,7 +112,9 @@ private func runLlama(_ f: GGUFFile, ids: [Int32], salt: Int) {
 }
 
 private func runVision(_ f: GGUFFile, _ c: VisionConfig, salt: Int) {
-    guard let pipe = try? VisionPipeline(file: f) else { return }
+    let built = Result { try VisionPipeline(file: f) }
+    if case let .failure(e) = built { trace("vision pipeline: \(e)") }
+    guard let pipe = try? built.get() else { return }
     let sizes = [(12, 9), (9, 12), (8, 8), (33, 5)]
     let (w, h) = sizes[salt % sizes.count]
     var pixels = [UInt8](repeating: 0, count: w * h * 3)
@@ -120,9 +130,11 @@ private func runVision(_ f: GGUFFile, _ c: VisionConfig, salt: Int) {
     let perCrop = perToken.overflow ? nil : tokens.multipliedReportingOverflow(by: perToken.partialValue + c.patchValues * d)
     guard crops <= 32, oh * ow <= 1 << 16, let pc = perCrop, !pc.overflow, pc.partialValue <= 4_000_000,
           crops * pc.partialValue <= 16_000_000 else { return }
+    trace("vision pipeline: \(crops) crops, cost \(crops * pc.partialValue)")
     blackHole(pipe.tokensPerCrop &+ pipe.outputWidth)
     let budget = try? VisionZip.Budget.split(visualTokens: 1 + salt % 7)
     let visual: VisualTokens = salt & 8 != 0 || budget == nil ? .all : .budget(budget!)
     blackHole(pipe.tokens(for: image, visualTokens: visual))
-    _ = try? pipe.encode(image, visualTokens: visual, merge: salt & 16 != 0 ? .mean : .sum, keepCrops: salt & 32 != 0)
+    let encoded = try? pipe.encode(image, visualTokens: visual, merge: salt & 16 != 0 ? .mean : .sum, keepCrops: salt & 32 != 0)
+    trace("encoded image: \(encoded?.tokens ?? -1) tokens (\(visual))")
 }

@@ -8,6 +8,12 @@
 import Foundation
 
 private let hfFiles = ["config.json", "model.safetensors", "preprocessor_config.json"]
+nonisolated(unsafe) private var hfTokenizerWritten = false
+private let hfTokenizer = """
+    {"added_tokens": [{"id": 4, "content": "<|endoftext|>", "special": true}],
+     "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "use_regex": true},
+     "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2, "Ġ": 3}, "merges": ["a b"]}}
+    """
 
 func fuzzHF(_ bytes: UnsafeBufferPointer<UInt8>) {
     if let f = try? SafeTensorsFile(mapping: MappedFile(copying: bytes, name: "fuzz.safetensors")) {
@@ -19,6 +25,7 @@ func fuzzHF(_ bytes: UnsafeBufferPointer<UInt8>) {
             blackHole(f[t.name]?.description)
         }
         blackHole(f.dataOffset)
+        trace("safetensors: \(f.tensors.count) tensors")
     }
 
     let data = Data(buffer: bytes)
@@ -33,10 +40,19 @@ func fuzzHF(_ bytes: UnsafeBufferPointer<UInt8>) {
     let parts = splitParts(bytes)
     guard parts.count >= 2 else { return }
     writeScratchFiles(hfFiles, parts)
+    if !hfTokenizerWritten {
+        // A fixed GPT-2 tokenizer, so that a text model's plan runs to its end (the tokenizer target fuzzes these files).
+        writeScratchFiles(["tokenizer.json"], [ArraySlice(Array(hfTokenizer.utf8))])
+        hfTokenizerWritten = true
+    }
     let options = ConvertOptions(source: scratchDirectory, output: scratchDirectory + "/out.gguf",
                                  mmprojOutput: scratchDirectory + "/mmproj.gguf", policy: try! TypePolicy(type: .q8_0), threads: 1)
-    if let plans = try? HFPlanner.plan(directory: scratchDirectory, options: options, note: { blackHole($0) }) {
+    switch Result(catching: { try HFPlanner.plan(directory: scratchDirectory, options: options, note: { blackHole($0) }) }) {
+    case let .success(plans):
         for p in plans { blackHole(p.tensors.count &+ p.metadata.count) }
+        trace("planned \(plans.map { $0.tensors.count }) tensors")
+    case let .failure(e):
+        trace("plan: \(e)")
     }
 }
 
@@ -51,9 +67,11 @@ private func fuzzConfig(_ data: Data) {
         return
     }
     let dir = "fuzz"
+    trace("config.json decoded")
     let arch = try? HFArchitecture.detect(config, directory: dir)
     blackHole(HFPlanner.modelName(config, directory: dir))
     if let arch { blackHole(arch.hasText && arch.hasVision) }
+    trace("architecture \(arch?.rawValue ?? "-")")
 
     // The text model as each architecture reads it.
     for (text, tied) in [(config.textConfig ?? config.asText, config.tieWordEmbeddings), (config.asText, nil)] {

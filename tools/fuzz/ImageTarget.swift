@@ -10,6 +10,7 @@ func fuzzImage(_ bytes: UnsafeBufferPointer<UInt8>) {
                                      applyEXIFOrientation: salt & 4 != 0)
     let data = Data(buffer: bytes)
     guard let image = try? ImageDecoder.decode(data: data, name: "fuzz.img", options: options) else { return }
+    trace("image \(image.width)×\(image.height)")
     blackHole(image.pixels.first)
     blackHole(image.pixels.last)
 

@@ -288,3 +288,100 @@ func writeSeeds(to dir: String) throws {
                                projector: "linear"),
                     to: dir)
 }
+
+// MARK: Hugging Face directories (hf target)
+
+/// A safetensors file: 8-byte header length, the JSON header, the data (small deterministic values).
+private func safetensors(_ tensors: [(name: String, shape: [Int])], dtype: String) throws -> [UInt8] {
+    let type: QuantType = dtype == "F32" ? .f32 : dtype == "F16" ? .f16 : .bf16
+    var header = "{\"__metadata__\":{\"format\":\"pt\"}"
+    var data: [UInt8] = []
+    for (i, t) in tensors.enumerated() {
+        let n = t.shape.reduce(1, *)
+        let bytes = try type.quantize(seedValues(n, salt: i))
+        header += ",\"\(t.name)\":{\"dtype\":\"\(dtype)\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],"
+            + "\"data_offsets\":[\(data.count),\(data.count + bytes.count)]}"
+        data += bytes
+    }
+    header += "}"
+    while (8 + header.utf8.count) % 8 != 0 { header += " " }
+    var out: [UInt8] = []
+    withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { out += $0 }
+    return out + Array(header.utf8) + data
+}
+
+/// config.json, then the checkpoint the planner expects for it, joined as the hf target's parts.
+private func writeHFSeed(_ path: String, config: String, dtype: String = "F32", preprocessor: String? = nil) throws {
+    let c = try JSONDecoder().decode(HFConfig.self, from: Data(config.utf8))
+    let arch = try HFArchitecture.detect(c, directory: "seed")
+    let prefixes: (text: String, lmHead: String, vision: String, projector: String)
+    switch arch {
+    case .llava: prefixes = ("model.language_model.", "lm_head.", "model.vision_tower.vision_model.", "model.multi_modal_projector.")
+    case .llama, .mistral, .qwen2: prefixes = ("model.", "lm_head.", "", "")
+    case .clipVision, .siglipVision: prefixes = ("", "", "vision_model.", "")
+    case .dinov2: prefixes = ("", "", "", "")
+    }
+    var tensors: [(name: String, shape: [Int])] = []
+    if arch.hasVision {
+        let family: VisionFamily = arch == .siglipVision ? .siglip : arch == .dinov2 ? .dinov2 : .clip
+        let v = try VisionParams(arch == .llava ? c.visionConfig! : c.asVision, family: family, directory: "seed")
+        let kept = arch == .llava ? v.layers - 1 : v.layers
+        for s in VisionTable.plan(v, keptLayers: kept, postNorm: arch != .llava) { tensors.append((prefixes.vision + s.hf, s.shape)) }
+        if arch == .llava {
+            let t = try TextParams(c.textConfig!, tiedDefault: c.tieWordEmbeddings, directory: "seed")
+            for s in ProjectorTable.plan(visionHidden: v.hidden, textHidden: t.hidden, bias: true) {
+                tensors.append((prefixes.projector + s.hf, s.shape))
+            }
+        }
+    }
+    if arch.hasText {
+        let t = try TextParams(arch == .llava ? c.textConfig! : c.asText, tiedDefault: arch == .llava ? c.tieWordEmbeddings : nil,
+                               directory: "seed")
+        for s in TextTable.plan(t, vocab: t.vocab ?? 16) {
+            tensors.append(((s.gguf == "output.weight" ? prefixes.lmHead : prefixes.text) + s.hf, s.shape))
+        }
+    }
+    var out = Array(config.utf8) + partSeparator + (try safetensors(tensors, dtype: dtype))
+    if let preprocessor { out += partSeparator + Array(preprocessor.utf8) }
+    try Data(out).write(to: URL(fileURLWithPath: path))
+    print("wrote \(path)")
+}
+
+func writeHFSeeds(to dir: String) throws {
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let text = #""hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": 16, "max_position_embeddings": 64, "rms_norm_eps": 1e-05"#
+    let clip = #""hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "image_size": 8, "patch_size": 4, "projection_dim": 8, "layer_norm_eps": 1e-05, "hidden_act": "quick_gelu""#
+    try writeHFSeed("\(dir)/llama_rope_llama3.hfdir", config: """
+        {"architectures": ["LlamaForCausalLM"], "model_type": "llama", \(text), "tie_word_embeddings": false,
+         "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 32},
+         "rope_theta": 500000.0}
+        """)
+    try writeHFSeed("\(dir)/qwen2_yarn.hfdir", config: """
+        {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", \(text), "tie_word_embeddings": true,
+         "rope_parameters": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16, "beta_fast": 32, "beta_slow": 1, "rope_theta": 1000000.0}}
+        """, dtype: "F16")
+    try writeHFSeed("\(dir)/mistral_linear.hfdir", config: """
+        {"architectures": ["MistralForCausalLM"], "model_type": "mistral", \(text), "head_dim": 4,
+         "rope_scaling": {"type": "linear", "factor": 2.0}}
+        """, dtype: "BF16")
+    try writeHFSeed("\(dir)/llava.hfdir", config: """
+        {"architectures": ["LlavaForConditionalGeneration"], "model_type": "llava", "multimodal_projector_bias": true,
+         "projector_hidden_act": "gelu", "tie_word_embeddings": false, "vision_feature_layer": -2,
+         "vision_feature_select_strategy": "default",
+         "text_config": {"model_type": "llama", \(text)},
+         "vision_config": {"model_type": "clip_vision_model", \(clip)}}
+        """, preprocessor: #"{"image_mean": [0.5, 0.5, 0.5], "image_std": [0.25, 0.25, 0.25], "crop_size": {"height": 8, "width": 8}}"#)
+    try writeHFSeed("\(dir)/clip.hfdir", config: """
+        {"architectures": ["CLIPVisionModel"], "model_type": "clip_vision_model", \(clip)}
+        """, dtype: "F16")
+    try writeHFSeed("\(dir)/siglip.hfdir", config: """
+        {"architectures": ["SiglipVisionModel"], "model_type": "siglip_vision_model", "hidden_size": 8, "intermediate_size": 16,
+         "num_hidden_layers": 1, "num_attention_heads": 2, "image_size": 8, "patch_size": 4, "hidden_act": "gelu_pytorch_tanh",
+         "layer_norm_eps": 1e-06}
+        """)
+    try writeHFSeed("\(dir)/dinov2.hfdir", config: """
+        {"architectures": ["Dinov2Model"], "model_type": "dinov2", "hidden_size": 8, "mlp_ratio": 2, "num_hidden_layers": 1,
+         "num_attention_heads": 2, "image_size": 8, "patch_size": 4, "hidden_act": "gelu", "layer_norm_eps": 1e-06,
+         "layerscale_value": 1.0}
+        """, preprocessor: #"{"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}"#)
+}

@@ -25,14 +25,17 @@ func fuzzTokenizer(_ bytes: UnsafeBufferPointer<UInt8>) {
         if parts.count > 1, let tj = try? TokenizerJSON.parse(Array(p)) { blackHole(walk(tj, depth: 0)) }
     }
     let salt = inputSalt(bytes)
-    // nil: vocab_size from config.json, as `convert` without a checkpoint; else a small embedding row count.
-    let vocabSize: Int? = salt & 1 == 0 ? nil : 1 + salt % 600
-    guard let kv = try? TokenizerImport.metadata(modelDirectory: scratchDirectory, vocabSize: vocabSize) else { return }
+    // Mostly nil (vocab_size from config.json); one input in four: an embedding row count the converter passes.
+    let vocabSize: Int? = salt % 4 != 3 ? nil : 1 + salt % 600
+    let imported = Result { try TokenizerImport.metadata(modelDirectory: scratchDirectory, vocabSize: vocabSize) }
+    if case let .failure(e) = imported { trace("import: \(e)") }
+    guard let kv = try? imported.get() else { return }
     var meta = GGUFMetadata(file: "<import>")
     for (k, v) in kv { meta.set(k, v) }
-    meta.set("general.architecture", .string(salt & 2 == 0 ? "llama" : "qwen2"))
+    meta.set("general.architecture", .string((salt >> 2) & 1 == 0 ? "llama" : "qwen2"))
     let template = try? ChatTemplate.detect(metadata: meta)
     guard let tokenizer = try? Tokenizer(pairs: kv) else { return }
+    trace("tokenizer: \(tokenizer.model) \(tokenizer.pre), \(tokenizer.count) tokens, template \(template?.name ?? "-")")
     var texts = ["Hello world", " héllo  wörld\n\n12345 it's", "<s>[INST] hi [/INST]</s><|im_start|>user\n<image>😀<|im_end|>"]
     if let template, let text = try? template.render([.system("S"), .user("<image>Q"), .assistant("A"), .user("B")],
                                                      addGenerationPrompt: true) {

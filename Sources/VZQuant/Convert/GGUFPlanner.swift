@@ -8,13 +8,13 @@ enum GGUFPlanner {
         var meta: [(String, GGUFValue)] = []
         for (k, v) in source.metadata.entries where k != GGUF.alignmentKey {
             switch k {
-            case "general.file_type": meta.append((k, .uint32(options.policy.fileType)))
-            case "general.quantization_version": meta.append((k, .uint32(2)))
+            case GGUFKey.General.fileType: meta.append((k, .uint32(options.policy.fileType)))
+            case GGUFKey.General.quantizationVersion: meta.append((k, .uint32(2)))
             default: meta.append((k, v))
             }
         }
-        if !source.metadata.contains("general.file_type") { meta.append(("general.file_type", .uint32(options.policy.fileType))) }
-        if !source.metadata.contains("general.quantization_version") { meta.append(("general.quantization_version", .uint32(2))) }
+        if !source.metadata.contains(GGUFKey.General.fileType) { meta.append((GGUFKey.General.fileType, .uint32(options.policy.fileType))) }
+        if !source.metadata.contains(GGUFKey.General.quantizationVersion) { meta.append((GGUFKey.General.quantizationVersion, .uint32(2))) }
 
         var tensors: [PlannedTensor] = []
         for t in source.tensors {

@@ -71,23 +71,23 @@ enum HFPlanner {
             }
             let (mean0, std0) = v.defaultMeanStd
             var meta: [(String, GGUFValue)] = [
-                ("general.architecture", .string("clip")),
-                ("general.name", .string(name)),
-                ("general.file_type", .uint32(policy.fileType)),
-                ("general.quantization_version", .uint32(2)),
-                ("clip.has_text_encoder", .bool(false)),
-                ("clip.has_vision_encoder", .bool(true)),
-                ("clip.has_llava_projector", .bool(arch == .llava)),
+                (GGUFKey.General.architecture, .string("clip")),
+                (GGUFKey.General.name, .string(name)),
+                (GGUFKey.General.fileType, .uint32(policy.fileType)),
+                (GGUFKey.General.quantizationVersion, .uint32(2)),
+                (GGUFKey.Vision.hasTextEncoder, .bool(false)),
+                (GGUFKey.Vision.hasVisionEncoder, .bool(true)),
+                (GGUFKey.Vision.hasLlavaProjector, .bool(arch == .llava)),
             ]
-            if arch == .llava { meta.append(("clip.projector_type", .string("mlp"))) }
+            if arch == .llava { meta.append((GGUFKey.Vision.projectorType, .string("mlp"))) }
             meta += v.metadata(keptLayers: kept, mean: pre?.imageMean ?? mean0, std: pre?.imageStd ?? std0)
-            if let featureLayer { meta.append(("vzquant.vision.feature_layer", .int32(Int32(featureLayer)))) }
-            if let featureSelect { meta.append(("vzquant.vision.feature_select", .string(featureSelect))) }
-            meta.append(("vzquant.vision.source_block_count", .uint32(UInt32(v.layers))))
+            if let featureLayer { meta.append((GGUFKey.VZQ.featureLayer, .int32(Int32(featureLayer)))) }
+            if let featureSelect { meta.append((GGUFKey.VZQ.featureSelect, .string(featureSelect))) }
+            meta.append((GGUFKey.VZQ.sourceBlockCount, .uint32(UInt32(v.layers))))
             // clip.use_gelu cannot tell SigLIP's tanh GELU from DINOv2's erf GELU, nor the families apart: the runtime
             // reads these two instead of guessing from the tensor names.
-            meta.append(("vzquant.vision.family", .string(family.rawValue)))
-            meta.append(("vzquant.vision.hidden_act", .string(v.hiddenAct)))
+            meta.append((GGUFKey.VZQ.visionFamily, .string(family.rawValue)))
+            meta.append((GGUFKey.VZQ.visionHiddenAct, .string(v.hiddenAct)))
             // A standalone encoder has only this file: -o names it unless --mmproj-out does.
             mmproj = FilePlan(path: arch == .llava ? options.mmprojOutput! : (options.mmprojOutput ?? options.output),
                               metadata: meta, tensors: tensors)
@@ -125,17 +125,17 @@ enum HFPlanner {
 
             let a = t.arch
             var meta: [(String, GGUFValue)] = [
-                ("general.architecture", .string(a)),
-                ("general.name", .string(name)),
-                ("general.file_type", .uint32(policy.fileType)),
-                ("general.quantization_version", .uint32(2)),
+                (GGUFKey.General.architecture, .string(a)),
+                (GGUFKey.General.name, .string(name)),
+                (GGUFKey.General.fileType, .uint32(policy.fileType)),
+                (GGUFKey.General.quantizationVersion, .uint32(2)),
             ]
             meta += t.metadata(vocab: vocab)
             // The token list is padded to the embedding's rows (SentencePiece and GPT-2 vocabularies as
             // llama.cpp does; a byte-fallback tokenizer.json too, which llama.cpp's converter leaves short, making
             // a file its own loader rejects: token_embd must have one row per token).
             let tokenizer = try TokenizerImport.metadata(modelDirectory: dir, vocabSize: vocab)
-            if let (_, tokens) = tokenizer.first(where: { $0.key == "tokenizer.ggml.tokens" }),
+            if let (_, tokens) = tokenizer.first(where: { $0.key == GGUFKey.Tokenizer.tokens }),
                case let .array(_, list) = tokens, list.count != vocab {
                 throw ConvertError("\(dir): the tokenizer has \(list.count) tokens but the model's vocabulary is \(vocab) (embedding rows); llama.cpp would refuse the file")
             }

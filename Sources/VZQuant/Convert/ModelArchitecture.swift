@@ -115,24 +115,24 @@ public struct TextParams: Sendable, Equatable {
 
     /// The `<arch>.*` keys llama.cpp reads for this decoder, with `vocab` token rows.
     func metadata(vocab: Int) -> [(String, GGUFValue)] {
-        let a = arch
+        let key = GGUFKey.Decoder(arch)
         var meta: [(String, GGUFValue)] = [
-            ("\(a).context_length", .uint32(UInt32(context))),
-            ("\(a).embedding_length", .uint32(UInt32(hidden))),
-            ("\(a).block_count", .uint32(UInt32(layers))),
-            ("\(a).feed_forward_length", .uint32(UInt32(feedForward))),
-            ("\(a).rope.dimension_count", .uint32(UInt32(headDim))),
-            ("\(a).rope.freq_base", .float32(Float(ropeTheta))),
-            ("\(a).attention.head_count", .uint32(UInt32(heads))),
-            ("\(a).attention.head_count_kv", .uint32(UInt32(kvHeads))),
-            ("\(a).attention.layer_norm_rms_epsilon", .float32(Float(rmsEps))),
-            ("\(a).vocab_size", .uint32(UInt32(vocab))),
+            (key.contextLength, .uint32(UInt32(context))),
+            (key.embeddingLength, .uint32(UInt32(hidden))),
+            (key.blockCount, .uint32(UInt32(layers))),
+            (key.feedForwardLength, .uint32(UInt32(feedForward))),
+            (key.ropeDimensionCount, .uint32(UInt32(headDim))),
+            (key.ropeFreqBase, .float32(Float(ropeTheta))),
+            (key.headCount, .uint32(UInt32(heads))),
+            (key.headCountKV, .uint32(UInt32(kvHeads))),
+            (key.rmsEpsilon, .float32(Float(rmsEps))),
+            (key.vocabSize, .uint32(UInt32(vocab))),
         ]
         if headDim * heads != hidden {
-            meta.append(("\(a).attention.key_length", .uint32(UInt32(headDim))))
-            meta.append(("\(a).attention.value_length", .uint32(UInt32(headDim))))
+            meta.append((key.keyLength, .uint32(UInt32(headDim))))
+            meta.append((key.valueLength, .uint32(UInt32(headDim))))
         }
-        for (k, v) in ropeScaling?.metadata ?? [] { meta.append(("\(a).rope.scaling.\(k)", v)) }
+        for (k, v) in ropeScaling?.metadata ?? [] { meta.append((key.ropeScaling(k), v)) }
         return meta
     }
 }
@@ -296,17 +296,17 @@ public struct VisionParams: Sendable, Equatable {
     /// The `clip.*` keys llama.cpp reads for the tower itself, `keptLayers` of its blocks stored.
     func metadata(keptLayers: Int, mean: [Double], std: [Double]) -> [(String, GGUFValue)] {
         [
-            ("clip.use_gelu", .bool(hiddenAct.hasPrefix("gelu"))),
-            ("clip.vision.image_size", .uint32(UInt32(imageSize))),
-            ("clip.vision.patch_size", .uint32(UInt32(patchSize))),
-            ("clip.vision.embedding_length", .uint32(UInt32(hidden))),
-            ("clip.vision.feed_forward_length", .uint32(UInt32(feedForward))),
-            ("clip.vision.projection_dim", .uint32(UInt32(projectionDim))),
-            ("clip.vision.block_count", .uint32(UInt32(keptLayers))),
-            ("clip.vision.attention.head_count", .uint32(UInt32(heads))),
-            ("clip.vision.attention.layer_norm_epsilon", .float32(Float(eps))),
-            ("clip.vision.image_mean", .float32s(mean.map { Float($0) })),
-            ("clip.vision.image_std", .float32s(std.map { Float($0) })),
+            (GGUFKey.Vision.useGelu, .bool(hiddenAct.hasPrefix("gelu"))),
+            (GGUFKey.Vision.imageSize, .uint32(UInt32(imageSize))),
+            (GGUFKey.Vision.patchSize, .uint32(UInt32(patchSize))),
+            (GGUFKey.Vision.embeddingLength, .uint32(UInt32(hidden))),
+            (GGUFKey.Vision.feedForwardLength, .uint32(UInt32(feedForward))),
+            (GGUFKey.Vision.projectionDim, .uint32(UInt32(projectionDim))),
+            (GGUFKey.Vision.blockCount, .uint32(UInt32(keptLayers))),
+            (GGUFKey.Vision.headCount, .uint32(UInt32(heads))),
+            (GGUFKey.Vision.layerNormEpsilon, .float32(Float(eps))),
+            (GGUFKey.Vision.imageMean, .float32s(mean.map { Float($0) })),
+            (GGUFKey.Vision.imageStd, .float32s(std.map { Float($0) })),
         ]
     }
 

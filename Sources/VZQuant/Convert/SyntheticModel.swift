@@ -168,7 +168,7 @@ public enum SyntheticModel {
         if !t.tiedEmbeddings { add("output.weight", [t.hidden, t.vocab], .matrix) }
 
         var meta: [(key: String, value: GGUFValue)] = common(p, policy)
-        meta.append(("general.architecture", .string(t.architecture)))
+        meta.append((GGUFKey.General.architecture, .string(t.architecture)))
         meta += TextParams(arch: t.architecture, hidden: t.hidden, feedForward: t.feedForward, layers: t.layers, heads: t.heads,
                            kvHeads: t.kvHeads, vocab: t.vocab, context: t.context, rmsEps: t.rmsEps, ropeTheta: t.ropeTheta,
                            tiedEmbeddings: t.tiedEmbeddings).metadata(vocab: t.vocab).map { (key: $0.0, value: $0.1) }
@@ -219,16 +219,16 @@ public enum SyntheticModel {
 
         var meta: [(key: String, value: GGUFValue)] = common(p, policy)
         meta += [
-            ("general.architecture", .string("clip")),
-            ("clip.has_text_encoder", .bool(false)),
-            ("clip.has_vision_encoder", .bool(true)),
+            (GGUFKey.General.architecture, .string("clip")),
+            (GGUFKey.Vision.hasTextEncoder, .bool(false)),
+            (GGUFKey.Vision.hasVisionEncoder, .bool(true)),
         ]
         switch p.projector {
         case .mlp:
-            meta += [("clip.has_llava_projector", .bool(true)), ("clip.projector_type", .string("mlp"))]
+            meta += [(GGUFKey.Vision.hasLlavaProjector, .bool(true)), (GGUFKey.Vision.projectorType, .string("mlp"))]
         case let .idefics3(s):
-            meta += [("clip.has_llava_projector", .bool(false)), ("clip.projector_type", .string("idefics3")),
-                     ("clip.vision.projector.scale_factor", .uint32(UInt32(s)))]
+            meta += [(GGUFKey.Vision.hasLlavaProjector, .bool(false)), (GGUFKey.Vision.projectorType, .string("idefics3")),
+                     (GGUFKey.Vision.projectorScaleFactor, .uint32(UInt32(s)))]
         }
         let tower = VisionParams(family: v.family, hidden: v.hidden, feedForward: v.feedForward, layers: v.sourceLayers,
                                  heads: v.heads, imageSize: v.imageSize, patchSize: v.patchSize,
@@ -237,27 +237,27 @@ public enum SyntheticModel {
         if let a = p.anyRes {
             // llama.cpp's LLaVA-1.6 mmproj: the pinpoints flattened into one INT32 array, as gguf-py writes a list of ints.
             meta += [
-                ("clip.vision.image_grid_pinpoints", .int32s(a.gridPinpoints.flatMap { $0.map { Int32($0) } })),
-                ("clip.vision.image_crop_resolution", .uint32(UInt32(a.cropResolution))),
-                ("clip.vision.image_aspect_ratio", .string("anyres")),
-                ("clip.vision.mm_patch_merge_type", .string(a.mergeType)),
+                (GGUFKey.Vision.gridPinpoints, .int32s(a.gridPinpoints.flatMap { $0.map { Int32($0) } })),
+                (GGUFKey.Vision.cropResolution, .uint32(UInt32(a.cropResolution))),
+                (GGUFKey.Vision.aspectRatio, .string("anyres")),
+                (GGUFKey.Vision.patchMergeType, .string(a.mergeType)),
             ]
         }
-        if let f = v.featureLayer { meta.append(("vzquant.vision.feature_layer", .int32(Int32(f)))) }
+        if let f = v.featureLayer { meta.append((GGUFKey.VZQ.featureLayer, .int32(Int32(f)))) }
         meta += [
-            ("vzquant.vision.feature_select", .string(v.featureSelect)),
-            ("vzquant.vision.source_block_count", .uint32(UInt32(v.sourceLayers))),
-            ("vzquant.vision.family", .string(v.family.rawValue)),
-            ("vzquant.vision.hidden_act", .string(v.hiddenAct)),
+            (GGUFKey.VZQ.featureSelect, .string(v.featureSelect)),
+            (GGUFKey.VZQ.sourceBlockCount, .uint32(UInt32(v.sourceLayers))),
+            (GGUFKey.VZQ.visionFamily, .string(v.family.rawValue)),
+            (GGUFKey.VZQ.visionHiddenAct, .string(v.hiddenAct)),
         ]
         return SyntheticFile(role: .mmproj, metadata: meta, tensors: tensors)
     }
 
     private static func common(_ p: ModelPreset, _ policy: TypePolicy) -> [(key: String, value: GGUFValue)] {
-        [("general.name", .string(p.name)),
-         ("general.file_type", .uint32(policy.fileType)),
-         ("general.quantization_version", .uint32(2)),
-         ("vzquant.synthetic", .bool(true))]
+        [(GGUFKey.General.name, .string(p.name)),
+         (GGUFKey.General.fileType, .uint32(policy.fileType)),
+         (GGUFKey.General.quantizationVersion, .uint32(2)),
+         (GGUFKey.VZQ.synthetic, .bool(true))]
     }
 
     /// A tensor with the converter's type policy and a fill that suits its role.
@@ -586,16 +586,16 @@ public struct SyntheticVocabulary: Sendable {
 
     /// The `tokenizer.ggml.*` keys llama.cpp reads for a SentencePiece vocabulary.
     public var metadata: [(key: String, value: GGUFValue)] {
-        [("tokenizer.ggml.model", .string("llama")),
-         ("tokenizer.ggml.pre", .string("default")),
-         ("tokenizer.ggml.tokens", .strings(tokens)),
-         ("tokenizer.ggml.scores", .float32s(scores)),
-         ("tokenizer.ggml.token_type", .int32s(types.map(\.rawValue))),
-         ("tokenizer.ggml.bos_token_id", .uint32(UInt32(bos))),
-         ("tokenizer.ggml.eos_token_id", .uint32(UInt32(eos))),
-         ("tokenizer.ggml.unknown_token_id", .uint32(UInt32(unk))),
-         ("tokenizer.ggml.add_bos_token", .bool(addBOS)),
-         ("tokenizer.ggml.add_eos_token", .bool(false)),
-         ("tokenizer.chat_template", .string(chatTemplate))]
+        [(GGUFKey.Tokenizer.model, .string("llama")),
+         (GGUFKey.Tokenizer.pre, .string("default")),
+         (GGUFKey.Tokenizer.tokens, .strings(tokens)),
+         (GGUFKey.Tokenizer.scores, .float32s(scores)),
+         (GGUFKey.Tokenizer.tokenType, .int32s(types.map(\.rawValue))),
+         (GGUFKey.Tokenizer.bosTokenID, .uint32(UInt32(bos))),
+         (GGUFKey.Tokenizer.eosTokenID, .uint32(UInt32(eos))),
+         (GGUFKey.Tokenizer.unknownTokenID, .uint32(UInt32(unk))),
+         (GGUFKey.Tokenizer.addBOS, .bool(addBOS)),
+         (GGUFKey.Tokenizer.addEOS, .bool(false)),
+         (GGUFKey.Tokenizer.chatTemplate, .string(chatTemplate))]
     }
 }

@@ -210,11 +210,11 @@ private struct ModelFiles {
 
         if isFile("tokenizer.model") {
             let v = try sentencePieceVocab(vocabSizeOverride: vocabSizeOverride)
-            out.append(("tokenizer.ggml.model", .string("llama")))
-            out.append(("tokenizer.ggml.pre", .string("default")))
-            out.append(("tokenizer.ggml.tokens", strings(v.tokens)))
-            out.append(("tokenizer.ggml.scores", .array(.float32, v.scores.map { .float32($0) })))
-            out.append(("tokenizer.ggml.token_type", types(v.types)))
+            out.append((GGUFKey.Tokenizer.model, .string("llama")))
+            out.append((GGUFKey.Tokenizer.pre, .string("default")))
+            out.append((GGUFKey.Tokenizer.tokens, strings(v.tokens)))
+            out.append((GGUFKey.Tokenizer.scores, .array(.float32, v.scores.map { .float32($0) })))
+            out.append((GGUFKey.Tokenizer.tokenType, types(v.types)))
             out += try specialVocab(loadMerges: false, nVocab: v.tokens.count)
             return out
         }
@@ -240,11 +240,11 @@ private struct ModelFiles {
                     v.types.append(.unused)
                 }
             }
-            out.append(("tokenizer.ggml.model", .string("llama")))
-            out.append(("tokenizer.ggml.pre", .string("default")))
-            out.append(("tokenizer.ggml.tokens", strings(v.tokens)))
-            out.append(("tokenizer.ggml.scores", .array(.float32, v.tokens.map { _ in .float32(-1000) })))
-            out.append(("tokenizer.ggml.token_type", types(v.types)))
+            out.append((GGUFKey.Tokenizer.model, .string("llama")))
+            out.append((GGUFKey.Tokenizer.pre, .string("default")))
+            out.append((GGUFKey.Tokenizer.tokens, strings(v.tokens)))
+            out.append((GGUFKey.Tokenizer.scores, .array(.float32, v.tokens.map { _ in .float32(-1000) })))
+            out.append((GGUFKey.Tokenizer.tokenType, types(v.types)))
             out += try specialVocab(loadMerges: false, nVocab: v.tokens.count)
             return out
         }
@@ -256,10 +256,10 @@ private struct ModelFiles {
             writeNote("\(file("tokenizer.json")): pre-tokenizer not recognised; writing tokenizer.ggml.pre = \"default\"")
             pre = "default"
         }
-        out.append(("tokenizer.ggml.model", .string("gpt2")))
-        out.append(("tokenizer.ggml.pre", .string(pre)))
-        out.append(("tokenizer.ggml.tokens", strings(v.tokens)))
-        out.append(("tokenizer.ggml.token_type", types(v.types)))
+        out.append((GGUFKey.Tokenizer.model, .string("gpt2")))
+        out.append((GGUFKey.Tokenizer.pre, .string(pre)))
+        out.append((GGUFKey.Tokenizer.tokens, strings(v.tokens)))
+        out.append((GGUFKey.Tokenizer.tokenType, types(v.types)))
         out += try specialVocab(loadMerges: true, nVocab: nil)
         return out
     }
@@ -638,7 +638,7 @@ private struct ModelFiles {
 
         var out: [(key: String, value: GGUFValue)] = []
         if !merges.isEmpty {
-            out.append(("tokenizer.ggml.merges", .array(.string, merges.map { .string($0) })))
+            out.append((GGUFKey.Tokenizer.merges, .array(.string, merges.map { .string($0) })))
         } else if loadMerges {
             writeNote("\(path): no BPE merges found; the GGUF tokenizer may not work")
         }
@@ -693,7 +693,7 @@ private struct ModelFiles {
     func chatTemplateEntries(_ t: TokenizerJSON) -> [(key: String, value: GGUFValue)] {
         switch t {
         case let .string(s):
-            return [("tokenizer.chat_template", .string(s))]
+            return [(GGUFKey.Tokenizer.chatTemplate, .string(s))]
         case let .array(choices):
             var out: [(key: String, value: GGUFValue)] = []
             var names: [String] = []
@@ -712,7 +712,7 @@ private struct ModelFiles {
                 }
             }
             if !names.isEmpty { out.append(("tokenizer.chat_templates", .array(.string, names.map { .string($0) }))) }
-            if let d = defaultTemplate { out.append(("tokenizer.chat_template", .string(d))) }
+            if let d = defaultTemplate { out.append((GGUFKey.Tokenizer.chatTemplate, .string(d))) }
             return out
         default:
             return []

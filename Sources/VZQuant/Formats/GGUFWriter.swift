@@ -8,7 +8,7 @@ import Foundation
 /// Writes a GGUF v3 file in two phases, so a converter never holds a whole model in memory:
 ///
 ///     let w = GGUFWriter()                                   // alignment 32, written as general.alignment
-///     w.metadata.set("general.architecture", .string("llama"))
+///     w.metadata.set(GGUFKey.General.architecture, .string("llama"))
 ///     try w.addTensor(name: "tok_embd.weight", dims: [4096, 32000], type: .q8_0)
 ///     try w.write(to: "model.gguf") { info, sink in
 ///         try sink.write(quantizedBytes(for: info.name))     // exactly info.byteCount bytes, in any pieces

@@ -39,21 +39,21 @@ public struct VisionConfig: Sendable, Equatable {
     public var patchValues: Int { channels * patchSize * patchSize }
 
     public init(metadata m: GGUFMetadata) throws {
-        let familyName = try m.string("vzquant.vision.family", default: VisionFamily.clip.rawValue)
+        let familyName = try m.string(GGUFKey.VZQ.visionFamily, default: VisionFamily.clip.rawValue)
         guard let f = VisionFamily(rawValue: familyName) else {
             throw ModelError("\(m.file): vision family '\(familyName)' is not supported (clip, siglip, dinov2)")
         }
         family = f
-        imageSize = try m.int("clip.vision.image_size", in: Limits.imageSide)
-        patchSize = try m.int("clip.vision.patch_size", in: Limits.patchSide)
-        hidden = try m.int("clip.vision.embedding_length", in: Limits.width)
-        feedForward = try m.int("clip.vision.feed_forward_length", in: Limits.width)
-        heads = try m.int("clip.vision.attention.head_count", in: Limits.heads)
-        blockCount = try m.int("clip.vision.block_count", in: Limits.layers)
-        eps = try m.float("clip.vision.attention.layer_norm_epsilon", in: Limits.epsilon, default: 1e-5)
-        activation = try m.bool("clip.use_gelu", default: false) ? .gelu : .quickGelu
-        if m.contains("vzquant.vision.hidden_act") {
-            let act = try m.string("vzquant.vision.hidden_act")
+        imageSize = try m.int(GGUFKey.Vision.imageSize, in: Limits.imageSide)
+        patchSize = try m.int(GGUFKey.Vision.patchSize, in: Limits.patchSide)
+        hidden = try m.int(GGUFKey.Vision.embeddingLength, in: Limits.width)
+        feedForward = try m.int(GGUFKey.Vision.feedForwardLength, in: Limits.width)
+        heads = try m.int(GGUFKey.Vision.headCount, in: Limits.heads)
+        blockCount = try m.int(GGUFKey.Vision.blockCount, in: Limits.layers)
+        eps = try m.float(GGUFKey.Vision.layerNormEpsilon, in: Limits.epsilon, default: 1e-5)
+        activation = try m.bool(GGUFKey.Vision.useGelu, default: false) ? .gelu : .quickGelu
+        if m.contains(GGUFKey.VZQ.visionHiddenAct) {
+            let act = try m.string(GGUFKey.VZQ.visionHiddenAct)
             switch act {
             case "gelu": activation = .gelu
             case "gelu_pytorch_tanh", "gelu_new", "gelu_fast": activation = .geluTanh
@@ -61,9 +61,9 @@ public struct VisionConfig: Sendable, Equatable {
             default: throw ModelError("\(m.file): vision activation '\(act)' is not supported (gelu, gelu_pytorch_tanh, quick_gelu)")
             }
         }
-        featureSelect = try m.string("vzquant.vision.feature_select", default: "default")
-        featureLayer = m.contains("vzquant.vision.feature_layer") ? try m.int("vzquant.vision.feature_layer", in: -Limits.layers.upperBound...Limits.layers.upperBound) : nil
-        sourceBlockCount = m.contains("vzquant.vision.source_block_count") ? try m.int("vzquant.vision.source_block_count", in: Limits.layers) : nil
+        featureSelect = try m.string(GGUFKey.VZQ.featureSelect, default: "default")
+        featureLayer = m.contains(GGUFKey.VZQ.featureLayer) ? try m.int(GGUFKey.VZQ.featureLayer, in: -Limits.layers.upperBound...Limits.layers.upperBound) : nil
+        sourceBlockCount = m.contains(GGUFKey.VZQ.sourceBlockCount) ? try m.int(GGUFKey.VZQ.sourceBlockCount, in: Limits.layers) : nil
         guard imageSize > 0, patchSize > 0, imageSize % patchSize == 0, heads > 0, hidden % heads == 0, blockCount > 0 else {
             throw ModelError("\(m.file): inconsistent clip.vision metadata (image \(imageSize), patch \(patchSize), hidden \(hidden), heads \(heads), blocks \(blockCount))")
         }
@@ -133,17 +133,17 @@ public final class VisionEncoder {
     public init(file: GGUFFile) throws {
         var c = try VisionConfig(metadata: file.metadata)
         let w = GGUFWeights(file)
-        if !file.metadata.contains("vzquant.vision.family") {
+        if !file.metadata.contains(GGUFKey.VZQ.visionFamily) {
             // llama.cpp's files: the tensors tell the families apart.
             if !w.has("v.class_embd") { c.family = .siglip } else if w.has("v.blk.0.ls1.weight") { c.family = .dinov2 }
             // clip.use_gelu only says "some gelu"; SigLIP's is the tanh approximation (gelu_pytorch_tanh).
-            if c.family == .siglip, c.activation == .gelu, !file.metadata.contains("vzquant.vision.hidden_act") {
+            if c.family == .siglip, c.activation == .gelu, !file.metadata.contains(GGUFKey.VZQ.visionHiddenAct) {
                 c.activation = .geluTanh
             }
         }
         config = c
         weights = w
-        try w.requireBlocks(c.blockCount, key: "clip.vision.block_count") { "v.blk.\($0).ln1.weight" }
+        try w.requireBlocks(c.blockCount, key: GGUFKey.Vision.blockCount) { "v.blk.\($0).ln1.weight" }
         let d = c.hidden
         patchEmbedding = try Linear(w, "v.patch_embd", rows: d, cols: c.patchValues)
         classEmbedding = try w.optionalVector("v.class_embd", count: d)

@@ -80,20 +80,21 @@ public struct LlamaConfig: Sendable, Equatable {
     public func kvDim(layer l: Int) -> Int { layerKVHeads[l] * headDim }
 
     public init(metadata m: GGUFMetadata) throws {
-        let a = try m.string("general.architecture")
+        let a = try m.string(GGUFKey.General.architecture)
         switch a {
         case "llama", "mistral": ropeLayout = .interleaved
         case "qwen2": ropeLayout = .halfSplit
         default: throw ModelError("\(m.file): architecture '\(a)' is not a supported decoder (llama, mistral, qwen2)")
         }
         architecture = a
-        hidden = try m.int("\(a).embedding_length", in: Limits.width)
-        layers = try m.int("\(a).block_count", in: Limits.layers)
+        let key = GGUFKey.Decoder(a)
+        hidden = try m.int(key.embeddingLength, in: Limits.width)
+        layers = try m.int(key.blockCount, in: Limits.layers)
         let n = layers
-        layerFeedForward = try Self.perLayer(m, "\(a).feed_forward_length", layers: n, in: Limits.width)
-        layerHeads = try Self.perLayer(m, "\(a).attention.head_count", layers: n, in: Limits.heads)
-        layerKVHeads = m.contains("\(a).attention.head_count_kv")
-            ? try Self.perLayer(m, "\(a).attention.head_count_kv", layers: n, in: Limits.heads) : layerHeads
+        layerFeedForward = try Self.perLayer(m, key.feedForwardLength, layers: n, in: Limits.width)
+        layerHeads = try Self.perLayer(m, key.headCount, layers: n, in: Limits.heads)
+        layerKVHeads = m.contains(key.headCountKV)
+            ? try Self.perLayer(m, key.headCountKV, layers: n, in: Limits.heads) : layerHeads
         for l in 0..<n {
             let h = layerHeads[l], kv = layerKVHeads[l]
             guard h > 0, kv > 0, h % kv == 0, layerFeedForward[l] > 0 else {
@@ -103,11 +104,11 @@ public struct LlamaConfig: Sendable, Equatable {
         feedForward = layerFeedForward.max()!
         heads = layerHeads.max()!
         kvHeads = layerKVHeads.max()!
-        headDim = try m.int("\(a).attention.key_length", in: Limits.width, default: max(1, hidden / heads))
-        ropeDim = try m.int("\(a).rope.dimension_count", in: Limits.width, default: headDim)
-        ropeBase = try m.float("\(a).rope.freq_base", in: Limits.ropeBase, default: 10000)
-        rmsEps = try m.float("\(a).attention.layer_norm_rms_epsilon", in: Limits.epsilon, default: 1e-5)
-        contextLength = try m.int("\(a).context_length", in: Limits.context, default: 2048)
+        headDim = try m.int(key.keyLength, in: Limits.width, default: max(1, hidden / heads))
+        ropeDim = try m.int(key.ropeDimensionCount, in: Limits.width, default: headDim)
+        ropeBase = try m.float(key.ropeFreqBase, in: Limits.ropeBase, default: 10000)
+        rmsEps = try m.float(key.rmsEpsilon, in: Limits.epsilon, default: 1e-5)
+        contextLength = try m.int(key.contextLength, in: Limits.context, default: 2048)
         ropeScaling = try Self.ropeScaling(m, a)
         guard ropeDim % 2 == 0, ropeDim <= headDim else {
             throw ModelError("\(m.file): \(a).rope.dimension_count \(ropeDim) must be even and at most the head size \(headDim)")
@@ -116,20 +117,20 @@ public struct LlamaConfig: Sendable, Equatable {
 
     /// `<arch>.rope.scaling.*` with llama.cpp's defaults; nil for "none" or no type.
     static func ropeScaling(_ m: GGUFMetadata, _ a: String) throws -> RopeScaling? {
-        let p = "\(a).rope.scaling"
-        let type = try m.string("\(p).type", default: "none")
+        let key = GGUFKey.Decoder(a)
+        let type = try m.string(key.ropeScaling("type"), default: "none")
         if type == "none" { return nil }
         guard let kind = RopeScaling.Kind(rawValue: type) else {
             throw ModelError("\(m.file): rope scaling '\(type)' is not supported (linear, yarn)")
         }
-        let factor = try m.float("\(p).factor", in: Limits.ropeFactor, default: 1)
+        let factor = try m.float(key.ropeScaling("factor"), in: Limits.ropeFactor, default: 1)
         let s = RopeScaling(kind: kind, factor: factor,
-                            originalContext: try m.int("\(p).original_context_length", in: Limits.context,
-                                                         default: try m.int("\(a).context_length", in: Limits.context, default: 2048)),
-                            betaFast: try m.float("\(p).yarn_beta_fast", default: 32),
-                            betaSlow: try m.float("\(p).yarn_beta_slow", default: 1),
-                            extFactor: try m.float("\(p).yarn_ext_factor", default: kind == .yarn ? 1 : 0),
-                            attnFactor: try m.float("\(p).yarn_attn_factor", default: 1))
+                            originalContext: try m.int(key.ropeScaling("original_context_length"), in: Limits.context,
+                                                         default: try m.int(key.contextLength, in: Limits.context, default: 2048)),
+                            betaFast: try m.float(key.ropeScaling("yarn_beta_fast"), default: 32),
+                            betaSlow: try m.float(key.ropeScaling("yarn_beta_slow"), default: 1),
+                            extFactor: try m.float(key.ropeScaling("yarn_ext_factor"), default: kind == .yarn ? 1 : 0),
+                            attnFactor: try m.float(key.ropeScaling("yarn_attn_factor"), default: 1))
         guard s.originalContext > 0, s.betaFast > 0, s.betaSlow > 0 else {
             throw ModelError("\(m.file): yarn needs a positive original context and betas (\(s.originalContext), \(s.betaFast), \(s.betaSlow))")
         }

@@ -40,7 +40,7 @@ public final class Projector {
         let w = GGUFWeights(file)
         weights = w
         let m = file.metadata
-        let name = try m.string("clip.projector_type", default: Kind.mlp.rawValue)
+        let name = try m.string(GGUFKey.Vision.projectorType, default: Kind.mlp.rawValue)
         guard let k = Kind(rawValue: name) else {
             throw ModelError("\(file.path): projector type '\(name)' is not supported (mlp, linear, idefics3)")
         }
@@ -52,9 +52,9 @@ public final class Projector {
             kind = second == nil ? .linear : .mlp
             scaleFactor = 1
             inputs = first.inputs
-            dropsClassToken = try m.string("vzquant.vision.feature_select", default: "default") == "default"
+            dropsClassToken = try m.string(GGUFKey.VZQ.featureSelect, default: "default") == "default"
         case .idefics3:
-            let s = try m.int("clip.vision.projector.scale_factor", in: Limits.scaleFactor)
+            let s = try m.int(GGUFKey.Vision.projectorScaleFactor, in: Limits.scaleFactor)
             first = try Linear(w, "mm.model.fc", bias: false)
             second = nil
             kind = .idefics3
@@ -63,15 +63,15 @@ public final class Projector {
                 throw ModelError("\(file.path): mm.model.fc takes rows of \(first.inputs), not a multiple of \(s)² (scale factor)")
             }
             inputs = first.inputs / (s * s)
-            if m.contains("clip.vision.embedding_length"), try m.int("clip.vision.embedding_length") != inputs {
-                throw ModelError("\(file.path): mm.model.fc takes \(first.inputs) = \(s)² × \(inputs) values, but the vision width is \(try m.int("clip.vision.embedding_length"))")
+            if m.contains(GGUFKey.Vision.embeddingLength), try m.int(GGUFKey.Vision.embeddingLength) != inputs {
+                throw ModelError("\(file.path): mm.model.fc takes \(first.inputs) = \(s)² × \(inputs) values, but the vision width is \(try m.int(GGUFKey.Vision.embeddingLength))")
             }
             dropsClassToken = false
         }
         outputs = second?.outputs ?? first.outputs
         var rows = 1
-        if m.contains("clip.vision.image_size"), m.contains("clip.vision.patch_size") {
-            let side = try m.int("clip.vision.image_size", in: Limits.imageSide) / (try m.int("clip.vision.patch_size", in: Limits.patchSide))
+        if m.contains(GGUFKey.Vision.imageSize), m.contains(GGUFKey.Vision.patchSize) {
+            let side = try m.int(GGUFKey.Vision.imageSize, in: Limits.imageSide) / (try m.int(GGUFKey.Vision.patchSize, in: Limits.patchSide))
             rows = max(1, side * side / (scaleFactor * scaleFactor))
         }
         scratch = try Self.plan(rows: max(maxRows ?? rows, 1), first: first, second: second)

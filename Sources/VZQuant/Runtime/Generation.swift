@@ -29,7 +29,7 @@ extension Session {
     public func endOfGenerationTokens(extraTexts: [String] = []) -> Set<Int32> {
         var ids = Set<Int32>()
         if let eos = tokenizer.eos { ids.insert(eos) }
-        for key in ["tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"] where metadata.contains(key) {
+        for key in [GGUFKey.Tokenizer.eotTokenID, GGUFKey.Tokenizer.eomTokenID] where metadata.contains(key) {
             if let v = try? metadata.int(key), v >= 0, v < tokenizer.count { ids.insert(Int32(v)) }
         }
         for text in extraTexts {

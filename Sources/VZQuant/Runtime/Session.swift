@@ -72,7 +72,7 @@ public final class Session {
         metadata = file.metadata
         modelPath = path
         tokenizer = try Tokenizer(gguf: file)
-        let arch = try file.metadata.string("general.architecture")
+        let arch = try file.metadata.string(GGUFKey.General.architecture)
         let trained = try file.metadata.int("\(arch).context_length", default: 2048)
         let context = options.contextLength ?? min(trained, SessionOptions.defaultContextCap)
         guard Limits.context.contains(context) else {

@@ -65,7 +65,7 @@ public final class VisionPipeline {
     public init(file: GGUFFile) throws {
         path = file.path
         let m = file.metadata
-        guard try m.string("general.architecture", default: "") == "clip" else {
+        guard try m.string(GGUFKey.General.architecture, default: "") == "clip" else {
             throw ModelError("\(file.path): not an mmproj file (general.architecture is not 'clip')")
         }
         encoder = try VisionEncoder(file: file)
@@ -74,9 +74,9 @@ public final class VisionPipeline {
         let (mean0, std0): ([Float], [Float]) = c.family == .clip
             ? (ImageProcessor.openAIClipMean, ImageProcessor.openAIClipStd)
             : c.family == .siglip ? ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5]) : ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
-        let mean = try m.floats("clip.vision.image_mean", default: mean0)
-        let std = try m.floats("clip.vision.image_std", default: std0)
-        let pinpoints = try m.ints("clip.vision.image_grid_pinpoints", default: [])
+        let mean = try m.floats(GGUFKey.Vision.imageMean, default: mean0)
+        let std = try m.floats(GGUFKey.Vision.imageStd, default: std0)
+        let pinpoints = try m.ints(GGUFKey.Vision.gridPinpoints, default: [])
         guard pinpoints.count % 2 == 0, pinpoints.allSatisfy({ $0 >= c.imageSize && $0 <= ImageProcessor.maxSide }) else {
             throw ModelError("\(file.path): clip.vision.image_grid_pinpoints \(pinpoints) are not (height, width) pairs of at least \(c.imageSize)")
         }
@@ -90,7 +90,7 @@ public final class VisionPipeline {
         case .clip:
             // LLaVA-1.5 pads to a square with the mean colour first (llama.cpp does the same for LLaVA mmprojs);
             // AnyRes crops are already square.
-            let llava = try m.bool("clip.has_llava_projector", default: false) && gridPinpoints.isEmpty
+            let llava = try m.bool(GGUFKey.Vision.hasLlavaProjector, default: false) && gridPinpoints.isEmpty
             processor = llava ? try .llava(size: c.imageSize, crop: c.imageSize, mean: mean, std: std)
                               : try .clip(size: c.imageSize, crop: c.imageSize, mean: mean, std: std)
         }

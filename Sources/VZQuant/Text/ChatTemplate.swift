@@ -91,12 +91,12 @@ public struct ChatTemplate: Sendable, Equatable {
 
     /// From a GGUF file's `tokenizer.chat_template` and `general.architecture`.
     public static func detect(metadata: GGUFMetadata) throws -> ChatTemplate {
-        let text = metadata.contains("tokenizer.chat_template") ? try metadata.string("tokenizer.chat_template") : nil
-        let architecture = try metadata.string("general.architecture", default: "")
+        let text = metadata.contains(GGUFKey.Tokenizer.chatTemplate) ? try metadata.string(GGUFKey.Tokenizer.chatTemplate) : nil
+        let architecture = try metadata.string(GGUFKey.General.architecture, default: "")
         // Without a template a llama-architecture file is taken as Vicuna/LLaVA-1.5 only with a SentencePiece
         // vocabulary (Llama-2 family); a byte-level one (Llama-3, SmolLM base models) gets no template.
         if text == nil, architecture == "llama",
-           try metadata.string("tokenizer.ggml.model", default: "llama") != "llama" {
+           try metadata.string(GGUFKey.Tokenizer.model, default: "llama") != "llama" {
             return ChatTemplate(family: .raw)
         }
         return detect(templateText: text, architecture: architecture)

@@ -77,16 +77,16 @@ public struct Tokenizer: Sendable {
     }
 
     public init(metadata m: GGUFMetadata) throws {
-        let name = try m.string("tokenizer.ggml.model")
+        let name = try m.string(GGUFKey.Tokenizer.model)
         guard let model = Model(rawValue: name) else {
             throw FormatError(file: m.file, "tokenizer.ggml.model \"\(name)\" is not supported (only \"llama\" and \"gpt2\")")
         }
         self.model = model
-        pre = try m.string("tokenizer.ggml.pre", default: "default")
-        tokens = try m.strings("tokenizer.ggml.tokens")
+        pre = try m.string(GGUFKey.Tokenizer.pre, default: "default")
+        tokens = try m.strings(GGUFKey.Tokenizer.tokens)
         let n = tokens.count
         guard n > 0, n < Int(Int32.max) else { throw FormatError(file: m.file, "tokenizer.ggml.tokens is empty") }
-        let rawTypes = try m.ints("tokenizer.ggml.token_type", default: [Int](repeating: 1, count: n))
+        let rawTypes = try m.ints(GGUFKey.Tokenizer.tokenType, default: [Int](repeating: 1, count: n))
         guard rawTypes.count == n else {
             throw FormatError(file: m.file, "tokenizer.ggml.token_type has \(rawTypes.count) entries for \(n) tokens")
         }
@@ -98,13 +98,13 @@ public struct Tokenizer: Sendable {
             guard v >= 0, v < n else { return nil }
             return Int32(v)
         }
-        bos = try id("tokenizer.ggml.bos_token_id")
-        eos = try id("tokenizer.ggml.eos_token_id")
-        unk = try id("tokenizer.ggml.unknown_token_id")
+        bos = try id(GGUFKey.Tokenizer.bosTokenID)
+        eos = try id(GGUFKey.Tokenizer.eosTokenID)
+        unk = try id(GGUFKey.Tokenizer.unknownTokenID)
         let llama3Pre = ["llama3", "llama-v3", "llama-bpe"].contains(pre)
-        addBOS = try m.bool("tokenizer.ggml.add_bos_token", default: model == .sentencePiece || llama3Pre)
-        addEOS = try m.bool("tokenizer.ggml.add_eos_token", default: false)
-        addSpacePrefix = try m.bool("tokenizer.ggml.add_space_prefix", default: model == .sentencePiece)
+        addBOS = try m.bool(GGUFKey.Tokenizer.addBOS, default: model == .sentencePiece || llama3Pre)
+        addEOS = try m.bool(GGUFKey.Tokenizer.addEOS, default: false)
+        addSpacePrefix = try m.bool(GGUFKey.Tokenizer.addSpacePrefix, default: model == .sentencePiece)
         preKind = PreTokenizerKind(pre: pre)
         ignoreMerges = llama3Pre
 
@@ -125,8 +125,8 @@ public struct Tokenizer: Sendable {
         switch model {
         case .sentencePiece:
             // A NaN score ranks below every merge (it would make the priority order undefined).
-            var scores = m.contains("tokenizer.ggml.scores")
-                ? try m.floats("tokenizer.ggml.scores", finiteOnly: false).map { $0.isNaN ? -.infinity : $0 } : []
+            var scores = m.contains(GGUFKey.Tokenizer.scores)
+                ? try m.floats(GGUFKey.Tokenizer.scores, finiteOnly: false).map { $0.isNaN ? -.infinity : $0 } : []
             if scores.count != n || Set(scores).count <= 1 {
                 scores = (0 ..< n).map { -Float($0) }
             }
@@ -180,7 +180,7 @@ public struct Tokenizer: Sendable {
                     pieces.append(Array(t.utf8))
                 }
             }
-            let merges = try m.strings("tokenizer.ggml.merges", default: [])
+            let merges = try m.strings(GGUFKey.Tokenizer.merges, default: [])
             pairs.reserveCapacity(merges.count)
             for (rank, line) in merges.enumerated() {
                 let bytes = Array(line.utf8)

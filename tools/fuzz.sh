@@ -8,6 +8,7 @@
 #   tools/fuzz.sh --seeds            regenerate the synthetic seeds in tools/fuzz/corpus/{gguf,hf} (tools/fuzz/Seeds.swift)
 #   VZQ_FUZZ_RUNS=N                  a campaign stops after N executions instead of SECONDS
 #   VZQ_FUZZ_ARGS="..."              extra libFuzzer flags for campaigns
+#   VZQ_FUZZ_REV=REV                 build Sources/ and CQuant/ as of a commit (git archive) instead of the working tree
 # Output goes to .build-fuzz/logs/TARGET.log; the final statistics are printed. Findings: .build-fuzz/findings/TARGET/.
 #
 # One binary, .build-fuzz/vzq-fuzz, holds all four targets; VZQ_FUZZ_TARGET picks one at start-up:
@@ -39,8 +40,15 @@ LIMITS=(-rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=20)
 build() {
     local stamp="$OUT/vzq-fuzz.stamp" sum src="$OUT/src"
     # A snapshot of the sources, so that edits made while swiftc runs neither break nor blur the build.
+    # VZQ_FUZZ_REV=REV takes Sources/ and CQuant/ from that commit instead (git archive), e.g. HEAD while the
+    # working tree is mid-edit; the harness (tools/fuzz) always comes from the working tree.
     rm -rf "$src" && mkdir -p "$src/Sources" "$src/tools"
-    cp -R Sources/VZQuant Sources/CImage "$src/Sources/" && cp -R CQuant "$src/" && cp -R tools/fuzz "$src/tools/"
+    if [ -n "${VZQ_FUZZ_REV:-}" ]; then
+        git archive "$VZQ_FUZZ_REV" Sources/VZQuant Sources/CImage CQuant | tar -x -C "$src"
+    else
+        cp -R Sources/VZQuant Sources/CImage "$src/Sources/" && cp -R CQuant "$src/"
+    fi
+    cp -R tools/fuzz "$src/tools/"
     # Rebuild only when an input changed (sources, harness, this script, the compiler).
     sum="$( { swiftc --version 2>&1; cat "$0"; cd "$src" && find . -type f \( -name '*.swift' -o -name '*.[ch]' \) | sort \
         | xargs cat; } | cksum)"

@@ -72,7 +72,7 @@ final class LlavaModelTests: XCTestCase {
         XCTAssertEqual(tower.config.blockCount, 2)
         XCTAssertEqual(tower.config.tokens, 17)
         let pixels = try Self.floats("llava", "pixel_values")
-        let out = try tower(pixels: pixels, keepAttention: true)
+        let out = try tower(pixels: pixels, probe: [.fullMaps, .headMeanKeys])
 
         let eFeatures = maxAbs(out.features, try Self.floats("llava", "feature_hidden"))
         let eAttention = maxAbs(out.attention!, try Self.floats("llava", "feature_attention"))
@@ -87,7 +87,7 @@ final class LlavaModelTests: XCTestCase {
         XCTAssertLessThanOrEqual(eKeys, 1e-4)
         XCTAssertLessThanOrEqual(eProjector, 1e-4)
 
-        // Without keepAttention the same features, and nothing else.
+        // Without a probe the same features, and nothing else.
         let plain = try tower(pixels: pixels)
         XCTAssertEqual(plain.features, out.features)
         XCTAssertNil(plain.attention)

@@ -66,7 +66,7 @@ final class VisionEncoderTests: XCTestCase {
         XCTAssertFalse(c.hasClassToken)
         XCTAssertEqual(c.tokens, 16)
         XCTAssertEqual(c.blockCount, 3)
-        let out = try tower(pixels: try floats("siglip", "pixel_values"), keepAttention: true, keepHiddenStates: true)
+        let out = try tower(pixels: try floats("siglip", "pixel_values"), probe: [.fullMaps, .headMeanKeys], keepHiddenStates: true)
         let e = try check(out, "siglip", blocks: 3, tokens: 16, width: 32, heads: 4, label: "siglip f32")
         XCTAssertLessThanOrEqual(e.hidden, 1e-4)
         XCTAssertLessThanOrEqual(e.attention, 1e-5)
@@ -81,8 +81,8 @@ final class VisionEncoderTests: XCTestCase {
         for (name, model) in [("siglip", "siglip"), ("dinov2", "dinov2")] {
             let tower = try encoder(name, .f32)
             let pixels = try floats(model, "pixel_values")
-            let full = try tower(pixels: pixels, keepAttention: true)
-            let summary = try tower(pixels: pixels, keepAttentionSummary: true)
+            let full = try tower(pixels: pixels, probe: [.fullMaps, .headMeanKeys])
+            let summary = try tower(pixels: pixels, probe: VisionZipReducer().probe)
             XCTAssertNil(summary.attention)
             XCTAssertEqual(summary.features, full.features)
             XCTAssertEqual(summary.keysMean, full.keysMean)
@@ -108,7 +108,7 @@ final class VisionEncoderTests: XCTestCase {
         let tower = try VisionEncoder(path: stripped)
         XCTAssertEqual(tower.config.family, .siglip)
         XCTAssertEqual(tower.config.activation, .geluTanh)
-        let out = try tower(pixels: try floats("siglip", "pixel_values"), keepAttention: true, keepHiddenStates: true)
+        let out = try tower(pixels: try floats("siglip", "pixel_values"), probe: [.fullMaps, .headMeanKeys], keepHiddenStates: true)
         let e = try check(out, "siglip", blocks: 3, tokens: 16, width: 32, heads: 4, label: "siglip (llama.cpp keys)")
         XCTAssertLessThanOrEqual(e.hidden, 1e-4)
     }
@@ -133,7 +133,7 @@ final class VisionEncoderTests: XCTestCase {
         XCTAssertEqual(c.family, .dinov2)
         XCTAssertEqual(c.activation, .gelu)
         XCTAssertEqual(c.tokens, 17)
-        let out = try tower(pixels: try floats("dinov2", "pixel_values"), keepAttention: true, keepHiddenStates: true)
+        let out = try tower(pixels: try floats("dinov2", "pixel_values"), probe: [.fullMaps, .headMeanKeys], keepHiddenStates: true)
         let e = try check(out, "dinov2", blocks: 3, tokens: 17, width: 32, heads: 4, label: "dinov2 f32")
         XCTAssertLessThanOrEqual(e.hidden, 1e-4)
         XCTAssertLessThanOrEqual(e.attention, 1e-5)
@@ -158,7 +158,7 @@ final class VisionEncoderTests: XCTestCase {
 
         // The whole tower at 35×49 (grid 5×7), then again at the native size: the grown arena serves both.
         let out = try tower(pixels: try floats("dinov2", "interp_pixel_values"), height: 35, width: 49,
-                            keepAttention: true, keepHiddenStates: true)
+                            probe: [.fullMaps, .headMeanKeys], keepHiddenStates: true)
         XCTAssertEqual(out.gridRows, 5)
         XCTAssertEqual(out.gridColumns, 7)
         let e = try check(out, "dinov2", prefix: "interp_", blocks: 3, tokens: 36, width: 32, heads: 4, label: "dinov2 interp f32")

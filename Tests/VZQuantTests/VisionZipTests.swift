@@ -272,7 +272,7 @@ final class VisionZipTests: XCTestCase {
         let tower = try VisionEncoder(file: file)
         let pixels = try Data(contentsOf: root.appendingPathComponent("models/llava/pixel_values.bin"))
             .withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
-        let vision = try tower(pixels: pixels, keepAttention: true)
+        let vision = try tower(pixels: pixels, probe: [.fullMaps, .headMeanKeys])
         let out = try VisionZip.compress(attention: try XCTUnwrap(vision.attention), heads: tower.config.heads,
                                          keysMean: try XCTUnwrap(vision.keysMean), hidden: vision.features,
                                          budget: .init(dominant: 4, contextual: 2))

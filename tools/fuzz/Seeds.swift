@@ -283,9 +283,7 @@ func writeSeeds(to dir: String) throws {
                                projector: "idefics3", matrixType: .f16,
                                extra: [("tokenizer.chat_template", .string(smolvlm))]),
                     to: dir)
-    // DINOv2 runs at 224 px (BitImageProcessor): patch 16 keeps that at 14 × 14 tokens.
-    try writeVision(VisionSeed(name: "mmproj_dinov2", family: .dinov2, imageSize: 32, patch: 16, sourceBlocks: 1,
-                               projector: "linear"),
+    try writeVision(VisionSeed(name: "mmproj_dinov2", family: .dinov2, sourceBlocks: 1, projector: "linear"),
                     to: dir)
 }
 

@@ -70,7 +70,21 @@ public struct VisionConfig: Sendable, Equatable {
     }
 }
 
-/// What the encoder returns: the last block's output and, when asked, what VisionZip needs from that block.
+/// What a caller (a token reducer) asks the encoder to measure in its last block, besides the block's output.
+public struct AttentionProbe: OptionSet, Sendable {
+    public let rawValue: Int
+    public init(rawValue: Int) { self.rawValue = rawValue }
+    /// The softmax attention [heads, T, T] (tests, maps; big: T² per head).
+    public static let fullMaps = AttentionProbe(rawValue: 1)
+    /// Each head's attention row of the first query [heads, T] (with a CLS token: the CLS query's).
+    public static let firstQueryRows = AttentionProbe(rawValue: 2)
+    /// The attention each token receives, averaged over heads and queries [T] (summed in Double).
+    public static let receivedAttention = AttentionProbe(rawValue: 4)
+    /// The block's keys (after bias) averaged over heads [T, headDim].
+    public static let headMeanKeys = AttentionProbe(rawValue: 8)
+}
+
+/// What the encoder returns: the last block's output and, when probed, what was measured in that block.
 public struct VisionOutput: Sendable {
     /// The last block's output [tokens, hidden], CLS first where the family has one (transformers'
     /// hidden_states[-1]; for LLaVA the feature layer, since the later blocks were not converted).
@@ -79,13 +93,13 @@ public struct VisionOutput: Sendable {
     public var normalized: [Float]?
     /// Every block's input and the last block's output [blockCount + 1][tokens · hidden] (only when requested).
     public var hiddenStates: [[Float]]?
-    /// The last block's softmax attention [heads, T, T] (only when requested).
+    /// `AttentionProbe.fullMaps`: the last block's softmax attention [heads, T, T].
     public var attention: [Float]?
-    /// The last block's first query row per head [heads, T] (with CLS: the CLS attention), when a summary was asked.
+    /// `.firstQueryRows`: the last block's first query row per head [heads, T] (with CLS: the CLS attention).
     public var firstRowAttention: [Float]?
-    /// The attention each token receives in the last block, averaged over heads and queries [T] (summary only).
+    /// `.receivedAttention`: the attention each token receives in the last block, averaged over heads and queries [T].
     public var receivedAttention: [Double]?
-    /// The last block's keys (after bias) averaged over heads [T, headDim] (only when requested).
+    /// `.headMeanKeys`: the last block's keys (after bias) averaged over heads [T, headDim].
     public var keysMean: [Float]?
     /// The patch grid the image was cut into.
     public var gridRows: Int
@@ -204,12 +218,9 @@ public final class VisionEncoder {
     /// Runs the tower on one normalised image [channels, height, width] (CHW); height and width default to
     /// `imageSize`. Only DINOv2 takes other sizes (its position embedding is resized to the patch grid).
     /// - Parameters:
-    ///   - keepAttention: also return the last block's attention probabilities and head-averaged keys.
+    ///   - probe: what to measure in the last block's attention besides its output (a token reducer's request).
     ///   - keepHiddenStates: also return every block's input and the last block's output.
-    ///   - keepAttentionSummary: instead of the full maps, return what VisionZip reads of them — each head's first
-    ///     query row and the attention each token receives — and the head-averaged keys (no [heads, T, T] array).
-    public func callAsFunction(pixels: [Float], height: Int? = nil, width: Int? = nil, keepAttention: Bool = false,
-                               keepAttentionSummary: Bool = false,
+    public func callAsFunction(pixels: [Float], height: Int? = nil, width: Int? = nil, probe requested: AttentionProbe = [],
                                keepHiddenStates: Bool = false) throws -> VisionOutput {
         let c = config, d = c.hidden, p = c.patchSize
         let hPx = height ?? c.imageSize, wPx = width ?? c.imageSize
@@ -257,9 +268,7 @@ public final class VisionEncoder {
         if let preNormW { Ops.layerNorm(x, rows: t, dim: d, weight: preNormW, bias: preNormB, eps: c.eps, into: x) }
 
         var hidden: [[Float]]? = keepHiddenStates ? [] : nil
-        var probs: [Float]? = keepAttention ? [Float](repeating: 0, count: c.heads * t * t) : nil
-        var keysMean: [Float]? = nil
-        var firstRows: [Float]? = nil, received: [Double]? = nil
+        var probe = Probed()
         for (i, b) in blocks.enumerated() {
             let last = i == blocks.count - 1
             hidden?.append(Array(UnsafeBufferPointer(start: x, count: t * d)))
@@ -268,25 +277,8 @@ public final class VisionEncoder {
             try b.q(xn, rows: t, into: s.q, workspace: s.gemmWorkspace)
             try b.k(xn, rows: t, into: s.k, workspace: s.gemmWorkspace)
             try b.v(xn, rows: t, into: s.v, workspace: s.gemmWorkspace)
-            if last && keepAttention {
-                try probs!.withUnsafeMutableBufferPointer {
-                    try attention(q: s.q, ldq: d, k: s.k, ldk: d, v: s.v, ldv: d, queries: t, keys: t, causalOffset: nil,
-                                  scores: s.scores, workspace: s.attnWorkspace, into: s.attn, ldo: d, probabilities: $0.baseAddress)
-                }
-                keysMean = headMean(s.k, tokens: t)
-            } else if last && keepAttentionSummary {
-                var rows = [Float](repeating: 0, count: c.heads * t), sums = [Double](repeating: 0, count: t)
-                try rows.withUnsafeMutableBufferPointer { r in
-                    try sums.withUnsafeMutableBufferPointer { c in
-                        try attention(q: s.q, ldq: d, k: s.k, ldk: d, v: s.v, ldv: d, queries: t, keys: t, causalOffset: nil,
-                                      scores: s.scores, workspace: s.attnWorkspace, into: s.attn, ldo: d,
-                                      firstRows: r.baseAddress, columnSums: c.baseAddress)
-                    }
-                }
-                let n = Double(c.heads * t)
-                firstRows = rows
-                received = sums.map { $0 / n }
-                keysMean = headMean(s.k, tokens: t)
+            if last, !requested.isEmpty {
+                probe = try attentionProbed(requested, s, tokens: t)
             } else {
                 try attention(q: s.q, ldq: d, k: s.k, ldk: d, v: s.v, ldv: d, queries: t, keys: t, causalOffset: nil,
                               scores: s.scores, workspace: s.attnWorkspace, into: s.attn, ldo: d)
@@ -313,9 +305,36 @@ public final class VisionEncoder {
             Ops.layerNorm(x, rows: t, dim: d, weight: postNormW, bias: postNormB, eps: c.eps, into: xn)
             normalized = Array(UnsafeBufferPointer(start: xn, count: t * d))
         }
-        return VisionOutput(features: features, normalized: normalized, hiddenStates: hidden, attention: probs,
-                            firstRowAttention: firstRows, receivedAttention: received, keysMean: keysMean,
+        return VisionOutput(features: features, normalized: normalized, hiddenStates: hidden, attention: probe.maps,
+                            firstRowAttention: probe.firstRows, receivedAttention: probe.received, keysMean: probe.keysMean,
                             gridRows: rows, gridColumns: cols)
+    }
+
+    /// What a probe of the last block measured.
+    private struct Probed {
+        var maps: [Float]?, firstRows: [Float]?, received: [Double]?, keysMean: [Float]?
+    }
+
+    /// The last block's attention (into `s.attn`) with what `requested` asks recorded on the way.
+    private func attentionProbed(_ requested: AttentionProbe, _ s: Scratch, tokens t: Int) throws -> Probed {
+        let c = config, d = c.hidden
+        func buffer<T: Numeric>(_ wanted: AttentionProbe, _ n: Int, _: T.Type) -> UnsafeMutableBufferPointer<T>? {
+            guard requested.contains(wanted) else { return nil }
+            let b = UnsafeMutableBufferPointer<T>.allocate(capacity: n)
+            b.initialize(repeating: 0)
+            return b
+        }
+        let maps = buffer(.fullMaps, c.heads * t * t, Float.self)
+        let rows = buffer(.firstQueryRows, c.heads * t, Float.self)
+        let sums = buffer(.receivedAttention, t, Double.self)
+        defer { maps?.deallocate(); rows?.deallocate(); sums?.deallocate() }
+        try attention(q: s.q, ldq: d, k: s.k, ldk: d, v: s.v, ldv: d, queries: t, keys: t, causalOffset: nil,
+                      scores: s.scores, workspace: s.attnWorkspace, into: s.attn, ldo: d,
+                      probabilities: maps?.baseAddress, firstRows: rows?.baseAddress, columnSums: sums?.baseAddress)
+        // Received attention as a mean over heads and queries.
+        let n = Double(c.heads * t)
+        return Probed(maps: maps.map(Array.init), firstRows: rows.map(Array.init), received: sums.map { $0.map { $0 / n } },
+                      keysMean: requested.contains(.headMeanKeys) ? headMean(s.k, tokens: t) : nil)
     }
 
     /// [T, heads·hd] → mean over heads [T, hd].

@@ -93,9 +93,9 @@ struct Attention {
     /// - Parameters:
     ///   - causalOffset: when set, query i sits at position offset + i and sees keys 0…offset + i only.
     ///   - probabilities: when set, receives P as [heads, T, S].
-    ///   - firstRows: when set, receives each head's first query row P[h, 0, :] as [heads, S] (VisionZip's CLS rule).
-    ///   - columnSums: when set, receives Σ_h Σ_i P[h, i, j] [S], summed in Double in (h, i) order (VisionZip's
-    ///     received-attention rule, without keeping the [heads, T, S] maps).
+    ///   - firstRows: when set, receives each head's first query row P[h, 0, :] as [heads, S].
+    ///   - columnSums: when set, receives Σ_h Σ_i P[h, i, j] [S], summed in Double in (h, i) order (the attention
+    ///     each key receives, without keeping the [heads, T, S] maps).
     func callAsFunction(q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int,
                         v: UnsafePointer<Float>, ldv: Int, queries t: Int, keys s: Int, causalOffset: Int?,
                         scores: UnsafeMutablePointer<Float>, workspace: UnsafeMutableRawPointer?,

@@ -201,125 +201,74 @@ public final class VisionPipeline {
         return (best.height, best.width)
     }
 
-    /// Encodes `image`: every crop through the tower, VisionZip with `visualTokens` per crop, the projector.
-    /// `keepCrops`: also return the processed crops (for `--visionzip-map`).
+    /// Encodes `image`: every crop through the tower, the token reducer (VisionZip unless told) with
+    /// `visualTokens` per crop, the projector. `keepCrops`: also return the processed crops (for `--visionzip-map`).
     public func encode(_ image: RGBImage, visualTokens: VisualTokens, merge: VisionZip.Merge = .sum,
-                       keepCrops: Bool = false) throws -> EncodedImage {
+                       reducer: any TokenReducer = VisionZipReducer(), keepCrops: Bool = false) throws -> EncodedImage {
         let t0 = monotonicMilliseconds()
         let prepared = try crops(of: image).map { try processor.prepare($0) }
         let pixels = prepared.map { $0.normalizedCHW(mean: processor.mean, std: processor.std) }
         let preprocessMs = monotonicMilliseconds() - t0
-        var encoded = try encode(pixelCrops: pixels, visualTokens: visualTokens, merge: merge)
+        var encoded = try encode(pixelCrops: pixels, visualTokens: visualTokens, merge: merge, reducer: reducer)
         encoded.timings.preprocessMs = preprocessMs
         encoded.processedCrops = keepCrops ? prepared : nil
         return encoded
     }
 
     /// Encodes already normalised crops, each [3, height, width] at the processor's output size.
-    public func encode(pixelCrops: [[Float]], visualTokens: VisualTokens, merge: VisionZip.Merge = .sum) throws -> EncodedImage {
+    public func encode(pixelCrops: [[Float]], visualTokens: VisualTokens, merge: VisionZip.Merge = .sum,
+                       reducer: any TokenReducer = VisionZipReducer()) throws -> EncodedImage {
         var timings = ImageTimings()
         let (h, w) = processor.outputSize
-        let c = encoder.config
         var rows: [Float] = []
         var reports: [CropReport] = []
         let budget: VisionZip.Budget?
         if case let .budget(b) = visualTokens { budget = b } else { budget = nil }
         for p in pixelCrops {
-            var t0 = monotonicMilliseconds()
-            // VisionZip reads only the CLS rows or the received attention of the feature layer: no [heads, T, T] maps.
-            let out = try encoder(pixels: p, height: h, width: w, keepAttentionSummary: budget != nil)
+            let t0 = monotonicMilliseconds()
+            // The encoder measures only what the reducer asks for (VisionZip: no [heads, T, T] maps).
+            let out = try encoder(pixels: p, height: h, width: w, probe: budget == nil ? [] : reducer.probe)
             timings.visionMs += monotonicMilliseconds() - t0
-            let t = out.features.count / c.hidden
-            if projector.kind == .idefics3 {
-                // The connector folds s×s patches into one token: VisionZip keeps or merges those tokens.
-                let (cropRows, report) = try encodeGroups(out, budget: budget, merge: merge, timings: &timings)
-                rows += cropRows
-                reports.append(report)
-            } else if let budget {
-                t0 = monotonicMilliseconds()
-                let zipped = try zip(out, budget: budget, merge: merge)
-                timings.visionZipMs += monotonicMilliseconds() - t0
-                t0 = monotonicMilliseconds()
-                // VisionZip keeps CLS among the dominant tokens (as the reference does): every row is projected.
-                rows += try projector.project(zipped.rows)
-                timings.projectorMs += monotonicMilliseconds() - t0
-                reports.append(CropReport(tokensBefore: t, tokensAfter: zipped.selection.tokensAfter,
-                                          selection: zipped.selection, gridRows: out.gridRows, gridColumns: out.gridColumns))
-            } else {
-                t0 = monotonicMilliseconds()
-                let projected = try projector(features: out.features)
-                timings.projectorMs += monotonicMilliseconds() - t0
-                rows += projected
-                reports.append(CropReport(tokensBefore: t, tokensAfter: projected.count / projector.outputs,
-                                          selection: nil, gridRows: out.gridRows, gridColumns: out.gridColumns))
-            }
+            let (cropRows, report) = try reduceAndProject(out, budget: budget, merge: merge, reducer: reducer, timings: &timings)
+            rows += cropRows
+            reports.append(report)
         }
         return EncodedImage(embeddings: rows, tokens: rows.count / projector.outputs, crops: reports, timings: timings,
                             merge: merge, processedCrops: nil)
     }
 
-    /// VisionZip on the encoder's own tokens, from the attention summary `encode(keepAttentionSummary:)` returned.
-    private func zip(_ out: VisionOutput, budget: VisionZip.Budget, merge: VisionZip.Merge) throws -> VisionZip.Output {
+    /// One crop's encoder output → the reducer (when there is a budget) on the projector's units → projected rows.
+    /// Pixel-shuffle connectors (idefics3) fold s×s patches into one unit: those groups are what the reducer keeps
+    /// or merges, and the kept rows go through the connector's linear layer. Selection indices count the units
+    /// (encoder tokens with CLS at 0, or groups in raster order).
+    private func reduceAndProject(_ out: VisionOutput, budget: VisionZip.Budget?, merge: VisionZip.Merge,
+                                  reducer: any TokenReducer, timings: inout ImageTimings) throws -> ([Float], CropReport) {
         let c = encoder.config
-        return try out.keysMean!.withUnsafeBufferPointer { keys in
-            try out.features.withUnsafeBufferPointer { hidden in
-                if c.hasClassToken {
-                    return try out.firstRowAttention!.withUnsafeBufferPointer {
-                        try VisionZip.compress(attention: .classRows($0, heads: c.heads), keysMean: keys, headDim: c.headDim,
-                                               hidden: hidden, width: c.hidden, budget: budget, hasCLS: true, merge: merge)
-                    }
-                }
-                return try out.receivedAttention!.withUnsafeBufferPointer {
-                    try VisionZip.compress(attention: .received($0), keysMean: keys, headDim: c.headDim, hidden: hidden,
-                                           width: c.hidden, budget: budget, hasCLS: false, merge: merge)
-                }
-            }
-        }
-    }
-
-    /// Pixel-shuffle connectors (idefics3): the tokens are s×s patch groups. A group's score is the received
-    /// attention of its patches summed, its merging key the mean of their head-averaged keys; VisionZip then runs
-    /// on groups and the kept/merged shuffled rows go through the connector's linear layer. Selection indices count
-    /// groups in raster order over the (rows/s) × (columns/s) grid.
-    private func encodeGroups(_ out: VisionOutput, budget: VisionZip.Budget?, merge: VisionZip.Merge,
-                              timings: inout ImageTimings) throws -> ([Float], CropReport) {
-        let c = encoder.config, s = projector.scaleFactor
-        let gr = out.gridRows / s, gc = out.gridColumns / s, groups = gr * gc
         var t0 = monotonicMilliseconds()
-        let shuffled = try projector.shuffle(features: out.features, gridRows: out.gridRows, gridColumns: out.gridColumns)
+        let input: ReducerInput
+        if projector.kind == .idefics3 {
+            let s = projector.scaleFactor
+            let shuffled = try projector.shuffle(features: out.features, gridRows: out.gridRows, gridColumns: out.gridColumns)
+            input = .groups(out, config: c, scale: s, shuffled: shuffled, width: projector.projectionInputs)
+        } else {
+            input = .tokens(out, config: c)
+        }
+        let gridRows = input.grouped ? out.gridRows / projector.scaleFactor : out.gridRows
+        let gridColumns = input.grouped ? out.gridColumns / projector.scaleFactor : out.gridColumns
         var selection: VisionZip.Selection?
-        var kept = shuffled
+        var kept = input.hidden
         if let budget {
-            let patchScores = out.receivedAttention!
-            let hd = c.headDim
-            var scores = [Double](repeating: 0, count: groups)
-            var keys = [Float](repeating: 0, count: groups * hd)
-            let keysMean = out.keysMean!
-            for py in 0 ..< gr * s {
-                for px in 0 ..< gc * s {
-                    let g = (py / s) * gc + px / s, p = py * out.gridColumns + px
-                    scores[g] += patchScores[p]
-                    for j in 0..<hd { keys[g * hd + j] += keysMean[p * hd + j] / Float(s * s) }
-                }
-            }
-            let width = projector.projectionInputs
-            let picked = try scores.withUnsafeBufferPointer { sc in
-                try keys.withUnsafeBufferPointer {
-                    try VisionZip.select(attention: .scores(sc), keysMean: $0, headDim: hd, budget: budget, hasCLS: false)
-                }
-            }
-            kept = [Float](repeating: 0, count: picked.tokensAfter * width)
-            try shuffled.withUnsafeBufferPointer { h in
-                try kept.withUnsafeMutableBufferPointer { try VisionZip.gather(picked, hidden: h, width: width, merge: merge, into: $0) }
-            }
-            selection = picked
+            let reduced = try reducer.reduce(input, budget: budget, merge: merge)
+            (kept, selection) = (reduced.rows, reduced.selection)
             timings.visionZipMs += monotonicMilliseconds() - t0
         }
         t0 = monotonicMilliseconds()
-        let projected = try projector.projectShuffled(kept)
+        // A reduced crop keeps CLS among its rows (as the VisionZip reference does): every kept row is projected.
+        let projected = input.grouped ? try projector.projectShuffled(kept)
+            : selection != nil ? try projector.project(kept) : try projector(features: kept)
         timings.projectorMs += monotonicMilliseconds() - t0
-        let report = CropReport(tokensBefore: groups, tokensAfter: projected.count / projector.outputs, selection: selection,
-                                gridRows: gr, gridColumns: gc)
+        let report = CropReport(tokensBefore: input.tokens, tokensAfter: projected.count / projector.outputs,
+                                selection: selection, gridRows: gridRows, gridColumns: gridColumns)
         return (projected, report)
     }
 }

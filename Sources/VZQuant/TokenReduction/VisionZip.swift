@@ -1,7 +1,7 @@
 /// VisionZip (Yang et al., arXiv 2412.04467), as restated in /work/shared/visionzip.md: keep the D tokens the
 /// encoder attends to most ("dominant", CLS included) and merge the rest into C "contextual" tokens.
 ///
-/// Inputs, all from the vision tower's feature layer (see `VisionEncoder(keepAttention:)`), row-major float32:
+/// Inputs, all from the vision tower's feature layer (see `AttentionProbe`), row-major float32:
 ///   A  attention probabilities [heads, T, T] — or only the CLS query rows [heads, T] (CLS rule only)
 ///   K  keys after bias, averaged over heads [T, headDim] — the merging metric
 ///   H  output hidden states [T, width], CLS first when the encoder has one

@@ -79,8 +79,8 @@ struct RunCommand: ParsableCommand {
             imageReports.append(RunReport.Image(path: path, encoded: encoded))
             if verbose { note(Self.imageLine(path, encoded)) }
         }
-        if let mapPath = imageOptions.visionZipMap, let first = images.first, let vision = session.vision {
-            try VisionZipMap.write(VisionZipMap.render(first, pipeline: vision), to: mapPath)
+        if let mapPath = imageOptions.visionZipMap, let first = images.first {
+            try VisionZipMap.write(VisionZipMap.render(first), to: mapPath)
             if verbose { note("VisionZip map: \(mapPath)") }
         }
 

@@ -176,7 +176,7 @@ final class RuntimeTests: XCTestCase {
             ((300, 1000), (336, 1008)), ((2000, 2000), (672, 672)), ((37, 23), (336, 672)), ((500, 1100), (336, 1008)),
         ]
         for ((h, w), expected) in cases {
-            let got = VisionPipeline.bestResolution(height: h, width: w, candidates: pins)
+            let got = LlavaNextFamily.bestResolution(height: h, width: w, candidates: pins)
             XCTAssertTrue(got == expected, "\(h)×\(w): \(got) vs \(expected)")
         }
     }
@@ -250,7 +250,7 @@ final class RuntimeTests: XCTestCase {
         }
         // The map has one cell per group.
         let encoded = try vision.encode(image, visualTokens: .budget(.init(dominant: 1, contextual: 1)), keepCrops: true)
-        let map = VisionZipMap.render(encoded, pipeline: vision)
+        let map = VisionZipMap.render(encoded)
         XCTAssertEqual(map.width, 13 * 128 + 12 * 4)
     }
 }

@@ -152,10 +152,9 @@ private func runVision(_ f: GGUFFile, _ c: VisionConfig, salt: Int) {
         if c.family == .dinov2 { shapes.append((side + p, max(p, side - p))) }
         for (ih, iw) in shapes {
             let values = (0 ..< 3 * ih * iw).map { Float(($0 &* 31 &+ salt) % 255) / 127 - 1 }
-            let encoded = try? pipe.encode(pixelCrops: [values], visualTokens: visual, merge: merge)
-            let out = try? pipe.encoder(pixels: values, height: ih, width: iw, keepAttentionSummary: true)
+            let out = try? pipe.encoder(pixels: values, height: ih, width: iw)
             if let out { _ = try? pipe.projector(features: out.features) }
-            trace("encoded \(ih)×\(iw) pixels: \(encoded?.tokens ?? -1) tokens, tower \(out?.features.count ?? -1) values")
+            trace("tower on \(ih)×\(iw) pixels: \(out?.features.count ?? -1) values")
         }
     }
 }

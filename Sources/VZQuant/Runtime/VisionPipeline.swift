@@ -55,10 +55,11 @@ public struct EncodedImage: Sendable {
 public final class VisionPipeline {
     public let encoder: VisionEncoder
     public let projector: Projector
-    public let processor: ImageProcessor
-    /// AnyRes resolutions (height, width) from `clip.vision.image_grid_pinpoints`; empty: one crop per image.
-    public let gridPinpoints: [(height: Int, width: Int)]
+    /// How images become crops and pixels (LLaVA-1.5, LLaVA-NeXT, Idefics3, or a plain encoder).
+    public let family: any VLMFamily
     public let path: String
+
+    public var processor: ImageProcessor { family.processor }
 
     public convenience init(path: String) throws { try self.init(file: GGUFFile(path: path)) }
 
@@ -70,30 +71,7 @@ public final class VisionPipeline {
         }
         encoder = try VisionEncoder(file: file)
         projector = try Projector(file: file)
-        let c = encoder.config
-        let (mean0, std0): ([Float], [Float]) = c.family == .clip
-            ? (ImageProcessor.openAIClipMean, ImageProcessor.openAIClipStd)
-            : c.family == .siglip ? ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5]) : ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
-        let mean = try m.floats(GGUFKey.Vision.imageMean, default: mean0)
-        let std = try m.floats(GGUFKey.Vision.imageStd, default: std0)
-        let pinpoints = try m.ints(GGUFKey.Vision.gridPinpoints, default: [])
-        guard pinpoints.count % 2 == 0, pinpoints.allSatisfy({ $0 >= c.imageSize && $0 <= ImageProcessor.maxSide }) else {
-            throw ModelError("\(file.path): clip.vision.image_grid_pinpoints \(pinpoints) are not (height, width) pairs of at least \(c.imageSize)")
-        }
-        gridPinpoints = stride(from: 0, to: pinpoints.count, by: 2).map { (pinpoints[$0], pinpoints[$0 + 1]) }
-        switch c.family {
-        case .siglip:
-            processor = try .siglip(size: c.imageSize, mean: mean, std: std)
-        case .dinov2:
-            // Dinov2's BitImageProcessor: shortest edge 256, center crop 224 (its position grid is resized to fit).
-            processor = try .clip(size: 256, crop: 224, mean: mean, std: std)
-        case .clip:
-            // LLaVA-1.5 pads to a square with the mean colour first (llama.cpp does the same for LLaVA mmprojs);
-            // AnyRes crops are already square.
-            let llava = try m.bool(GGUFKey.Vision.hasLlavaProjector, default: false) && gridPinpoints.isEmpty
-            processor = llava ? try .llava(size: c.imageSize, crop: c.imageSize, mean: mean, std: std)
-                              : try .clip(size: c.imageSize, crop: c.imageSize, mean: mean, std: std)
-        }
+        family = try VLMFamilies.make(metadata: m, encoder: encoder.config, projector: projector.kind)
     }
 
     /// Language-model embedding width.
@@ -123,83 +101,10 @@ public final class VisionPipeline {
     }
 
     /// How many crops `crops(of:)` cuts a width × height image into, without touching pixels.
-    public func cropCount(width: Int, height: Int) -> Int {
-        if projector.kind == .idefics3 {
-            let (cols, rows) = idefics3Tiles(width: width, height: height)
-            return cols * rows > 1 ? cols * rows + 1 : 1
-        }
-        guard !gridPinpoints.isEmpty else { return 1 }
-        let side = encoder.config.imageSize
-        let (th, tw) = Self.bestResolution(height: height, width: width, candidates: gridPinpoints)
-        return 1 + ((th + side - 1) / side) * ((tw + side - 1) / side)
-    }
+    public func cropCount(width: Int, height: Int) -> Int { family.cropCount(width: width, height: height) }
 
-    /// The crops an image is cut into:
-    ///   AnyRes files (LLaVA-NeXT): the whole image squeezed to one crop, then the tiles of the best grid
-    ///     resolution (select_best_resolution), padded with black to fit;
-    ///   idefics3 (SmolVLM): the image resized so its longest edge is `splitLongestEdge`, then to whole multiples
-    ///     of the encoder's size, cut into those tiles, then the whole image squeezed to one crop (last);
-    ///   otherwise the image itself.
-    public func crops(of image: RGBImage) -> [RGBImage] {
-        let side = encoder.config.imageSize
-        if projector.kind == .idefics3 { return splitForIdefics3(image, side: side) }
-        guard !gridPinpoints.isEmpty else { return [image] }
-        let (th, tw) = Self.bestResolution(height: image.height, width: image.width, candidates: gridPinpoints)
-        // Fit inside th × tw keeping the aspect ratio, then pad with black, centred (as HF's processor does).
-        let scaleW = Double(tw) / Double(image.width), scaleH = Double(th) / Double(image.height)
-        let (nw, nh) = scaleW < scaleH
-            ? (tw, min(Int((Double(image.height) * scaleW).rounded(.up)), th))
-            : (min(Int((Double(image.width) * scaleH).rounded(.up)), tw), th)
-        let fitted = image.resized(width: max(nw, 1), height: max(nh, 1), filter: processor.filter)
-        let canvas = fitted.padded(toWidth: tw, height: th, top: (th - fitted.height) / 2, left: (tw - fitted.width) / 2,
-                                   fill: (0, 0, 0))
-        var out = [image.resized(width: side, height: side, filter: processor.filter)]
-        for ty in stride(from: 0, to: th, by: side) {
-            for tx in stride(from: 0, to: tw, by: side) {
-                out.append(canvas.cropped(x: tx, y: ty, width: side, height: side))
-            }
-        }
-        return out
-    }
-
-    /// Idefics3ImageProcessor's default for SmolVLM: longest edge 4 × the encoder's size.
-    public var splitLongestEdge: Int { 4 * encoder.config.imageSize }
-
-    /// Tiles (columns, rows) of the Idefics3 split: the longest edge to splitLongestEdge (aspect kept), then each
-    /// side up to a whole number of tiles.
-    private func idefics3Tiles(width: Int, height: Int) -> (Int, Int) {
-        let side = encoder.config.imageSize
-        let scale = Double(splitLongestEdge) / Double(max(width, height))
-        let w0 = max(1, Int((Double(width) * scale).rounded())), h0 = max(1, Int((Double(height) * scale).rounded()))
-        return (max(1, (w0 + side - 1) / side), max(1, (h0 + side - 1) / side))
-    }
-
-    private func splitForIdefics3(_ image: RGBImage, side: Int) -> [RGBImage] {
-        let (cols, rows) = idefics3Tiles(width: image.width, height: image.height)
-        let overview = image.resized(width: side, height: side, filter: processor.filter)
-        guard cols * rows > 1 else { return [overview] }
-        let grid = image.resized(width: cols * side, height: rows * side, filter: processor.filter)
-        var out: [RGBImage] = []
-        for ty in 0..<rows {
-            for tx in 0..<cols { out.append(grid.cropped(x: tx * side, y: ty * side, width: side, height: side)) }
-        }
-        return out + [overview]
-    }
-
-    /// LLaVA-NeXT: the candidate keeping most of the image's pixels when fitted inside it, then the least padding.
-    static func bestResolution(height: Int, width: Int, candidates: [(height: Int, width: Int)]) -> (Int, Int) {
-        var best = candidates[0], bestEffective = -1, bestWasted = Int.max
-        for c in candidates {
-            let scale = min(Double(c.width) / Double(width), Double(c.height) / Double(height))
-            let dw = Int(Double(width) * scale), dh = Int(Double(height) * scale)
-            let effective = min(dw * dh, width * height)
-            let wasted = c.width * c.height - effective
-            if effective > bestEffective || (effective == bestEffective && wasted < bestWasted) {
-                (best, bestEffective, bestWasted) = (c, effective, wasted)
-            }
-        }
-        return (best.height, best.width)
-    }
+    /// The crops an image is cut into, as the family's processor cuts them.
+    public func crops(of image: RGBImage) -> [RGBImage] { family.crops(of: image) }
 
     /// Encodes `image`: every crop through the tower, the token reducer (VisionZip unless told) with
     /// `visualTokens` per crop, the projector. `keepCrops`: also return the processed crops (for `--visionzip-map`).

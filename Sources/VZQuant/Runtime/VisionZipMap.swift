@@ -5,15 +5,14 @@ import Foundation
 ///   dominant patches unchanged, contextual targets tinted blue, patches merged into a contextual token dimmed,
 ///   a thin line around every dominant patch. AnyRes crops are laid side by side.
 public enum VisionZipMap {
-    /// Every crop of `encoded` (which must have been encoded with `keepCrops`), side by side. For pixel-shuffle
-    /// connectors a cell is one s×s group of patches.
-    public static func render(_ encoded: EncodedImage, pipeline: VisionPipeline) -> RGBImage {
-        let config = pipeline.encoder.config
-        let grouped = pipeline.projector.kind == .idefics3
-        let cell = config.patchSize * (grouped ? pipeline.projector.scaleFactor : 1)
+    /// Every crop of `encoded` (which must have been encoded with `keepCrops`), side by side. A cell is one of the
+    /// units the reducer chose among: a patch, or for pixel-shuffle connectors an s×s group of patches.
+    public static func render(_ encoded: EncodedImage) -> RGBImage {
         let crops = encoded.processedCrops ?? []
-        return sideBySide(zip(crops, encoded.crops).map {
-            render(crop: $0.0, report: $0.1, patchSize: cell, hasClassToken: config.hasClassToken && !grouped)
+        return sideBySide(zip(crops, encoded.crops).map { crop, report in
+            let cell = crop.width / max(report.gridColumns, 1)
+            let hasClassToken = report.tokensBefore == report.gridRows * report.gridColumns + 1
+            return render(crop: crop, report: report, patchSize: cell, hasClassToken: hasClassToken)
         })
     }
 

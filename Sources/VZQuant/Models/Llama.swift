@@ -159,7 +159,7 @@ public enum KVCacheType: Sendable { case f32, f16 }
 ///   logits = output(rmsNorm(x))
 /// All activations, the KV cache (`maxContext` positions) and GEMM workspaces live in one arena planned at
 /// creation for batches of at most `maxBatch` rows; nothing is allocated per token.
-public final class LlamaModel {
+public final class LlamaModel: LanguageModel {
     public let config: LlamaConfig
     public let vocab: Int
     public let maxContext: Int
@@ -271,6 +271,9 @@ public final class LlamaModel {
         try self.init(file: GGUFFile(path: path), maxContext: maxContext, maxBatch: maxBatch, widenToF32: widenToF32,
                       kvCache: kvCache)
     }
+
+    public var architecture: String { config.architecture }
+    public var hidden: Int { config.hidden }
 
     /// Bytes of the one arena (activations, KV cache, workspaces).
     public var arenaBytes: Int { arena.bytes }

@@ -55,7 +55,7 @@ public struct PrefillReport: Sendable {
 /// A loaded model (text GGUF, optional mmproj) and its conversation state: the KV cache keeps every position
 /// prefilled or generated so far, so later turns only add their new tokens.
 public final class Session {
-    public let model: LlamaModel
+    public let model: any LanguageModel
     public let tokenizer: Tokenizer
     public let vision: VisionPipeline?
     public let metadata: GGUFMetadata
@@ -78,11 +78,11 @@ public final class Session {
         guard Limits.context.contains(context) else {
             throw ModelError("a context length of \(context) positions is outside \(Limits.describe(Limits.context))")
         }
-        model = try LlamaModel(file: file, maxContext: context, maxBatch: options.batch, widenToF32: options.widenToF32,
-                               kvCache: options.kvCache)
+        model = try LanguageModels.load(file, LanguageModelOptions(maxContext: context, maxBatch: options.batch,
+                                                                   widenToF32: options.widenToF32, kvCache: options.kvCache))
         vision = try mmproj.map { try VisionPipeline(path: $0) }
-        if let vision, vision.outputWidth != model.config.hidden {
-            throw ModelError("\(mmproj!): the projector makes rows of \(vision.outputWidth), the language model takes \(model.config.hidden)")
+        if let vision, vision.outputWidth != model.hidden {
+            throw ModelError("\(mmproj!): the projector makes rows of \(vision.outputWidth), the language model takes \(model.hidden)")
         }
         loadMs = monotonicMilliseconds() - t0
     }
@@ -124,7 +124,7 @@ public final class Session {
     /// Prefills `pieces` after what the cache holds. `addBOS`: prepend BOS when the file says so (first turn only).
     @discardableResult
     public func prefill(_ pieces: [PromptPiece], addBOS: Bool) throws -> PrefillReport {
-        let d = model.config.hidden
+        let d = model.hidden
         var rows: [Float] = []
         var ids: [Int32] = []
         var imageTokens = 0

@@ -2,7 +2,7 @@
 //
 // vzquant: a quantized edge runtime for vision-language models.
 //   CQuant   — C11 int8/int4 GEMM kernels (scalar, AVX2, NEON/dotprod/i8mm), OpenMP threads
-//   VZQuant  — the Swift runtime: formats, models, VisionZip, text, images, generation, benchmarks
+//   VZQ*     — the Swift library, one target per layer (Sources/<Layer>), VZQuant re-exports them all
 //   vzquant  — the command-line tool
 import Foundation
 import PackageDescription
@@ -105,11 +105,29 @@ let package = Package(
             // A C target does not autolink its system-library dependencies' `link` directives: name them here.
             linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]
         ),
-        .target(
-            name: "VZQuant",
-            dependencies: ["CQuant", "CImage"],
-            path: "Sources/VZQuant"
-        ),
+        // The library, one target per layer; each depends only on the layers below it (ARCHITECTURE.md).
+        .target(name: "VZQSupport", dependencies: ["CQuant"], path: "Sources/Support"),
+        .target(name: "VZQKernels", dependencies: ["CQuant"], path: "Sources/Kernels"),
+        .target(name: "VZQFormats", dependencies: ["VZQKernels", "VZQSupport"], path: "Sources/Formats"),
+        .target(name: "VZQModels", dependencies: ["VZQFormats", "VZQKernels", "VZQSupport", "CQuant"], path: "Sources/Models"),
+        .target(name: "VZQTokenReduction", dependencies: ["VZQModels"], path: "Sources/TokenReduction"),
+        .target(name: "VZQText", dependencies: ["VZQFormats"], path: "Sources/Text"),
+        .target(name: "VZQImage", dependencies: ["VZQFormats", "CImage"], path: "Sources/Image"),
+        .target(name: "VZQFamilies", dependencies: ["VZQModels", "VZQImage", "VZQFormats"], path: "Sources/Families"),
+        .target(name: "VZQRuntime",
+                dependencies: ["VZQFamilies", "VZQTokenReduction", "VZQModels", "VZQText", "VZQImage", "VZQFormats",
+                               "VZQKernels", "VZQSupport", "CQuant"],
+                path: "Sources/Runtime"),
+        .target(name: "VZQConvert", dependencies: ["VZQModels", "VZQText", "VZQFormats", "VZQKernels", "VZQSupport", "CQuant"],
+                path: "Sources/Convert"),
+        .target(name: "VZQBench",
+                dependencies: ["VZQRuntime", "VZQConvert", "VZQTokenReduction", "VZQText", "VZQModels", "VZQImage", "VZQFormats", "VZQKernels", "VZQSupport", "CQuant"],
+                path: "Sources/Bench"),
+        // Everything above as one import.
+        .target(name: "VZQuant",
+                dependencies: ["VZQSupport", "VZQKernels", "VZQFormats", "VZQModels", "VZQTokenReduction", "VZQText", "VZQImage",
+                               "VZQFamilies", "VZQRuntime", "VZQConvert", "VZQBench"],
+                path: "Sources/VZQuant"),
         .executableTarget(
             name: "vzquant",
             dependencies: [

@@ -152,7 +152,7 @@ struct BenchModel: ParsableCommand {
         if let preset { do { _ = try ModelPreset.named(preset) } catch { throw ValidationError("\(error)") } }
         guard ["q4_0", "q8_0"].contains(type) else { throw ValidationError("--type must be q4_0 or q8_0") }
         guard ["f32", "f16"].contains(kvType) else { throw ValidationError("--kv-type must be f32 or f16") }
-        if let visualTokens { do { _ = try VisualTokens.list(visualTokens) } catch { throw ValidationError("\(error)") } }
+        if let visualTokens { do { _ = try VisualTokens.list(visualTokens) } catch { throw ValidationError("--visual-tokens: \(error)") } }
         if let promptTokens, promptTokens < 1 { throw ValidationError("--prompt-tokens must be at least 1") }
         if genTokens < 0 { throw ValidationError("--gen-tokens must be ≥ 0") }
         if repetitions < 1 { throw ValidationError("--repetitions must be at least 1") }

@@ -90,7 +90,7 @@ struct ChatCommand: ParsableCommand {
                 pending.removeAll()
             } catch let full as ContextFull {
                 // The conversation is as before the message; its images stay attached for the next one.
-                note("\(full)")
+                note("\(full) (raise --ctx-size, or /reset)")
             }
         }
     }

@@ -62,11 +62,22 @@ struct ImageOptions: ParsableArguments {
         guard maxImagePixels > 0, maxImageBytes > 0 else { throw ValidationError("image limits must be positive") }
     }
 
+    /// `--visual-tokens N|all`, or `--dominant D --contextual C` (both or neither) instead.
     func parsedVisualTokens() throws -> VisualTokens {
         do {
-            return try VisualTokens(option: visualTokens, dominant: dominant, contextual: contextual)
+            switch (dominant, contextual) {
+            case let (d?, c?):
+                guard visualTokens == nil else { throw ValidationError("give either --visual-tokens or --dominant/--contextual, not both") }
+                return try VisualTokens(dominant: d, contextual: c)
+            case (nil, nil):
+                return try VisualTokens(visualTokens ?? String(VisualTokens.defaultBudget))
+            default:
+                throw ValidationError("--dominant and --contextual go together")
+            }
+        } catch let e as ValidationError {
+            throw e
         } catch {
-            throw ValidationError("\(error)")
+            throw ValidationError("--visual-tokens: \(error)")
         }
     }
 

@@ -48,6 +48,8 @@ struct RunCommand: ParsableCommand {
             try generate()
         } catch let e as ValidationError {
             throw e
+        } catch let full as ContextFull {
+            fail("\(full) (raise --ctx-size)")
         } catch {
             fail("\(error)")
         }

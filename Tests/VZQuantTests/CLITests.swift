@@ -1,6 +1,17 @@
 import Foundation
 import XCTest
 @testable import VZQuant
+@testable import VZQSupport
+@testable import VZQKernels
+@testable import VZQFormats
+@testable import VZQModels
+@testable import VZQTokenReduction
+@testable import VZQText
+@testable import VZQImage
+@testable import VZQFamilies
+@testable import VZQRuntime
+@testable import VZQConvert
+@testable import VZQBench
 
 /// The `vzquant` executable (built next to the test bundle by `swift build --build-tests`) on the tiny LLaVA
 /// fixture: run --json, chat's per-turn prefill, tokenize, and one-line errors for bad input.

@@ -1,6 +1,17 @@
 import Foundation
 import XCTest
 @testable import VZQuant
+@testable import VZQSupport
+@testable import VZQKernels
+@testable import VZQFormats
+@testable import VZQModels
+@testable import VZQTokenReduction
+@testable import VZQText
+@testable import VZQImage
+@testable import VZQFamilies
+@testable import VZQRuntime
+@testable import VZQConvert
+@testable import VZQBench
 
 /// ChatTemplate against transformers: tools/make_chat_template_fixtures.py rendered the real chat templates of
 /// llava-1.5-7b-hf, Qwen2-0.5B-Instruct, SmolLM2-135M-Instruct (from its GGUF), Meta-Llama-3-8B-Instruct and

@@ -2,6 +2,17 @@ import CQuant
 import Foundation
 import XCTest
 @testable import VZQuant
+@testable import VZQSupport
+@testable import VZQKernels
+@testable import VZQFormats
+@testable import VZQModels
+@testable import VZQTokenReduction
+@testable import VZQText
+@testable import VZQImage
+@testable import VZQFamilies
+@testable import VZQRuntime
+@testable import VZQConvert
+@testable import VZQBench
 
 /// `vzquant convert` on the tiny HF fixtures (tools/make_hf_checkpoints.py): LLaVA in transformers 4.x names
 /// (F16) and 5.x names (BF16), and Qwen2 (F32, tied embeddings, q/k/v biases). Files are read back with our
@@ -789,7 +800,7 @@ final class ConvertTests: XCTestCase {
     }
 
     func testLlavaNeedsMmprojOut() throws {
-        try assertFails(try Self.hfDirectory("llava-4x"), mmproj: false, contains: ["--mmproj-out", "LlavaForConditionalGeneration"])
+        try assertFails(try Self.hfDirectory("llava-4x"), mmproj: false, contains: ["mmproj output", "LlavaForConditionalGeneration"])
     }
 
     /// Every shape is checked against config.json before anything is written: a bad text config fails the pair.

@@ -1,6 +1,17 @@
 import Foundation
 import XCTest
 @testable import VZQuant
+@testable import VZQSupport
+@testable import VZQKernels
+@testable import VZQFormats
+@testable import VZQModels
+@testable import VZQTokenReduction
+@testable import VZQText
+@testable import VZQImage
+@testable import VZQFamilies
+@testable import VZQRuntime
+@testable import VZQConvert
+@testable import VZQBench
 
 /// Careless and hostile input, one test per failure class: sizes read from files, sizes users ask for, FIFOs and
 /// devices, several outputs of one run, NaN fields, environment settings, and the errors people meet first.
@@ -296,6 +307,12 @@ final class HostileInputTests: XCTestCase {
         try expectFailure(["run", "-m", noBOS, "--raw", "-p", "", "-n", "2"], ["the prompt is empty"])
         try expectFailure(["run", "-m", path("absent.gguf"), "-p", "hi"], ["absent.gguf: cannot open: No such file or directory"])
         try expectFailure(["run", "-m", temp.path, "-p", "hi"], ["is a directory, not a regular file"])
+        // The budget flags: one form or the other, the split's two halves together.
+        for args in [["--visual-tokens", "64", "--dominant", "7", "--contextual", "1"], ["--dominant", "7"], ["--visual-tokens", "lots"]] {
+            let r = try vzquant(["run", "-m", text, "-p", "hi"] + args)
+            XCTAssertNotEqual(r.status, 0, "\(args)")
+            XCTAssertTrue(r.err.contains("--visual-tokens") || r.err.contains("--dominant"), r.err)
+        }
     }
 
     /// A valid RGB PNG of width × height mid-grey pixels.

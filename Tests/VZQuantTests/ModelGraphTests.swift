@@ -1,6 +1,17 @@
 import Foundation
 import XCTest
 @testable import VZQuant
+@testable import VZQSupport
+@testable import VZQKernels
+@testable import VZQFormats
+@testable import VZQModels
+@testable import VZQTokenReduction
+@testable import VZQText
+@testable import VZQImage
+@testable import VZQFamilies
+@testable import VZQRuntime
+@testable import VZQConvert
+@testable import VZQBench
 
 /// The model graph beyond LLaVA's basics: memory while loading, projector types, pruned and rope-scaled decoders.
 final class ModelGraphTests: XCTestCase {

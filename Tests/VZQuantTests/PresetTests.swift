@@ -1,6 +1,17 @@
 import Foundation
 import XCTest
 @testable import VZQuant
+@testable import VZQSupport
+@testable import VZQKernels
+@testable import VZQFormats
+@testable import VZQModels
+@testable import VZQTokenReduction
+@testable import VZQText
+@testable import VZQImage
+@testable import VZQFamilies
+@testable import VZQRuntime
+@testable import VZQConvert
+@testable import VZQBench
 
 /// Synthetic models (ModelPreset, SyntheticModel): the big presets are checked without writing, against parameter
 /// counts transformers computes for the same architectures (tools/check_preset.py counts → Fixtures/presets); the

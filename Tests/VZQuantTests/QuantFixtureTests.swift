@@ -3,6 +3,17 @@ import Foundation
 import XCTest
 
 @testable import VZQuant
+@testable import VZQSupport
+@testable import VZQKernels
+@testable import VZQFormats
+@testable import VZQModels
+@testable import VZQTokenReduction
+@testable import VZQText
+@testable import VZQImage
+@testable import VZQFamilies
+@testable import VZQRuntime
+@testable import VZQConvert
+@testable import VZQBench
 
 /// CQuant's block formats against gguf-py, an independent mirror of ggml's reference code.
 ///

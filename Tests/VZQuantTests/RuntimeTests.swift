@@ -1,6 +1,17 @@
 import Foundation
 import XCTest
 @testable import VZQuant
+@testable import VZQSupport
+@testable import VZQKernels
+@testable import VZQFormats
+@testable import VZQModels
+@testable import VZQTokenReduction
+@testable import VZQText
+@testable import VZQImage
+@testable import VZQFamilies
+@testable import VZQRuntime
+@testable import VZQConvert
+@testable import VZQBench
 
 /// The runtime (Session, VisionPipeline, generation) on the llava-4x fixture, against the transformers references
 /// in Fixtures/models/{llava,visionzip} (tools/make_model_references.py).
@@ -143,7 +154,7 @@ final class RuntimeTests: XCTestCase {
         }
         XCTAssertEqual(session.position, 0, "a refused prefill leaves the cache as it was")
         XCTAssertThrowsError(try session.encodeImage(path: "/nonexistent.png", visualTokens: .all)) { error in
-            XCTAssertTrue("\(error)".contains("--mmproj"), "\(error)")
+            XCTAssertTrue("\(error)".contains("mmproj"), "\(error)")
         }
         // Generation until the cache is full stops with context_full, not an error.
         try session.prefill([.tokens([1, 2, 3, 4, 5, 6])], addBOS: false)
@@ -154,14 +165,13 @@ final class RuntimeTests: XCTestCase {
     }
 
     func testVisualTokensOption() throws {
-        XCTAssertEqual(try VisualTokens(option: nil), .budget(.init(dominant: 54, contextual: 10)))
-        XCTAssertEqual(try VisualTokens(option: "all"), .all)
-        XCTAssertEqual(try VisualTokens(option: "192"), .budget(.init(dominant: 162, contextual: 30)))
-        XCTAssertEqual(try VisualTokens(option: nil, dominant: 7, contextual: 0), .budget(.init(dominant: 7, contextual: 0)))
-        XCTAssertThrowsError(try VisualTokens(option: "64", dominant: 7, contextual: 1))
-        XCTAssertThrowsError(try VisualTokens(option: nil, dominant: 7))
-        XCTAssertThrowsError(try VisualTokens(option: "lots"))
-        XCTAssertThrowsError(try VisualTokens(option: "0"))
+        XCTAssertEqual(try VisualTokens(String(VisualTokens.defaultBudget)), .budget(.init(dominant: 54, contextual: 10)))
+        XCTAssertEqual(try VisualTokens("all"), .all)
+        XCTAssertEqual(try VisualTokens("192"), .budget(.init(dominant: 162, contextual: 30)))
+        XCTAssertEqual(try VisualTokens(dominant: 7, contextual: 0), .budget(.init(dominant: 7, contextual: 0)))
+        XCTAssertThrowsError(try VisualTokens(dominant: 0, contextual: 0))
+        XCTAssertThrowsError(try VisualTokens("lots"))
+        XCTAssertThrowsError(try VisualTokens("0"))
         XCTAssertEqual(try VisualTokens.list("all, 192,128,64").map(\.description), ["all", "192", "128", "64"])
         XCTAssertThrowsError(try VisualTokens.list("all,,64"))
     }

@@ -1,6 +1,17 @@
 import Foundation
 import XCTest
 @testable import VZQuant
+@testable import VZQSupport
+@testable import VZQKernels
+@testable import VZQFormats
+@testable import VZQModels
+@testable import VZQTokenReduction
+@testable import VZQText
+@testable import VZQImage
+@testable import VZQFamilies
+@testable import VZQRuntime
+@testable import VZQConvert
+@testable import VZQBench
 
 /// Sampler against the definitions: argmax, softmax with temperature, the smallest top-p set, top-k, min-p and
 /// the repeat penalty, computed here from scratch (full sorts, plain loops) and compared with what the sampler

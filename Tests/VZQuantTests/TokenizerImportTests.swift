@@ -1,6 +1,17 @@
 import Foundation
 import XCTest
 @testable import VZQuant
+@testable import VZQSupport
+@testable import VZQKernels
+@testable import VZQFormats
+@testable import VZQModels
+@testable import VZQTokenReduction
+@testable import VZQText
+@testable import VZQImage
+@testable import VZQFamilies
+@testable import VZQRuntime
+@testable import VZQConvert
+@testable import VZQBench
 
 /// TokenizerImport against references made by tools/make_tokenizer_reference.py (llama.cpp's convert_hf_to_gguf.py
 /// steps run with gguf-py, transformers and sentencepiece, written through gguf.GGUFWriter and read back). Only the

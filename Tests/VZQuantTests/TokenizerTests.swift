@@ -1,6 +1,17 @@
 import Foundation
 import XCTest
 @testable import VZQuant
+@testable import VZQSupport
+@testable import VZQKernels
+@testable import VZQFormats
+@testable import VZQModels
+@testable import VZQTokenReduction
+@testable import VZQText
+@testable import VZQImage
+@testable import VZQFamilies
+@testable import VZQRuntime
+@testable import VZQConvert
+@testable import VZQBench
 
 /// The runtime tokenizers (Sources/VZQuant/Text/) against Hugging Face's: tools/make_tokenizer_parity.py encoded a
 /// varied corpus with transformers/tokenizers for three fixture tokenizers and committed the ids; here each

@@ -1,6 +1,17 @@
 import Foundation
 import XCTest
 @testable import VZQuant
+@testable import VZQSupport
+@testable import VZQKernels
+@testable import VZQFormats
+@testable import VZQModels
+@testable import VZQTokenReduction
+@testable import VZQText
+@testable import VZQImage
+@testable import VZQFamilies
+@testable import VZQRuntime
+@testable import VZQConvert
+@testable import VZQBench
 
 /// The SigLIP and DINOv2 towers on GGUF files converted from the tiny HF fixtures, against the transformers
 /// references in Fixtures/models (tools/make_model_references.py).

@@ -1,6 +1,17 @@
 import Foundation
 import XCTest
 @testable import VZQuant
+@testable import VZQSupport
+@testable import VZQKernels
+@testable import VZQFormats
+@testable import VZQModels
+@testable import VZQTokenReduction
+@testable import VZQText
+@testable import VZQImage
+@testable import VZQFamilies
+@testable import VZQRuntime
+@testable import VZQConvert
+@testable import VZQBench
 
 /// VisionZip against the reference in Fixtures/models/visionzip (tools/make_model_references.py, written from
 /// /work/shared/visionzip.md), hand-made cases with known answers, the budget split, and the LLaVA path end to end.

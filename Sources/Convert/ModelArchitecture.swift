@@ -1,0 +1,324 @@
+import Foundation
+import VZQModels
+import VZQText
+import VZQFormats
+import VZQKernels
+import VZQSupport
+import CQuant
+
+/// Which Hugging Face architectures `vzquant convert` understands, and their hyper-parameters resolved from
+/// config.json with transformers' defaults filled in.
+public enum HFArchitecture: String, CaseIterable, Sendable {
+    case llava = "LlavaForConditionalGeneration"
+    case llama = "LlamaForCausalLM"
+    case mistral = "MistralForCausalLM"
+    case qwen2 = "Qwen2ForCausalLM"
+    case clipVision = "CLIPVisionModel"
+    case siglipVision = "SiglipVisionModel"
+    case dinov2 = "Dinov2Model"
+
+    public static var supportedList: String { allCases.map(\.rawValue).joined(separator: ", ") }
+
+    /// The architecture named by config.json's "architectures", or a one-line error naming it and the supported list.
+    public static func detect(_ config: HFConfig, directory: String) throws -> HFArchitecture {
+        guard let names = config.architectures, !names.isEmpty else {
+            throw ConvertError("\(directory)/config.json has no \"architectures\" entry; supported: \(supportedList)")
+        }
+        for n in names { if let a = HFArchitecture(rawValue: n) { return a } }
+        throw ConvertError("unsupported architecture \(names.joined(separator: ", ")) in \(directory)/config.json; supported: \(supportedList)")
+    }
+
+    public var hasText: Bool { self == .llava || self == .llama || self == .mistral || self == .qwen2 }
+    public var hasVision: Bool { !(self == .llama || self == .mistral || self == .qwen2) }
+}
+
+/// The converter's single error: one line, no file left behind.
+public struct ConvertError: Error, CustomStringConvertible, Equatable, Sendable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// A config.json field checked against `Limits` before anything is planned or sized from it.
+func bounded<T: Comparable>(_ value: T, _ field: String, _ range: ClosedRange<T>, directory: String) throws -> T {
+    guard range.contains(value) else {
+        throw ConvertError("\(directory)/config.json: \(field) is \(value), outside \(Limits.describe(range))")
+    }
+    return value
+}
+
+/// A config.json float: finite and inside `range`.
+func boundedFloat(_ value: Double, _ field: String, _ range: ClosedRange<Double>, directory: String) throws -> Double {
+    guard value.isFinite, range.contains(value) else {
+        throw ConvertError("\(directory)/config.json: \(field) is \(value), outside \(Limits.describe(range))")
+    }
+    return value
+}
+
+/// A decoder-only text model, as llama.cpp describes it.
+public struct TextParams: Sendable, Equatable {
+    /// llama.cpp's architecture: "llama" (Llama, Mistral, Vicuna) or "qwen2".
+    public var arch: String
+    public var hidden: Int
+    public var feedForward: Int
+    public var layers: Int
+    public var heads: Int
+    public var kvHeads: Int
+    public var headDim: Int
+    /// nil when config.json does not say (then the embedding's row count is used).
+    public var vocab: Int?
+    public var context: Int
+    public var rmsEps: Double
+    public var ropeTheta: Double
+    /// What llama.cpp records of config.json's rope_parameters / rope_scaling (nil: nothing).
+    public var ropeScaling: RopeScaling?
+    public var tiedEmbeddings: Bool
+    /// q/k/v projections have biases (always for qwen2; llama when attention_bias is true).
+    public var qkvBias: Bool
+    /// llama.cpp's llama files store Q/K rows with the rotary halves interleaved; HF stores them split.
+    public var permuteQK: Bool { arch == "llama" }
+
+    /// A decoder described directly (synthetic presets).
+    init(arch: String, hidden: Int, feedForward: Int, layers: Int, heads: Int, kvHeads: Int, vocab: Int, context: Int,
+         rmsEps: Double, ropeTheta: Double, tiedEmbeddings: Bool) {
+        (self.arch, self.hidden, self.feedForward, self.layers) = (arch, hidden, feedForward, layers)
+        (self.heads, self.kvHeads, headDim, self.vocab, self.context) = (heads, kvHeads, hidden / heads, vocab, context)
+        (self.rmsEps, self.ropeTheta, ropeScaling, self.tiedEmbeddings, qkvBias) = (rmsEps, ropeTheta, nil, tiedEmbeddings, false)
+    }
+
+    init(_ c: HFTextConfig, tiedDefault: Bool?, directory: String) throws {
+        let type = c.modelType ?? "llama"
+        switch type {
+        case "llama", "mistral": arch = "llama"
+        case "qwen2": arch = "qwen2"
+        default:
+            throw ConvertError("unsupported text model_type '\(type)' in \(directory)/config.json; supported: llama, mistral, qwen2")
+        }
+        // transformers' defaults for each config class (used only when config.json leaves a field out).
+        let mistral = type == "mistral", qwen = type == "qwen2"
+        let d = directory
+        hidden = try bounded(c.hiddenSize ?? 4096, "hidden_size", Limits.width, directory: d)
+        feedForward = try bounded(c.intermediateSize ?? (mistral ? 14336 : qwen ? 22016 : 11008), "intermediate_size", Limits.width, directory: d)
+        layers = try bounded(c.numHiddenLayers ?? 32, "num_hidden_layers", Limits.layers, directory: d)
+        heads = try bounded(c.numAttentionHeads ?? 32, "num_attention_heads", Limits.heads, directory: d)
+        kvHeads = try bounded(c.numKeyValueHeads ?? (mistral ? 8 : heads), "num_key_value_heads", Limits.heads, directory: d)
+        guard heads % kvHeads == 0 else {
+            throw ConvertError("\(directory)/config.json: bad attention shape (hidden \(hidden), heads \(heads), kv heads \(kvHeads), layers \(layers))")
+        }
+        headDim = c.headDim ?? hidden / heads
+        guard Limits.width.contains(headDim), headDim % 2 == 0 else { throw ConvertError("\(directory)/config.json: head_dim \(headDim) must be even and in \(Limits.describe(Limits.width))") }
+        vocab = try c.vocabSize.map { try bounded($0, "vocab_size", Limits.vocabulary, directory: d) }
+        context = try bounded(c.maxPositionEmbeddings ?? (mistral || qwen ? 32768 : 2048), "max_position_embeddings", Limits.context, directory: d)
+        rmsEps = try boundedFloat(c.rmsNormEps ?? 1e-6, "rms_norm_eps", 0...1, directory: d)
+        ropeTheta = try boundedFloat(c.ropeTheta ?? c.ropeParameters?.ropeTheta ?? 10000, "rope_theta",
+                                     Double(Limits.ropeBase.lowerBound)...Double(Limits.ropeBase.upperBound), directory: d)
+        // convert_hf_to_gguf.py reads rope_parameters, else rope_scaling
+        ropeScaling = try RopeScaling(c.ropeParameters ?? c.ropeScaling, topLevelOriginalContext: c.originalMaxPositionEmbeddings,
+                                      directory: directory)
+        tiedEmbeddings = c.tieWordEmbeddings ?? tiedDefault ?? false
+        qkvBias = qwen || (c.attentionBias ?? false)
+    }
+
+    /// The `<arch>.*` keys llama.cpp reads for this decoder, with `vocab` token rows.
+    func metadata(vocab: Int) -> [(String, GGUFValue)] {
+        let key = GGUFKey.Decoder(arch)
+        var meta: [(String, GGUFValue)] = [
+            (key.contextLength, .uint32(UInt32(context))),
+            (key.embeddingLength, .uint32(UInt32(hidden))),
+            (key.blockCount, .uint32(UInt32(layers))),
+            (key.feedForwardLength, .uint32(UInt32(feedForward))),
+            (key.ropeDimensionCount, .uint32(UInt32(headDim))),
+            (key.ropeFreqBase, .float32(Float(ropeTheta))),
+            (key.headCount, .uint32(UInt32(heads))),
+            (key.headCountKV, .uint32(UInt32(kvHeads))),
+            (key.rmsEpsilon, .float32(Float(rmsEps))),
+            (key.vocabSize, .uint32(UInt32(vocab))),
+        ]
+        if headDim * heads != hidden {
+            meta.append((key.keyLength, .uint32(UInt32(headDim))))
+            meta.append((key.valueLength, .uint32(UInt32(headDim))))
+        }
+        for (k, v) in ropeScaling?.metadata ?? [] { meta.append((key.ropeScaling(k), v)) }
+        return meta
+    }
+}
+
+/// RoPE scaling as llama.cpp's convert_hf_to_gguf.py records it for a Llama/Mistral/Qwen2 model:
+/// - "linear" (with a factor): `<arch>.rope.scaling.type` = "linear" and `.factor`;
+/// - "yarn" (with a factor): type "yarn", `.factor`, `.original_context_length`, and, when config.json has them,
+///   `.yarn_ext_factor` (extrapolation_factor), `.yarn_attn_factor` (attention_factor or attn_factor),
+///   `.yarn_beta_fast`, `.yarn_beta_slow`;
+/// - "llama3": no scaling keys at all, but a `rope_freqs.weight` F32 tensor of head_dim/2 per-frequency factors
+///   (`llama3FrequencyFactors`), which llama.cpp divides each rotary frequency by;
+/// - anything else ("dynamic", unknown names): nothing (llama.cpp warns and runs without scaling).
+/// "longrope"/"su" is refused: llama.cpp would need the long/short factor tensors Phi-3 has, which these
+/// architectures do not carry.
+public enum RopeScaling: Sendable, Equatable {
+    case linear(factor: Double)
+    case yarn(factor: Double, originalContext: Int, extFactor: Double?, attnFactor: Double?, betaFast: Double?, betaSlow: Double?)
+    case llama3(factor: Double, lowFreqFactor: Double, highFreqFactor: Double, originalContext: Int)
+
+    /// nil when llama.cpp would record nothing.
+    init?(_ r: HFRope?, topLevelOriginalContext: Int?, directory: String) throws {
+        guard let r, let type = r.scalingType else { return nil }
+        let original = try (r.originalMaxPositionEmbeddings ?? topLevelOriginalContext)
+            .map { try bounded($0, "original_max_position_embeddings", Limits.context, directory: directory) }
+        let factorRange = Double(Limits.ropeFactor.lowerBound)...Double(Limits.ropeFactor.upperBound)
+        if let f = r.factor { _ = try boundedFloat(f, "rope scaling factor", factorRange, directory: directory) }
+        for (name, v) in [("extrapolation_factor", r.extrapolationFactor), ("attention_factor", r.attentionFactor ?? r.attnFactor),
+                          ("beta_fast", r.betaFast), ("beta_slow", r.betaSlow), ("low_freq_factor", r.lowFreqFactor),
+                          ("high_freq_factor", r.highFreqFactor)] {
+            if let v { _ = try boundedFloat(v, "rope scaling \(name)", -1e6...1e6, directory: directory) }
+        }
+        switch type {
+        case "linear":
+            guard let f = r.factor else { return nil }
+            self = .linear(factor: f)
+        case "yarn":
+            guard let f = r.factor else { return nil }
+            guard let original else {
+                throw ConvertError("\(directory)/config.json: yarn rope scaling needs original_max_position_embeddings")
+            }
+            self = .yarn(factor: f, originalContext: original, extFactor: r.extrapolationFactor,
+                         attnFactor: r.attentionFactor ?? r.attnFactor, betaFast: r.betaFast, betaSlow: r.betaSlow)
+        case _ where type.lowercased() == "llama3":
+            // convert_hf_to_gguf.py's defaults for absent fields
+            self = .llama3(factor: r.factor ?? 8, lowFreqFactor: r.lowFreqFactor ?? 1, highFreqFactor: r.highFreqFactor ?? 4,
+                           originalContext: original ?? 8192)
+        case "longrope", "su":
+            throw ConvertError("\(directory)/config.json: rope scaling '\(type)' is not supported (llama.cpp needs long/short factor tensors these models do not have)")
+        default:
+            return nil
+        }
+    }
+
+    /// The `(key suffix, value)` pairs llama.cpp writes under `<arch>.rope.scaling.`.
+    var metadata: [(String, GGUFValue)] {
+        switch self {
+        case let .linear(f):
+            return [("type", .string("linear")), ("factor", .float32(Float(f)))]
+        case let .yarn(f, original, ext, attn, fast, slow):
+            var out: [(String, GGUFValue)] = [("type", .string("yarn")), ("factor", .float32(Float(f))),
+                                              ("original_context_length", .uint32(UInt32(clamping: original)))]
+            if let ext { out.append(("yarn_ext_factor", .float32(Float(ext)))) }
+            if let attn { out.append(("yarn_attn_factor", .float32(Float(attn)))) }
+            if let fast { out.append(("yarn_beta_fast", .float32(Float(fast)))) }
+            if let slow { out.append(("yarn_beta_slow", .float32(Float(slow)))) }
+            return out
+        case .llama3:
+            return []
+        }
+    }
+
+    /// Llama 3.1's per-frequency RoPE factors, one per rotary pair i (θ_i = base^(−2i/headDim)), computed in
+    /// fp32 like convert_hf_to_gguf.py (which uses float32 torch tensors): with wavelength λ_i = 2π/θ_i,
+    /// factor 1 when λ_i < original/high_freq_factor (high frequencies kept), `factor` when
+    /// λ_i > original/low_freq_factor (low frequencies stretched), else 1 / ((1 − s)/factor + s) with
+    /// s = (original/λ_i − low) / (high − low). llama.cpp divides θ_i by it.
+    static func llama3FrequencyFactors(headDim: Int, base: Double, factor: Double, lowFreqFactor: Double,
+                                       highFreqFactor: Double, originalContext: Int) -> [Float] {
+        let f = Float(factor), low = Float(lowFreqFactor)
+        let old = Float(originalContext)
+        let lowWavelength = Float(Double(originalContext) / lowFreqFactor)
+        let highWavelength = Float(Double(originalContext) / highFreqFactor)
+        let span = Float(highFreqFactor - lowFreqFactor)
+        let twoPi = Float(2 * Double.pi)
+        return stride(from: 0, to: headDim, by: 2).map { i -> Float in
+            let theta = 1 / powf(Float(base), Float(i) / Float(headDim))
+            let wavelength = (1 / theta) * twoPi
+            if wavelength < highWavelength { return 1 }
+            if wavelength > lowWavelength { return f }
+            let smooth = ((1 / wavelength) * old - low) / span
+            return 1 / ((1 - smooth) / f + smooth)
+        }
+    }
+}
+
+public struct VisionParams: Sendable, Equatable {
+    public var family: VisionFamily
+    public var hidden: Int
+    public var feedForward: Int
+    public var layers: Int
+    public var heads: Int
+    public var imageSize: Int
+    public var patchSize: Int
+    public var channels: Int
+    public var projectionDim: Int
+    public var eps: Double
+    public var hiddenAct: String
+    /// Patches per image (+1 for the class token where the family has one): rows of the position embedding.
+    public var positions: Int { (imageSize / patchSize) * (imageSize / patchSize) + (family == .siglip ? 0 : 1) }
+
+    /// A tower described directly (synthetic presets).
+    init(family: VisionFamily, hidden: Int, feedForward: Int, layers: Int, heads: Int, imageSize: Int, patchSize: Int,
+         projectionDim: Int, eps: Double, hiddenAct: String) {
+        (self.family, self.hidden, self.feedForward, self.layers, self.heads) = (family, hidden, feedForward, layers, heads)
+        (self.imageSize, self.patchSize, channels, self.projectionDim) = (imageSize, patchSize, 3, projectionDim)
+        (self.eps, self.hiddenAct) = (eps, hiddenAct)
+    }
+
+    init(_ c: HFVisionConfig, family: VisionFamily, directory: String) throws {
+        self.family = family
+        hidden = c.hiddenSize ?? 768
+        switch family {
+        case .clip:
+            feedForward = c.intermediateSize ?? 3072
+            imageSize = c.imageSize ?? 224
+            patchSize = c.patchSize ?? 32
+            eps = c.layerNormEps ?? 1e-5
+            hiddenAct = c.hiddenAct ?? "quick_gelu"
+        case .siglip:
+            feedForward = c.intermediateSize ?? 3072
+            imageSize = c.imageSize ?? 224
+            patchSize = c.patchSize ?? 16
+            eps = c.layerNormEps ?? 1e-6
+            hiddenAct = c.hiddenAct ?? "gelu_pytorch_tanh"
+        case .dinov2:
+            let ratio = try boundedFloat(c.mlpRatio ?? 4, "mlp_ratio", 1e-3...1e3, directory: directory)
+            feedForward = Int((Double(min(hidden, Limits.width.upperBound)) * ratio).rounded())
+            imageSize = c.imageSize ?? 224
+            patchSize = c.patchSize ?? 16
+            eps = c.layerNormEps ?? 1e-6
+            hiddenAct = c.hiddenAct ?? "gelu"
+        }
+        let d = directory
+        _ = try bounded(hidden, "hidden_size", Limits.width, directory: d)
+        _ = try bounded(feedForward, "intermediate_size", Limits.width, directory: d)
+        _ = try bounded(imageSize, "image_size", Limits.imageSide, directory: d)
+        _ = try bounded(patchSize, "patch_size", Limits.patchSide, directory: d)
+        _ = try boundedFloat(eps, "layer_norm_eps", 0...1, directory: d)
+        layers = try bounded(c.numHiddenLayers ?? 12, "num_hidden_layers", Limits.layers, directory: d)
+        heads = try bounded(c.numAttentionHeads ?? 12, "num_attention_heads", Limits.heads, directory: d)
+        channels = try bounded(c.numChannels ?? 3, "num_channels", 3...3, directory: d)
+        projectionDim = try bounded(c.projectionDim ?? (family == .clip ? 512 : hidden), "projection_dim", Limits.width, directory: d)
+        guard hidden % heads == 0, imageSize >= patchSize else {
+            throw ConvertError("\(directory)/config.json: bad vision shape (hidden \(hidden), heads \(heads), layers \(layers), image \(imageSize), patch \(patchSize))")
+        }
+    }
+
+    /// The `clip.*` keys llama.cpp reads for the tower itself, `keptLayers` of its blocks stored.
+    func metadata(keptLayers: Int, mean: [Double], std: [Double]) -> [(String, GGUFValue)] {
+        [
+            (GGUFKey.Vision.useGelu, .bool(hiddenAct.hasPrefix("gelu"))),
+            (GGUFKey.Vision.imageSize, .uint32(UInt32(imageSize))),
+            (GGUFKey.Vision.patchSize, .uint32(UInt32(patchSize))),
+            (GGUFKey.Vision.embeddingLength, .uint32(UInt32(hidden))),
+            (GGUFKey.Vision.feedForwardLength, .uint32(UInt32(feedForward))),
+            (GGUFKey.Vision.projectionDim, .uint32(UInt32(projectionDim))),
+            (GGUFKey.Vision.blockCount, .uint32(UInt32(keptLayers))),
+            (GGUFKey.Vision.headCount, .uint32(UInt32(heads))),
+            (GGUFKey.Vision.layerNormEpsilon, .float32(Float(eps))),
+            (GGUFKey.Vision.imageMean, .float32s(mean.map { Float($0) })),
+            (GGUFKey.Vision.imageStd, .float32s(std.map { Float($0) })),
+        ]
+    }
+
+    /// image_mean / image_std each family was trained with (preprocessor_config.json overrides).
+    public var defaultMeanStd: ([Double], [Double]) {
+        switch family {
+        case .clip: ([0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711])
+        case .siglip: ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5])
+        case .dinov2: ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+        }
+    }
+}

@@ -1,0 +1,183 @@
+import VZQModels
+import VZQText
+import VZQFormats
+import VZQKernels
+import VZQSupport
+import CQuant
+
+/// Published architectures at their real sizes, for synthetic models (`SyntheticModel`): speed and memory do not
+/// depend on the values of the weights, so a file with this exact geometry and seeded random weights benchmarks
+/// like the real checkpoint, which is gigabytes and not available offline.
+///
+/// Geometries (from the models' config.json files on the Hugging Face hub):
+/// - llava-1.5-7b (liuhaotian/llava-v1.5-7b, llava-hf/llava-1.5-7b-hf): text = Vicuna-7B v1.5 (Llama-2-7B shape:
+///   hidden 4096, 32 layers, 32 heads, ffn 11008, vocab 32000, context 4096, rms eps 1e-5, rope theta 10000);
+///   vision = CLIP ViT-L/14-336 (hidden 1024, 24 layers, 16 heads, ffn 4096, quick_gelu, projection_dim 768),
+///   vision_feature_layer −2 (23 layers kept, no post-norm, as llama.cpp's mmproj), "default" select (no CLS);
+///   projector mlp2x_gelu 1024 → 4096 → 4096 with biases.
+/// - llava-1.5-13b: text = Vicuna-13B v1.5 (Llama-2-13B shape: hidden 5120, 40 layers, 40 heads, ffn 13824); the
+///   same CLIP; projector 1024 → 5120 → 5120.
+/// - llava-next-7b (liuhaotian/llava-v1.6-vicuna-7b): as llava-1.5-7b, plus AnyRes: grid pinpoints
+///   [[336,672],[672,336],[672,672],[1008,336],[336,1008]], crop resolution 336, "spatial_unpad" merging and the
+///   `model.image_newline` row.
+/// - smolvlm-256m (HuggingFaceTB/SmolVLM-256M-Instruct): text = SmolLM2-135M shape (hidden 576, 30 layers, 9
+///   heads, 3 kv heads, ffn 1536, rope theta 100000, context 8192) with the 49280-token vocabulary; vision =
+///   SigLIP base patch16 at 512 (hidden 768, 12 layers, 12 heads, ffn 3072, gelu_pytorch_tanh, mean/std 0.5);
+///   Idefics3 connector: pixel shuffle by 4 (768·16 = 12288) → 576, no bias. Its lm_head is a separate matrix
+///   (not tied): only then do the parts add up to the published 256 M parameters (tied: 228 M).
+/// - tiny-llava / tiny-smolvlm: a few layers of small widths (multiples of 32), for tests and CI.
+public struct ModelPreset: Sendable, Equatable {
+    public var name: String
+    public var summary: String
+    public var text: TextPreset
+    public var vision: VisionPreset
+    public var projector: ProjectorPreset
+    /// LLaVA-NeXT's any-resolution crops (nil: one image per crop at the tower's size).
+    public var anyRes: AnyResPreset?
+    public var chat: ChatFamily
+
+    /// The prompt format and the special tokens that go with it.
+    public enum ChatFamily: String, Sendable, Equatable {
+        /// LLaVA-1.5 / Vicuna: "USER: … ASSISTANT:", <s> / </s>, `<image>` as a user-defined token.
+        case vicuna
+        /// SmolVLM: "<|im_start|>User: …<end_of_utterance>\nAssistant:" (llama.cpp calls it "smolvlm").
+        case smolvlm
+    }
+
+    public static let all: [ModelPreset] = [llava15_7b, llava15_13b, llavaNext7b, smolvlm256m, tinyLlava, tinySmolvlm]
+
+    public static var names: [String] { all.map(\.name) }
+
+    /// The preset called `name`, or an error listing the known ones.
+    public static func named(_ name: String) throws -> ModelPreset {
+        guard let p = all.first(where: { $0.name == name.lowercased() }) else {
+            throw ConvertError("unknown preset '\(name)'; known presets: \(names.joined(separator: ", "))")
+        }
+        return p
+    }
+
+    // MARK: the presets
+
+    static let vicuna7b = TextPreset(hidden: 4096, layers: 32, heads: 32, kvHeads: 32, feedForward: 11008, vocab: 32000,
+                                     context: 4096, ropeTheta: 10000, rmsEps: 1e-5, tiedEmbeddings: false)
+
+    /// CLIP ViT-L/14 at 336 as LLaVA uses it: hidden_states[−2], so 23 of its 24 layers.
+    static let clipL336 = VisionPreset(family: .clip, imageSize: 336, patchSize: 14, hidden: 1024, feedForward: 4096,
+                                       heads: 16, sourceLayers: 24, featureLayer: -2, featureSelect: "default",
+                                       hiddenAct: "quick_gelu", eps: 1e-5, projectionDim: 768,
+                                       imageMean: [0.48145466, 0.4578275, 0.40821073],
+                                       imageStd: [0.26862954, 0.26130258, 0.27577711])
+
+    public static let llava15_7b = ModelPreset(
+        name: "llava-1.5-7b", summary: "LLaVA-1.5 7B: Vicuna-7B + CLIP ViT-L/14-336 + mlp2x_gelu",
+        text: vicuna7b, vision: clipL336, projector: .mlp(bias: true), anyRes: nil, chat: .vicuna)
+
+    public static let llava15_13b = ModelPreset(
+        name: "llava-1.5-13b", summary: "LLaVA-1.5 13B: Vicuna-13B + CLIP ViT-L/14-336 + mlp2x_gelu",
+        text: TextPreset(hidden: 5120, layers: 40, heads: 40, kvHeads: 40, feedForward: 13824, vocab: 32000,
+                         context: 4096, ropeTheta: 10000, rmsEps: 1e-5, tiedEmbeddings: false),
+        vision: clipL336, projector: .mlp(bias: true), anyRes: nil, chat: .vicuna)
+
+    public static let llavaNext7b = ModelPreset(
+        name: "llava-next-7b", summary: "LLaVA-NeXT (v1.6) Vicuna-7B: LLaVA-1.5-7B shape with AnyRes crops",
+        text: vicuna7b, vision: clipL336, projector: .mlp(bias: true),
+        anyRes: AnyResPreset(gridPinpoints: [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]],
+                             cropResolution: 336, mergeType: "spatial_unpad"),
+        chat: .vicuna)
+
+    public static let smolvlm256m = ModelPreset(
+        name: "smolvlm-256m", summary: "SmolVLM-256M-Instruct: SmolLM2-135M shape + SigLIP-B/16-512 + Idefics3 connector",
+        text: TextPreset(hidden: 576, layers: 30, heads: 9, kvHeads: 3, feedForward: 1536, vocab: 49280, context: 8192,
+                         ropeTheta: 100_000, rmsEps: 1e-5, tiedEmbeddings: false),
+        vision: VisionPreset(family: .siglip, imageSize: 512, patchSize: 16, hidden: 768, feedForward: 3072, heads: 12,
+                             sourceLayers: 12, featureLayer: nil, featureSelect: "full", hiddenAct: "gelu_pytorch_tanh",
+                             eps: 1e-6, projectionDim: 768, imageMean: [0.5, 0.5, 0.5], imageStd: [0.5, 0.5, 0.5]),
+        projector: .idefics3(scaleFactor: 4), anyRes: nil, chat: .smolvlm)
+
+    public static let tinyLlava = ModelPreset(
+        name: "tiny-llava", summary: "a 2-layer LLaVA-shaped model for tests",
+        text: TextPreset(hidden: 64, layers: 2, heads: 4, kvHeads: 2, feedForward: 128, vocab: 1024, context: 256,
+                         ropeTheta: 10000, rmsEps: 1e-5, tiedEmbeddings: false),
+        vision: VisionPreset(family: .clip, imageSize: 56, patchSize: 14, hidden: 64, feedForward: 128, heads: 4,
+                             sourceLayers: 3, featureLayer: -2, featureSelect: "default", hiddenAct: "quick_gelu",
+                             eps: 1e-5, projectionDim: 64, imageMean: clipL336.imageMean, imageStd: clipL336.imageStd),
+        projector: .mlp(bias: true), anyRes: nil, chat: .vicuna)
+
+    public static let tinySmolvlm = ModelPreset(
+        name: "tiny-smolvlm", summary: "a 2-layer SmolVLM-shaped model for tests",
+        text: TextPreset(hidden: 64, layers: 2, heads: 4, kvHeads: 2, feedForward: 128, vocab: 1024, context: 256,
+                         ropeTheta: 100_000, rmsEps: 1e-5, tiedEmbeddings: true),
+        vision: VisionPreset(family: .siglip, imageSize: 128, patchSize: 16, hidden: 64, feedForward: 128, heads: 4,
+                             sourceLayers: 2, featureLayer: nil, featureSelect: "full", hiddenAct: "gelu_pytorch_tanh",
+                             eps: 1e-6, projectionDim: 64, imageMean: [0.5, 0.5, 0.5], imageStd: [0.5, 0.5, 0.5]),
+        projector: .idefics3(scaleFactor: 4), anyRes: nil, chat: .smolvlm)
+}
+
+/// A Llama-architecture decoder (llama.cpp's "llama" keys).
+public struct TextPreset: Sendable, Equatable, Codable {
+    public var architecture = "llama"
+    public var hidden: Int
+    public var layers: Int
+    public var heads: Int
+    public var kvHeads: Int
+    public var feedForward: Int
+    public var vocab: Int
+    public var context: Int
+    public var ropeTheta: Double
+    public var rmsEps: Double
+    /// No output.weight: the output layer reuses token_embd.
+    public var tiedEmbeddings: Bool
+
+    public var headDim: Int { hidden / heads }
+    public var kvDim: Int { kvHeads * headDim }
+}
+
+/// A ViT vision tower as the mmproj stores it.
+public struct VisionPreset: Sendable, Equatable {
+    public var family: VisionFamily
+    public var imageSize: Int
+    public var patchSize: Int
+    public var hidden: Int
+    public var feedForward: Int
+    public var heads: Int
+    /// Layers of the published tower.
+    public var sourceLayers: Int
+    /// LLaVA's vision_feature_layer (negative counts from the end of the n + 1 hidden states); nil: the last
+    /// layer's output after the post-norm (SigLIP in SmolVLM).
+    public var featureLayer: Int?
+    /// "default" (patches, CLS dropped) or "full".
+    public var featureSelect: String
+    public var hiddenAct: String
+    public var eps: Double
+    public var projectionDim: Int
+    public var imageMean: [Double]
+    public var imageStd: [Double]
+    public var channels = 3
+
+    /// Layers written to the mmproj: only those up to the feature layer.
+    public var keptLayers: Int {
+        guard let f = featureLayer else { return sourceLayers }
+        return f < 0 ? sourceLayers + 1 + f : f
+    }
+    /// With a feature layer inside the tower the post-norm is never applied, so it is not written.
+    public var hasPostNorm: Bool { featureLayer == nil }
+    public var patchesPerSide: Int { imageSize / patchSize }
+    public var positions: Int { patchesPerSide * patchesPerSide + (family == .siglip ? 0 : 1) }
+}
+
+/// What maps vision features to text embeddings.
+public enum ProjectorPreset: Sendable, Equatable {
+    /// LLaVA mlp2x_gelu: mm.0 (vision → text hidden), GELU, mm.2 (text → text hidden).
+    case mlp(bias: Bool)
+    /// Idefics3 / SmolVLM: pixel shuffle by `scaleFactor` (scale² neighbouring patches concatenated), then one
+    /// bias-free linear `mm.model.fc` (vision hidden · scale² → text hidden); llama.cpp's projector_type "idefics3".
+    case idefics3(scaleFactor: Int)
+}
+
+/// LLaVA-NeXT any-resolution settings, as llama.cpp's mmproj stores them.
+public struct AnyResPreset: Sendable, Equatable, Codable {
+    /// (height, width) resolutions the image may be cropped into.
+    public var gridPinpoints: [[Int]]
+    public var cropResolution: Int
+    public var mergeType: String
+}

@@ -1,0 +1,184 @@
+import CQuant
+import Foundation
+import VZQFamilies
+import VZQTokenReduction
+import VZQModels
+import VZQText
+import VZQImage
+import VZQFormats
+import VZQKernels
+import VZQSupport
+
+/// Where the time of one image went (milliseconds). Decoding the file is the caller's (`ImageDecoder`).
+public struct ImageTimings: Sendable, Equatable {
+    public var preprocessMs = 0.0
+    public var visionMs = 0.0
+    public var visionZipMs = 0.0
+    public var projectorMs = 0.0
+    public init() {}
+
+    public static func + (a: Self, b: Self) -> Self {
+        var s = a
+        s.preprocessMs += b.preprocessMs
+        s.visionMs += b.visionMs
+        s.visionZipMs += b.visionZipMs
+        s.projectorMs += b.projectorMs
+        return s
+    }
+}
+
+/// One crop's trip through the encoder: how many tokens it had and what VisionZip kept.
+public struct CropReport: Sendable {
+    /// Encoder tokens (CLS included where the encoder has one), the indices VisionZip's report counts in.
+    public var tokensBefore: Int
+    /// Rows this crop hands the language model.
+    public var tokensAfter: Int
+    /// Nil when VisionZip is off (`--visual-tokens all`).
+    public var selection: VisionZip.Selection?
+    /// The patch grid of the crop.
+    public var gridRows: Int
+    public var gridColumns: Int
+}
+
+/// An image ready to splice into a prompt: language-model embedding rows, one block per crop.
+public struct EncodedImage: Sendable {
+    /// [tokens, text hidden], the crops' rows one after another (base image first for AnyRes).
+    public var embeddings: [Float]
+    public var tokens: Int
+    public var crops: [CropReport]
+    public var timings: ImageTimings
+    public var merge: VisionZip.Merge
+    /// The crops as the encoder saw them (8-bit, after padding/resizing/cropping), when `encode(keepCrops:)` asked.
+    public var processedCrops: [RGBImage]?
+}
+
+/// mmproj → image embeddings: preprocessing as the model's processor does it, the vision tower up to the feature
+/// layer, VisionZip (optional), and the projector into the language model's embedding space.
+///
+///   image → crops (AnyRes for LLaVA-NeXT files, else one) → pixels → encoder → H, A, K of the feature layer
+///         → VisionZip(A, K, H) = D + C rows (or the projector's own token selection) → projector → rows
+public final class VisionPipeline {
+    public let encoder: VisionEncoder
+    public let projector: Projector
+    /// How images become crops and pixels (LLaVA-1.5, LLaVA-NeXT, Idefics3, or a plain encoder).
+    public let family: any VLMFamily
+    public let path: String
+
+    public var processor: ImageProcessor { family.processor }
+
+    public convenience init(path: String) throws { try self.init(file: GGUFFile(path: path)) }
+
+    public init(file: GGUFFile) throws {
+        path = file.path
+        let m = file.metadata
+        guard try m.string(GGUFKey.General.architecture, default: "") == "clip" else {
+            throw ModelError("\(file.path): not an mmproj file (general.architecture is not 'clip')")
+        }
+        encoder = try VisionEncoder(file: file)
+        projector = try Projector(file: file)
+        family = try VLMFamilies.make(metadata: m, encoder: encoder.config, projector: projector.kind)
+    }
+
+    /// Language-model embedding width.
+    public var outputWidth: Int { projector.outputs }
+
+    /// LLM rows one crop gives without VisionZip (LLaVA-1.5: 576; SmolVLM: 64).
+    public var tokensPerCrop: Int {
+        let (h, w) = processor.outputSize
+        let c = encoder.config
+        if projector.kind == .idefics3 {
+            return projector.tokens(gridRows: h / c.patchSize, gridColumns: w / c.patchSize)
+        }
+        return c.tokens(height: h, width: w) - (projector.dropsClassToken ? 1 : 0)
+    }
+
+    /// Rows `image` gives with `visualTokens`, before encoding it (for planning context length).
+    public func tokens(for image: RGBImage, visualTokens: VisualTokens) -> Int {
+        let (h, w) = processor.outputSize
+        // VisionZip picks among the encoder's tokens (CLS included), or the connector's groups (idefics3).
+        let candidates = projector.kind == .idefics3 ? tokensPerCrop : encoder.config.tokens(height: h, width: w)
+        let perCrop: Int
+        switch visualTokens {
+        case .all: perCrop = tokensPerCrop
+        case let .budget(b): perCrop = min(b.total, candidates)
+        }
+        return perCrop * cropCount(width: image.width, height: image.height)
+    }
+
+    /// How many crops `crops(of:)` cuts a width × height image into, without touching pixels.
+    public func cropCount(width: Int, height: Int) -> Int { family.cropCount(width: width, height: height) }
+
+    /// The crops an image is cut into, as the family's processor cuts them.
+    public func crops(of image: RGBImage) -> [RGBImage] { family.crops(of: image) }
+
+    /// Encodes `image`: every crop through the tower, the token reducer (VisionZip unless told) with
+    /// `visualTokens` per crop, the projector. `keepCrops`: also return the processed crops (for `--visionzip-map`).
+    public func encode(_ image: RGBImage, visualTokens: VisualTokens, merge: VisionZip.Merge = .sum,
+                       reducer: any TokenReducer = VisionZipReducer(), keepCrops: Bool = false) throws -> EncodedImage {
+        let t0 = monotonicMilliseconds()
+        let prepared = try crops(of: image).map { try processor.prepare($0) }
+        let pixels = prepared.map { $0.normalizedCHW(mean: processor.mean, std: processor.std) }
+        let preprocessMs = monotonicMilliseconds() - t0
+        var encoded = try encode(pixelCrops: pixels, visualTokens: visualTokens, merge: merge, reducer: reducer)
+        encoded.timings.preprocessMs = preprocessMs
+        encoded.processedCrops = keepCrops ? prepared : nil
+        return encoded
+    }
+
+    /// Encodes already normalised crops, each [3, height, width] at the processor's output size.
+    public func encode(pixelCrops: [[Float]], visualTokens: VisualTokens, merge: VisionZip.Merge = .sum,
+                       reducer: any TokenReducer = VisionZipReducer()) throws -> EncodedImage {
+        var timings = ImageTimings()
+        let (h, w) = processor.outputSize
+        var rows: [Float] = []
+        var reports: [CropReport] = []
+        let budget: VisionZip.Budget?
+        if case let .budget(b) = visualTokens { budget = b } else { budget = nil }
+        for p in pixelCrops {
+            let t0 = monotonicMilliseconds()
+            // The encoder measures only what the reducer asks for (VisionZip: no [heads, T, T] maps).
+            let out = try encoder(pixels: p, height: h, width: w, probe: budget == nil ? [] : reducer.probe)
+            timings.visionMs += monotonicMilliseconds() - t0
+            let (cropRows, report) = try reduceAndProject(out, budget: budget, merge: merge, reducer: reducer, timings: &timings)
+            rows += cropRows
+            reports.append(report)
+        }
+        return EncodedImage(embeddings: rows, tokens: rows.count / projector.outputs, crops: reports, timings: timings,
+                            merge: merge, processedCrops: nil)
+    }
+
+    /// One crop's encoder output → the reducer (when there is a budget) on the projector's units → projected rows.
+    /// Pixel-shuffle connectors (idefics3) fold s×s patches into one unit: those groups are what the reducer keeps
+    /// or merges, and the kept rows go through the connector's linear layer. Selection indices count the units
+    /// (encoder tokens with CLS at 0, or groups in raster order).
+    private func reduceAndProject(_ out: VisionOutput, budget: VisionZip.Budget?, merge: VisionZip.Merge,
+                                  reducer: any TokenReducer, timings: inout ImageTimings) throws -> ([Float], CropReport) {
+        let c = encoder.config
+        var t0 = monotonicMilliseconds()
+        let input: ReducerInput
+        if projector.kind == .idefics3 {
+            let s = projector.scaleFactor
+            let shuffled = try projector.shuffle(features: out.features, gridRows: out.gridRows, gridColumns: out.gridColumns)
+            input = .groups(out, config: c, scale: s, shuffled: shuffled, width: projector.projectionInputs)
+        } else {
+            input = .tokens(out, config: c)
+        }
+        let gridRows = input.grouped ? out.gridRows / projector.scaleFactor : out.gridRows
+        let gridColumns = input.grouped ? out.gridColumns / projector.scaleFactor : out.gridColumns
+        var selection: VisionZip.Selection?
+        var kept = input.hidden
+        if let budget {
+            let reduced = try reducer.reduce(input, budget: budget, merge: merge)
+            (kept, selection) = (reduced.rows, reduced.selection)
+            timings.visionZipMs += monotonicMilliseconds() - t0
+        }
+        t0 = monotonicMilliseconds()
+        // A reduced crop keeps CLS among its rows (as the VisionZip reference does): every kept row is projected.
+        let projected = input.grouped ? try projector.projectShuffled(kept)
+            : selection != nil ? try projector.project(kept) : try projector(features: kept)
+        timings.projectorMs += monotonicMilliseconds() - t0
+        let report = CropReport(tokensBefore: input.tokens, tokensAfter: projected.count / projector.outputs,
+                                selection: selection, gridRows: gridRows, gridColumns: gridColumns)
+        return (projected, report)
+    }
+}

@@ -24,131 +24,14 @@ enum HFPlanner {
         let checkpoint = try SafeTensorsCheckpoint(path: dir)
         var index = try ComponentIndex(checkpoint: checkpoint, prefixes: HFNamePrefixes.forArchitecture(arch))
         let name = modelName(config, directory: dir)
-        let policy = options.policy
         var plans: [FilePlan] = []
-
         // Vision first: if anything about it is wrong we fail before the (bigger) text model is planned.
-        var mmproj: FilePlan?
         if arch.hasVision {
-            let family: VisionFamily = arch == .siglipVision ? .siglip : arch == .dinov2 ? .dinov2 : .clip
-            let vcfg = arch == .llava ? (config.visionConfig ?? config.asVision) : config.asVision
-            if arch == .llava, let t = vcfg.modelType, t != "clip_vision_model" {
-                throw ConvertError("\(dir)/config.json: LLaVA vision tower '\(t)' is not supported (clip_vision_model only)")
-            }
-            let v = try VisionParams(vcfg, family: family, directory: dir)
-            var kept = v.layers
-            var featureLayer: Int?
-            var featureSelect: String?
-            if arch == .llava {
-                // Which encoder tokens feed the projector: the runtime reads this instead of guessing (transformers'
-                // default is "default", i.e. the patches without CLS).
-                featureSelect = config.visionFeatureSelectStrategy ?? "default"
-                guard featureSelect == "default" || featureSelect == "full" else {
-                    throw ConvertError("\(dir)/config.json: vision_feature_select_strategy '\(featureSelect!)' is not supported (default, full)")
-                }
-                let fl: Int
-                switch config.visionFeatureLayer ?? .single(-2) {
-                case let .single(i): fl = i
-                case let .list(l): throw ConvertError("\(dir)/config.json: vision_feature_layer \(l) (several layers) is not supported; one index only")
-                }
-                // hidden_states[i] is the output after i layers (hidden_states[0] = the embeddings); negative i
-                // counts from the end of the n + 1 states. Only the layers up to that one are needed.
-                kept = fl < 0 ? v.layers + 1 + fl : fl
-                guard kept >= 1, kept <= v.layers else {
-                    throw ConvertError("\(dir)/config.json: vision_feature_layer \(fl) is outside the \(v.layers)-layer vision tower")
-                }
-                featureLayer = fl
-            }
-            var specs = VisionTable.plan(v, keptLayers: kept, postNorm: arch != .llava)
-            var tensors = try index.resolve(specs, component: .vision, policy: policy, file: options.mmprojOutput ?? options.output, note: note)
-            index.markUsed(.vision, layersFrom: kept, blockPrefix: VisionTable.names(family).blockPrefix)
-            index.markUsedIfPresent(.vision, "\(VisionTable.names(family).postNorm).weight", "\(VisionTable.names(family).postNorm).bias")
-            if arch == .llava {
-                let t = try TextParams(config.textConfig ?? config.asText, tiedDefault: config.tieWordEmbeddings, directory: dir)
-                specs = ProjectorTable.plan(visionHidden: v.hidden, textHidden: t.hidden, bias: config.multimodalProjectorBias ?? true)
-                tensors += try index.resolve(specs, component: .projector, policy: policy, file: options.mmprojOutput!, note: note)
-            }
-            let pre = try HFPreprocessorConfig.load(directory: dir)
-            for (field, values) in [("image_mean", pre?.imageMean), ("image_std", pre?.imageStd)] {
-                guard let values else { continue }
-                guard values.count == 3, values.allSatisfy(\.isFinite), field == "image_mean" || !values.contains(0) else {
-                    throw ConvertError("\(dir)/preprocessor_config.json: \(field) is \(values), expected 3 finite values (std non-zero)")
-                }
-            }
-            let (mean0, std0) = v.defaultMeanStd
-            var meta: [(String, GGUFValue)] = [
-                (GGUFKey.General.architecture, .string("clip")),
-                (GGUFKey.General.name, .string(name)),
-                (GGUFKey.General.fileType, .uint32(policy.fileType)),
-                (GGUFKey.General.quantizationVersion, .uint32(2)),
-                (GGUFKey.Vision.hasTextEncoder, .bool(false)),
-                (GGUFKey.Vision.hasVisionEncoder, .bool(true)),
-                (GGUFKey.Vision.hasLlavaProjector, .bool(arch == .llava)),
-            ]
-            if arch == .llava { meta.append((GGUFKey.Vision.projectorType, .string("mlp"))) }
-            meta += v.metadata(keptLayers: kept, mean: pre?.imageMean ?? mean0, std: pre?.imageStd ?? std0)
-            if let featureLayer { meta.append((GGUFKey.VZQ.featureLayer, .int32(Int32(featureLayer)))) }
-            if let featureSelect { meta.append((GGUFKey.VZQ.featureSelect, .string(featureSelect))) }
-            meta.append((GGUFKey.VZQ.sourceBlockCount, .uint32(UInt32(v.layers))))
-            // clip.use_gelu cannot tell SigLIP's tanh GELU from DINOv2's erf GELU, nor the families apart: the runtime
-            // reads these two instead of guessing from the tensor names.
-            meta.append((GGUFKey.VZQ.visionFamily, .string(family.rawValue)))
-            meta.append((GGUFKey.VZQ.visionHiddenAct, .string(v.hiddenAct)))
-            // A standalone encoder has only this file: -o names it unless --mmproj-out does.
-            mmproj = FilePlan(path: arch == .llava ? options.mmprojOutput! : (options.mmprojOutput ?? options.output),
-                              metadata: meta, tensors: tensors)
+            plans.append(try planVision(config, arch, directory: dir, options: options, index: &index, name: name, note: note))
         }
-
         if arch.hasText {
-            var t = try TextParams(arch == .llava ? (config.textConfig ?? config.asText) : config.asText,
-                                   tiedDefault: arch == .llava ? config.tieWordEmbeddings : nil, directory: dir)
-            guard let embed = index.lookup(.text, "embed_tokens.weight") else {
-                throw ConvertError("\(dir): the checkpoint has no token embedding ('embed_tokens.weight' of the text model)")
-            }
-            if !t.tiedEmbeddings, index.lookup(.lmHead, "weight") == nil {
-                // SmolLM2, Llama-3.2-1B and others share the embedding and save no lm_head; convert_hf_to_gguf.py
-                // then writes no output.weight either, and llama.cpp uses token_embd for the output.
-                note("no lm_head.weight in the checkpoint: the output layer shares token_embd (no output.weight written)")
-                t.tiedEmbeddings = true
-            }
-            let vocab = t.vocab ?? embed.shape.first ?? 0
-            var specs = TextTable.plan(t, vocab: vocab)
-            // lm_head sits outside the text model's prefix.
-            var tensors: [PlannedTensor] = []
-            for s in specs where s.gguf == "output.weight" {
-                tensors += try index.resolve([s], component: .lmHead, policy: policy, file: options.output, note: note)
-            }
-            specs.removeAll { $0.gguf == "output.weight" }
-            tensors = try index.resolve(specs, component: .text, policy: policy, file: options.output, note: note) + tensors
-            if t.tiedEmbeddings { index.markUsedIfPresent(.lmHead, "weight") }
-            index.markUsedIfPresent(.text, "rotary_emb.inv_freq")
-            if case let .llama3(factor, low, high, original) = t.ropeScaling {
-                // convert_hf_to_gguf.py yields it before the checkpoint's tensors.
-                let factors = RopeScaling.llama3FrequencyFactors(headDim: t.headDim, base: t.ropeTheta, factor: factor,
-                                                                 lowFreqFactor: low, highFreqFactor: high, originalContext: original)
-                tensors.insert(PlannedTensor.generated(name: "rope_freqs.weight", values: factors), at: 0)
-            }
-
-            let a = t.arch
-            var meta: [(String, GGUFValue)] = [
-                (GGUFKey.General.architecture, .string(a)),
-                (GGUFKey.General.name, .string(name)),
-                (GGUFKey.General.fileType, .uint32(policy.fileType)),
-                (GGUFKey.General.quantizationVersion, .uint32(2)),
-            ]
-            meta += t.metadata(vocab: vocab)
-            // The token list is padded to the embedding's rows (SentencePiece and GPT-2 vocabularies as
-            // llama.cpp does; a byte-fallback tokenizer.json too, which llama.cpp's converter leaves short, making
-            // a file its own loader rejects: token_embd must have one row per token).
-            let tokenizer = try TokenizerImport.metadata(modelDirectory: dir, vocabSize: vocab)
-            if let (_, tokens) = tokenizer.first(where: { $0.key == GGUFKey.Tokenizer.tokens }),
-               case let .array(_, list) = tokens, list.count != vocab {
-                throw ConvertError("\(dir): the tokenizer has \(list.count) tokens but the model's vocabulary is \(vocab) (embedding rows); llama.cpp would refuse the file")
-            }
-            meta += tokenizer.map { ($0.key, $0.value) }
-            plans.append(FilePlan(path: options.output, metadata: meta, tensors: tensors))
+            plans.append(try planText(config, arch, directory: dir, options: options, index: &index, name: name, note: note))
         }
-        if let mmproj { plans.insert(mmproj, at: 0) }
 
         let unused = index.unused
         if !unused.isEmpty {
@@ -156,6 +39,132 @@ enum HFPlanner {
                 + unused.prefix(4).joined(separator: ", ") + (unused.count > 4 ? ", …" : ""))
         }
         return plans
+    }
+
+    /// The mmproj: the vision tower up to the feature layer (LLaVA) or whole, and LLaVA's projector.
+    private static func planVision(_ config: HFConfig, _ arch: HFArchitecture, directory dir: String, options: ConvertOptions,
+                                   index: inout ComponentIndex, name: String, note: (String) -> Void) throws -> FilePlan {
+        let policy = options.policy
+        let family: VisionFamily = arch == .siglipVision ? .siglip : arch == .dinov2 ? .dinov2 : .clip
+        let vcfg = arch == .llava ? (config.visionConfig ?? config.asVision) : config.asVision
+        if arch == .llava, let t = vcfg.modelType, t != "clip_vision_model" {
+            throw ConvertError("\(dir)/config.json: LLaVA vision tower '\(t)' is not supported (clip_vision_model only)")
+        }
+        let v = try VisionParams(vcfg, family: family, directory: dir)
+        var kept = v.layers
+        var featureLayer: Int?
+        var featureSelect: String?
+        if arch == .llava {
+            // Which encoder tokens feed the projector: the runtime reads this instead of guessing (transformers'
+            // default is "default", i.e. the patches without CLS).
+            featureSelect = config.visionFeatureSelectStrategy ?? "default"
+            guard featureSelect == "default" || featureSelect == "full" else {
+                throw ConvertError("\(dir)/config.json: vision_feature_select_strategy '\(featureSelect!)' is not supported (default, full)")
+            }
+            let fl: Int
+            switch config.visionFeatureLayer ?? .single(-2) {
+            case let .single(i): fl = i
+            case let .list(l): throw ConvertError("\(dir)/config.json: vision_feature_layer \(l) (several layers) is not supported; one index only")
+            }
+            // hidden_states[i] is the output after i layers (hidden_states[0] = the embeddings); negative i
+            // counts from the end of the n + 1 states. Only the layers up to that one are needed.
+            kept = fl < 0 ? v.layers + 1 + fl : fl
+            guard kept >= 1, kept <= v.layers else {
+                throw ConvertError("\(dir)/config.json: vision_feature_layer \(fl) is outside the \(v.layers)-layer vision tower")
+            }
+            featureLayer = fl
+        }
+        var specs = VisionTable.plan(v, keptLayers: kept, postNorm: arch != .llava)
+        var tensors = try index.resolve(specs, component: .vision, policy: policy, file: options.mmprojOutput ?? options.output, note: note)
+        index.markUsed(.vision, layersFrom: kept, blockPrefix: VisionTable.names(family).blockPrefix)
+        index.markUsedIfPresent(.vision, "\(VisionTable.names(family).postNorm).weight", "\(VisionTable.names(family).postNorm).bias")
+        if arch == .llava {
+            let t = try TextParams(config.textConfig ?? config.asText, tiedDefault: config.tieWordEmbeddings, directory: dir)
+            specs = ProjectorTable.plan(visionHidden: v.hidden, textHidden: t.hidden, bias: config.multimodalProjectorBias ?? true)
+            tensors += try index.resolve(specs, component: .projector, policy: policy, file: options.mmprojOutput!, note: note)
+        }
+        let pre = try HFPreprocessorConfig.load(directory: dir)
+        for (field, values) in [("image_mean", pre?.imageMean), ("image_std", pre?.imageStd)] {
+            guard let values else { continue }
+            guard values.count == 3, values.allSatisfy(\.isFinite), field == "image_mean" || !values.contains(0) else {
+                throw ConvertError("\(dir)/preprocessor_config.json: \(field) is \(values), expected 3 finite values (std non-zero)")
+            }
+        }
+        let (mean0, std0) = v.defaultMeanStd
+        var meta: [(String, GGUFValue)] = [
+            (GGUFKey.General.architecture, .string("clip")),
+            (GGUFKey.General.name, .string(name)),
+            (GGUFKey.General.fileType, .uint32(policy.fileType)),
+            (GGUFKey.General.quantizationVersion, .uint32(2)),
+            (GGUFKey.Vision.hasTextEncoder, .bool(false)),
+            (GGUFKey.Vision.hasVisionEncoder, .bool(true)),
+            (GGUFKey.Vision.hasLlavaProjector, .bool(arch == .llava)),
+        ]
+        if arch == .llava { meta.append((GGUFKey.Vision.projectorType, .string("mlp"))) }
+        meta += v.metadata(keptLayers: kept, mean: pre?.imageMean ?? mean0, std: pre?.imageStd ?? std0)
+        if let featureLayer { meta.append((GGUFKey.VZQ.featureLayer, .int32(Int32(featureLayer)))) }
+        if let featureSelect { meta.append((GGUFKey.VZQ.featureSelect, .string(featureSelect))) }
+        meta.append((GGUFKey.VZQ.sourceBlockCount, .uint32(UInt32(v.layers))))
+        // clip.use_gelu cannot tell SigLIP's tanh GELU from DINOv2's erf GELU, nor the families apart: the runtime
+        // reads these two instead of guessing from the tensor names.
+        meta.append((GGUFKey.VZQ.visionFamily, .string(family.rawValue)))
+        meta.append((GGUFKey.VZQ.visionHiddenAct, .string(v.hiddenAct)))
+        // A standalone encoder has only this file: -o names it unless --mmproj-out does.
+        return FilePlan(path: arch == .llava ? options.mmprojOutput! : (options.mmprojOutput ?? options.output),
+                          metadata: meta, tensors: tensors)
+    }
+
+    /// The text model: decoder tensors, llama.cpp's metadata and the tokenizer.
+    private static func planText(_ config: HFConfig, _ arch: HFArchitecture, directory dir: String, options: ConvertOptions,
+                                 index: inout ComponentIndex, name: String, note: (String) -> Void) throws -> FilePlan {
+        let policy = options.policy
+        var t = try TextParams(arch == .llava ? (config.textConfig ?? config.asText) : config.asText,
+                               tiedDefault: arch == .llava ? config.tieWordEmbeddings : nil, directory: dir)
+        guard let embed = index.lookup(.text, "embed_tokens.weight") else {
+            throw ConvertError("\(dir): the checkpoint has no token embedding ('embed_tokens.weight' of the text model)")
+        }
+        if !t.tiedEmbeddings, index.lookup(.lmHead, "weight") == nil {
+            // SmolLM2, Llama-3.2-1B and others share the embedding and save no lm_head; convert_hf_to_gguf.py
+            // then writes no output.weight either, and llama.cpp uses token_embd for the output.
+            note("no lm_head.weight in the checkpoint: the output layer shares token_embd (no output.weight written)")
+            t.tiedEmbeddings = true
+        }
+        let vocab = t.vocab ?? embed.shape.first ?? 0
+        var specs = TextTable.plan(t, vocab: vocab)
+        // lm_head sits outside the text model's prefix.
+        var tensors: [PlannedTensor] = []
+        for s in specs where s.gguf == "output.weight" {
+            tensors += try index.resolve([s], component: .lmHead, policy: policy, file: options.output, note: note)
+        }
+        specs.removeAll { $0.gguf == "output.weight" }
+        tensors = try index.resolve(specs, component: .text, policy: policy, file: options.output, note: note) + tensors
+        if t.tiedEmbeddings { index.markUsedIfPresent(.lmHead, "weight") }
+        index.markUsedIfPresent(.text, "rotary_emb.inv_freq")
+        if case let .llama3(factor, low, high, original) = t.ropeScaling {
+            // convert_hf_to_gguf.py yields it before the checkpoint's tensors.
+            let factors = RopeScaling.llama3FrequencyFactors(headDim: t.headDim, base: t.ropeTheta, factor: factor,
+                                                             lowFreqFactor: low, highFreqFactor: high, originalContext: original)
+            tensors.insert(PlannedTensor.generated(name: "rope_freqs.weight", values: factors), at: 0)
+        }
+
+        let a = t.arch
+        var meta: [(String, GGUFValue)] = [
+            (GGUFKey.General.architecture, .string(a)),
+            (GGUFKey.General.name, .string(name)),
+            (GGUFKey.General.fileType, .uint32(policy.fileType)),
+            (GGUFKey.General.quantizationVersion, .uint32(2)),
+        ]
+        meta += t.metadata(vocab: vocab)
+        // The token list is padded to the embedding's rows (SentencePiece and GPT-2 vocabularies as
+        // llama.cpp does; a byte-fallback tokenizer.json too, which llama.cpp's converter leaves short, making
+        // a file its own loader rejects: token_embd must have one row per token).
+        let tokenizer = try TokenizerImport.metadata(modelDirectory: dir, vocabSize: vocab)
+        if let (_, tokens) = tokenizer.first(where: { $0.key == GGUFKey.Tokenizer.tokens }),
+           case let .array(_, list) = tokens, list.count != vocab {
+            throw ConvertError("\(dir): the tokenizer has \(list.count) tokens but the model's vocabulary is \(vocab) (embedding rows); llama.cpp would refuse the file")
+        }
+        meta += tokenizer.map { ($0.key, $0.value) }
+        return FilePlan(path: options.output, metadata: meta, tensors: tensors)
     }
 
     static func modelName(_ config: HFConfig, directory: String) -> String {

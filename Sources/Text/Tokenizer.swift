@@ -117,12 +117,7 @@ public struct Tokenizer: Sendable {
         }
         self.vocab = vocab
 
-        var pieces: [[UInt8]] = []
-        pieces.reserveCapacity(n)
-        var pairs: [UInt64: (merged: Int32, priority: Float)] = [:]
-        var byteTokens = [Int32](repeating: -1, count: 256)
-        func key(_ a: Int32, _ b: Int32) -> UInt64 { UInt64(UInt32(a)) << 32 | UInt64(UInt32(b)) }
-
+        let table: MergeTable
         switch model {
         case .sentencePiece:
             // A NaN score ranks below every merge (it would make the priority order undefined).
@@ -131,70 +126,12 @@ public struct Tokenizer: Sendable {
             if scores.count != n || Set(scores).count <= 1 {
                 scores = (0 ..< n).map { -Float($0) }
             }
-            for (i, t) in tokens.enumerated() {
-                let bytes = Array(t.utf8)
-                switch types[i] {
-                case .byte:
-                    if let b = Tokenizer.byteValue(bytes) {
-                        pieces.append([b])
-                        if byteTokens[Int(b)] < 0 { byteTokens[Int(b)] = Int32(i) }
-                    } else {
-                        pieces.append(bytes)
-                    }
-                case .normal, .userDefined, .undefined:
-                    pieces.append(Tokenizer.unescapeSpaces(bytes))
-                default:
-                    pieces.append(bytes)
-                }
-            }
-            // every way a mergeable token splits into two tokens at a character boundary
-            for (i, t) in tokens.enumerated() where [.normal, .userDefined, .undefined].contains(types[i]) {
-                let bytes = Array(t.utf8)
-                guard bytes.count > 1 else { continue }
-                for cut in 1 ..< bytes.count where bytes[cut] & 0xC0 != 0x80 {
-                    guard let a = vocab[Array(bytes[..<cut])], let b = vocab[Array(bytes[cut...])],
-                          Tokenizer.mergeable(types[Int(a)]), Tokenizer.mergeable(types[Int(b)])
-                    else { continue }
-                    let k = key(a, b)
-                    let p = -scores[i]
-                    if let old = pairs[k], old.priority <= p { continue }
-                    pairs[k] = (Int32(i), p)
-                }
-            }
+            table = Self.sentencePieceTable(tokens: tokens, types: types, vocab: vocab, scores: scores)
         case .bytePairGPT2:
-            let toUnicode = Tokenizer.gpt2ByteToUnicode
-            var fromUnicode: [UInt32: UInt8] = [:]
-            for (b, u) in toUnicode.enumerated() { fromUnicode[u.value] = UInt8(b) }
-            for b in 0 ..< 256 {
-                byteTokens[b] = vocab[Array(String(Character(toUnicode[b])).utf8)] ?? -1
-            }
-            for (i, t) in tokens.enumerated() {
-                switch types[i] {
-                case .normal, .undefined, .byte:
-                    // GPT-2 alphabet → bytes; a character outside it is kept as its UTF-8
-                    var out: [UInt8] = []
-                    for s in t.unicodeScalars {
-                        if let b = fromUnicode[s.value] { out.append(b) } else { out.append(contentsOf: Array(String(s).utf8)) }
-                    }
-                    pieces.append(out)
-                default:
-                    pieces.append(Array(t.utf8))
-                }
-            }
-            let merges = try m.strings(GGUFKey.Tokenizer.merges, default: [])
-            pairs.reserveCapacity(merges.count)
-            for (rank, line) in merges.enumerated() {
-                let bytes = Array(line.utf8)
-                guard let sp = bytes.firstIndex(of: 0x20), sp > 0, sp + 1 < bytes.count else { continue }
-                let lhs = Array(bytes[..<sp]), rhs = Array(bytes[(sp + 1)...])
-                guard let a = vocab[lhs], let b = vocab[rhs], let c = vocab[lhs + rhs] else { continue }
-                let k = key(a, b)
-                if pairs[k] == nil { pairs[k] = (c, Float(rank)) }
-            }
+            table = Self.gpt2Table(tokens: tokens, types: types, vocab: vocab,
+                                   merges: try m.strings(GGUFKey.Tokenizer.merges, default: []))
         }
-        self.pieces = pieces
-        self.pairs = pairs
-        self.byteTokens = byteTokens
+        (pieces, pairs, byteTokens) = (table.pieces, table.pairs, table.byteTokens)
 
         var special: [([UInt8], Int32, Bool)] = []
         for (i, t) in types.enumerated() where !tokens[i].isEmpty {
@@ -205,6 +142,92 @@ public struct Tokenizer: Sendable {
             }
         }
         specials = SpecialMatcher(special)
+    }
+
+    /// Each token's bytes, the merge table (pair of ids → merged id and priority, lower first) and the byte-fallback
+    /// token of each byte value.
+    typealias MergeTable = (pieces: [[UInt8]], pairs: [UInt64: (merged: Int32, priority: Float)], byteTokens: [Int32])
+
+    static func pairKey(_ a: Int32, _ b: Int32) -> UInt64 { UInt64(UInt32(a)) << 32 | UInt64(UInt32(b)) }
+
+    /// SentencePiece: pieces with "▁" as spaces, <0xNN> byte tokens, and a merge for every way a mergeable token
+    /// splits into two mergeable tokens at a character boundary, ranked by the token's score.
+    private static func sentencePieceTable(tokens: [String], types: [TokenType], vocab: [[UInt8]: Int32],
+                                           scores: [Float]) -> MergeTable {
+        var pieces: [[UInt8]] = []
+        pieces.reserveCapacity(tokens.count)
+        var pairs: [UInt64: (merged: Int32, priority: Float)] = [:]
+        var byteTokens = [Int32](repeating: -1, count: 256)
+        let key = pairKey
+        for (i, t) in tokens.enumerated() {
+            let bytes = Array(t.utf8)
+            switch types[i] {
+            case .byte:
+                if let b = Tokenizer.byteValue(bytes) {
+                    pieces.append([b])
+                    if byteTokens[Int(b)] < 0 { byteTokens[Int(b)] = Int32(i) }
+                } else {
+                    pieces.append(bytes)
+                }
+            case .normal, .userDefined, .undefined:
+                pieces.append(Tokenizer.unescapeSpaces(bytes))
+            default:
+                pieces.append(bytes)
+            }
+        }
+        // every way a mergeable token splits into two tokens at a character boundary
+        for (i, t) in tokens.enumerated() where [.normal, .userDefined, .undefined].contains(types[i]) {
+            let bytes = Array(t.utf8)
+            guard bytes.count > 1 else { continue }
+            for cut in 1 ..< bytes.count where bytes[cut] & 0xC0 != 0x80 {
+                guard let a = vocab[Array(bytes[..<cut])], let b = vocab[Array(bytes[cut...])],
+                      Tokenizer.mergeable(types[Int(a)]), Tokenizer.mergeable(types[Int(b)])
+                else { continue }
+                let k = key(a, b)
+                let p = -scores[i]
+                if let old = pairs[k], old.priority <= p { continue }
+                pairs[k] = (Int32(i), p)
+            }
+        }
+        return (pieces, pairs, byteTokens)
+    }
+
+    /// GPT-2 byte-level BPE: pieces decoded from the byte-to-unicode alphabet, merges ranked by their line.
+    private static func gpt2Table(tokens: [String], types: [TokenType], vocab: [[UInt8]: Int32], merges: [String]) -> MergeTable {
+        var pieces: [[UInt8]] = []
+        pieces.reserveCapacity(tokens.count)
+        var pairs: [UInt64: (merged: Int32, priority: Float)] = [:]
+        var byteTokens = [Int32](repeating: -1, count: 256)
+        let key = pairKey
+        let toUnicode = Tokenizer.gpt2ByteToUnicode
+        var fromUnicode: [UInt32: UInt8] = [:]
+        for (b, u) in toUnicode.enumerated() { fromUnicode[u.value] = UInt8(b) }
+        for b in 0 ..< 256 {
+            byteTokens[b] = vocab[Array(String(Character(toUnicode[b])).utf8)] ?? -1
+        }
+        for (i, t) in tokens.enumerated() {
+            switch types[i] {
+            case .normal, .undefined, .byte:
+                // GPT-2 alphabet → bytes; a character outside it is kept as its UTF-8
+                var out: [UInt8] = []
+                for s in t.unicodeScalars {
+                    if let b = fromUnicode[s.value] { out.append(b) } else { out.append(contentsOf: Array(String(s).utf8)) }
+                }
+                pieces.append(out)
+            default:
+                pieces.append(Array(t.utf8))
+            }
+        }
+        pairs.reserveCapacity(merges.count)
+        for (rank, line) in merges.enumerated() {
+            let bytes = Array(line.utf8)
+            guard let sp = bytes.firstIndex(of: 0x20), sp > 0, sp + 1 < bytes.count else { continue }
+            let lhs = Array(bytes[..<sp]), rhs = Array(bytes[(sp + 1)...])
+            guard let a = vocab[lhs], let b = vocab[rhs], let c = vocab[lhs + rhs] else { continue }
+            let k = key(a, b)
+            if pairs[k] == nil { pairs[k] = (c, Float(rank)) }
+        }
+        return (pieces, pairs, byteTokens)
     }
 
     private static func mergeable(_ t: TokenType) -> Bool { t == .normal || t == .userDefined || t == .undefined }

@@ -55,39 +55,41 @@ func boundedFloat(_ value: Double, _ field: String, _ range: ClosedRange<Double>
     return value
 }
 
-/// A decoder-only text model, as llama.cpp describes it.
+/// A decoder-only text model to convert: its shape as the runtime reads it back (`LlamaConfig`, the one config
+/// of a decoder) and what only the conversion needs to know.
 public struct TextParams: Sendable, Equatable {
-    /// llama.cpp's architecture: "llama" (Llama, Mistral, Vicuna) or "qwen2".
-    public var arch: String
-    public var hidden: Int
-    public var feedForward: Int
-    public var layers: Int
-    public var heads: Int
-    public var kvHeads: Int
-    public var headDim: Int
+    public var config: LlamaConfig
     /// nil when config.json does not say (then the embedding's row count is used).
     public var vocab: Int?
-    public var context: Int
-    public var rmsEps: Double
-    public var ropeTheta: Double
     /// What llama.cpp records of config.json's rope_parameters / rope_scaling (nil: nothing).
     public var ropeScaling: RopeScaling?
+    /// No output.weight: the output layer reuses token_embd.
     public var tiedEmbeddings: Bool
     /// q/k/v projections have biases (always for qwen2; llama when attention_bias is true).
     public var qkvBias: Bool
+
+    /// llama.cpp's architecture: "llama" (Llama, Mistral, Vicuna) or "qwen2".
+    public var arch: String { config.architecture }
+    public var hidden: Int { config.hidden }
+    public var feedForward: Int { config.feedForward }
+    public var layers: Int { config.layers }
+    public var heads: Int { config.heads }
+    public var kvHeads: Int { config.kvHeads }
+    public var headDim: Int { config.headDim }
+    public var kvDim: Int { config.kvDim }
+    public var context: Int { config.contextLength }
+    public var ropeTheta: Double { Double(config.ropeBase) }
     /// llama.cpp's llama files store Q/K rows with the rotary halves interleaved; HF stores them split.
     public var permuteQK: Bool { arch == "llama" }
 
     /// A decoder described directly (synthetic presets).
-    init(arch: String, hidden: Int, feedForward: Int, layers: Int, heads: Int, kvHeads: Int, vocab: Int, context: Int,
-         rmsEps: Double, ropeTheta: Double, tiedEmbeddings: Bool) {
-        (self.arch, self.hidden, self.feedForward, self.layers) = (arch, hidden, feedForward, layers)
-        (self.heads, self.kvHeads, headDim, self.vocab, self.context) = (heads, kvHeads, hidden / heads, vocab, context)
-        (self.rmsEps, self.ropeTheta, ropeScaling, self.tiedEmbeddings, qkvBias) = (rmsEps, ropeTheta, nil, tiedEmbeddings, false)
+    public init(_ config: LlamaConfig, vocab: Int, tiedEmbeddings: Bool) {
+        (self.config, self.vocab, ropeScaling, self.tiedEmbeddings, qkvBias) = (config, vocab, nil, tiedEmbeddings, false)
     }
 
     init(_ c: HFTextConfig, tiedDefault: Bool?, directory: String) throws {
         let type = c.modelType ?? "llama"
+        let arch: String
         switch type {
         case "llama", "mistral": arch = "llama"
         case "qwen2": arch = "qwen2"
@@ -97,21 +99,24 @@ public struct TextParams: Sendable, Equatable {
         // transformers' defaults for each config class (used only when config.json leaves a field out).
         let mistral = type == "mistral", qwen = type == "qwen2"
         let d = directory
-        hidden = try bounded(c.hiddenSize ?? 4096, "hidden_size", Limits.width, directory: d)
-        feedForward = try bounded(c.intermediateSize ?? (mistral ? 14336 : qwen ? 22016 : 11008), "intermediate_size", Limits.width, directory: d)
-        layers = try bounded(c.numHiddenLayers ?? 32, "num_hidden_layers", Limits.layers, directory: d)
-        heads = try bounded(c.numAttentionHeads ?? 32, "num_attention_heads", Limits.heads, directory: d)
-        kvHeads = try bounded(c.numKeyValueHeads ?? (mistral ? 8 : heads), "num_key_value_heads", Limits.heads, directory: d)
+        let hidden = try bounded(c.hiddenSize ?? 4096, "hidden_size", Limits.width, directory: d)
+        let feedForward = try bounded(c.intermediateSize ?? (mistral ? 14336 : qwen ? 22016 : 11008), "intermediate_size", Limits.width, directory: d)
+        let layers = try bounded(c.numHiddenLayers ?? 32, "num_hidden_layers", Limits.layers, directory: d)
+        let heads = try bounded(c.numAttentionHeads ?? 32, "num_attention_heads", Limits.heads, directory: d)
+        let kvHeads = try bounded(c.numKeyValueHeads ?? (mistral ? 8 : heads), "num_key_value_heads", Limits.heads, directory: d)
         guard heads % kvHeads == 0 else {
             throw ConvertError("\(directory)/config.json: bad attention shape (hidden \(hidden), heads \(heads), kv heads \(kvHeads), layers \(layers))")
         }
-        headDim = c.headDim ?? hidden / heads
+        let headDim = c.headDim ?? hidden / heads
         guard Limits.width.contains(headDim), headDim % 2 == 0 else { throw ConvertError("\(directory)/config.json: head_dim \(headDim) must be even and in \(Limits.describe(Limits.width))") }
         vocab = try c.vocabSize.map { try bounded($0, "vocab_size", Limits.vocabulary, directory: d) }
-        context = try bounded(c.maxPositionEmbeddings ?? (mistral || qwen ? 32768 : 2048), "max_position_embeddings", Limits.context, directory: d)
-        rmsEps = try boundedFloat(c.rmsNormEps ?? 1e-6, "rms_norm_eps", 0...1, directory: d)
-        ropeTheta = try boundedFloat(c.ropeTheta ?? c.ropeParameters?.ropeTheta ?? 10000, "rope_theta",
-                                     Double(Limits.ropeBase.lowerBound)...Double(Limits.ropeBase.upperBound), directory: d)
+        let context = try bounded(c.maxPositionEmbeddings ?? (mistral || qwen ? 32768 : 2048), "max_position_embeddings", Limits.context, directory: d)
+        let rmsEps = try boundedFloat(c.rmsNormEps ?? 1e-6, "rms_norm_eps", 0...1, directory: d)
+        let ropeTheta = try boundedFloat(c.ropeTheta ?? c.ropeParameters?.ropeTheta ?? 10000, "rope_theta",
+                                         Double(Limits.ropeBase.lowerBound)...Double(Limits.ropeBase.upperBound), directory: d)
+        config = LlamaConfig(architecture: arch, hidden: hidden, layers: layers, heads: heads, kvHeads: kvHeads,
+                             feedForward: feedForward, headDim: headDim, contextLength: context, ropeBase: Float(ropeTheta),
+                             rmsEps: Float(rmsEps))
         // convert_hf_to_gguf.py reads rope_parameters, else rope_scaling
         ropeScaling = try RopeScaling(c.ropeParameters ?? c.ropeScaling, topLevelOriginalContext: c.originalMaxPositionEmbeddings,
                                       directory: directory)
@@ -122,24 +127,7 @@ public struct TextParams: Sendable, Equatable {
     /// The `<arch>.*` keys llama.cpp reads for this decoder, with `vocab` token rows.
     func metadata(vocab: Int) -> [(String, GGUFValue)] {
         let key = GGUFKey.Decoder(arch)
-        var meta: [(String, GGUFValue)] = [
-            (key.contextLength, .uint32(UInt32(context))),
-            (key.embeddingLength, .uint32(UInt32(hidden))),
-            (key.blockCount, .uint32(UInt32(layers))),
-            (key.feedForwardLength, .uint32(UInt32(feedForward))),
-            (key.ropeDimensionCount, .uint32(UInt32(headDim))),
-            (key.ropeFreqBase, .float32(Float(ropeTheta))),
-            (key.headCount, .uint32(UInt32(heads))),
-            (key.headCountKV, .uint32(UInt32(kvHeads))),
-            (key.rmsEpsilon, .float32(Float(rmsEps))),
-            (key.vocabSize, .uint32(UInt32(vocab))),
-        ]
-        if headDim * heads != hidden {
-            meta.append((key.keyLength, .uint32(UInt32(headDim))))
-            meta.append((key.valueLength, .uint32(UInt32(headDim))))
-        }
-        for (k, v) in ropeScaling?.metadata ?? [] { meta.append((key.ropeScaling(k), v)) }
-        return meta
+        return config.metadata(vocab: vocab) + (ropeScaling?.metadata ?? []).map { (key.ropeScaling($0.0), $0.1) }
     }
 }
 

@@ -29,7 +29,7 @@ import CQuant
 public struct ModelPreset: Sendable, Equatable {
     public var name: String
     public var summary: String
-    public var text: TextPreset
+    public var text: TextParams
     public var vision: VisionPreset
     public var projector: ProjectorPreset
     /// LLaVA-NeXT's any-resolution crops (nil: one image per crop at the tower's size).
@@ -58,7 +58,15 @@ public struct ModelPreset: Sendable, Equatable {
 
     // MARK: the presets
 
-    static let vicuna7b = TextPreset(hidden: 4096, layers: 32, heads: 32, kvHeads: 32, feedForward: 11008, vocab: 32000,
+    /// A Llama-architecture decoder (llama.cpp's "llama" keys) of uniform layers.
+    static func decoder(hidden: Int, layers: Int, heads: Int, kvHeads: Int, feedForward: Int, vocab: Int, context: Int,
+                        ropeTheta: Float, rmsEps: Float, tiedEmbeddings: Bool) -> TextParams {
+        TextParams(LlamaConfig(architecture: "llama", hidden: hidden, layers: layers, heads: heads, kvHeads: kvHeads,
+                               feedForward: feedForward, contextLength: context, ropeBase: ropeTheta, rmsEps: rmsEps),
+                   vocab: vocab, tiedEmbeddings: tiedEmbeddings)
+    }
+
+    static let vicuna7b = decoder(hidden: 4096, layers: 32, heads: 32, kvHeads: 32, feedForward: 11008, vocab: 32000,
                                      context: 4096, ropeTheta: 10000, rmsEps: 1e-5, tiedEmbeddings: false)
 
     /// CLIP ViT-L/14 at 336 as LLaVA uses it: hidden_states[−2], so 23 of its 24 layers.
@@ -74,7 +82,7 @@ public struct ModelPreset: Sendable, Equatable {
 
     public static let llava15_13b = ModelPreset(
         name: "llava-1.5-13b", summary: "LLaVA-1.5 13B: Vicuna-13B + CLIP ViT-L/14-336 + mlp2x_gelu",
-        text: TextPreset(hidden: 5120, layers: 40, heads: 40, kvHeads: 40, feedForward: 13824, vocab: 32000,
+        text: decoder(hidden: 5120, layers: 40, heads: 40, kvHeads: 40, feedForward: 13824, vocab: 32000,
                          context: 4096, ropeTheta: 10000, rmsEps: 1e-5, tiedEmbeddings: false),
         vision: clipL336, projector: .mlp(bias: true), anyRes: nil, chat: .vicuna)
 
@@ -87,7 +95,7 @@ public struct ModelPreset: Sendable, Equatable {
 
     public static let smolvlm256m = ModelPreset(
         name: "smolvlm-256m", summary: "SmolVLM-256M-Instruct: SmolLM2-135M shape + SigLIP-B/16-512 + Idefics3 connector",
-        text: TextPreset(hidden: 576, layers: 30, heads: 9, kvHeads: 3, feedForward: 1536, vocab: 49280, context: 8192,
+        text: decoder(hidden: 576, layers: 30, heads: 9, kvHeads: 3, feedForward: 1536, vocab: 49280, context: 8192,
                          ropeTheta: 100_000, rmsEps: 1e-5, tiedEmbeddings: false),
         vision: VisionPreset(family: .siglip, imageSize: 512, patchSize: 16, hidden: 768, feedForward: 3072, heads: 12,
                              sourceLayers: 12, featureLayer: nil, featureSelect: "full", hiddenAct: "gelu_pytorch_tanh",
@@ -96,7 +104,7 @@ public struct ModelPreset: Sendable, Equatable {
 
     public static let tinyLlava = ModelPreset(
         name: "tiny-llava", summary: "a 2-layer LLaVA-shaped model for tests",
-        text: TextPreset(hidden: 64, layers: 2, heads: 4, kvHeads: 2, feedForward: 128, vocab: 1024, context: 256,
+        text: decoder(hidden: 64, layers: 2, heads: 4, kvHeads: 2, feedForward: 128, vocab: 1024, context: 256,
                          ropeTheta: 10000, rmsEps: 1e-5, tiedEmbeddings: false),
         vision: VisionPreset(family: .clip, imageSize: 56, patchSize: 14, hidden: 64, feedForward: 128, heads: 4,
                              sourceLayers: 3, featureLayer: -2, featureSelect: "default", hiddenAct: "quick_gelu",
@@ -105,31 +113,12 @@ public struct ModelPreset: Sendable, Equatable {
 
     public static let tinySmolvlm = ModelPreset(
         name: "tiny-smolvlm", summary: "a 2-layer SmolVLM-shaped model for tests",
-        text: TextPreset(hidden: 64, layers: 2, heads: 4, kvHeads: 2, feedForward: 128, vocab: 1024, context: 256,
+        text: decoder(hidden: 64, layers: 2, heads: 4, kvHeads: 2, feedForward: 128, vocab: 1024, context: 256,
                          ropeTheta: 100_000, rmsEps: 1e-5, tiedEmbeddings: true),
         vision: VisionPreset(family: .siglip, imageSize: 128, patchSize: 16, hidden: 64, feedForward: 128, heads: 4,
                              sourceLayers: 2, featureLayer: nil, featureSelect: "full", hiddenAct: "gelu_pytorch_tanh",
                              eps: 1e-6, projectionDim: 64, imageMean: [0.5, 0.5, 0.5], imageStd: [0.5, 0.5, 0.5]),
         projector: .idefics3(scaleFactor: 4), anyRes: nil, chat: .smolvlm)
-}
-
-/// A Llama-architecture decoder (llama.cpp's "llama" keys).
-public struct TextPreset: Sendable, Equatable, Codable {
-    public var architecture = "llama"
-    public var hidden: Int
-    public var layers: Int
-    public var heads: Int
-    public var kvHeads: Int
-    public var feedForward: Int
-    public var vocab: Int
-    public var context: Int
-    public var ropeTheta: Double
-    public var rmsEps: Double
-    /// No output.weight: the output layer reuses token_embd.
-    public var tiedEmbeddings: Bool
-
-    public var headDim: Int { hidden / heads }
-    public var kvDim: Int { kvHeads * headDim }
 }
 
 /// A ViT vision tower as the mmproj stores it.

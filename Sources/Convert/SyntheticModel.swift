@@ -133,8 +133,8 @@ public enum SyntheticModel {
               t.heads % t.kvHeads == 0, t.hidden % t.heads == 0, t.headDim % 2 == 0 else {
             throw bad("bad text shape (hidden \(t.hidden), heads \(t.heads), kv heads \(t.kvHeads), layers \(t.layers))")
         }
-        guard t.vocab >= SyntheticVocabulary.minimumSize(p.chat) else {
-            throw bad("vocabulary \(t.vocab) is smaller than the \(SyntheticVocabulary.minimumSize(p.chat)) fixed tokens")
+        guard let vocab = t.vocab, vocab >= SyntheticVocabulary.minimumSize(p.chat) else {
+            throw bad("vocabulary \(t.vocab ?? 0) is smaller than the \(SyntheticVocabulary.minimumSize(p.chat)) fixed tokens")
         }
         guard v.hidden > 0, v.heads > 0, v.hidden % v.heads == 0, v.patchSize > 0, v.imageSize >= v.patchSize,
               v.imageSize % v.patchSize == 0, v.keptLayers >= 1, v.keptLayers <= v.sourceLayers else {
@@ -149,11 +149,12 @@ public enum SyntheticModel {
 
     static func textFile(_ p: ModelPreset, _ policy: TypePolicy) -> SyntheticFile {
         let t = p.text
+        let vocab = t.vocab ?? 0  // validate() checked it
         var tensors: [SyntheticTensor] = []
         func add(_ name: String, _ dims: [Int], _ role: TensorRole) {
             tensors.append(tensor(name, dims, role, policy))
         }
-        add("token_embd.weight", [t.hidden, t.vocab], .tokenEmbedding)
+        add("token_embd.weight", [t.hidden, vocab], .tokenEmbedding)
         // Names and order from the converter's table (gguf-py's); dims here in ggml order (row length first).
         for i in 0..<t.layers {
             for (suffix, _, shape, role, _) in TextTable.block {
@@ -163,21 +164,19 @@ public enum SyntheticModel {
                     case .ff: t.feedForward
                     case .qOut: t.heads * t.headDim
                     case .kvOut: t.kvDim
-                    case .vocab: t.vocab
+                    case .vocab: vocab
                     }
                 }
                 add("blk.\(i).\(suffix)", dims, role)
             }
         }
         add("output_norm.weight", [t.hidden], .vector)
-        if !t.tiedEmbeddings { add("output.weight", [t.hidden, t.vocab], .matrix) }
+        if !t.tiedEmbeddings { add("output.weight", [t.hidden, vocab], .matrix) }
 
         var meta: [(key: String, value: GGUFValue)] = common(p, policy)
-        meta.append((GGUFKey.General.architecture, .string(t.architecture)))
-        meta += TextParams(arch: t.architecture, hidden: t.hidden, feedForward: t.feedForward, layers: t.layers, heads: t.heads,
-                           kvHeads: t.kvHeads, vocab: t.vocab, context: t.context, rmsEps: t.rmsEps, ropeTheta: t.ropeTheta,
-                           tiedEmbeddings: t.tiedEmbeddings).metadata(vocab: t.vocab).map { (key: $0.0, value: $0.1) }
-        meta += SyntheticVocabulary(chat: p.chat, size: t.vocab).metadata
+        meta.append((GGUFKey.General.architecture, .string(t.arch)))
+        meta += t.metadata(vocab: vocab).map { (key: $0.0, value: $0.1) }
+        meta += SyntheticVocabulary(chat: p.chat, size: vocab).metadata
         return SyntheticFile(role: .text, metadata: meta, tensors: tensors)
     }
 

@@ -82,6 +82,43 @@ public struct LlamaConfig: Sendable, Equatable {
     public func qDim(layer l: Int) -> Int { layerHeads[l] * headDim }
     public func kvDim(layer l: Int) -> Int { layerKVHeads[l] * headDim }
 
+    /// A decoder whose layers all have the same widths (converter, presets). `headDim` defaults to hidden / heads,
+    /// the rotary width to the head size.
+    public init(architecture: String, hidden: Int, layers: Int, heads: Int, kvHeads: Int, feedForward: Int,
+                headDim: Int? = nil, contextLength: Int, ropeBase: Float, rmsEps: Float) {
+        self.architecture = architecture
+        ropeLayout = architecture == "qwen2" ? .halfSplit : .interleaved
+        (self.hidden, self.layers, self.heads, self.kvHeads, self.feedForward) = (hidden, layers, heads, kvHeads, feedForward)
+        (layerHeads, layerKVHeads, layerFeedForward) = ([Int](repeating: heads, count: layers), [Int](repeating: kvHeads, count: layers),
+                                                        [Int](repeating: feedForward, count: layers))
+        self.headDim = headDim ?? hidden / heads
+        ropeDim = self.headDim
+        (self.contextLength, self.ropeBase, self.rmsEps, ropeScaling) = (contextLength, ropeBase, rmsEps, nil)
+    }
+
+    /// The `<arch>.*` keys llama.cpp reads, the inverse of `init(metadata:)` for a config of uniform layers, with
+    /// `vocab` token rows (the rope scaling keys are the converter's to add: it knows what the checkpoint said).
+    public func metadata(vocab: Int) -> [(String, GGUFValue)] {
+        let key = GGUFKey.Decoder(architecture)
+        var meta: [(String, GGUFValue)] = [
+            (key.contextLength, .uint32(UInt32(contextLength))),
+            (key.embeddingLength, .uint32(UInt32(hidden))),
+            (key.blockCount, .uint32(UInt32(layers))),
+            (key.feedForwardLength, .uint32(UInt32(feedForward))),
+            (key.ropeDimensionCount, .uint32(UInt32(ropeDim))),
+            (key.ropeFreqBase, .float32(ropeBase)),
+            (key.headCount, .uint32(UInt32(heads))),
+            (key.headCountKV, .uint32(UInt32(kvHeads))),
+            (key.rmsEpsilon, .float32(rmsEps)),
+            (key.vocabSize, .uint32(UInt32(vocab))),
+        ]
+        if headDim * heads != hidden {
+            meta.append((key.keyLength, .uint32(UInt32(headDim))))
+            meta.append((key.valueLength, .uint32(UInt32(headDim))))
+        }
+        return meta
+    }
+
     public init(metadata m: GGUFMetadata) throws {
         let a = try m.string(GGUFKey.General.architecture)
         switch a {

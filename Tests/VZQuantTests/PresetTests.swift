@@ -67,6 +67,28 @@ final class PresetTests: XCTestCase {
         XCTAssertEqual(llava.mmproj.parameters, 303_507_456 - clipLayer - 2 * 1024 + projector)
     }
 
+    /// One decoder config for presets, converter and runtime: what a preset writes, the runtime reads back as the
+    /// very config the preset was described by (and the same for a converted checkpoint's config.json).
+    func testDecoderConfigRoundTripsThroughGGUF() throws {
+        for preset in ModelPreset.all {
+            var m = GGUFMetadata(file: preset.name)
+            for (k, v) in try SyntheticModel.plan(preset: preset, type: .q8_0).text.metadata { m.set(k, v) }
+            XCTAssertEqual(try LlamaConfig(metadata: m), preset.text.config, preset.name)
+        }
+        for name in ["qwen2", "llava-4x", "llama-rope-linear"] {
+            let dir = try LlavaModelTests.fixture("hf/\(name)").path
+            let config = try HFConfig.load(directory: dir)
+            let params = try TextParams(config.textConfig ?? config.asText, tiedDefault: nil, directory: dir)
+            let out = temp.appendingPathComponent("\(name).gguf").path
+            _ = try Converter.run(ConvertOptions(source: dir, output: out, mmprojOutput: name == "llava-4x" ? out + ".mm" : nil,
+                                                 policy: try TypePolicy(type: .f32), threads: 1))
+            var read = try LlamaConfig(metadata: GGUFFile(path: out).metadata)
+            XCTAssertEqual(read.ropeScaling != nil, params.ropeScaling != nil, name)
+            read.ropeScaling = nil  // the runtime's reading of the keys the converter wrote from config.json
+            XCTAssertEqual(read, params.config, name)
+        }
+    }
+
     func testLlava7bLayoutAsLlamaCpp() throws {
         let plan = try SyntheticModel.plan(preset: .llava15_7b, type: .q4_0)
         // llama.cpp loads Llama-2-7B / LLaVA-1.5-7B text GGUFs with 291 tensors (1 + 32·9 + 2) and the LLaVA-1.5

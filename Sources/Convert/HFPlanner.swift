@@ -50,8 +50,9 @@ enum HFPlanner {
         if arch == .llava, let t = vcfg.modelType, t != "clip_vision_model" {
             throw ConvertError("\(dir)/config.json: LLaVA vision tower '\(t)' is not supported (clip_vision_model only)")
         }
-        let v = try VisionParams(vcfg, family: family, directory: dir)
-        var kept = v.layers
+        var v = try VisionParams(vcfg, family: family, directory: dir)
+        let layers = v.sourceLayers
+        var kept = layers
         var featureLayer: Int?
         var featureSelect: String?
         if arch == .llava {
@@ -68,12 +69,13 @@ enum HFPlanner {
             }
             // hidden_states[i] is the output after i layers (hidden_states[0] = the embeddings); negative i
             // counts from the end of the n + 1 states. Only the layers up to that one are needed.
-            kept = fl < 0 ? v.layers + 1 + fl : fl
-            guard kept >= 1, kept <= v.layers else {
-                throw ConvertError("\(dir)/config.json: vision_feature_layer \(fl) is outside the \(v.layers)-layer vision tower")
+            kept = fl < 0 ? layers + 1 + fl : fl
+            guard kept >= 1, kept <= layers else {
+                throw ConvertError("\(dir)/config.json: vision_feature_layer \(fl) is outside the \(layers)-layer vision tower")
             }
             featureLayer = fl
         }
+        v.config.blockCount = kept
         var specs = VisionTable.plan(v, keptLayers: kept, postNorm: arch != .llava)
         var tensors = try index.resolve(specs, component: .vision, policy: policy, file: options.mmprojOutput ?? options.output, note: note)
         index.markUsed(.vision, layersFrom: kept, blockPrefix: VisionTable.names(family).blockPrefix)
@@ -90,7 +92,8 @@ enum HFPlanner {
                 throw ConvertError("\(dir)/preprocessor_config.json: \(field) is \(values), expected 3 finite values (std non-zero)")
             }
         }
-        let (mean0, std0) = v.defaultMeanStd
+        if let mean = pre?.imageMean { v.imageMean = mean }
+        if let std = pre?.imageStd { v.imageStd = std }
         var meta: [(String, GGUFValue)] = [
             (GGUFKey.General.architecture, .string("clip")),
             (GGUFKey.General.name, .string(name)),
@@ -101,10 +104,10 @@ enum HFPlanner {
             (GGUFKey.Vision.hasLlavaProjector, .bool(arch == .llava)),
         ]
         if arch == .llava { meta.append((GGUFKey.Vision.projectorType, .string("mlp"))) }
-        meta += v.metadata(keptLayers: kept, mean: pre?.imageMean ?? mean0, std: pre?.imageStd ?? std0)
+        meta += v.metadata()
         if let featureLayer { meta.append((GGUFKey.VZQ.featureLayer, .int32(Int32(featureLayer)))) }
         if let featureSelect { meta.append((GGUFKey.VZQ.featureSelect, .string(featureSelect))) }
-        meta.append((GGUFKey.VZQ.sourceBlockCount, .uint32(UInt32(v.layers))))
+        meta.append((GGUFKey.VZQ.sourceBlockCount, .uint32(UInt32(layers))))
         // clip.use_gelu cannot tell SigLIP's tanh GELU from DINOv2's erf GELU, nor the families apart: the runtime
         // reads these two instead of guessing from the tensor names.
         meta.append((GGUFKey.VZQ.visionFamily, .string(family.rawValue)))

@@ -222,32 +222,48 @@ public enum RopeScaling: Sendable, Equatable {
     }
 }
 
+/// A ViT tower to convert: its shape as the runtime reads it back (`VisionConfig`, the one config of a tower, with
+/// `blockCount` the blocks stored) and what only the conversion needs: the image normalisation.
 public struct VisionParams: Sendable, Equatable {
-    public var family: VisionFamily
-    public var hidden: Int
-    public var feedForward: Int
-    public var layers: Int
-    public var heads: Int
-    public var imageSize: Int
-    public var patchSize: Int
-    public var channels: Int
-    public var projectionDim: Int
-    public var eps: Double
-    public var hiddenAct: String
-    /// Patches per image (+1 for the class token where the family has one): rows of the position embedding.
-    public var positions: Int { (imageSize / patchSize) * (imageSize / patchSize) + (family == .siglip ? 0 : 1) }
+    public var config: VisionConfig
+    public var imageMean: [Double]
+    public var imageStd: [Double]
 
-    /// A tower described directly (synthetic presets).
-    init(family: VisionFamily, hidden: Int, feedForward: Int, layers: Int, heads: Int, imageSize: Int, patchSize: Int,
-         projectionDim: Int, eps: Double, hiddenAct: String) {
-        (self.family, self.hidden, self.feedForward, self.layers, self.heads) = (family, hidden, feedForward, layers, heads)
-        (self.imageSize, self.patchSize, channels, self.projectionDim) = (imageSize, patchSize, 3, projectionDim)
-        (self.eps, self.hiddenAct) = (eps, hiddenAct)
+    public var family: VisionFamily { config.family }
+    public var hidden: Int { config.hidden }
+    public var feedForward: Int { config.feedForward }
+    public var heads: Int { config.heads }
+    public var imageSize: Int { config.imageSize }
+    public var patchSize: Int { config.patchSize }
+    public var channels: Int { config.channels }
+    public var hiddenAct: String { config.hiddenAct ?? "" }
+    /// Layers of the published tower, and those stored (up to LLaVA's feature layer).
+    public var sourceLayers: Int { config.sourceBlockCount ?? config.blockCount }
+    public var keptLayers: Int { config.blockCount }
+    public var featureLayer: Int? { config.featureLayer }
+    public var featureSelect: String { config.featureSelect }
+    /// With a feature layer inside the tower the post-norm is never applied, so it is not written.
+    public var hasPostNorm: Bool { featureLayer == nil }
+    public var patchesPerSide: Int { imageSize / patchSize }
+    /// Patches per image (+1 for the class token where the family has one): rows of the position embedding.
+    public var positions: Int { patchesPerSide * patchesPerSide + (family == .siglip ? 0 : 1) }
+
+    /// A tower described directly (synthetic presets): `sourceLayers` layers, those up to `featureLayer` stored
+    /// (LLaVA's vision_feature_layer, negative from the end of the n + 1 hidden states; nil: all, post-norm too).
+    init(family: VisionFamily, imageSize: Int, patchSize: Int, hidden: Int, feedForward: Int, heads: Int, sourceLayers: Int,
+         featureLayer: Int?, featureSelect: String, hiddenAct: String, eps: Float, projectionDim: Int,
+         imageMean: [Double], imageStd: [Double]) {
+        let kept = featureLayer.map { $0 < 0 ? sourceLayers + 1 + $0 : $0 } ?? sourceLayers
+        config = VisionConfig(family: family, imageSize: imageSize, patchSize: patchSize, hidden: hidden, feedForward: feedForward,
+                              heads: heads, blockCount: kept, eps: eps, hiddenAct: hiddenAct, projectionDim: projectionDim,
+                              featureSelect: featureSelect, featureLayer: featureLayer, sourceBlockCount: sourceLayers)
+        (self.imageMean, self.imageStd) = (imageMean, imageStd)
     }
 
+    /// The whole tower of a Hugging Face vision config (the planner then keeps LLaVA's layers up to its feature layer).
     init(_ c: HFVisionConfig, family: VisionFamily, directory: String) throws {
-        self.family = family
-        hidden = c.hiddenSize ?? 768
+        let hidden = c.hiddenSize ?? 768
+        let feedForward: Int, imageSize: Int, patchSize: Int, eps: Double, hiddenAct: String
         switch family {
         case .clip:
             feedForward = c.intermediateSize ?? 3072
@@ -275,34 +291,26 @@ public struct VisionParams: Sendable, Equatable {
         _ = try bounded(imageSize, "image_size", Limits.imageSide, directory: d)
         _ = try bounded(patchSize, "patch_size", Limits.patchSide, directory: d)
         _ = try boundedFloat(eps, "layer_norm_eps", 0...1, directory: d)
-        layers = try bounded(c.numHiddenLayers ?? 12, "num_hidden_layers", Limits.layers, directory: d)
-        heads = try bounded(c.numAttentionHeads ?? 12, "num_attention_heads", Limits.heads, directory: d)
-        channels = try bounded(c.numChannels ?? 3, "num_channels", 3...3, directory: d)
-        projectionDim = try bounded(c.projectionDim ?? (family == .clip ? 512 : hidden), "projection_dim", Limits.width, directory: d)
+        let layers = try bounded(c.numHiddenLayers ?? 12, "num_hidden_layers", Limits.layers, directory: d)
+        let heads = try bounded(c.numAttentionHeads ?? 12, "num_attention_heads", Limits.heads, directory: d)
+        _ = try bounded(c.numChannels ?? 3, "num_channels", 3...3, directory: d)
+        let projectionDim = try bounded(c.projectionDim ?? (family == .clip ? 512 : hidden), "projection_dim", Limits.width, directory: d)
         guard hidden % heads == 0, imageSize >= patchSize else {
             throw ConvertError("\(directory)/config.json: bad vision shape (hidden \(hidden), heads \(heads), layers \(layers), image \(imageSize), patch \(patchSize))")
         }
+        config = VisionConfig(family: family, imageSize: imageSize, patchSize: patchSize, hidden: hidden, feedForward: feedForward,
+                              heads: heads, blockCount: layers, eps: Float(eps), hiddenAct: hiddenAct, projectionDim: projectionDim,
+                              sourceBlockCount: layers)
+        (imageMean, imageStd) = Self.defaultMeanStd(family)
     }
 
-    /// The `clip.*` keys llama.cpp reads for the tower itself, `keptLayers` of its blocks stored.
-    func metadata(keptLayers: Int, mean: [Double], std: [Double]) -> [(String, GGUFValue)] {
-        [
-            (GGUFKey.Vision.useGelu, .bool(hiddenAct.hasPrefix("gelu"))),
-            (GGUFKey.Vision.imageSize, .uint32(UInt32(imageSize))),
-            (GGUFKey.Vision.patchSize, .uint32(UInt32(patchSize))),
-            (GGUFKey.Vision.embeddingLength, .uint32(UInt32(hidden))),
-            (GGUFKey.Vision.feedForwardLength, .uint32(UInt32(feedForward))),
-            (GGUFKey.Vision.projectionDim, .uint32(UInt32(projectionDim))),
-            (GGUFKey.Vision.blockCount, .uint32(UInt32(keptLayers))),
-            (GGUFKey.Vision.headCount, .uint32(UInt32(heads))),
-            (GGUFKey.Vision.layerNormEpsilon, .float32(Float(eps))),
-            (GGUFKey.Vision.imageMean, .float32s(mean.map { Float($0) })),
-            (GGUFKey.Vision.imageStd, .float32s(std.map { Float($0) })),
-        ]
+    /// The `clip.*` keys llama.cpp reads for the tower itself.
+    func metadata() -> [(String, GGUFValue)] {
+        config.metadata(mean: imageMean.map { Float($0) }, std: imageStd.map { Float($0) })
     }
 
     /// image_mean / image_std each family was trained with (preprocessor_config.json overrides).
-    public var defaultMeanStd: ([Double], [Double]) {
+    static func defaultMeanStd(_ family: VisionFamily) -> ([Double], [Double]) {
         switch family {
         case .clip: ([0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711])
         case .siglip: ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5])

@@ -30,7 +30,7 @@ public struct ModelPreset: Sendable, Equatable {
     public var name: String
     public var summary: String
     public var text: TextParams
-    public var vision: VisionPreset
+    public var vision: VisionParams
     public var projector: ProjectorPreset
     /// LLaVA-NeXT's any-resolution crops (nil: one image per crop at the tower's size).
     public var anyRes: AnyResPreset?
@@ -70,7 +70,7 @@ public struct ModelPreset: Sendable, Equatable {
                                      context: 4096, ropeTheta: 10000, rmsEps: 1e-5, tiedEmbeddings: false)
 
     /// CLIP ViT-L/14 at 336 as LLaVA uses it: hidden_states[−2], so 23 of its 24 layers.
-    static let clipL336 = VisionPreset(family: .clip, imageSize: 336, patchSize: 14, hidden: 1024, feedForward: 4096,
+    static let clipL336 = VisionParams(family: .clip, imageSize: 336, patchSize: 14, hidden: 1024, feedForward: 4096,
                                        heads: 16, sourceLayers: 24, featureLayer: -2, featureSelect: "default",
                                        hiddenAct: "quick_gelu", eps: 1e-5, projectionDim: 768,
                                        imageMean: [0.48145466, 0.4578275, 0.40821073],
@@ -97,7 +97,7 @@ public struct ModelPreset: Sendable, Equatable {
         name: "smolvlm-256m", summary: "SmolVLM-256M-Instruct: SmolLM2-135M shape + SigLIP-B/16-512 + Idefics3 connector",
         text: decoder(hidden: 576, layers: 30, heads: 9, kvHeads: 3, feedForward: 1536, vocab: 49280, context: 8192,
                          ropeTheta: 100_000, rmsEps: 1e-5, tiedEmbeddings: false),
-        vision: VisionPreset(family: .siglip, imageSize: 512, patchSize: 16, hidden: 768, feedForward: 3072, heads: 12,
+        vision: VisionParams(family: .siglip, imageSize: 512, patchSize: 16, hidden: 768, feedForward: 3072, heads: 12,
                              sourceLayers: 12, featureLayer: nil, featureSelect: "full", hiddenAct: "gelu_pytorch_tanh",
                              eps: 1e-6, projectionDim: 768, imageMean: [0.5, 0.5, 0.5], imageStd: [0.5, 0.5, 0.5]),
         projector: .idefics3(scaleFactor: 4), anyRes: nil, chat: .smolvlm)
@@ -106,7 +106,7 @@ public struct ModelPreset: Sendable, Equatable {
         name: "tiny-llava", summary: "a 2-layer LLaVA-shaped model for tests",
         text: decoder(hidden: 64, layers: 2, heads: 4, kvHeads: 2, feedForward: 128, vocab: 1024, context: 256,
                          ropeTheta: 10000, rmsEps: 1e-5, tiedEmbeddings: false),
-        vision: VisionPreset(family: .clip, imageSize: 56, patchSize: 14, hidden: 64, feedForward: 128, heads: 4,
+        vision: VisionParams(family: .clip, imageSize: 56, patchSize: 14, hidden: 64, feedForward: 128, heads: 4,
                              sourceLayers: 3, featureLayer: -2, featureSelect: "default", hiddenAct: "quick_gelu",
                              eps: 1e-5, projectionDim: 64, imageMean: clipL336.imageMean, imageStd: clipL336.imageStd),
         projector: .mlp(bias: true), anyRes: nil, chat: .vicuna)
@@ -115,43 +115,10 @@ public struct ModelPreset: Sendable, Equatable {
         name: "tiny-smolvlm", summary: "a 2-layer SmolVLM-shaped model for tests",
         text: decoder(hidden: 64, layers: 2, heads: 4, kvHeads: 2, feedForward: 128, vocab: 1024, context: 256,
                          ropeTheta: 100_000, rmsEps: 1e-5, tiedEmbeddings: true),
-        vision: VisionPreset(family: .siglip, imageSize: 128, patchSize: 16, hidden: 64, feedForward: 128, heads: 4,
+        vision: VisionParams(family: .siglip, imageSize: 128, patchSize: 16, hidden: 64, feedForward: 128, heads: 4,
                              sourceLayers: 2, featureLayer: nil, featureSelect: "full", hiddenAct: "gelu_pytorch_tanh",
                              eps: 1e-6, projectionDim: 64, imageMean: [0.5, 0.5, 0.5], imageStd: [0.5, 0.5, 0.5]),
         projector: .idefics3(scaleFactor: 4), anyRes: nil, chat: .smolvlm)
-}
-
-/// A ViT vision tower as the mmproj stores it.
-public struct VisionPreset: Sendable, Equatable {
-    public var family: VisionFamily
-    public var imageSize: Int
-    public var patchSize: Int
-    public var hidden: Int
-    public var feedForward: Int
-    public var heads: Int
-    /// Layers of the published tower.
-    public var sourceLayers: Int
-    /// LLaVA's vision_feature_layer (negative counts from the end of the n + 1 hidden states); nil: the last
-    /// layer's output after the post-norm (SigLIP in SmolVLM).
-    public var featureLayer: Int?
-    /// "default" (patches, CLS dropped) or "full".
-    public var featureSelect: String
-    public var hiddenAct: String
-    public var eps: Double
-    public var projectionDim: Int
-    public var imageMean: [Double]
-    public var imageStd: [Double]
-    public var channels = 3
-
-    /// Layers written to the mmproj: only those up to the feature layer.
-    public var keptLayers: Int {
-        guard let f = featureLayer else { return sourceLayers }
-        return f < 0 ? sourceLayers + 1 + f : f
-    }
-    /// With a feature layer inside the tower the post-norm is never applied, so it is not written.
-    public var hasPostNorm: Bool { featureLayer == nil }
-    public var patchesPerSide: Int { imageSize / patchSize }
-    public var positions: Int { patchesPerSide * patchesPerSide + (family == .siglip ? 0 : 1) }
 }
 
 /// What maps vision features to text embeddings.

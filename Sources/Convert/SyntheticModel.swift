@@ -234,10 +234,7 @@ public enum SyntheticModel {
             meta += [(GGUFKey.Vision.hasLlavaProjector, .bool(false)), (GGUFKey.Vision.projectorType, .string("idefics3")),
                      (GGUFKey.Vision.projectorScaleFactor, .uint32(UInt32(s)))]
         }
-        let tower = VisionParams(family: v.family, hidden: v.hidden, feedForward: v.feedForward, layers: v.sourceLayers,
-                                 heads: v.heads, imageSize: v.imageSize, patchSize: v.patchSize,
-                                 projectionDim: v.projectionDim, eps: v.eps, hiddenAct: v.hiddenAct)
-        meta += tower.metadata(keptLayers: v.keptLayers, mean: v.imageMean, std: v.imageStd).map { (key: $0.0, value: $0.1) }
+        meta += v.metadata().map { (key: $0.0, value: $0.1) }
         if let a = p.anyRes {
             // llama.cpp's LLaVA-1.6 mmproj: the pinpoints flattened into one INT32 array, as gguf-py writes a list of ints.
             meta += [

@@ -28,6 +28,10 @@ public struct VisionConfig: Sendable, Equatable {
     public var featureSelect: String
     public var featureLayer: Int?
     public var sourceBlockCount: Int?
+    /// Hugging Face's hidden_act when the file says (`vzquant.vision.hidden_act`); nil in llama.cpp's files.
+    public var hiddenAct: String?
+    /// `clip.vision.projection_dim` (CLIP's projection head, written for llama.cpp; the runtime does not use it).
+    public var projectionDim: Int?
 
     /// CLIP and DINOv2 prepend a class token; SigLIP has none.
     public var hasClassToken: Bool { family != .siglip }
@@ -43,6 +47,45 @@ public struct VisionConfig: Sendable, Equatable {
     }
     /// Values in one im2col'd patch: channel-major, then rows, then columns (the conv weight's order).
     public var patchValues: Int { channels * patchSize * patchSize }
+
+    /// A tower described directly (converter, presets): `blockCount` blocks stored, of `sourceBlockCount` in the
+    /// published tower.
+    public init(family: VisionFamily, imageSize: Int, patchSize: Int, hidden: Int, feedForward: Int, heads: Int,
+                blockCount: Int, eps: Float, hiddenAct: String, projectionDim: Int, featureSelect: String = "default",
+                featureLayer: Int? = nil, sourceBlockCount: Int? = nil) {
+        (self.family, self.imageSize, self.patchSize, self.hidden, self.feedForward) = (family, imageSize, patchSize, hidden, feedForward)
+        (self.heads, self.blockCount, self.eps, self.hiddenAct, self.projectionDim) = (heads, blockCount, eps, hiddenAct, projectionDim)
+        (self.featureSelect, self.featureLayer, self.sourceBlockCount) = (featureSelect, featureLayer, sourceBlockCount)
+        activation = Self.activation(hiddenAct: hiddenAct) ?? (hiddenAct.hasPrefix("gelu") ? .gelu : .quickGelu)
+    }
+
+    /// Hugging Face's activation names.
+    static func activation(hiddenAct: String) -> Activation? {
+        switch hiddenAct {
+        case "gelu": .gelu
+        case "gelu_pytorch_tanh", "gelu_new", "gelu_fast": .geluTanh
+        case "quick_gelu": .quickGelu
+        default: nil
+        }
+    }
+
+    /// The `clip.*` keys llama.cpp reads for the tower (the inverse of `init(metadata:)` for them), with the
+    /// image normalisation; the `vzquant.*` keys are the writer's to add.
+    public func metadata(mean: [Float], std: [Float]) -> [(String, GGUFValue)] {
+        [
+            (GGUFKey.Vision.useGelu, .bool((hiddenAct ?? "").hasPrefix("gelu"))),
+            (GGUFKey.Vision.imageSize, .uint32(UInt32(imageSize))),
+            (GGUFKey.Vision.patchSize, .uint32(UInt32(patchSize))),
+            (GGUFKey.Vision.embeddingLength, .uint32(UInt32(hidden))),
+            (GGUFKey.Vision.feedForwardLength, .uint32(UInt32(feedForward))),
+            (GGUFKey.Vision.projectionDim, .uint32(UInt32(projectionDim ?? hidden))),
+            (GGUFKey.Vision.blockCount, .uint32(UInt32(blockCount))),
+            (GGUFKey.Vision.headCount, .uint32(UInt32(heads))),
+            (GGUFKey.Vision.layerNormEpsilon, .float32(eps)),
+            (GGUFKey.Vision.imageMean, .float32s(mean)),
+            (GGUFKey.Vision.imageStd, .float32s(std)),
+        ]
+    }
 
     public init(metadata m: GGUFMetadata) throws {
         let familyName = try m.string(GGUFKey.VZQ.visionFamily, default: VisionFamily.clip.rawValue)
@@ -60,13 +103,13 @@ public struct VisionConfig: Sendable, Equatable {
         activation = try m.bool(GGUFKey.Vision.useGelu, default: false) ? .gelu : .quickGelu
         if m.contains(GGUFKey.VZQ.visionHiddenAct) {
             let act = try m.string(GGUFKey.VZQ.visionHiddenAct)
-            switch act {
-            case "gelu": activation = .gelu
-            case "gelu_pytorch_tanh", "gelu_new", "gelu_fast": activation = .geluTanh
-            case "quick_gelu": activation = .quickGelu
-            default: throw ModelError("\(m.file): vision activation '\(act)' is not supported (gelu, gelu_pytorch_tanh, quick_gelu)")
+            guard let a = Self.activation(hiddenAct: act) else {
+                throw ModelError("\(m.file): vision activation '\(act)' is not supported (gelu, gelu_pytorch_tanh, quick_gelu)")
             }
+            activation = a
+            hiddenAct = act
         }
+        projectionDim = m.contains(GGUFKey.Vision.projectionDim) ? try m.int(GGUFKey.Vision.projectionDim, in: Limits.width) : nil
         featureSelect = try m.string(GGUFKey.VZQ.featureSelect, default: "default")
         featureLayer = m.contains(GGUFKey.VZQ.featureLayer) ? try m.int(GGUFKey.VZQ.featureLayer, in: -Limits.layers.upperBound...Limits.layers.upperBound) : nil
         sourceBlockCount = m.contains(GGUFKey.VZQ.sourceBlockCount) ? try m.int(GGUFKey.VZQ.sourceBlockCount, in: Limits.layers) : nil

@@ -67,13 +67,16 @@ final class PresetTests: XCTestCase {
         XCTAssertEqual(llava.mmproj.parameters, 303_507_456 - clipLayer - 2 * 1024 + projector)
     }
 
-    /// One decoder config for presets, converter and runtime: what a preset writes, the runtime reads back as the
-    /// very config the preset was described by (and the same for a converted checkpoint's config.json).
+    /// One config per part for presets, converter and runtime: what a preset writes, the runtime reads back as the
+    /// very decoder and tower configs the preset was described by (and a converted config.json's decoder too).
     func testDecoderConfigRoundTripsThroughGGUF() throws {
         for preset in ModelPreset.all {
             var m = GGUFMetadata(file: preset.name)
             for (k, v) in try SyntheticModel.plan(preset: preset, type: .q8_0).text.metadata { m.set(k, v) }
             XCTAssertEqual(try LlamaConfig(metadata: m), preset.text.config, preset.name)
+            var mm = GGUFMetadata(file: preset.name + "-mmproj")
+            for (k, v) in try SyntheticModel.plan(preset: preset, type: .q8_0).mmproj.metadata { mm.set(k, v) }
+            XCTAssertEqual(try VisionConfig(metadata: mm), preset.vision.config, preset.name)
         }
         for name in ["qwen2", "llava-4x", "llama-rope-linear"] {
             let dir = try LlavaModelTests.fixture("hf/\(name)").path
@@ -260,7 +263,7 @@ final class PresetTests: XCTestCase {
         XCTAssertThrowsError(try ModelPreset.named("llava-9b")) { XCTAssertTrue("\($0)".contains("llava-1.5-7b")) }
         XCTAssertThrowsError(try SyntheticModel.plan(preset: .tinyLlava, type: .q4_1))
         var odd = ModelPreset.tinySmolvlm
-        odd.vision.imageSize = 48  // a 3×3 patch grid cannot be pixel-shuffled by 4
+        odd.vision.config.imageSize = 48  // a 3×3 patch grid cannot be pixel-shuffled by 4
         XCTAssertThrowsError(try SyntheticModel.plan(preset: odd, type: .q8_0))
         var small = ModelPreset.tinyLlava
         small.text.vocab = 100

@@ -18,8 +18,9 @@ struct LlavaNextFamily: VLMFamily {
         guard !pinpoints.isEmpty else { return nil }
         let side = c.encoder.imageSize
         self.side = side
-        guard pinpoints.count % 2 == 0, pinpoints.allSatisfy({ $0 >= side && $0 <= ImageProcessor.maxSide }) else {
-            throw ModelError("\(c.metadata.file): clip.vision.image_grid_pinpoints \(pinpoints) are not (height, width) pairs of at least \(side)")
+        // Each resolution is cut into whole tiles of the encoder's size.
+        guard pinpoints.count % 2 == 0, pinpoints.allSatisfy({ $0 >= side && $0 <= ImageProcessor.maxSide && $0 % side == 0 }) else {
+            throw ModelError("\(c.metadata.file): clip.vision.image_grid_pinpoints \(pinpoints) are not (height, width) pairs of multiples of \(side)")
         }
         gridPinpoints = stride(from: 0, to: pinpoints.count, by: 2).map { (pinpoints[$0], pinpoints[$0 + 1]) }
         // The tiles are already square at the encoder's size: the encoder's own processor, no padding.

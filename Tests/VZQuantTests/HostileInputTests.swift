@@ -124,6 +124,11 @@ final class HostileInputTests: XCTestCase {
         XCTAssertThrowsError(try VisionPipeline(path: hugeVision)) {
             XCTAssertTrue("\($0)".contains("'clip.vision.block_count' is 4294967295, outside 1…4096"), "\($0)")
         }
+        // AnyRes resolutions that do not cut into whole tiles (a fuzzing finding: it trapped cropping the last tile).
+        let pinpoints = try rewritten(mm, "pinpoints.gguf") { $0.set(GGUFKey.Vision.gridPinpoints, .int32s([32, 48])) }
+        XCTAssertThrowsError(try VisionPipeline(path: pinpoints)) {
+            XCTAssertTrue("\($0)".contains("are not (height, width) pairs of multiples of 32"), "\($0)")
+        }
         let heads = try rewritten(text, "heads.gguf") { $0.set("llama.attention.head_count", .uint32(1 << 30)) }
         XCTAssertThrowsError(try LlamaModel(path: heads, maxContext: 16)) {
             XCTAssertTrue("\($0)".contains("'llama.attention.head_count' is 1073741824, outside 1…8192"), "\($0)")

@@ -14,6 +14,21 @@ public protocol VLMFamily: Sendable {
     func crops(of image: RGBImage) -> [RGBImage]
     /// How many crops `crops(of:)` makes of a width × height image, without touching pixels.
     func cropCount(width: Int, height: Int) -> Int
+    /// The image's place in the prompt: the crops' rows in order, with the text the family's processor writes
+    /// around them (tile markers, newlines). The default is the rows alone.
+    func promptLayout(width: Int, height: Int, cropCount: Int) -> [ImageLayoutPiece]
+}
+
+/// One piece of an image's place in a prompt.
+public enum ImageLayoutPiece: Sendable, Equatable {
+    /// Text written around the rows (tokenized with special tokens recognised).
+    case text(String)
+    /// All rows of crop i.
+    case crop(Int)
+}
+
+extension VLMFamily {
+    public func promptLayout(width: Int, height: Int, cropCount: Int) -> [ImageLayoutPiece] { (0..<cropCount).map { .crop($0) } }
 }
 
 /// What a family reads from the mmproj.

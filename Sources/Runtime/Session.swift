@@ -151,9 +151,20 @@ public final class Session {
                 guard img.embeddings.count == img.tokens * d else {
                     throw ModelError("image rows have width \(img.embeddings.count / max(img.tokens, 1)), the model takes \(d)")
                 }
-                rows += img.embeddings
-                ids += [Int32](repeating: -1, count: img.tokens)
-                imageTokens += img.tokens
+                // The family's layout: each crop's rows, with its text around them.
+                var start = [0]
+                for c in img.crops { start.append(start.last! + c.tokensAfter) }
+                guard start.last == img.tokens else { throw ModelError("image crops hold \(start.last!) rows, the image \(img.tokens)") }
+                for piece in img.layout {
+                    switch piece {
+                    case let .text(s): try flushText(tokenize(s))
+                    case let .crop(i):
+                        guard img.crops.indices.contains(i) else { throw ModelError("image layout names crop \(i) of \(img.crops.count)") }
+                        rows += img.embeddings[(start[i] * d)..<(start[i + 1] * d)]
+                        ids += [Int32](repeating: -1, count: start[i + 1] - start[i])
+                        imageTokens += start[i + 1] - start[i]
+                    }
+                }
             }
         }
         let n = ids.count

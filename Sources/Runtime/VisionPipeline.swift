@@ -50,6 +50,15 @@ public struct EncodedImage: Sendable {
     public var merge: VisionZip.Merge
     /// The crops as the encoder saw them (8-bit, after padding/resizing/cropping), when `encode(keepCrops:)` asked.
     public var processedCrops: [RGBImage]?
+    /// Where the rows go in the prompt, with the family's text around them (default: every crop's rows in order).
+    public var layout: [ImageLayoutPiece]
+
+    public init(embeddings: [Float], tokens: Int, crops: [CropReport], timings: ImageTimings, merge: VisionZip.Merge,
+                processedCrops: [RGBImage]? = nil, layout: [ImageLayoutPiece]? = nil) {
+        (self.embeddings, self.tokens, self.crops, self.timings, self.merge) = (embeddings, tokens, crops, timings, merge)
+        self.processedCrops = processedCrops
+        self.layout = layout ?? (0..<crops.count).map { .crop($0) }
+    }
 }
 
 /// mmproj → image embeddings: preprocessing as the model's processor does it, the vision tower up to the feature
@@ -120,6 +129,7 @@ public final class VisionPipeline {
         let pixels = prepared.map { $0.normalizedCHW(mean: processor.mean, std: processor.std) }
         let preprocessMs = monotonicMilliseconds() - t0
         var encoded = try encode(pixelCrops: pixels, visualTokens: visualTokens, merge: merge, reducer: reducer)
+        encoded.layout = family.promptLayout(width: image.width, height: image.height, cropCount: prepared.count)
         encoded.timings.preprocessMs = preprocessMs
         encoded.processedCrops = keepCrops ? prepared : nil
         return encoded

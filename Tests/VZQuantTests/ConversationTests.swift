@@ -111,6 +111,30 @@ final class ConversationTests: XCTestCase {
         XCTAssertEqual(checked, ChatTemplate.Family.allCases.count * Ending.allCases.count)
     }
 
+    /// An image's layout (what its family writes around each crop's rows) is what the prompt gets: text pieces
+    /// tokenized in place, crops' rows in the layout's order.
+    func testImageLayoutPlacesTextAndCropRows() throws {
+        let (text, mm) = try LlavaModelTests.convertLlava(.f32, into: temp)
+        let session = try Session(model: text, mmproj: mm, options: SessionOptions(contextLength: 256, batch: 64))
+        let picture = try ImageDecoder.decode(file: LlavaModelTests.fixture("images/rgb37x23.png").path)
+        let one = try session.vision!.encode(picture, visualTokens: .budget(.init(dominant: 3, contextual: 1)))
+        XCTAssertEqual(one.layout, [.crop(0)], "LLaVA-1.5: the rows alone")
+        // Two crops (the same image twice), laid out in reverse with text around them.
+        let d = session.model.hidden, n = one.tokens
+        var two = EncodedImage(embeddings: one.embeddings + one.embeddings.map { $0 * 0.5 }, tokens: 2 * n,
+                               crops: one.crops + one.crops, timings: .init(), merge: .sum,
+                               layout: [.text("<a>"), .crop(1), .text("\n"), .crop(0)])
+        try session.prefill([.image(two)], addBOS: false)
+        let a = session.tokenize("<a>"), nl = session.tokenize("\n")
+        XCTAssertEqual(session.history, a + [Int32](repeating: -1, count: n) + nl + [Int32](repeating: -1, count: n))
+        let fresh = try Session(model: text, options: SessionOptions(contextLength: 256, batch: 64))
+        let second = EncodedImage(embeddings: Array(two.embeddings[(n * d)...]), tokens: n, crops: [one.crops[0]], timings: .init(), merge: .sum)
+        try fresh.prefill([.tokens(a), .image(second), .tokens(nl), .image(one)], addBOS: false)
+        XCTAssertEqual(fresh.lastLogits, session.lastLogits)
+        two.layout = [.crop(2)]
+        XCTAssertThrowsError(try session.prefill([.image(two)], addBOS: false))
+    }
+
     /// A message the cache cannot take leaves the conversation as it was; the next one prefills it all again.
     func testARefusedMessageLeavesTheConversationAsItWas() throws {
         let (text, _) = try LlavaModelTests.convertLlava(.f32, into: temp)

@@ -108,6 +108,7 @@ public enum Memory {
 /// A request for more memory than the process can get.
 public struct MemoryError: Error, CustomStringConvertible, Sendable {
     public let message: String
+    public init(message: String) { self.message = message }
     public var description: String { message }
 }
 

@@ -148,20 +148,27 @@ struct ArenaPlan {
     }
 }
 
+/// The memory of a plan: one anonymous mapping. Its pages are zero and cost nothing until first written, so a KV
+/// cache planned for many positions commits memory only as positions are filled (and the logits of rows never
+/// computed, or scratch for batches never run, are never committed).
 final class Arena {
     let base: UnsafeMutableRawPointer
     let bytes: Int
 
-    /// Allocates the plan after checking it against the memory the process can get; `what` names the arena's
+    /// Maps the plan after checking it against the memory the process can get; `what` names the arena's
     /// contents in the error, e.g. "the decoder's KV cache (2048 positions) and scratch".
     init(_ plan: ArenaPlan, for what: @autoclosure () -> String) throws {
         try Memory.check(plan.bytes, for: what())
         bytes = max(plan.bytes ?? 0, 64)
-        base = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
-        base.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+        // MAP_NORESERVE: the address range is reserved, not the memory (pages are committed as they are touched).
+        guard let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
+              p != MAP_FAILED else {
+            throw MemoryError(message: "\(what()): cannot map \(Memory.formatBytes(bytes)): \(String(cString: strerror(errno)))")
+        }
+        base = p
     }
 
-    deinit { base.deallocate() }
+    deinit { munmap(base, bytes) }
 
     func floats(_ offset: Int) -> UnsafeMutablePointer<Float> { (base + offset).assumingMemoryBound(to: Float.self) }
     func raw(_ offset: Int) -> UnsafeMutableRawPointer { base + offset }

@@ -62,6 +62,28 @@ final class ModelGraphTests: XCTestCase {
         #endif
     }
 
+    /// The KV cache is reserved, not committed: a cache for 400,000 positions costs resident memory only for the
+    /// positions filled (the arena is an anonymous mapping; before, it was zero-filled at load).
+    func testKVCacheIsCommittedOnlyAsPositionsFill() throws {
+        #if os(Linux)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("vzq-kv-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("llava-f32.gguf").path
+        _ = try Converter.run(ConvertOptions(source: try LlavaModelTests.fixture("hf/llava-4x").path, output: out,
+                                             mmprojOutput: dir.appendingPathComponent("mmproj.gguf").path, policy: try TypePolicy(type: .f32), threads: 2))
+        let before = try XCTUnwrap(MemoryProbe.rssBytes())
+        let model = try LlamaModel(path: out, maxContext: 400_000, maxBatch: 16)
+        XCTAssertGreaterThan(model.kvCacheBytes, 100_000_000, "the planned cache is large")
+        _ = try model.prefill(embeddings: try model.embeddings([Int32](repeating: 5, count: 16)), lastOnly: true)
+        let after = try XCTUnwrap(MemoryProbe.rssBytes())
+        print("KV cache planned \(model.kvCacheBytes / 1_000_000) MB for 400000 positions; RSS grew \((after - before) / 1_000_000) MB after 16")
+        XCTAssertLessThan(after - before, model.kvCacheBytes / 10)
+        #else
+        throw XCTSkip("reads /proc/self/status")
+        #endif
+    }
+
     /// The converted tiny LLaVA text model, for the record only: its tensors are a few pages, so the release
     /// (whole pages inside a tensor) has little to give back.
     func testLoadingTinyLlavaMemoryReport() throws {

@@ -103,9 +103,6 @@ public enum SyntheticModel {
                              progress: (_ done: Int, _ total: Int) -> Void = { _, _ in }) throws -> SyntheticSummary {
         let started = Date()
         let p = try plan(preset: preset, type: type, tokenEmbeddingType: tokenEmbeddingType)
-        if let mmprojPath, URL(fileURLWithPath: mmprojPath).standardizedFileURL == URL(fileURLWithPath: textPath).standardizedFileURL {
-            throw ConvertError("the text model and the mmproj outputs name the same file \(textPath)")
-        }
         var jobs: [(SyntheticFile, String, UInt64)] = [(p.text, textPath, 1)]
         if let mmprojPath { jobs.append((p.mmproj, mmprojPath, 2)) }
         let total = jobs.map(\.0.tensorBytes).reduce(0, +)

@@ -32,9 +32,20 @@
 /* Rows of X (and Y) one tile call covers at most. */
 #define CQ_TILE_ROWS 4
 
-/* Packed bytes of one 32-value k-block of one panel (8 weight rows). */
+/* Packed bytes of one 32-value k-block of one panel (8 weight rows) = 8 × the file's block (layouts: cquant.h). */
 #define CQ_Q8_0_PANEL_BLOCK_BYTES (CQ_PANEL_COLS * 2 + CQ_PANEL_COLS * CQ_QBLOCK)     /* 272 */
 #define CQ_Q4_0_PANEL_BLOCK_BYTES (CQ_PANEL_COLS * 2 + CQ_PANEL_COLS * CQ_QBLOCK / 2) /* 144 */
+#define CQ_Q4_1_PANEL_BLOCK_BYTES (CQ_PANEL_COLS * 4 + CQ_PANEL_COLS * CQ_QBLOCK / 2) /* 160 */
+#define CQ_Q5_0_PANEL_BLOCK_BYTES (CQ_PANEL_COLS * 2 + CQ_PANEL_COLS * (CQ_QBLOCK / 8 + CQ_QBLOCK / 2)) /* 176 */
+#define CQ_Q5_1_PANEL_BLOCK_BYTES (CQ_PANEL_COLS * 4 + CQ_PANEL_COLS * (CQ_QBLOCK / 8 + CQ_QBLOCK / 2)) /* 192 */
+/* Where the parts of a packed k-block start (the scales d are always at 0). */
+#define CQ_PANEL_MIN_OFFSET 16        /* Q4_1, Q5_1: fp16 m[8] */
+#define CQ_Q4_0_CODES_OFFSET 16       /* nibbles */
+#define CQ_Q4_1_CODES_OFFSET 32       /* nibbles */
+#define CQ_Q5_0_QH_OFFSET 16          /* 5th bits */
+#define CQ_Q5_0_CODES_OFFSET 48
+#define CQ_Q5_1_QH_OFFSET 32
+#define CQ_Q5_1_CODES_OFFSET 64
 
 typedef struct {
     const void *panel;   /* packed weights of this panel, from k = 0 */
@@ -91,10 +102,16 @@ static inline float cq_h2f(const void *p) {
 /* ------------- Packing (pack.c) ------------- */
 size_t cq_panel_bytes_q8_0(int64_t k);
 size_t cq_panel_bytes_q4_0(int64_t k);
+size_t cq_panel_bytes_q4_1(int64_t k);
+size_t cq_panel_bytes_q5_0(int64_t k);
+size_t cq_panel_bytes_q5_1(int64_t k);
 size_t cq_panel_bytes_f32(int64_t k);
 size_t cq_panel_bytes_f16(int64_t k);
 void cq_pack_panel_q8_0(const void *w, size_t row_stride, int rows, int64_t k, void *panel);
 void cq_pack_panel_q4_0(const void *w, size_t row_stride, int rows, int64_t k, void *panel);
+void cq_pack_panel_q4_1(const void *w, size_t row_stride, int rows, int64_t k, void *panel);
+void cq_pack_panel_q5_0(const void *w, size_t row_stride, int rows, int64_t k, void *panel);
+void cq_pack_panel_q5_1(const void *w, size_t row_stride, int rows, int64_t k, void *panel);
 void cq_pack_panel_f32(const void *w, size_t row_stride, int rows, int64_t k, void *panel);
 void cq_pack_panel_f16(const void *w, size_t row_stride, int rows, int64_t k, void *panel);
 void cq_pack_panel_bf16(const void *w, size_t row_stride, int rows, int64_t k, void *panel);
@@ -103,6 +120,9 @@ void cq_pack_panel_bf16(const void *w, size_t row_stride, int rows, int64_t k, v
 void cq_quantize_x_scalar(const float *x, int64_t k, cq_block_q8x *out);
 void cq_tile_q8_0_scalar(const cq_tile *t);
 void cq_tile_q4_0_scalar(const cq_tile *t);
+void cq_tile_q4_1_scalar(const cq_tile *t);
+void cq_tile_q5_0_scalar(const cq_tile *t);
+void cq_tile_q5_1_scalar(const cq_tile *t);
 void cq_tile_f32_scalar(const cq_tile *t);
 void cq_tile_f16_scalar(const cq_tile *t);
 
@@ -111,6 +131,9 @@ int cq_cpu_has_avx2(void);
 void cq_quantize_x_avx2(const float *x, int64_t k, cq_block_q8x *out);
 void cq_tile_q8_0_avx2(const cq_tile *t);
 void cq_tile_q4_0_avx2(const cq_tile *t);
+void cq_tile_q4_1_avx2(const cq_tile *t);
+void cq_tile_q5_0_avx2(const cq_tile *t);
+void cq_tile_q5_1_avx2(const cq_tile *t);
 void cq_tile_f32_avx2(const cq_tile *t);
 void cq_tile_f16_avx2(const cq_tile *t);
 /* Two adjacent panels at once (t->panel, then the next panel right after it; t->cols 1 … 2·CQ_PANEL_COLS):
@@ -128,12 +151,21 @@ int cq_cpu_has_i8mm(void);
 void cq_quantize_x_neon(const float *x, int64_t k, cq_block_q8x *out);
 void cq_tile_q8_0_neon(const cq_tile *t);
 void cq_tile_q4_0_neon(const cq_tile *t);
+void cq_tile_q4_1_neon(const cq_tile *t);
+void cq_tile_q5_0_neon(const cq_tile *t);
+void cq_tile_q5_1_neon(const cq_tile *t);
 void cq_tile_f32_neon(const cq_tile *t);
 void cq_tile_f16_neon(const cq_tile *t);
 void cq_tile_q8_0_dotprod(const cq_tile *t);
 void cq_tile_q4_0_dotprod(const cq_tile *t);
+void cq_tile_q4_1_dotprod(const cq_tile *t);
+void cq_tile_q5_0_dotprod(const cq_tile *t);
+void cq_tile_q5_1_dotprod(const cq_tile *t);
 void cq_tile_q8_0_i8mm(const cq_tile *t);
 void cq_tile_q4_0_i8mm(const cq_tile *t);
+void cq_tile_q4_1_i8mm(const cq_tile *t);
+void cq_tile_q5_0_i8mm(const cq_tile *t);
+void cq_tile_q5_1_i8mm(const cq_tile *t);
 #define CQ_ARM_FN(f) f
 #else
 #define CQ_ARM_FN(f) NULL

@@ -9,8 +9,26 @@
 
 #include <string.h>
 
+/* Panel blocks hold exactly the 8 rows' file blocks (no growth), and the parts of each follow one another. */
+_Static_assert(CQ_Q8_0_PANEL_BLOCK_BYTES == 8 * 34 && CQ_Q4_0_PANEL_BLOCK_BYTES == 8 * 18, "Q8_0/Q4_0 panel size");
+_Static_assert(CQ_Q4_1_PANEL_BLOCK_BYTES == 8 * 20 && CQ_Q5_0_PANEL_BLOCK_BYTES == 8 * 22 &&
+                   CQ_Q5_1_PANEL_BLOCK_BYTES == 8 * 24,
+               "Q4_1/Q5_0/Q5_1 panel size");
+_Static_assert(CQ_Q4_0_CODES_OFFSET + 128 == CQ_Q4_0_PANEL_BLOCK_BYTES &&
+                   CQ_Q4_1_CODES_OFFSET == CQ_PANEL_MIN_OFFSET + 16 &&
+                   CQ_Q4_1_CODES_OFFSET + 128 == CQ_Q4_1_PANEL_BLOCK_BYTES,
+               "Q4 panel parts");
+_Static_assert(CQ_Q5_0_CODES_OFFSET == CQ_Q5_0_QH_OFFSET + 32 &&
+                   CQ_Q5_0_CODES_OFFSET + 128 == CQ_Q5_0_PANEL_BLOCK_BYTES &&
+                   CQ_Q5_1_QH_OFFSET == CQ_PANEL_MIN_OFFSET + 16 && CQ_Q5_1_CODES_OFFSET == CQ_Q5_1_QH_OFFSET + 32 &&
+                   CQ_Q5_1_CODES_OFFSET + 128 == CQ_Q5_1_PANEL_BLOCK_BYTES,
+               "Q5 panel parts");
+
 size_t cq_panel_bytes_q8_0(int64_t k) { return (size_t)(k / CQ_QBLOCK) * CQ_Q8_0_PANEL_BLOCK_BYTES; }
 size_t cq_panel_bytes_q4_0(int64_t k) { return (size_t)(k / CQ_QBLOCK) * CQ_Q4_0_PANEL_BLOCK_BYTES; }
+size_t cq_panel_bytes_q4_1(int64_t k) { return (size_t)(k / CQ_QBLOCK) * CQ_Q4_1_PANEL_BLOCK_BYTES; }
+size_t cq_panel_bytes_q5_0(int64_t k) { return (size_t)(k / CQ_QBLOCK) * CQ_Q5_0_PANEL_BLOCK_BYTES; }
+size_t cq_panel_bytes_q5_1(int64_t k) { return (size_t)(k / CQ_QBLOCK) * CQ_Q5_1_PANEL_BLOCK_BYTES; }
 size_t cq_panel_bytes_f32(int64_t k) { return (size_t)k * CQ_PANEL_COLS * sizeof(float); }
 size_t cq_panel_bytes_f16(int64_t k) { return (size_t)k * CQ_PANEL_COLS * sizeof(uint16_t); }
 
@@ -27,27 +45,76 @@ void cq_pack_panel_q8_0(const void *w, size_t row_stride, int rows, int64_t k, v
     }
 }
 
-void cq_pack_panel_q4_0(const void *w, size_t row_stride, int rows, int64_t k, void *panel) {
-    const int64_t nb = k / CQ_QBLOCK;
-    uint8_t *out = panel;
-    for (int64_t b = 0; b < nb; b++, out += CQ_Q4_0_PANEL_BLOCK_BYTES) {
-        uint8_t codes[CQ_PANEL_COLS][CQ_QBLOCK]; /* unsigned 4-bit codes; a missing row is all 8 (= zero) */
-        memset(out, 0, 16);
-        memset(codes, 8, sizeof codes);
-        for (int c = 0; c < rows; c++) {
-            const uint8_t *blk = (const uint8_t *)w + (size_t)c * row_stride + (size_t)b * 18;
-            memcpy(out + 2 * c, blk, 2);
-            for (int j = 0; j < 16; j++) {
-                codes[c][j] = blk[2 + j] & 15;
-                codes[c][j + 16] = blk[2 + j] >> 4;
-            }
-        }
-        /* missing rows have scale 0, so their codes do not matter; 8 keeps them at value zero anyway */
-        for (int g = 0; g < 4; g++)
-            for (int c = 0; c < 4; c++)
-                for (int j = 0; j < 8; j++)
-                    out[16 + 32 * g + 8 * c + j] = (uint8_t)(codes[c][8 * g + j] | (codes[c + 4][8 * g + j] << 4));
+/* The nibble area shared by Q4_0, Q4_1, Q5_0 and Q5_1 panels: q[g][cc][j] holds the low 4 bits of column
+ * cc's code in its low nibble and those of column cc+4 in its high nibble, k = 8g + j. */
+static void pack_nibbles(const uint8_t codes[CQ_PANEL_COLS][CQ_QBLOCK], uint8_t *q) {
+    for (int g = 0; g < 4; g++)
+        for (int c = 0; c < 4; c++)
+            for (int j = 0; j < 8; j++)
+                q[32 * g + 8 * c + j] = (uint8_t)((codes[c][8 * g + j] & 15) | ((codes[c + 4][8 * g + j] & 15) << 4));
+}
+
+/* The 5th bits of Q5_0/Q5_1 codes, transposed: bit c of qh[g][j] = bit 4 of column c's code at k = 8g + j. */
+static void pack_high_bits(const uint8_t codes[CQ_PANEL_COLS][CQ_QBLOCK], uint8_t *qh) {
+    for (int i = 0; i < CQ_QBLOCK; i++) { /* i = 8g + j */
+        uint8_t bits = 0;
+        for (int c = 0; c < CQ_PANEL_COLS; c++) bits |= (uint8_t)(((codes[c][i] >> 4) & 1) << c);
+        qh[i] = bits;
     }
+}
+
+static inline uint32_t load_u32(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+/* One file block's codes in k order: the 16 nibble bytes at `qs` (low nibbles are values 0…15, high nibbles
+ * 16…31, as ggml), plus bit j of `qh` as the 5th bit of value j when qh is given. */
+static void block_codes(const uint8_t *qs, const uint8_t *qh, uint8_t code[CQ_QBLOCK]) {
+    const uint32_t h = qh ? load_u32(qh) : 0;
+    for (int j = 0; j < 16; j++) {
+        code[j] = (uint8_t)((qs[j] & 15) | (((h >> j) & 1u) << 4));
+        code[j + 16] = (uint8_t)((qs[j] >> 4) | (((h >> (j + 16)) & 1u) << 4));
+    }
+}
+
+/* The four nibble types, from the file block (fp16 d, [fp16 m], [uint32 qh], uint8 qs[16]) to the panel block
+ * (fp16 d[8], then fp16 m[8] at `min_off`, qh[4][8] at `qh_off`, q[4][4][8] at `codes_off`; an offset of 0 means
+ * the type has no such part). Missing rows get scale 0, min 0, and the code whose value is zero (`zero_code`),
+ * so they are zero whatever a kernel does with them. */
+static void pack_panel_nibbles(const void *w, size_t row_stride, int rows, int64_t k, void *panel, size_t file_bytes,
+                               size_t block_bytes, size_t min_off, size_t qh_off, size_t codes_off, uint8_t zero_code) {
+    const int64_t nb = k / CQ_QBLOCK;
+    const size_t file_qh = min_off ? 4 : 2, file_qs = file_qh + (qh_off ? 4 : 0);
+    uint8_t *out = panel;
+    for (int64_t b = 0; b < nb; b++, out += block_bytes) {
+        uint8_t codes[CQ_PANEL_COLS][CQ_QBLOCK];
+        memset(out, 0, codes_off); /* scales, mins and 5th bits of missing rows */
+        memset(codes, zero_code, sizeof codes);
+        for (int c = 0; c < rows; c++) {
+            const uint8_t *blk = (const uint8_t *)w + (size_t)c * row_stride + (size_t)b * file_bytes;
+            memcpy(out + 2 * c, blk, 2); /* fp16 d */
+            if (min_off) memcpy(out + min_off + 2 * c, blk + 2, 2); /* fp16 m */
+            block_codes(blk + file_qs, qh_off ? blk + file_qh : NULL, codes[c]);
+        }
+        if (qh_off) pack_high_bits(codes, out + qh_off);
+        pack_nibbles(codes, out + codes_off);
+    }
+}
+
+void cq_pack_panel_q4_0(const void *w, size_t row_stride, int rows, int64_t k, void *panel) {
+    pack_panel_nibbles(w, row_stride, rows, k, panel, 18, CQ_Q4_0_PANEL_BLOCK_BYTES, 0, 0, CQ_Q4_0_CODES_OFFSET, 8);
+}
+void cq_pack_panel_q4_1(const void *w, size_t row_stride, int rows, int64_t k, void *panel) {
+    pack_panel_nibbles(w, row_stride, rows, k, panel, 20, CQ_Q4_1_PANEL_BLOCK_BYTES, CQ_PANEL_MIN_OFFSET, 0,
+                       CQ_Q4_1_CODES_OFFSET, 0);
+}
+void cq_pack_panel_q5_0(const void *w, size_t row_stride, int rows, int64_t k, void *panel) {
+    pack_panel_nibbles(w, row_stride, rows, k, panel, 22, CQ_Q5_0_PANEL_BLOCK_BYTES, 0, CQ_Q5_0_QH_OFFSET,
+                       CQ_Q5_0_CODES_OFFSET, 16);
+}
+void cq_pack_panel_q5_1(const void *w, size_t row_stride, int rows, int64_t k, void *panel) {
+    pack_panel_nibbles(w, row_stride, rows, k, panel, 24, CQ_Q5_1_PANEL_BLOCK_BYTES, CQ_PANEL_MIN_OFFSET,
+                       CQ_Q5_1_QH_OFFSET, CQ_Q5_1_CODES_OFFSET, 0);
 }
 
 void cq_pack_panel_f32(const void *w, size_t row_stride, int rows, int64_t k, void *panel) {

@@ -179,7 +179,7 @@ static void dequantize_q4_0(const void *x, float *y, int64_t n) {
 }
 
 /* ------------------------------------------------------------------------------------------------------ */
-/* Read-only types found in GGUF files in the wild: dequantize only                                        */
+/* Read-only types found in GGUF files in the wild (no quantizer; Q4_1/Q5_0/Q5_1 have GEMM kernels)       */
 /* ------------------------------------------------------------------------------------------------------ */
 
 static void dequantize_q4_1(const void *x, float *y, int64_t n) {
@@ -347,9 +347,36 @@ static const cq_type_traits k_traits[CQ_TYPE_COUNT] = {
                  [CQ_KERNEL_NEON] = CQ_ARM_FN(cq_tile_q4_0_neon), [CQ_KERNEL_DOTPROD] = CQ_ARM_FN(cq_tile_q4_0_dotprod),
                  [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_q4_0_i8mm)},
     },
-    [CQ_TYPE_Q4_1] = {.info = {"q4_1", 32, 20, 0, 0}, .dequantize_row = dequantize_q4_1},
-    [CQ_TYPE_Q5_0] = {.info = {"q5_0", 32, 22, 0, 0}, .dequantize_row = dequantize_q5_0},
-    [CQ_TYPE_Q5_1] = {.info = {"q5_1", 32, 24, 0, 0}, .dequantize_row = dequantize_q5_1},
+    [CQ_TYPE_Q4_1] = {
+        /* read-only (no quantizer), but multiplied natively: panels hold the file's bytes */
+        .info = {"q4_1", 32, 20, 0, 1},
+        .dequantize_row = dequantize_q4_1,
+        .packed_type = CQ_TYPE_Q4_1, .panel_bytes = cq_panel_bytes_q4_1, .pack_panel = cq_pack_panel_q4_1,
+        .act = CQ_ACT_Q8X,
+        .tile = {[CQ_KERNEL_SCALAR] = cq_tile_q4_1_scalar, [CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile_q4_1_avx2),
+                 [CQ_KERNEL_NEON] = CQ_ARM_FN(cq_tile_q4_1_neon), [CQ_KERNEL_DOTPROD] = CQ_ARM_FN(cq_tile_q4_1_dotprod),
+                 [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_q4_1_i8mm)},
+    },
+    [CQ_TYPE_Q5_0] = {
+        /* read-only (no quantizer), but multiplied natively: panels hold the file's bytes */
+        .info = {"q5_0", 32, 22, 0, 1},
+        .dequantize_row = dequantize_q5_0,
+        .packed_type = CQ_TYPE_Q5_0, .panel_bytes = cq_panel_bytes_q5_0, .pack_panel = cq_pack_panel_q5_0,
+        .act = CQ_ACT_Q8X,
+        .tile = {[CQ_KERNEL_SCALAR] = cq_tile_q5_0_scalar, [CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile_q5_0_avx2),
+                 [CQ_KERNEL_NEON] = CQ_ARM_FN(cq_tile_q5_0_neon), [CQ_KERNEL_DOTPROD] = CQ_ARM_FN(cq_tile_q5_0_dotprod),
+                 [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_q5_0_i8mm)},
+    },
+    [CQ_TYPE_Q5_1] = {
+        /* read-only (no quantizer), but multiplied natively: panels hold the file's bytes */
+        .info = {"q5_1", 32, 24, 0, 1},
+        .dequantize_row = dequantize_q5_1,
+        .packed_type = CQ_TYPE_Q5_1, .panel_bytes = cq_panel_bytes_q5_1, .pack_panel = cq_pack_panel_q5_1,
+        .act = CQ_ACT_Q8X,
+        .tile = {[CQ_KERNEL_SCALAR] = cq_tile_q5_1_scalar, [CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile_q5_1_avx2),
+                 [CQ_KERNEL_NEON] = CQ_ARM_FN(cq_tile_q5_1_neon), [CQ_KERNEL_DOTPROD] = CQ_ARM_FN(cq_tile_q5_1_dotprod),
+                 [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_q5_1_i8mm)},
+    },
     [CQ_TYPE_Q4_K] = {.info = {"q4_K", 256, 144, 0, 0}, .dequantize_row = dequantize_q4_k},
     [CQ_TYPE_Q5_K] = {.info = {"q5_K", 256, 176, 0, 0}, .dequantize_row = dequantize_q5_k},
     [CQ_TYPE_Q6_K] = {.info = {"q6_K", 256, 210, 0, 0}, .dequantize_row = dequantize_q6_k},

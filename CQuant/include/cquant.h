@@ -138,22 +138,37 @@ int cq_has_openmp(void);
  *           uint8 q[4][4][8]                   low nibble  of q[g][c][j] = Wq[c][32b + 8g + j]
  *                                              high nibble of q[g][c][j] = Wq[c+4][32b + 8g + j]
  *                                              (Wq = the unsigned 4-bit code, value = d·(Wq − 8))
+ *   Q4_1  per k-block b, 160 bytes:
+ *           fp16 d[8], fp16 m[8]               the 8 rows' scales, then their mins, row order
+ *           uint8 q[4][4][8]                   as Q4_0 (value = d·Wq + m)
+ *   Q5_0  per k-block b, 176 bytes:
+ *           fp16 d[8]
+ *           uint8 qh[4][8]                     bit c of qh[g][j] = bit 4 of Wq[c][32b + 8g + j]
+ *                                              (one byte per k: the 8 rows' 5th bits, row c at bit c)
+ *           uint8 q[4][4][8]                   the low 4 bits of Wq, as Q4_0 (Wq = 5-bit code, value = d·(Wq − 16))
+ *   Q5_1  per k-block b, 192 bytes:
+ *           fp16 d[8], fp16 m[8]
+ *           uint8 qh[4][8]                     as Q5_0
+ *           uint8 q[4][4][8]                   as Q4_0 (value = d·Wq + m)
  *   F32   per k, 8 floats: W[0][k] … W[7][k]
  *   F16   per k, 8 halves: W[0][k] … W[7][k]
  *
  * Why this shape: an 8-row × 8-value group is 64 bytes, which every ISA consumes whole — AVX2 as two
  * registers of 4 rows × 8 values (madd pairs then one hadd per block), NEON dotprod as four 2-row × 8-value
- * SDOTs, i8mm as four 2×8 SMMLA operands. Packed Q8_0/Q4_0 take exactly the file's bytes (no growth).
+ * SDOTs, i8mm as four 2×8 SMMLA operands. A Q4/Q5 group is 32 bytes of nibbles (+ 8 bytes of 5th bits), one AVX2
+ * register or two NEON column pairs per half after decoding. Every packed quantized block is exactly 8 × the file's
+ * block (Q8_0 34, Q4_0 18, Q4_1 20, Q5_0 22, Q5_1 24 bytes): no growth; only the last panel's padding rows add.
  * F32/F16 panels are K rows of 8 values each, K not padded.
  * ------------------------------------------------------------------------------------------------------- */
 #define CQ_PANEL_COLS 8
-#define CQ_QBLOCK 32 /* values per quantization block of activations and Q8_0/Q4_0 weights */
+#define CQ_QBLOCK 32 /* values per quantization block of activations and of Q8_0/Q4_0/Q4_1/Q5_0/Q5_1 weights */
 
 typedef struct cq_matrix cq_matrix;
 
 /* Packs W (type `type`, N rows × K values, rows `row_stride` bytes apart; row_stride 0 means dense) for
- * `kernel` (use cq_kernel_default()). Types: F32, F16, BF16 (stored as F32), Q8_0, Q4_0. K must be a
- * multiple of 32 for Q8_0/Q4_0. On success *out owns a new matrix. */
+ * `kernel` (use cq_kernel_default()). Types: those with cq_type_info.can_gemm — F32, F16, BF16 (stored as F32),
+ * Q8_0, Q4_0, Q4_1, Q5_0, Q5_1. K must be a multiple of the type's block size (32 for the quantized ones).
+ * On success *out owns a new matrix. */
 cq_status cq_matrix_pack(int type, const void *w, int64_t n, int64_t k, size_t row_stride, cq_kernel kernel,
                          cq_matrix **out);
 void cq_matrix_free(cq_matrix *m);
@@ -174,8 +189,12 @@ size_t cq_matrix_bytes(const cq_matrix *m);   /* bytes of packed data */
  * [−127, 127] with d = max|x|/127 and q = round-half-even(x·(1/d)) (a block with d < 2^-100 becomes zero,
  * so 1/d cannot overflow); then
  *   Y[m][n] = Σ_b (dx[m][b]·dw[n][b]) · Σ_j qx[m][32b+j]·qw[n][32b+j]      (integers exact, fp32 sum over b)
- * Every kernel gives the same integer dot products as the scalar reference; fp32 results differ from it by at
- * most 1e-5 · Σ_b |dx·dw·isum| (summation order and fused multiply-add).
+ * with qw the weight's integer up to its scale (Q8_0 q, Q4_0 code − 8, Q5_0 code − 16, Q4_1/Q5_1 code); the types
+ * with a min add, right after each block's term, (dx[m][b]·mw[n][b]) · Σ_j qx[m][32b+j].
+ * Every kernel gives the same integer dot products as the scalar reference and does its fp32 steps in the same
+ * order (arch/scalar/gemm_scalar.c), so its results are bit-identical to the reference's (the C tests check this
+ * for every kernel, type and shape); they differ from an exact sum by rounding, about 1e-5 · Σ_b |dx·dw·isum|
+ * (plus Σ_b |dx·mw·Σqx| for the types with a min) at most.
  * ------------------------------------------------------------------------------------------------------- */
 size_t cq_gemm_workspace_bytes(const cq_matrix *w, int64_t m);
 cq_status cq_gemm(const cq_matrix *w, const float *x, int64_t m, int64_t ldx, const float *bias, float *y,
@@ -191,7 +210,8 @@ cq_status cq_sgemm(int64_t m, int64_t n, int64_t k, float alpha, const float *a,
 
 /* ---------------------------------------------------------------------------------------------------------
  * Activation quantization, exposed so tests can compare kernels and the runtime can reuse quantized rows.
- * One block: { float d; int32 sum; int8 q[32]; } — sum = Σ q (Q4_0 kernels subtract 8·sum).
+ * One block: { float d; int32 sum; int8 q[32]; } — sum = Σ q (Q4_0/Q5_0 kernels subtract 8·sum / 16·sum,
+ * Q4_1/Q5_1 kernels add dx·m·sum).
  * ------------------------------------------------------------------------------------------------------- */
 typedef struct {
     float d;

@@ -140,40 +140,133 @@ static void test_activation_quantization(cq_kernel kernel) {
 /* ------------------------------------------------------------------------------------------------------ */
 /* GEMM against the scalar reference                                                                       */
 
+/* The 32-value block types (activations quantized to cq_block_q8x); the rest take fp32 activations. */
+static int is_quantized(int type) { return cq_type_get(type)->block_elems == 32; }
+/* value = d·code + m */
+static int has_min(int type) { return type == CQ_TYPE_Q4_1 || type == CQ_TYPE_Q5_1; }
+static int has_qh(int type) { return type == CQ_TYPE_Q5_0 || type == CQ_TYPE_Q5_1; }
+
+static void put_u16(uint8_t *p, uint16_t v) {
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+static uint16_t get_u16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static uint32_t get_u32(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+/* File-layout offsets of a 32-value block (ggml): fp16 d at 0, fp16 m at 2, uint32 qh, then the codes. */
+static size_t qh_at(int type) { return has_min(type) ? 4 : 2; }
+static size_t qs_at(int type) {
+    return type == CQ_TYPE_Q8_0 || type == CQ_TYPE_Q4_0 ? 2 : qh_at(type) + (has_qh(type) ? 4 : 0);
+}
+
+/* Weight j of one file block as its integer up to the scale (the value is d·that [+ m]): read from the bytes as ggml
+ * lays them out, independently of the library's packers. */
+static int file_code(int type, const uint8_t *blk, int j) {
+    const uint8_t *qs = blk + qs_at(type);
+    if (type == CQ_TYPE_Q8_0) return (int8_t)qs[j];
+    int code = j < 16 ? qs[j] & 15 : qs[j - 16] >> 4;
+    if (has_qh(type)) code |= (int)((get_u32(blk + qh_at(type)) >> j) & 1u) << 4;
+    return code - (type == CQ_TYPE_Q4_0 ? 8 : type == CQ_TYPE_Q5_0 ? 16 : 0);
+}
+
+/* Test-side quantizers for the types the library only reads (ggml's reference scheme, not necessarily bit-exact
+ * with it): min/max affine for Q4_1/Q5_1, signed absmax for Q5_0. */
+static void quantize_test(int type, const float *x, uint8_t *dst, int64_t k) {
+    const size_t bb = cq_type_get(type)->block_bytes;
+    for (int64_t b = 0; b < k / 32; b++, x += 32, dst += bb) {
+        int code[32];
+        memset(dst, 0, bb);
+        if (has_min(type)) {
+            float lo = x[0], hi = x[0];
+            for (int j = 1; j < 32; j++) {
+                lo = fminf(lo, x[j]);
+                hi = fmaxf(hi, x[j]);
+            }
+            const int top = type == CQ_TYPE_Q4_1 ? 15 : 31;
+            const float d = (hi - lo) / (float)top, id = d != 0.0f ? 1.0f / d : 0.0f;
+            put_u16(dst, cq_fp32_to_fp16(d));
+            put_u16(dst + 2, cq_fp32_to_fp16(lo));
+            for (int j = 0; j < 32; j++) {
+                const int q = (int)((x[j] - lo) * id + 0.5f);
+                code[j] = q > top ? top : q;
+            }
+        } else { /* Q5_0 */
+            float amax = 0.0f, vmax = 0.0f;
+            for (int j = 0; j < 32; j++)
+                if (amax < fabsf(x[j])) {
+                    amax = fabsf(x[j]);
+                    vmax = x[j];
+                }
+            const float d = vmax / -16.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+            put_u16(dst, cq_fp32_to_fp16(d));
+            for (int j = 0; j < 32; j++) {
+                const float s = x[j] * id + 16.5f;
+                const int q = s > 0.0f ? (int)s : 0;
+                code[j] = q > 31 ? 31 : q;
+            }
+        }
+        uint32_t qh = 0;
+        for (int j = 0; j < 16; j++) {
+            dst[qs_at(type) + j] = (uint8_t)((code[j] & 15) | ((code[j + 16] & 15) << 4));
+            qh |= (uint32_t)(code[j] >> 4) << j | (uint32_t)(code[j + 16] >> 4) << (j + 16);
+        }
+        if (has_qh(type))
+            for (int i = 0; i < 4; i++) dst[qh_at(type) + i] = (uint8_t)(qh >> (8 * i));
+    }
+}
+
 typedef struct {
     int type;
     int64_t n, k;
     void *w;       /* file layout, n rows */
     float *wdeq;   /* dequantized, n × k */
+    float *wmag;   /* |d·code| + |m| per weight (|wdeq| without a min): the size of the terms the kernels add */
 } weights;
 
+/* A block's fp16 scale (and min) for the `exact` weights: powers of two, and small integers times them, so every
+ * product the kernels form is exact. */
+static uint16_t exact_half(int integer) {
+    const int v = integer ? (int)(rnd_u32() % 17) - 8 : 1;
+    return cq_fp32_to_fp16(ldexpf((float)v, -(int)(rnd_u32() % 3)));
+}
+
 static weights make_weights(int type, int64_t n, int64_t k, int exact) {
-    weights w = {type, n, k, NULL, NULL};
+    weights w = {type, n, k, NULL, NULL, NULL};
     const size_t row = cq_row_bytes(type, k);
     w.w = xmalloc(row * n);
     w.wdeq = xmalloc(n * k * 4);
+    w.wmag = xmalloc(n * k * 4);
     float *tmp = xmalloc(k * 4);
     for (int64_t r = 0; r < n; r++) {
         uint8_t *dst = (uint8_t *)w.w + r * row;
-        if (exact && (type == CQ_TYPE_Q8_0 || type == CQ_TYPE_Q4_0)) {
+        if (exact && is_quantized(type)) {
             /* power-of-two scales and random codes: every product below is exact */
             const size_t bb = cq_type_get(type)->block_bytes;
             for (int64_t b = 0; b < k / 32; b++) {
                 uint8_t *blk = dst + b * bb;
-                const uint16_t d = cq_fp32_to_fp16(ldexpf(1.0f, -(int)(rnd_u32() % 3)));
-                memcpy(blk, &d, 2);
                 /* every byte value, including the Q8_0 code -128 that ggml never writes but other tools may */
                 for (size_t j = 2; j < bb; j++) blk[j] = (uint8_t)rnd_u32();
+                put_u16(blk, exact_half(0));
+                if (has_min(type)) put_u16(blk + 2, exact_half(1));
                 if (type == CQ_TYPE_Q8_0 && b % 3 == 0) blk[2 + rnd_u32() % 32] = 0x80;
             }
         } else {
             for (int64_t i = 0; i < k; i++) tmp[i] = rnd_normalish() * 0.5f;
-            if (cq_quantize_row(type, tmp, dst, k) != CQ_OK) {
+            if (is_quantized(type) && !cq_type_get(type)->can_quantize) {
+                quantize_test(type, tmp, dst, k);
+            } else if (cq_quantize_row(type, tmp, dst, k) != CQ_OK) {
                 printf("cannot make %s weights\n", cq_type_get(type)->name);
                 exit(2);
             }
         }
         cq_dequantize_row(type, dst, w.wdeq + r * k, k);
+        for (int64_t i = 0; i < k; i++) {
+            const uint8_t *blk = dst + (i / 32) * cq_type_get(type)->block_bytes;
+            const float m = has_min(type) ? cq_fp16_to_fp32(get_u16(blk + 2)) : 0.0f;
+            w.wmag[r * k + i] = fabsf(w.wdeq[r * k + i] - m) + fabsf(m);
+        }
     }
     free(tmp);
     return w;
@@ -182,6 +275,7 @@ static weights make_weights(int type, int64_t n, int64_t k, int exact) {
 static void free_weights(weights *w) {
     free(w->w);
     free(w->wdeq);
+    free(w->wmag);
 }
 
 /* Activations; with `exact`, every 32-block holds integers·2^e with one ±127, so quantization is exact. */
@@ -227,6 +321,33 @@ static int run_gemm(int type, cq_kernel kernel, const weights *w, const float *x
     return st == CQ_OK;
 }
 
+/* Same bits, or both NaN (a NaN's payload is the hardware's business). */
+static int same_float(float a, float b) { return memcmp(&a, &b, 4) == 0 || (isnan(a) && isnan(b)); }
+
+/* Y of a quantized type straight from the file bytes, following the reference numerics (gemm_scalar.c) without the
+ * library's packing or tiles: per block the exact integer Σ qx·c, acc = fma(isum, dx·dw, acc), then for the types
+ * with a min acc = fma(Σqx, dx·mw, acc); + bias. The scalar GEMM must give these bits. */
+static void gemm_from_file(const weights *w, const float *x, int64_t m, const float *bias, float *y) {
+    const int64_t nb = w->k / 32;
+    const size_t bb = cq_type_get(w->type)->block_bytes, row = cq_row_bytes(w->type, w->k);
+    cq_block_q8x *xq = xmalloc(m * nb * sizeof *xq);
+    cq_quantize_activations(CQ_KERNEL_SCALAR, x, m, w->k, w->k, xq);
+    for (int64_t r = 0; r < m; r++)
+        for (int64_t c = 0; c < w->n; c++) {
+            float acc = 0.0f;
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *blk = (const uint8_t *)w->w + c * row + b * bb;
+                const cq_block_q8x *xb = &xq[r * nb + b];
+                int32_t isum = 0;
+                for (int j = 0; j < 32; j++) isum += file_code(w->type, blk, j) * xb->q[j];
+                acc = fmaf((float)isum, xb->d * cq_fp16_to_fp32(get_u16(blk)), acc);
+                if (has_min(w->type)) acc = fmaf((float)xb->sum, xb->d * cq_fp16_to_fp32(get_u16(blk + 2)), acc);
+            }
+            y[r * w->n + c] = bias ? acc + bias[c] : acc;
+        }
+    free(xq);
+}
+
 static void compare_gemm(int type, cq_kernel kernel, int64_t m, int64_t n, int64_t k, int exact) {
     weights w = make_weights(type, n, k, exact);
     float *x = xmalloc(m * k * 4), *ref = xmalloc(m * n * 4), *got = xmalloc(m * n * 4), *bias = xmalloc(n * 4);
@@ -241,7 +362,7 @@ static void compare_gemm(int type, cq_kernel kernel, int64_t m, int64_t n, int64
 
     /* dequantized activations, for the tolerance scale */
     float *xd = xmalloc(m * k * 4);
-    const int quantized = type == CQ_TYPE_Q8_0 || type == CQ_TYPE_Q4_0;
+    const int quantized = is_quantized(type);
     if (quantized) {
         cq_block_q8x *xq = xmalloc(m * (k / 32) * sizeof *xq);
         cq_quantize_activations(CQ_KERNEL_SCALAR, x, m, k, k, xq);
@@ -251,41 +372,54 @@ static void compare_gemm(int type, cq_kernel kernel, int64_t m, int64_t n, int64
     } else {
         memcpy(xd, x, m * k * 4);
     }
-    int bad = 0, nonfinite = 0;
+    int bad = 0, differ = 0, nonfinite = 0;
     double worst = 0;
     for (int64_t r = 0; r < m; r++)
         for (int64_t c = 0; c < n; c++) {
             const float a = ref[r * n + c], b = got[r * n + c];
+            differ += !same_float(a, b);
             if (!isfinite(a) || !isfinite(b)) {
                 nonfinite++;
                 continue;
             }
-            if (exact) {
-                bad += a != b;
-            } else {
-                const double tol = 1e-5 * magnitude(xd + r * k, w.wdeq + c * k, k) + 1e-6;
-                const double err = fabs((double)a - b);
-                if (err / tol > worst) worst = err / tol;
-                bad += err > tol;
-            }
+            const double tol = 1e-5 * magnitude(xd + r * k, w.wmag + c * k, k) + 1e-6;
+            const double err = fabs((double)a - b);
+            if (err / tol > worst) worst = err / tol;
+            bad += err > tol;
         }
     CHECK(nonfinite == 0, "%s/%s m=%lld n=%lld k=%lld: %d non-finite outputs", cq_type_get(type)->name,
           cq_kernel_name(kernel), (long long)m, (long long)n, (long long)k, nonfinite);
+    /* every kernel follows the reference's operations in the reference's order: the same bits */
+    CHECK(differ == 0, "%s/%s m=%lld n=%lld k=%lld%s: %d of %lld outputs not bit-identical to scalar",
+          cq_type_get(type)->name, cq_kernel_name(kernel), (long long)m, (long long)n, (long long)k,
+          exact ? " exact" : "", differ, (long long)(m * n));
     CHECK(bad == 0, "%s/%s m=%lld n=%lld k=%lld%s: %d of %lld outputs outside tolerance (worst %.2f× tol)",
           cq_type_get(type)->name, cq_kernel_name(kernel), (long long)m, (long long)n, (long long)k,
           exact ? " exact" : "", bad, (long long)(m * n), worst);
 
-    /* the reference itself against a double-precision sum of dequantized products */
     if (kernel == CQ_KERNEL_SCALAR || m <= 3) {
+        /* the reference itself against a double-precision sum of dequantized products, within rounding: for the
+         * types with a min the kernels add d·code and m terms separately, so the scale is Σ|x|·(|d·code| + |m|) */
         int bad_ref = 0;
         for (int64_t r = 0; r < m; r++)
             for (int64_t c = 0; c < n; c++) {
                 double s = exact ? 0.0 : bias[c];
                 for (int64_t i = 0; i < k; i++) s += (double)xd[r * k + i] * w.wdeq[c * k + i];
-                const double tol = 1e-5 * magnitude(xd + r * k, w.wdeq + c * k, k) + 1e-6;
+                const double tol = 1e-5 * magnitude(xd + r * k, w.wmag + c * k, k) + 1e-6;
                 bad_ref += fabs(s - ref[r * n + c]) > tol;
             }
-        CHECK(bad_ref == 0, "%s scalar reference vs double sum: %d outputs off", cq_type_get(type)->name, bad_ref);
+        CHECK(bad_ref == 0, "%s scalar reference vs double sum (m=%lld n=%lld k=%lld%s): %d outputs off",
+              cq_type_get(type)->name, (long long)m, (long long)n, (long long)k, exact ? " exact" : "", bad_ref);
+        /* and against the same numerics computed from the file bytes (checks the packing bit for bit) */
+        if (quantized) {
+            float *direct = xmalloc(m * n * 4);
+            gemm_from_file(&w, x, m, exact ? NULL : bias, direct);
+            int bad_file = 0;
+            for (int64_t i = 0; i < m * n; i++) bad_file += !same_float(direct[i], ref[i]);
+            CHECK(bad_file == 0, "%s scalar gemm vs the file-byte reference (m=%lld n=%lld k=%lld%s): %d differ",
+                  cq_type_get(type)->name, (long long)m, (long long)n, (long long)k, exact ? " exact" : "", bad_file);
+            free(direct);
+        }
     }
     free(xd);
 done:
@@ -297,7 +431,8 @@ done:
 }
 
 static void test_gemm_shapes(cq_kernel kernel) {
-    const int types[] = {CQ_TYPE_Q8_0, CQ_TYPE_Q4_0, CQ_TYPE_F32, CQ_TYPE_F16, CQ_TYPE_BF16};
+    const int types[] = {CQ_TYPE_Q8_0, CQ_TYPE_Q4_0, CQ_TYPE_Q4_1, CQ_TYPE_Q5_0, CQ_TYPE_Q5_1,
+                         CQ_TYPE_F32,  CQ_TYPE_F16,  CQ_TYPE_BF16};
     const int64_t ms_full[] = {1, 2, 3, 7, 64, 129};
     const int64_t ms_quick[] = {1, 2, 3, 7, 9};
     const int64_t ns[] = {1, 5, 8, 13, 67};
@@ -317,7 +452,7 @@ static void test_gemm_shapes(cq_kernel kernel) {
     /* big K and big M once each per type, and the exact (integer) check */
     for (size_t t = 0; t < sizeof types / sizeof *types; t++) {
         compare_gemm(types[t], kernel, g_quick ? 9 : 64, 13, 4096, 0);
-        if (types[t] == CQ_TYPE_Q8_0 || types[t] == CQ_TYPE_Q4_0) {
+        if (is_quantized(types[t])) {
             compare_gemm(types[t], kernel, 7, 21, 1024, 1);
             compare_gemm(types[t], kernel, 1, 67, 512, 1);
         }
@@ -327,23 +462,38 @@ static void test_gemm_shapes(cq_kernel kernel) {
     compare_gemm(CQ_TYPE_F32, kernel, 3, 9, 61, 0);
 }
 
-/* Zeros, ±large values and tiny scales: finite results, zero rows give exactly the bias. */
+static const int k_qtypes[] = {CQ_TYPE_Q8_0, CQ_TYPE_Q4_0, CQ_TYPE_Q4_1, CQ_TYPE_Q5_0, CQ_TYPE_Q5_1};
+#define N_QTYPES (sizeof k_qtypes / sizeof *k_qtypes)
+
+/* Activation rows with extreme values: zeros, ±1e30, subnormal range, one 3e38, tiny, one dominant value. */
+static void make_extreme_x(float *x, int64_t k) {
+    for (int64_t i = 0; i < k; i++) {
+        x[0 * k + i] = 0.0f;
+        x[1 * k + i] = (i % 2 ? 1e30f : -1e30f) * (0.5f + 0.5f * rnd_uniform());
+        x[2 * k + i] = 1e-38f * rnd_uniform(); /* subnormal-range scale */
+        x[3 * k + i] = i == 5 ? 3e38f : 0.0f;
+        x[4 * k + i] = (float)(i % 3) * 1e-30f;
+        x[5 * k + i] = i % 32 == 0 ? -1.0f : 1e-7f;
+    }
+}
+
+static int count_differ(const float *a, const float *b, int64_t n) {
+    int d = 0;
+    for (int64_t i = 0; i < n; i++) d += !same_float(a[i], b[i]);
+    return d;
+}
+
+/* Zeros, ±large values and tiny scales: finite results, zero rows give exactly the bias, bits as scalar. */
 static void test_extremes(cq_kernel kernel) {
-    const int types[] = {CQ_TYPE_Q8_0, CQ_TYPE_Q4_0};
     const int64_t m = 6, n = 16, k = 128;
-    for (size_t t = 0; t < 2; t++) {
-        weights w = make_weights(types[t], n, k, 0);
-        float *x = xmalloc(m * k * 4), *y = xmalloc(m * n * 4), *bias = xmalloc(n * 4);
+    for (size_t t = 0; t < N_QTYPES; t++) {
+        const int type = k_qtypes[t];
+        weights w = make_weights(type, n, k, 0);
+        float *x = xmalloc(m * k * 4), *y = xmalloc(m * n * 4), *ys = xmalloc(m * n * 4), *bias = xmalloc(n * 4);
         for (int64_t i = 0; i < n; i++) bias[i] = (float)i - 3.5f;
-        for (int64_t i = 0; i < k; i++) {
-            x[0 * k + i] = 0.0f;
-            x[1 * k + i] = (i % 2 ? 1e30f : -1e30f) * (0.5f + 0.5f * rnd_uniform());
-            x[2 * k + i] = 1e-38f * rnd_uniform(); /* subnormal-range scale */
-            x[3 * k + i] = i == 5 ? 3e38f : 0.0f;
-            x[4 * k + i] = (float)(i % 3) * 1e-30f;
-            x[5 * k + i] = i % 32 == 0 ? -1.0f : 1e-7f;
-        }
-        const int ok = run_gemm(types[t], kernel, &w, x, m, bias, y);
+        make_extreme_x(x, k);
+        const int ok =
+            run_gemm(type, kernel, &w, x, m, bias, y) && run_gemm(type, CQ_KERNEL_SCALAR, &w, x, m, bias, ys);
         CHECK(ok, "extremes ran");
         int nonfinite = 0, zero_row = 0;
         for (int64_t i = 0; i < n; i++) {
@@ -351,38 +501,112 @@ static void test_extremes(cq_kernel kernel) {
                 if (r != 3) nonfinite += !isfinite(y[r * n + i]);
             zero_row += y[i] != bias[i];
         }
-        CHECK(nonfinite == 0, "%s/%s extremes: %d non-finite outputs", cq_type_get(types[t])->name,
+        CHECK(nonfinite == 0, "%s/%s extremes: %d non-finite outputs", cq_type_get(type)->name,
               cq_kernel_name(kernel), nonfinite);
-        CHECK(zero_row == 0, "%s/%s: a zero row must give exactly the bias", cq_type_get(types[t])->name,
+        CHECK(zero_row == 0, "%s/%s: a zero row must give exactly the bias", cq_type_get(type)->name,
               cq_kernel_name(kernel));
         /* 3e38 · a weight can legitimately overflow; a NaN from a single finite input cannot */
         int nan3 = 0;
         for (int64_t i = 0; i < n; i++) nan3 += isnan(y[3 * n + i]);
-        CHECK(nan3 == 0, "%s/%s: finite huge input produced NaN", cq_type_get(types[t])->name, cq_kernel_name(kernel));
+        CHECK(nan3 == 0, "%s/%s: finite huge input produced NaN", cq_type_get(type)->name, cq_kernel_name(kernel));
+        const int differ = count_differ(y, ys, m * n);
+        CHECK(differ == 0, "%s/%s extremes: %d outputs not bit-identical to scalar", cq_type_get(type)->name,
+              cq_kernel_name(kernel), differ);
         free(x);
         free(y);
+        free(ys);
         free(bias);
         free_weights(&w);
+    }
+}
+
+/* Weights whose fp16 scales (and mins) are the format's extremes — ±0, the smallest subnormal, the smallest normal,
+ * ±65504, ±inf, NaN — over random codes, against ordinary and extreme activations: whatever comes out (inf and NaN
+ * included), every kernel gives the scalar bits (NaN matching NaN). And with the largest finite scales and
+ * mins (±65504) against ordinary activations, every output is finite. */
+static void test_extreme_scales(cq_kernel kernel) {
+    static const uint16_t halves[] = {0x0000, 0x8000, 0x0001, 0x8001, 0x0400, 0x3c00, 0xbc00,
+                                      0x7bff, 0xfbff, 0x7c00, 0xfc00, 0x7e00};
+    const int nh = (int)(sizeof halves / sizeof *halves);
+    const int64_t m = 9, n = 21, k = 256;
+    for (size_t t = 0; t < N_QTYPES; t++) {
+        const int type = k_qtypes[t];
+        for (int finite = 0; finite < 2; finite++) {
+            weights w = make_weights(type, n, k, 1); /* random codes */
+            const size_t bb = cq_type_get(type)->block_bytes;
+            for (int64_t b = 0; b < n * (k / 32); b++) {
+                uint8_t *blk = (uint8_t *)w.w + b * bb;
+                /* finite: the largest scale, and the largest mins of both signs (or 0) */
+                put_u16(blk, finite ? 0x7bff : halves[rnd_u32() % nh]);
+                if (has_min(type)) put_u16(blk + 2, finite ? (uint16_t[]){0x7bff, 0xfbff, 0}[rnd_u32() % 3]
+                                                           : halves[rnd_u32() % nh]);
+            }
+            float *x = xmalloc(m * k * 4), *y = xmalloc(m * n * 4), *ys = xmalloc(m * n * 4), *bias = xmalloc(n * 4);
+            for (int64_t i = 0; i < n; i++) bias[i] = rnd_uniform();
+            make_x(x, m, k, 0);
+            if (!finite) make_extreme_x(x, k); /* rows 0-5 extreme, 6-8 ordinary */
+            const int ok =
+                run_gemm(type, kernel, &w, x, m, bias, y) && run_gemm(type, CQ_KERNEL_SCALAR, &w, x, m, bias, ys);
+            CHECK(ok, "extreme scales ran");
+            const int differ = count_differ(y, ys, m * n);
+            CHECK(differ == 0, "%s/%s %s fp16 scales: %d outputs not bit-identical to scalar", cq_type_get(type)->name,
+                  cq_kernel_name(kernel), finite ? "largest finite" : "extreme", differ);
+            if (finite) {
+                int nonfinite = 0;
+                for (int64_t i = 0; i < m * n; i++) nonfinite += !isfinite(y[i]);
+                CHECK(nonfinite == 0, "%s/%s ±65504 scales: %d non-finite outputs", cq_type_get(type)->name,
+                      cq_kernel_name(kernel), nonfinite);
+            }
+            free(x);
+            free(y);
+            free(ys);
+            free(bias);
+            free_weights(&w);
+        }
     }
 }
 
 /* Results do not depend on the thread count (tiles are independent). */
 static void test_threads_deterministic(cq_kernel kernel) {
     const int64_t m = 37, n = 45, k = 256;
-    weights w = make_weights(CQ_TYPE_Q4_0, n, k, 0);
-    float *x = xmalloc(m * k * 4), *a = xmalloc(m * n * 4), *b = xmalloc(m * n * 4);
-    make_x(x, m, k, 0);
-    const int saved = cq_get_threads();
-    cq_set_threads(1);
-    run_gemm(CQ_TYPE_Q4_0, kernel, &w, x, m, NULL, a);
-    cq_set_threads(3);
-    run_gemm(CQ_TYPE_Q4_0, kernel, &w, x, m, NULL, b);
-    cq_set_threads(saved);
-    CHECK(memcmp(a, b, m * n * 4) == 0, "%s: 1 thread and 3 threads give different bits", cq_kernel_name(kernel));
-    free(x);
-    free(a);
-    free(b);
-    free_weights(&w);
+    const int types[] = {CQ_TYPE_Q4_0, CQ_TYPE_Q5_1};
+    for (int t = 0; t < 2; t++) {
+        weights w = make_weights(types[t], n, k, 0);
+        float *x = xmalloc(m * k * 4), *a = xmalloc(m * n * 4), *b = xmalloc(m * n * 4);
+        make_x(x, m, k, 0);
+        const int saved = cq_get_threads();
+        cq_set_threads(1);
+        run_gemm(types[t], kernel, &w, x, m, NULL, a);
+        cq_set_threads(3);
+        run_gemm(types[t], kernel, &w, x, m, NULL, b);
+        cq_set_threads(saved);
+        CHECK(memcmp(a, b, m * n * 4) == 0, "%s/%s: 1 thread and 3 threads give different bits",
+              cq_type_get(types[t])->name, cq_kernel_name(kernel));
+        free(x);
+        free(a);
+        free(b);
+        free_weights(&w);
+    }
+}
+
+/* Packed quantized matrices take the file's bytes: 8 × the block size per panel block, padding rows only. */
+static void test_pack_sizes(void) {
+    const int64_t n = 13, k = 320;
+    for (size_t t = 0; t < N_QTYPES; t++) {
+        const int type = k_qtypes[t];
+        const cq_type_info *info = cq_type_get(type);
+        CHECK(info->can_gemm == 1, "%s can_gemm", info->name);
+        weights w = make_weights(type, n, k, 1);
+        cq_matrix *mat = NULL;
+        CHECK(cq_matrix_pack(type, w.w, n, k, 0, CQ_KERNEL_SCALAR, &mat) == CQ_OK, "%s packs", info->name);
+        const size_t want = (size_t)((n + 7) / 8) * 8 * cq_row_bytes(type, k);
+        CHECK(cq_matrix_bytes(mat) == want, "%s packed %zu bytes, want %zu (8 rows x file blocks per panel)",
+              info->name, cq_matrix_bytes(mat), want);
+        cq_matrix_free(mat);
+        CHECK(cq_matrix_pack(type, w.w, n, 48, 0, CQ_KERNEL_SCALAR, &mat) == CQ_ERR_BAD_SHAPE && mat == NULL,
+              "%s K %% 32 rejected", info->name);
+        free_weights(&w);
+    }
 }
 
 /* ------------------------------------------------------------------------------------------------------ */
@@ -683,6 +907,7 @@ int main(void) {
     test_fp16();
     test_quant_roundtrip();
     test_api_errors();
+    test_pack_sizes();
     test_norms();
     for (int kk = 0; kk < CQ_KERNEL_COUNT; kk++) {
         const cq_kernel kernel = (cq_kernel)kk;
@@ -691,6 +916,7 @@ int main(void) {
         test_activation_quantization(kernel);
         test_gemm_shapes(kernel);
         test_extremes(kernel);
+        test_extreme_scales(kernel);
         test_threads_deterministic(kernel);
         test_sgemm(kernel);
         /* the element-wise kernels follow the default kernel: baseline code for scalar/neon, AVX2 copies for avx2 */

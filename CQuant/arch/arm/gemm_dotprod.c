@@ -34,10 +34,10 @@ CQ_TARGET_DOTPROD ARM_INLINE void half_q_dotprod(const cq_tile *t, const int ROW
                 pair[r][1] = vdotq_s32(pair[r][1], w[1], xg);
             }
         }
-        const float32x4_t dw = arm_load_half_scales(blk, h);
+        const float32x4_t dw = arm_load_half_scales(blk, h), mw = arm_load_half_mins(blk, h, fmt);
         /* a pairwise add finishes the four columns */
         ARM_UNROLL for (int r = 0; r < ROWS; r++)
-            acc[r] = arm_accumulate(acc[r], vpaddq_s32(pair[r][0], pair[r][1]), x[r][b].d, dw);
+            acc[r] = arm_accumulate_block(acc[r], vpaddq_s32(pair[r][0], pair[r][1]), &x[r][b], dw, mw, fmt);
     }
     ARM_UNROLL for (int r = 0; r < ROWS; r++) arm_store_half(t, r, h, acc[r]);
 }
@@ -49,5 +49,8 @@ CQ_TARGET_DOTPROD ARM_INLINE void tile_q_dotprod(const cq_tile *t, const int ROW
 
 CQ_TARGET_DOTPROD void cq_tile_q8_0_dotprod(const cq_tile *t) { ARM_DISPATCH_ROWS(tile_q_dotprod, t, ARM_Q8_0); }
 CQ_TARGET_DOTPROD void cq_tile_q4_0_dotprod(const cq_tile *t) { ARM_DISPATCH_ROWS(tile_q_dotprod, t, ARM_Q4_0); }
+CQ_TARGET_DOTPROD void cq_tile_q4_1_dotprod(const cq_tile *t) { ARM_DISPATCH_ROWS(tile_q_dotprod, t, ARM_Q4_1); }
+CQ_TARGET_DOTPROD void cq_tile_q5_0_dotprod(const cq_tile *t) { ARM_DISPATCH_ROWS(tile_q_dotprod, t, ARM_Q5_0); }
+CQ_TARGET_DOTPROD void cq_tile_q5_1_dotprod(const cq_tile *t) { ARM_DISPATCH_ROWS(tile_q_dotprod, t, ARM_Q5_1); }
 
 #endif /* CQ_ARCH_ARM */

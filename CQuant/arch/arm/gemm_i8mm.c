@@ -40,14 +40,15 @@ CQ_TARGET_I8MM ARM_INLINE void half_q_i8mm(const cq_tile *t, const int ROWS, con
                 mm[rp][1] = vmmlaq_s32(mm[rp][1], a, w[1]);
             }
         }
-        const float32x4_t dw = arm_load_half_scales(blk, h);
+        const float32x4_t dw = arm_load_half_scales(blk, h), mw = arm_load_half_mins(blk, h, fmt);
         ARM_UNROLL for (int rp = 0; rp < pairs; rp++) {
             /* 64-bit zips regroup the two 2×2 results into rows: [ra·c0 … ra·c3], [rb·c0 … rb·c3] */
             const int64x2_t m0 = vreinterpretq_s64_s32(mm[rp][0]), m1 = vreinterpretq_s64_s32(mm[rp][1]);
             const int ra = 2 * rp, rb = 2 * rp + 1;
-            acc[ra] = arm_accumulate(acc[ra], vreinterpretq_s32_s64(vzip1q_s64(m0, m1)), x[ra][b].d, dw);
-            if (rb < ROWS)
-                acc[rb] = arm_accumulate(acc[rb], vreinterpretq_s32_s64(vzip2q_s64(m0, m1)), x[rb][b].d, dw);
+            const int32x4_t sa = vreinterpretq_s32_s64(vzip1q_s64(m0, m1));
+            const int32x4_t sb = vreinterpretq_s32_s64(vzip2q_s64(m0, m1));
+            acc[ra] = arm_accumulate_block(acc[ra], sa, &x[ra][b], dw, mw, fmt);
+            if (rb < ROWS) acc[rb] = arm_accumulate_block(acc[rb], sb, &x[rb][b], dw, mw, fmt);
         }
     }
     ARM_UNROLL for (int r = 0; r < ROWS; r++) arm_store_half(t, r, h, acc[r]);
@@ -60,5 +61,8 @@ CQ_TARGET_I8MM ARM_INLINE void tile_q_i8mm(const cq_tile *t, const int ROWS, con
 
 CQ_TARGET_I8MM void cq_tile_q8_0_i8mm(const cq_tile *t) { ARM_DISPATCH_ROWS(tile_q_i8mm, t, ARM_Q8_0); }
 CQ_TARGET_I8MM void cq_tile_q4_0_i8mm(const cq_tile *t) { ARM_DISPATCH_ROWS(tile_q_i8mm, t, ARM_Q4_0); }
+CQ_TARGET_I8MM void cq_tile_q4_1_i8mm(const cq_tile *t) { ARM_DISPATCH_ROWS(tile_q_i8mm, t, ARM_Q4_1); }
+CQ_TARGET_I8MM void cq_tile_q5_0_i8mm(const cq_tile *t) { ARM_DISPATCH_ROWS(tile_q_i8mm, t, ARM_Q5_0); }
+CQ_TARGET_I8MM void cq_tile_q5_1_i8mm(const cq_tile *t) { ARM_DISPATCH_ROWS(tile_q_i8mm, t, ARM_Q5_1); }
 
 #endif /* CQ_ARCH_ARM */

@@ -84,10 +84,10 @@ ARM_INLINE void half_q_neon(const cq_tile *t, const int ROWS, const arm_qfmt fmt
                 pair[r][1] = dot_pair(pair[r][1], w[1], xg);
             }
         }
-        const float32x4_t dw = arm_load_half_scales(blk, h);
+        const float32x4_t dw = arm_load_half_scales(blk, h), mw = arm_load_half_mins(blk, h, fmt);
         /* a pairwise add finishes the four columns */
         ARM_UNROLL for (int r = 0; r < ROWS; r++)
-            acc[r] = arm_accumulate(acc[r], vpaddq_s32(pair[r][0], pair[r][1]), x[r][b].d, dw);
+            acc[r] = arm_accumulate_block(acc[r], vpaddq_s32(pair[r][0], pair[r][1]), &x[r][b], dw, mw, fmt);
     }
     ARM_UNROLL for (int r = 0; r < ROWS; r++) arm_store_half(t, r, h, acc[r]);
 }
@@ -99,6 +99,9 @@ ARM_INLINE void tile_q_neon(const cq_tile *t, const int ROWS, const arm_qfmt fmt
 
 void cq_tile_q8_0_neon(const cq_tile *t) { ARM_DISPATCH_ROWS(tile_q_neon, t, ARM_Q8_0); }
 void cq_tile_q4_0_neon(const cq_tile *t) { ARM_DISPATCH_ROWS(tile_q_neon, t, ARM_Q4_0); }
+void cq_tile_q4_1_neon(const cq_tile *t) { ARM_DISPATCH_ROWS(tile_q_neon, t, ARM_Q4_1); }
+void cq_tile_q5_0_neon(const cq_tile *t) { ARM_DISPATCH_ROWS(tile_q_neon, t, ARM_Q5_0); }
+void cq_tile_q5_1_neon(const cq_tile *t) { ARM_DISPATCH_ROWS(tile_q_neon, t, ARM_Q5_1); }
 
 /* ------------------------------------------------------------------------------------------------------ */
 /* Float tiles (F32 and F16 panels: K rows of 8 weights)                                                   */

@@ -12,8 +12,8 @@
  * Per 8-value group g of a k-block, a half-panel is two "column pairs": int8x16 with bytes 0-7 = column c,
  * bytes 8-15 = column c+1, both over k = 8g … 8g+7, as signed values. A column pair is exactly one SDOT
  * operand (against the row's 8 activation bytes duplicated), one SMMLA B operand, and two SMULLs on the
- * baseline ISA. Q4_0 nibbles are decoded into the same shape, so nothing below the decoding step knows the
- * weight format.
+ * baseline ISA. Q4_0/Q4_1/Q5_0/Q5_1 nibbles (and 5th bits) are decoded into the same shape, so nothing below the
+ * decoding step knows the weight format — except the min term of Q4_1/Q5_1 (arm_accumulate_block).
  */
 #ifndef CQUANT_ARCH_ARM_NEON_COMMON_H
 #define CQUANT_ARCH_ARM_NEON_COMMON_H
@@ -56,11 +56,20 @@ _Static_assert(CQ_QBLOCK == 32, "AArch64 kernels assume 32-value blocks");
         }                                                                                                    \
     } while (0)
 
-typedef enum { ARM_Q8_0, ARM_Q4_0 } arm_qfmt;
+typedef enum { ARM_Q8_0, ARM_Q4_0, ARM_Q4_1, ARM_Q5_0, ARM_Q5_1 } arm_qfmt;
 
 ARM_INLINE size_t arm_block_bytes(arm_qfmt fmt) {
-    return fmt == ARM_Q8_0 ? CQ_Q8_0_PANEL_BLOCK_BYTES : CQ_Q4_0_PANEL_BLOCK_BYTES;
+    switch (fmt) {
+    case ARM_Q8_0: return CQ_Q8_0_PANEL_BLOCK_BYTES;
+    case ARM_Q4_0: return CQ_Q4_0_PANEL_BLOCK_BYTES;
+    case ARM_Q4_1: return CQ_Q4_1_PANEL_BLOCK_BYTES;
+    case ARM_Q5_0: return CQ_Q5_0_PANEL_BLOCK_BYTES;
+    default: return CQ_Q5_1_PANEL_BLOCK_BYTES;
+    }
 }
+
+/* Types whose value is d·code + m: each block adds dx·m·Σqx after the dx·d·isum step. */
+ARM_INLINE int arm_has_min(arm_qfmt fmt) { return fmt == ARM_Q4_1 || fmt == ARM_Q5_1; }
 
 /* Weight scales of columns 4h … 4h+3 of one packed k-block, as fp32 (fp16 → fp32 is exact, as cq_h2f). */
 ARM_INLINE float32x4_t arm_load_half_scales(const uint8_t *blk, int h) {
@@ -68,22 +77,57 @@ ARM_INLINE float32x4_t arm_load_half_scales(const uint8_t *blk, int h) {
     return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(d + 4 * h)));
 }
 
-/* Group g of one packed k-block, columns 4h … 4h+3, as two signed column pairs (4h, 4h+1 and 4h+2, 4h+3). */
+/* The same for the mins of Q4_1/Q5_1 (zeros for the other types, whose kernels never use them). */
+ARM_INLINE float32x4_t arm_load_half_mins(const uint8_t *blk, int h, arm_qfmt fmt) {
+    return arm_has_min(fmt) ? arm_load_half_scales(blk + CQ_PANEL_MIN_OFFSET, h) : vdupq_n_f32(0.0f);
+}
+
+/* 0xff in byte i where column (c + i / 8)'s 5th bit at k = 8g + i % 8 is set: `word` is the group's qh[g][0…7] in
+ * both halves (bit c of byte j = column c at k = 8g + j, cquant.h), c the pair's first column. */
+ARM_INLINE uint8x16_t arm_high_bits(uint8x16_t word, int c) {
+    return vtstq_u8(word, vcombine_u8(vdup_n_u8((uint8_t)(1u << c)), vdup_n_u8((uint8_t)(2u << c))));
+}
+
+/* Group g of one packed k-block, columns 4h … 4h+3, as two signed column pairs (4h, 4h+1 and 4h+2, 4h+3), each
+ * byte the weight's integer value up to the block's scale: Q8_0 q, Q4_0 code − 8, Q5_0 code5 − 16, Q4_1/Q5_1
+ * the code itself (0…15 / 0…31; the min is a separate term). */
 ARM_INLINE void arm_load_half_group(const uint8_t *blk, int g, int h, arm_qfmt fmt, int8x16_t w[2]) {
-    const uint8_t *q = blk + ARM_SCALE_BYTES;
     if (fmt == ARM_Q8_0) {
         /* q[g][c][j]: 64 bytes per group, 16 per column pair */
-        w[0] = vld1q_s8((const int8_t *)q + 64 * g + 32 * h);
-        w[1] = vld1q_s8((const int8_t *)q + 64 * g + 32 * h + 16);
-    } else {
-        /* 32 bytes per group, columns 0,1 | 2,3 in the low nibbles and 4,5 | 6,7 in the high ones. Codes are
-         * 0…15 with value code − 8; subtracting 8 here (exact) spares the kernels the −8·Σx correction. */
-        const uint8x16_t a = vld1q_u8(q + 32 * g), b = vld1q_u8(q + 32 * g + 16);
-        const uint8x16_t ca = h == 0 ? vandq_u8(a, vdupq_n_u8(0x0f)) : vshrq_n_u8(a, 4);
-        const uint8x16_t cb = h == 0 ? vandq_u8(b, vdupq_n_u8(0x0f)) : vshrq_n_u8(b, 4);
-        w[0] = vsubq_s8(vreinterpretq_s8_u8(ca), vdupq_n_s8(8));
-        w[1] = vsubq_s8(vreinterpretq_s8_u8(cb), vdupq_n_s8(8));
+        const int8_t *q = (const int8_t *)blk + ARM_SCALE_BYTES;
+        w[0] = vld1q_s8(q + 64 * g + 32 * h);
+        w[1] = vld1q_s8(q + 64 * g + 32 * h + 16);
+        return;
     }
+    /* 32 bytes per group, columns 0,1 | 2,3 in the low nibbles and 4,5 | 6,7 in the high ones */
+    const size_t codes = fmt == ARM_Q4_0 ? CQ_Q4_0_CODES_OFFSET
+                       : fmt == ARM_Q4_1 ? CQ_Q4_1_CODES_OFFSET
+                       : fmt == ARM_Q5_0 ? CQ_Q5_0_CODES_OFFSET
+                                         : CQ_Q5_1_CODES_OFFSET;
+    const uint8_t *q = blk + codes;
+    const uint8x16_t a = vld1q_u8(q + 32 * g), b = vld1q_u8(q + 32 * g + 16);
+    uint8x16_t ca = h == 0 ? vandq_u8(a, vdupq_n_u8(0x0f)) : vshrq_n_u8(a, 4);
+    uint8x16_t cb = h == 0 ? vandq_u8(b, vdupq_n_u8(0x0f)) : vshrq_n_u8(b, 4);
+    if (fmt == ARM_Q4_0) {
+        /* codes 0…15 with value code − 8; subtracting 8 here (exact) spares the kernels the −8·Σx correction */
+        ca = vsubq_u8(ca, vdupq_n_u8(8));
+        cb = vsubq_u8(cb, vdupq_n_u8(8));
+    } else if (fmt == ARM_Q5_0 || fmt == ARM_Q5_1) {
+        const uint8x8_t qh = vld1_u8(blk + (fmt == ARM_Q5_0 ? CQ_Q5_0_QH_OFFSET : CQ_Q5_1_QH_OFFSET) + 8 * g);
+        const uint8x16_t word = vcombine_u8(qh, qh);
+        /* the second pair tests the same two bits of the word shifted right by 2: one mask for both pairs */
+        const uint8x16_t ha = arm_high_bits(word, 4 * h), hb = arm_high_bits(vshrq_n_u8(word, 2), 4 * h);
+        if (fmt == ARM_Q5_0) {
+            /* code5 − 16 as int8 is the nibble when the 5th bit is set, else the nibble with 0xf0 on top */
+            ca = vorrq_u8(ca, vbicq_u8(vdupq_n_u8(0xf0), ha));
+            cb = vorrq_u8(cb, vbicq_u8(vdupq_n_u8(0xf0), hb));
+        } else {
+            ca = vorrq_u8(ca, vandq_u8(ha, vdupq_n_u8(0x10)));
+            cb = vorrq_u8(cb, vandq_u8(hb, vdupq_n_u8(0x10)));
+        }
+    }
+    w[0] = vreinterpretq_s8_u8(ca);
+    w[1] = vreinterpretq_s8_u8(cb);
 }
 
 /* One 8-value group of an activation row in both halves of a vector, to meet a column pair. */
@@ -96,6 +140,15 @@ ARM_INLINE int8x16_t arm_dup_group(const int8_t *q8) {
  * |isum| ≤ 32·128·127 < 2^24, so the conversion is exact; dx·dw is one rounded product, as in C. */
 ARM_INLINE float32x4_t arm_accumulate(float32x4_t acc, int32x4_t isum, float dx, float32x4_t dw) {
     return vfmaq_f32(acc, vcvtq_f32_s32(isum), vmulq_n_f32(dw, dx));
+}
+
+/* The whole of one k-block for one Y row: the step above, then for Q4_1/Q5_1, as the reference,
+ * acc ← fma(float(Σqx), dx·mw, acc) (|Σqx| ≤ 32·127, exact). */
+ARM_INLINE float32x4_t arm_accumulate_block(float32x4_t acc, int32x4_t isum, const cq_block_q8x *xb, float32x4_t dw,
+                                            float32x4_t mw, arm_qfmt fmt) {
+    acc = arm_accumulate(acc, isum, xb->d, dw);
+    if (arm_has_min(fmt)) acc = vfmaq_f32(acc, vdupq_n_f32((float)xb->sum), vmulq_n_f32(mw, xb->d));
+    return acc;
 }
 
 /* Stores columns 4h … 4h+3 of row r: only those below t->cols (the rest of Y is not this tile's), plus bias. */

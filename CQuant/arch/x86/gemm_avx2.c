@@ -7,7 +7,8 @@
  * Numerics follow arch/scalar/gemm_scalar.c bit for bit:
  *   - activation blocks: the same d, id, round-half-even, clamp and sum;
  *   - quantized tiles: the same integer dot product per (column, k-block), then
- *     acc = fma(float(isum), dx·dw, acc) block after block — only vectorised across the 8 columns;
+ *     acc = fma(float(isum), dx·dw, acc) block after block, and for Q4_1/Q5_1 acc = fma(float(Σqx), dx·mw, acc)
+ *     right after it — only vectorised across the 8 columns;
  *   - float tiles: acc = fma(x[k], w[k], acc) for k in order, vectorised across the 8 columns.
  *
  * Q8_0 group (8 columns × 8 k-values, 64 bytes) = two registers of 4 columns × 8 bytes. Each is multiplied
@@ -17,10 +18,14 @@
  * [c0 c1 c4 c5 | c2 c3 c6 c7]. The block scales are permuted the same way once per block, and the fp32
  * accumulators are put back into column order only when stored.
  *
- * Q4_0 group = one register: low nibbles are columns 0..3, high nibbles columns 4..7, codes 0..15 unsigned,
- * so maddubs(code, x) needs no sign trick. Its int16 pair sums (≤ 2·15·127) are added over the 4 groups of
- * a block (≤ 15240) and across the two halves by one hadd_epi16 (≤ 30480, still int16); one madd then widens
- * them to [c0 c1 c4 c5 | c2 c3 c6 c7]. The −8 offset is subtracted per block as 8·Σx (exact integers).
+ * Q4_0/Q4_1/Q5_0/Q5_1 group = one register: low nibbles are columns 0..3, high nibbles columns 4..7. For the Q5
+ * types the group's 8 qh bytes (one per k, a bit per column) are broadcast and each 64-bit lane (one column) is
+ * shifted so that its column's bit sits at bit 4 of every byte: one variable shift, one and, one or per register.
+ * Codes are unsigned (0..15 or 0..31), so maddubs(code, x) needs no sign trick; its int16 pair sums are added over
+ * the 4 groups of a block (≤ 4·2·15·127 = 15240, or 31496 for 5 bits). 4-bit: one hadd_epi16 of the two halves
+ * (≤ 30480, still int16) and one madd widen them to [c0 c1 c4 c5 | c2 c3 c6 c7]; 5-bit: each half is widened by a
+ * madd first, then one hadd_epi32 — the same lanes. Q4_0 and Q5_0 subtract their offset as 8·Σx / 16·Σx (exact
+ * integers); Q4_1 and Q5_1 scale Σx by the mins instead.
  *
  * F32/F16: per k one register of 8 weights, x[r][k] broadcast, one fma per row. The one-panel tiles have only
  * `rows` independent chains; the two-panel tiles (cq_tile2_*) double them to cover the fma latency.
@@ -182,31 +187,71 @@ CQ_AVX2 void cq_tile_q8_0_avx2(const cq_tile *t) {
 }
 
 /* ------------------------------------------------------------------------------------------------------ */
-/* Q4_0                                                                                                    */
+/* Q4_0, Q4_1, Q5_0, Q5_1: one routine, the format a compile-time constant                                 */
 /* ------------------------------------------------------------------------------------------------------ */
 
-CQ_AVX2_INLINE void q4_0_rows(const cq_tile *t, const int R) {
+typedef enum { NIB_Q4_0, NIB_Q4_1, NIB_Q5_0, NIB_Q5_1 } nib_fmt;
+
+CQ_AVX2_INLINE size_t nib_block_bytes(nib_fmt f) {
+    return f == NIB_Q4_0 ? CQ_Q4_0_PANEL_BLOCK_BYTES
+         : f == NIB_Q4_1 ? CQ_Q4_1_PANEL_BLOCK_BYTES
+         : f == NIB_Q5_0 ? CQ_Q5_0_PANEL_BLOCK_BYTES
+                         : CQ_Q5_1_PANEL_BLOCK_BYTES;
+}
+CQ_AVX2_INLINE size_t nib_codes_offset(nib_fmt f) {
+    return f == NIB_Q4_0 ? CQ_Q4_0_CODES_OFFSET
+         : f == NIB_Q4_1 ? CQ_Q4_1_CODES_OFFSET
+         : f == NIB_Q5_0 ? CQ_Q5_0_CODES_OFFSET
+                         : CQ_Q5_1_CODES_OFFSET;
+}
+CQ_AVX2_INLINE size_t nib_qh_offset(nib_fmt f) { return f == NIB_Q5_0 ? CQ_Q5_0_QH_OFFSET : CQ_Q5_1_QH_OFFSET; }
+CQ_AVX2_INLINE int nib_has_qh(nib_fmt f) { return f == NIB_Q5_0 || f == NIB_Q5_1; }
+CQ_AVX2_INLINE int nib_has_min(nib_fmt f) { return f == NIB_Q4_1 || f == NIB_Q5_1; }
+/* log2 of the offset subtracted from the unsigned code (Q4_0: 8, Q5_0: 16), 0 for none */
+CQ_AVX2_INLINE int nib_offset_shift(nib_fmt f) { return f == NIB_Q4_0 ? 3 : f == NIB_Q5_0 ? 4 : 0; }
+
+/* The 16 fp16 values at p (8 scales or 8 mins) in hadd order. */
+CQ_AVX2_INLINE __m256 load_scales(const uint8_t *p, __m256i order) {
+    return _mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)), order);
+}
+
+CQ_AVX2_INLINE void nib_rows(const cq_tile *t, const int R, const nib_fmt fmt) {
     const int64_t nb = t->k / CQ_QBLOCK;
+    const int five = nib_has_qh(fmt);
     const cq_block_q8x *xr[CQ_TILE_ROWS];
     CQ_UNROLL
     for (int r = 0; r < R; r++) xr[r] = (const cq_block_q8x *)t->x + (int64_t)r * t->x_stride;
     const __m256i ones = _mm256_set1_epi16(1);
     const __m256i nib = _mm256_set1_epi8(15);
     const __m256i order = hadd_order();
+    /* 5th bits: 64-bit lane L of a code register is column L (low nibbles) or L + 4 (high nibbles), its byte j is
+     * k = 8g + j, and byte j of the group's qh word holds column c's bit at bit c. Shifting the word left by 4 − L
+     * or right by L brings the lane's column to bit 4 of every byte; what crosses from the neighbouring byte lands
+     * in bits 0…3 or 5…7, which the mask drops. */
+    const __m256i shl = _mm256_setr_epi64x(4, 3, 2, 1), shr = _mm256_setr_epi64x(0, 1, 2, 3);
+    const __m256i sixteen = _mm256_set1_epi8(16);
     __m256 acc[CQ_TILE_ROWS];
     CQ_UNROLL
     for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
     const uint8_t *blk = t->panel;
-    for (int64_t b = 0; b < nb; b++, blk += CQ_Q4_0_PANEL_BLOCK_BYTES) {
+    for (int64_t b = 0; b < nb; b++, blk += nib_block_bytes(fmt)) {
         __m256i lo[CQ_TILE_ROWS], hi[CQ_TILE_ROWS]; /* i16 pair sums over the block, columns 0..3 and 4..7 */
         CQ_UNROLL
         for (int g = 0; g < 4; g++) {
-            const __m256i w = _mm256_loadu_si256((const __m256i *)(blk + 16 + 32 * g));
-            const __m256i c0 = _mm256_and_si256(w, nib);
-            const __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(w, 4), nib);
+            const __m256i w = _mm256_loadu_si256((const __m256i *)(blk + nib_codes_offset(fmt) + 32 * g));
+            __m256i c0 = _mm256_and_si256(w, nib);
+            __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(w, 4), nib);
+            if (five) {
+                int64_t qh;
+                memcpy(&qh, blk + nib_qh_offset(fmt) + 8 * g, 8);
+                const __m256i h = _mm256_set1_epi64x(qh);
+                c0 = _mm256_or_si256(c0, _mm256_and_si256(_mm256_sllv_epi64(h, shl), sixteen));
+                c1 = _mm256_or_si256(c1, _mm256_and_si256(_mm256_srlv_epi64(h, shr), sixteen));
+            }
             CQ_UNROLL
             for (int r = 0; r < R; r++) {
                 const __m256i xb = bcast_q8(xr[r][b].q + 8 * g);
+                /* unsigned codes, so maddubs needs no sign trick: pairs ≤ 2·31·127 */
                 const __m256i p0 = _mm256_maddubs_epi16(c0, xb);
                 const __m256i p1 = _mm256_maddubs_epi16(c1, xb);
                 lo[r] = g ? _mm256_add_epi16(lo[r], p0) : p0;
@@ -214,15 +259,25 @@ CQ_AVX2_INLINE void q4_0_rows(const cq_tile *t, const int R) {
                 keep(&lo[r], &hi[r]);
             }
         }
-        const __m256 dw = _mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)blk)), order);
+        const __m256 dw = load_scales(blk, order);
+        const __m256 mw = nib_has_min(fmt) ? load_scales(blk + CQ_PANEL_MIN_OFFSET, order) : _mm256_setzero_ps();
         CQ_UNROLL
         for (int r = 0; r < R; r++) {
-            /* i16 pair sums of the two halves: |·| ≤ 2·15240 still fits; then one madd widens to
-             * [c0 c1 c4 c5 | c2 c3 c6 c7] */
-            __m256i isum = _mm256_madd_epi16(_mm256_hadd_epi16(lo[r], hi[r]), ones);
-            isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(_mm256_set1_epi32(xr[r][b].sum), 3));
-            const __m256 s = _mm256_mul_ps(dw, _mm256_set1_ps(xr[r][b].d));
-            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), s, acc[r]);
+            __m256i isum;
+            if (five) {
+                /* 5-bit sums over a block reach 4·7874 per i16 lane: widen each half before adding them */
+                isum = _mm256_hadd_epi32(_mm256_madd_epi16(lo[r], ones), _mm256_madd_epi16(hi[r], ones));
+            } else {
+                /* 4-bit: i16 pair sums of the two halves, |·| ≤ 2·15240, still fit; one madd widens */
+                isum = _mm256_madd_epi16(_mm256_hadd_epi16(lo[r], hi[r]), ones);
+            }
+            /* either way the lanes are [c0 c1 c4 c5 | c2 c3 c6 c7] */
+            const int shift = nib_offset_shift(fmt);
+            if (shift) isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(_mm256_set1_epi32(xr[r][b].sum), shift));
+            const __m256 dx = _mm256_set1_ps(xr[r][b].d);
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, dx), acc[r]);
+            if (nib_has_min(fmt))
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps((float)xr[r][b].sum), _mm256_mul_ps(mw, dx), acc[r]);
         }
     }
     const __m256 bias = load_bias(t);
@@ -230,14 +285,19 @@ CQ_AVX2_INLINE void q4_0_rows(const cq_tile *t, const int R) {
     for (int r = 0; r < R; r++) store_row(t, r, _mm256_permutevar8x32_ps(acc[r], order), bias);
 }
 
-CQ_AVX2 void cq_tile_q4_0_avx2(const cq_tile *t) {
-    switch (t->rows) {
-    case 1: q4_0_rows(t, 1); break;
-    case 2: q4_0_rows(t, 2); break;
-    case 3: q4_0_rows(t, 3); break;
-    default: q4_0_rows(t, 4); break;
+#define NIB_TILE(name, fmt)                                                                                  \
+    CQ_AVX2 void name(const cq_tile *t) {                                                                    \
+        switch (t->rows) {                                                                                   \
+        case 1: nib_rows(t, 1, fmt); break;                                                                  \
+        case 2: nib_rows(t, 2, fmt); break;                                                                  \
+        case 3: nib_rows(t, 3, fmt); break;                                                                  \
+        default: nib_rows(t, 4, fmt); break;                                                                 \
+        }                                                                                                    \
     }
-}
+NIB_TILE(cq_tile_q4_0_avx2, NIB_Q4_0)
+NIB_TILE(cq_tile_q4_1_avx2, NIB_Q4_1)
+NIB_TILE(cq_tile_q5_0_avx2, NIB_Q5_0)
+NIB_TILE(cq_tile_q5_1_avx2, NIB_Q5_1)
 
 /* ------------------------------------------------------------------------------------------------------ */
 /* F32 / F16 weights, fp32 activations                                                                     */

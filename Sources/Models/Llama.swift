@@ -235,8 +235,8 @@ public final class LlamaModel: LanguageModel {
     private let gemmWorkspace, attnWorkspace: UnsafeMutableRawPointer
 
     /// - Parameters:
-    ///   - widenToF32: matrices without GEMM kernels (Q4_1, Q5_x, K-quants) are widened to F32 (the exact
-    ///     reference, 4 bytes a weight) instead of repacked to Q8_0; nil: `VZQ_WIDEN_F32=1`.
+    ///   - widenToF32: quantized matrices are widened to F32 (the exact reference, 4 bytes a weight) instead of
+    ///     packed (or, for types without GEMM kernels, repacked to Q8_0); nil: `VZQ_WIDEN_F32=1`.
     ///   - kvCache: the KV cache's element type (F16 halves its memory and adds two fp32 rows of scratch).
     public init(file: GGUFFile, maxContext: Int, maxBatch: Int = 64, widenToF32: Bool? = nil,
                 kvCache: KVCacheType = .f32) throws {

@@ -11,9 +11,10 @@ public struct ModelError: Error, CustomStringConvertible {
 
 /// Reads a model's tensors from an opened GGUF file: matrices are packed once (the file's bytes are read, not
 /// kept), F32 vectors are used in place in the mapping (other types are converted once and owned here).
-/// Matrices of types without GEMM kernels (Q4_1, Q5_0, Q5_1, K-quants) are repacked once to Q8_0 (~1.06 bytes a
-/// weight); with `widenToF32` (or `VZQ_WIDEN_F32=1`) they are widened to F32 instead, the numerically exact
-/// reference. Rows whose length is not a multiple of 32 are always widened.
+/// Matrices of types with GEMM kernels (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) are packed at their own size;
+/// the others (K-quants, for now) are repacked once to Q8_0 (~1.06 bytes a weight). With `widenToF32` (or
+/// `VZQ_WIDEN_F32=1`) every quantized matrix is widened to F32 instead, the numerically exact reference. Rows whose
+/// length is not a multiple of 32 are always widened.
 final class GGUFWeights {
     let file: GGUFFile
     let widenToF32: Bool
@@ -61,7 +62,7 @@ final class GGUFWeights {
         // The packed copy is all the model keeps: the file's pages of this tensor go back once it is built, so
         // the peak stays near the packed weights plus one tensor, not twice the file.
         defer { if Self.releasesFilePages { file.mapping.release(at: file.dataOffset + t.offset, count: t.byteCount) } }
-        if t.type.hasKernels {
+        if t.type.hasKernels, !(widenToF32 && t.type.blockElements > 1) {
             return try PackedMatrix(type: t.type, bytes: bytes.baseAddress!, rows: n, cols: k)
         }
         let q8 = QuantType.q8_0

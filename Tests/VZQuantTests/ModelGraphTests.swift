@@ -41,7 +41,7 @@ final class ModelGraphTests: XCTestCase {
                           arena: lm.arenaBytes, hwm: try XCTUnwrap(Self.status("VmHWM")) * 1024)
     }
 
-    /// Loading keeps one copy of the weights: the packed one. SmolLM2's Q4_1 file (98 MB) is repacked to Q8_0; the
+    /// Loading keeps one copy of the weights: the packed one. SmolLM2's Q4_1 file (98 MB) is packed at its size; the
     /// mapped pages of each tensor are given back after packing, so the file adds (almost) nothing to RSS.
     func testLoadingKeepsOneCopyOfWeights() throws {
         #if os(Linux)

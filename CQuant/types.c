@@ -1,8 +1,8 @@
 /*
  * types.c — the type table: one row per tensor type, and the scalar quantizers/dequantizers it names.
  *
- * Quantizers reproduce ggml's reference rounding bit for bit (gguf-py mirrors it), so no fused
- * multiply-add may change an intermediate: contraction is off for this file.
+ * Quantizers reproduce ggml's reference rounding bit for bit (gguf-py mirrors it, but for the blocks cquant.h lists
+ * at cq_quantize_row), so no fused multiply-add may change an intermediate: contraction is off for this file.
  */
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF /* gcc: -std=c11 already means -ffp-contract=off; the build scripts say it too */
@@ -10,6 +10,7 @@
 
 #include "internal.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -110,8 +111,15 @@ static void dequantize_bf16(const void *x, float *y, int64_t n) {
 }
 
 /* ------------------------------------------------------------------------------------------------------ */
-/* Q8_0 and Q4_0: quantize (ggml reference rounding) and dequantize                                        */
+/* Quantizers of the 32-value block types (ggml reference rounding) and the Q8_0/Q4_0 dequantizers         */
 /* ------------------------------------------------------------------------------------------------------ */
+
+/* ggml's reference quantizers are mirrored operation for operation (same fp32 steps, in the same order), and also
+ * where their C is undefined: a float that is NaN or ±inf converted to an integer. There every quantizer here gives
+ * code 0, what ggml on x86-64 and gguf-py's numpy on x86-64 give, so the bytes are the same on every host. NaN inputs
+ * follow ggml's C, not gguf-py: the comparisons that find the scale (and the min) are false for NaN, so NaNs are
+ * skipped there and only their own codes become 0 (gguf-py's numpy max/argmax return the NaN instead, so its d and m
+ * are NaN). cquant.h lists every block where the bytes differ from gguf-py's. */
 
 static void quantize_q8_0(const float *x, void *y, int64_t n) {
     uint8_t *o = y;
@@ -139,31 +147,118 @@ static void dequantize_q8_0(const void *x, float *y, int64_t n) {
     }
 }
 
+/* One 4- or 5-bit code: ggml's MIN(top, (int8_t)s), i.e. s truncated toward zero and clamped to top. s is the scaled
+ * value (rounded to fp32 first) plus 8.5 / 16.5 (Q4_0 / Q5_0) or plus 0.5 (Q4_1 / Q5_1); whenever 1/d is finite and
+ * the input is too, s lies in (0, top + 2), where this is exactly ggml's cast. A non-finite s gives 0: a NaN input;
+ * an infinite one, times 1/d = ±0 (its block's scale is infinite); every value of a block whose 1/d is ±inf
+ * (0 < |d| < 2^-128, a block of fp32 subnormals). ggml's int8 cast is undefined there; x86 gives 0, and so does
+ * gguf-py's numpy on x86. */
+static inline uint8_t trunc_code(float scaled, float bias, int top) {
+    const float s = scaled + bias; /* its own statement: never fused with the product that made `scaled` */
+    return !isfinite(s) ? 0 : s >= (float)top ? (uint8_t)top : (s > 0.0f ? (uint8_t)s : 0);
+}
+
+/* Q4_0 / Q5_0 scale source: the value of largest magnitude, sign kept; the first one on ties. As in ggml, the search
+ * starts from +0.0 and takes only a strictly larger magnitude, so a block of zeros gives +0.0 whatever the zeros'
+ * signs (hence d = −0.0) and NaNs are never taken. */
+static inline float signed_absmax(const float *x) {
+    float amax = 0.0f, vmax = 0.0f;
+    for (int j = 0; j < 32; j++) {
+        if (amax < fabsf(x[j])) {
+            amax = fabsf(x[j]);
+            vmax = x[j];
+        }
+    }
+    return vmax;
+}
+
+/* Q4_1 / Q5_1 range: ggml's min and max start from +FLT_MAX and −FLT_MAX and take only strictly smaller / larger
+ * values. So NaNs are skipped, the first of equal values is kept (the first zero met, of either sign), a block of
+ * +inf keeps min = FLT_MAX and a block of −inf keeps max = −FLT_MAX (d = +inf, never inf − inf = NaN), and a
+ * block of NaNs keeps both starts (d = −inf, m = fp16(FLT_MAX) = +inf). */
+static inline void block_min_max(const float *x, float *min_out, float *max_out) {
+    float min = FLT_MAX, max = -FLT_MAX;
+    for (int j = 0; j < 32; j++) {
+        const float v = x[j];
+        if (v < min) min = v;
+        if (v > max) max = v;
+    }
+    *min_out = min;
+    *max_out = max;
+}
+
+static inline void store_u32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
 static void quantize_q4_0(const float *x, void *y, int64_t n) {
     uint8_t *o = y;
     for (int64_t b = 0; b < n / 32; b++, x += 32, o += 18) {
-        /* the value of largest magnitude, sign kept; first one on ties */
-        float amax = 0.0f, vmax = 0.0f;
-        for (int j = 0; j < 32; j++) {
-            if (amax < fabsf(x[j])) {
-                amax = fabsf(x[j]);
-                vmax = x[j];
-            }
-        }
-        const float d = vmax / -8.0f;
+        const float d = signed_absmax(x) / -8.0f;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         store_u16(o, cq_fp32_to_fp16(d));
         for (int j = 0; j < 16; j++) {
-            const float v0 = x[j] * id;
-            const float v1 = x[j + 16] * id;
-            const float s0 = v0 + 8.5f;
-            const float s1 = v1 + 8.5f;
-            /* truncation toward zero, clamped to the 4-bit range. Non-finite s (only when |d| < 2^-128, so 1/d is
-             * inf) gives 0, as gguf-py and ggml on x86 do (ggml's int8 cast of inf is undefined behaviour). */
-            const uint8_t q0 = !isfinite(s0) ? 0 : s0 >= 15.0f ? 15 : (s0 > 0.0f ? (uint8_t)s0 : 0);
-            const uint8_t q1 = !isfinite(s1) ? 0 : s1 >= 15.0f ? 15 : (s1 > 0.0f ? (uint8_t)s1 : 0);
+            const uint8_t q0 = trunc_code(x[j] * id, 8.5f, 15);
+            const uint8_t q1 = trunc_code(x[j + 16] * id, 8.5f, 15);
             o[2 + j] = (uint8_t)(q0 | (q1 << 4));
         }
+    }
+}
+
+/* value = d·(code − 16), d = max / −16: the extreme gets code 0, the other side clamps at code 31 (value 15·d). */
+static void quantize_q5_0(const float *x, void *y, int64_t n) {
+    uint8_t *o = y;
+    for (int64_t b = 0; b < n / 32; b++, x += 32, o += 22) {
+        const float d = signed_absmax(x) / -16.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        store_u16(o, cq_fp32_to_fp16(d));
+        uint32_t qh = 0;
+        for (int j = 0; j < 16; j++) {
+            const uint8_t q0 = trunc_code(x[j] * id, 16.5f, 31);
+            const uint8_t q1 = trunc_code(x[j + 16] * id, 16.5f, 31);
+            o[6 + j] = (uint8_t)((q0 & 15) | ((q1 & 15) << 4));
+            qh |= (uint32_t)(q0 >> 4) << j | (uint32_t)(q1 >> 4) << (j + 16);
+        }
+        store_u32(o + 2, qh);
+    }
+}
+
+/* value = d·code + m with m = min, d = (max − min) / 15: codes round half up, (x − min)·(1/d) + 0.5 truncated. */
+static void quantize_q4_1(const float *x, void *y, int64_t n) {
+    uint8_t *o = y;
+    for (int64_t b = 0; b < n / 32; b++, x += 32, o += 20) {
+        float min, max;
+        block_min_max(x, &min, &max);
+        const float d = (max - min) / 15.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        store_u16(o, cq_fp32_to_fp16(d));
+        store_u16(o + 2, cq_fp32_to_fp16(min));
+        for (int j = 0; j < 16; j++) {
+            const uint8_t q0 = trunc_code((x[j] - min) * id, 0.5f, 15);
+            const uint8_t q1 = trunc_code((x[j + 16] - min) * id, 0.5f, 15);
+            o[4 + j] = (uint8_t)(q0 | (q1 << 4));
+        }
+    }
+}
+
+/* As Q4_1 with 5-bit codes, d = (max − min) / 31; the 5th bits go to qh (bit j for value j). */
+static void quantize_q5_1(const float *x, void *y, int64_t n) {
+    uint8_t *o = y;
+    for (int64_t b = 0; b < n / 32; b++, x += 32, o += 24) {
+        float min, max;
+        block_min_max(x, &min, &max);
+        const float d = (max - min) / 31.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        store_u16(o, cq_fp32_to_fp16(d));
+        store_u16(o + 2, cq_fp32_to_fp16(min));
+        uint32_t qh = 0;
+        for (int j = 0; j < 16; j++) {
+            const uint8_t q0 = trunc_code((x[j] - min) * id, 0.5f, 31);
+            const uint8_t q1 = trunc_code((x[j + 16] - min) * id, 0.5f, 31);
+            o[8 + j] = (uint8_t)((q0 & 15) | ((q1 & 15) << 4));
+            qh |= (uint32_t)(q0 >> 4) << j | (uint32_t)(q1 >> 4) << (j + 16);
+        }
+        store_u32(o + 4, qh);
     }
 }
 
@@ -179,7 +274,7 @@ static void dequantize_q4_0(const void *x, float *y, int64_t n) {
 }
 
 /* ------------------------------------------------------------------------------------------------------ */
-/* Read-only types found in GGUF files in the wild (no quantizer; Q4_1/Q5_0/Q5_1 have GEMM kernels)       */
+/* Dequantizers of the rest (Q4_1/Q5_0/Q5_1 also quantize and multiply natively; K-quants are read-only)  */
 /* ------------------------------------------------------------------------------------------------------ */
 
 static void dequantize_q4_1(const void *x, float *y, int64_t n) {
@@ -348,9 +443,9 @@ static const cq_type_traits k_traits[CQ_TYPE_COUNT] = {
                  [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_q4_0_i8mm)},
     },
     [CQ_TYPE_Q4_1] = {
-        /* read-only (no quantizer), but multiplied natively: panels hold the file's bytes */
-        .info = {"q4_1", 32, 20, 0, 1},
-        .dequantize_row = dequantize_q4_1,
+        /* multiplied natively: panels hold the file's bytes */
+        .info = {"q4_1", 32, 20, 1, 1},
+        .quantize_row = quantize_q4_1, .dequantize_row = dequantize_q4_1,
         .packed_type = CQ_TYPE_Q4_1, .panel_bytes = cq_panel_bytes_q4_1, .pack_panel = cq_pack_panel_q4_1,
         .act = CQ_ACT_Q8X,
         .tile = {[CQ_KERNEL_SCALAR] = cq_tile_q4_1_scalar, [CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile_q4_1_avx2),
@@ -358,9 +453,9 @@ static const cq_type_traits k_traits[CQ_TYPE_COUNT] = {
                  [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_q4_1_i8mm)},
     },
     [CQ_TYPE_Q5_0] = {
-        /* read-only (no quantizer), but multiplied natively: panels hold the file's bytes */
-        .info = {"q5_0", 32, 22, 0, 1},
-        .dequantize_row = dequantize_q5_0,
+        /* multiplied natively: panels hold the file's bytes */
+        .info = {"q5_0", 32, 22, 1, 1},
+        .quantize_row = quantize_q5_0, .dequantize_row = dequantize_q5_0,
         .packed_type = CQ_TYPE_Q5_0, .panel_bytes = cq_panel_bytes_q5_0, .pack_panel = cq_pack_panel_q5_0,
         .act = CQ_ACT_Q8X,
         .tile = {[CQ_KERNEL_SCALAR] = cq_tile_q5_0_scalar, [CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile_q5_0_avx2),
@@ -368,9 +463,9 @@ static const cq_type_traits k_traits[CQ_TYPE_COUNT] = {
                  [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_q5_0_i8mm)},
     },
     [CQ_TYPE_Q5_1] = {
-        /* read-only (no quantizer), but multiplied natively: panels hold the file's bytes */
-        .info = {"q5_1", 32, 24, 0, 1},
-        .dequantize_row = dequantize_q5_1,
+        /* multiplied natively: panels hold the file's bytes */
+        .info = {"q5_1", 32, 24, 1, 1},
+        .quantize_row = quantize_q5_1, .dequantize_row = dequantize_q5_1,
         .packed_type = CQ_TYPE_Q5_1, .panel_bytes = cq_panel_bytes_q5_1, .pack_panel = cq_pack_panel_q5_1,
         .act = CQ_ACT_Q8X,
         .tile = {[CQ_KERNEL_SCALAR] = cq_tile_q5_1_scalar, [CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile_q5_1_avx2),

@@ -68,7 +68,7 @@ typedef struct {
     const char *name;     /* "q4_0", as GGUF tools print it */
     int64_t block_elems;  /* values per block (1 for F32/F16/BF16) */
     size_t block_bytes;   /* bytes per block */
-    int can_quantize;     /* 1 if cq_quantize_row serves this type */
+    int can_quantize;     /* 1 if cq_quantize_row serves this type (all but the K-quants) */
     int can_gemm;         /* 1 if cq_matrix_pack / cq_gemm serve this type directly */
 } cq_type_info;
 
@@ -79,9 +79,32 @@ const cq_type_info *cq_type_get(int type);
  * does not fit in size_t. */
 size_t cq_row_bytes(int type, int64_t n);
 
-/* fp32 → `type` for one row of n values (n a multiple of the block size). Rounding is exactly ggml's
- * reference C, so output bytes equal gguf-py's `gguf.quants.quantize` — except a Q4_0 block of zeros that starts
- * with −0.0, where ggml (and we) store the scale as −0 and gguf-py as +0; both decode to zeros. */
+/* fp32 → `type` for one row of n values (n a multiple of the block size). Types: those with
+ * cq_type_info.can_quantize — F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 (not the K-quants).
+ *
+ * The 32-value types follow ggml's reference C (quantize_row_<type>_ref) fp32 operation for operation, 1/d being 0
+ * where d = 0, d and m stored as fp16 (round to nearest even):
+ *   Q8_0  d = max|x| / 127                      q = roundf(x·(1/d))                  (ties away from zero)
+ *   Q4_0  d = v / −8                            code = min(15, trunc(x·(1/d) + 8.5))
+ *   Q5_0  d = v / −16                           code = min(31, trunc(x·(1/d) + 16.5))
+ *   Q4_1  d = (max − min) / 15, m = min         code = min(15, trunc((x − min)·(1/d) + 0.5))
+ *   Q5_1  d = (max − min) / 31, m = min         code = min(31, trunc((x − min)·(1/d) + 0.5))
+ * (v: the value of largest |x|, sign kept, the first of equal ones; +0.0 in a block of zeros.)
+ * So the bytes equal gguf-py's `gguf.quants.quantize`, except in these blocks, where we give ggml's bytes (the
+ * fixtures of tools/make_quant_fixtures.py list such blocks with ggml's bytes, and the tests demand those):
+ *   - Q4_0/Q5_0, a block of zeros led by −0.0: ggml's max starts at +0.0 and only a larger |x| replaces it, so
+ *     d = +0/−8 = −0.0; gguf-py's argmax takes the first value, d = +0.0. Both decode to zeros.
+ *   - Q4_1/Q5_1, a block whose min (or max) is a zero and that holds zeros of both signs: ggml's strict comparisons
+ *     keep the first zero met, numpy's min/max reductions may return another, so the sign of m (or of d) differs.
+ *   - Q4_1/Q5_1, a block of +inf only (or −inf only): ggml's min (max) keeps its start, FLT_MAX (−FLT_MAX), so
+ *     d = +inf; gguf-py computes inf − inf, a NaN d.
+ *   - NaN inputs, every type: ggml's comparisons are false for NaN, so NaNs are skipped when d (and min, max) are
+ *     found and get code 0 themselves; gguf-py's numpy max/argmax/min return the NaN, so its d (and m) are NaN and
+ *     every code of the block 0.
+ * Where ggml's C is undefined — a NaN or ±inf scaled value converted to an integer: an infinite input (times
+ * 1/d = 0), every value of a Q4_1/Q5_1 block whose min is −inf, every value of a block of fp32 subnormals whose 1/d
+ * overflows, a NaN — the code is 0, which is what ggml and gguf-py give on x86-64; so our bytes are the same on
+ * every host. */
 cq_status cq_quantize_row(int type, const float *src, void *dst, int64_t n);
 
 /* `type` → fp32 for one row of n values. */

@@ -11,6 +11,7 @@
  */
 #include "cquant.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -171,8 +172,9 @@ static int file_code(int type, const uint8_t *blk, int j) {
     return code - (type == CQ_TYPE_Q4_0 ? 8 : type == CQ_TYPE_Q5_0 ? 16 : 0);
 }
 
-/* Test-side quantizers for the types the library only reads (ggml's reference scheme, not necessarily bit-exact
- * with it): min/max affine for Q4_1/Q5_1, signed absmax for Q5_0. */
+/* Test-side quantizers for Q4_1/Q5_1 (min/max affine) and Q5_0 (signed absmax), written apart from the library's
+ * (fminf/fmaxf from the first value, plain casts): for finite blocks without zeros of both signs they follow ggml's
+ * reference scheme byte for byte, and test_quantize_bounds holds cq_quantize_row to them. */
 static void quantize_test(int type, const float *x, uint8_t *dst, int64_t k) {
     const size_t bb = cq_type_get(type)->block_bytes;
     for (int64_t b = 0; b < k / 32; b++, x += 32, dst += bb) {
@@ -215,6 +217,361 @@ static void quantize_test(int type, const float *x, uint8_t *dst, int64_t k) {
         if (has_qh(type))
             for (int i = 0; i < 4; i++) dst[qh_at(type) + i] = (uint8_t)(qh >> (8 * i));
     }
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* The 32-value quantizers (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1): error bounds, determinism, extreme inputs, and   */
+/* the bytes gguf-py made (the fixtures of tools/make_quant_fixtures.py).                                 */
+
+static const int k_quantizers[] = {CQ_TYPE_Q8_0, CQ_TYPE_Q4_0, CQ_TYPE_Q4_1, CQ_TYPE_Q5_0, CQ_TYPE_Q5_1};
+#define N_QUANTIZERS (sizeof k_quantizers / sizeof *k_quantizers)
+
+/* How far fp16 rounding may move v: half an ulp, 2^-11 relative for normal halves, 2^-25 below them. */
+static float half_err(float v) { return fmaxf(fabsf(v) * 0x1p-11f, 0x1p-25f); }
+
+/* The block's fp32 scale d and min m as the format defines them, computed here from the values: Q8_0 max|x|/127,
+ * Q4_0/Q5_0 (the value of largest magnitude)/−8 or /−16, Q4_1/Q5_1 (max − min)/15 or /31 with m = min. */
+static void block_scale(int type, const float *x, float *d, float *m) {
+    float lo = x[0], hi = x[0], vmax = 0.0f;
+    for (int j = 0; j < 32; j++) {
+        lo = fminf(lo, x[j]);
+        hi = fmaxf(hi, x[j]);
+        if (fabsf(x[j]) > fabsf(vmax)) vmax = x[j];
+    }
+    *m = 0.0f;
+    switch (type) {
+    case CQ_TYPE_Q8_0: *d = fabsf(vmax) / 127.0f; break;
+    case CQ_TYPE_Q4_0: *d = vmax / -8.0f; break;
+    case CQ_TYPE_Q5_0: *d = vmax / -16.0f; break;
+    default:
+        *d = (hi - lo) / (type == CQ_TYPE_Q4_1 ? 15.0f : 31.0f);
+        *m = lo;
+    }
+}
+
+/* The most one value may move through quantize → dequantize: half a step (|d|/2), plus the fp16 rounding of d times
+ * the largest code magnitude and of m, plus fp32 rounding. Q4_0/Q5_0 codes reach −8·d…7·d / −16·d…15·d, so on the
+ * side opposite the block's extreme (code −8 / −16) values past 7.5·d / 15.5·d end on the last code, up to one
+ * step away. */
+static float roundtrip_bound(int type, float x, float d, float m) {
+    const float ad = fabsf(d);
+    /* the largest |code| that multiplies d (codes less 8 / 16 for Q4_0 / Q5_0) */
+    const int cmax = type == CQ_TYPE_Q8_0 ? 127 : type == CQ_TYPE_Q4_0 ? 8 : type == CQ_TYPE_Q5_0 ? 16
+                   : type == CQ_TYPE_Q4_1 ? 15 : 31;
+    float step = 0.5f * ad;
+    if ((type == CQ_TYPE_Q4_0 || type == CQ_TYPE_Q5_0) && d != 0.0f) {
+        const float last = (float)(cmax - 1); /* 7 or 15: the largest code − 8 / − 16 */
+        if (x / d > last + 0.5f) step = fabsf(x - last * d);
+    }
+    return step + (float)cmax * half_err(d) + (has_min(type) ? half_err(m) : 0.0f) +
+           2e-6f * (fabsf(x) + fabsf(m) + (float)cmax * ad);
+}
+
+/* Blocks of several kinds, for the bound and determinism checks: block b of the row gets kind b % 10. */
+static void make_quant_rows(float *x, int64_t n) {
+    for (int64_t b = 0; b < n / 32; b++) {
+        float *v = x + 32 * b;
+        const float s = ldexpf(1.0f, (int)(rnd_u32() % 24) - 12); /* 2^-12 … 2^11 */
+        for (int j = 0; j < 32; j++) {
+            switch (b % 10) {
+            case 0: v[j] = rnd_normalish() * s; break;                                  /* centred */
+            case 1: v[j] = (3.0f + rnd_normalish()) * s; break;                         /* offset: a min pays */
+            case 2: v[j] = (rnd_uniform() + 1.0f) * s; break;                           /* all positive */
+            case 3: v[j] = -(rnd_uniform() + 1.5f) * s; break;                          /* all negative */
+            case 4: v[j] = 0.37f * s; break;                                            /* constant */
+            case 5: v[j] = ((float)(int)(rnd_u32() % 31) - 15.0f + 0.5f) * s; break;    /* grid of .5 ties */
+            case 6: v[j] = j % 3 ? rnd_uniform() * s : (j % 2 ? 0.0f : -0.0f); break;   /* signed zeros */
+            case 7: v[j] = rnd_uniform() * 1e-6f; break;                                /* fp16 d subnormal */
+            case 8: v[j] = rnd_normalish() * 4000.0f + 20000.0f; break;                 /* large, in fp16 range */
+            default: v[j] = rnd_uniform() * s * (j == 7 ? 20.0f : 1.0f); break;         /* an outlier */
+            }
+        }
+    }
+}
+
+static void test_quantize_bounds(void) {
+    const uint64_t saved_rng = g_rng; /* the tests after this one see the same random numbers as without it */
+    const int64_t n = 32 * 400;
+    float *x = xmalloc(n * 4), *y = xmalloc(n * 4);
+    /* Q8_0's 34-byte blocks are the largest */
+    uint8_t *q = xmalloc(cq_row_bytes(CQ_TYPE_Q8_0, n) + 16), *q2 = xmalloc(cq_row_bytes(CQ_TYPE_Q8_0, n) + 16);
+    make_quant_rows(x, n);
+    for (size_t t = 0; t < N_QUANTIZERS; t++) {
+        const int type = k_quantizers[t];
+        const char *name = cq_type_get(type)->name;
+        const size_t bb = cq_type_get(type)->block_bytes, row = cq_row_bytes(type, n);
+        CHECK(cq_type_get(type)->can_quantize == 1, "%s can_quantize", name);
+        memset(q, 0xA5, row + 16);
+        CHECK(cq_quantize_row(type, x, q, n) == CQ_OK, "quantize %s", name);
+        int canary = 0;
+        for (int i = 0; i < 16; i++) canary += q[row + i] != 0xA5;
+        CHECK(canary == 0, "%s quantize writes past the row", name);
+        CHECK(cq_dequantize_row(type, q, y, n) == CQ_OK, "dequantize %s", name);
+        int bad = 0, checked = 0;
+        double worst = 0;
+        for (int64_t b = 0; b < n / 32; b++) {
+            float d, m;
+            block_scale(type, x + 32 * b, &d, &m);
+            if (!(fabsf(d) < 65504.0f && fabsf(m) < 65504.0f)) continue; /* fp16 d or m would be inf */
+            checked++;
+            for (int j = 0; j < 32; j++) {
+                const float v = x[32 * b + j], bound = roundtrip_bound(type, v, d, m);
+                const float err = fabsf(v - y[32 * b + j]);
+                if (err / bound > worst) worst = err / bound;
+                if (!(err <= bound)) {
+                    if (bad < 4)
+                        printf("  %s block %lld (kind %lld) value %d: %a → %a, error %g > bound %g (d %g, m %g)\n",
+                               name, (long long)b, (long long)(b % 10), j, v, y[32 * b + j], err, bound, d, m);
+                    bad++;
+                }
+            }
+        }
+        CHECK(bad == 0 && checked == n / 32, "%s round trip: %d values off by more than half a step (+ fp16 d/m), "
+              "%d of %lld blocks checked, worst %.3f× the bound", name, bad, checked, (long long)(n / 32), worst);
+
+        /* deterministic, and blocks independent: the row at once, again, and block by block give the same bytes */
+        CHECK(cq_quantize_row(type, x, q2, n) == CQ_OK && memcmp(q, q2, row) == 0, "%s quantize twice differs", name);
+        int bad_blocks = 0;
+        for (int64_t b = 0; b < n / 32; b++) {
+            uint8_t one[64];
+            cq_quantize_row(type, x + 32 * b, one, 32);
+            bad_blocks += memcmp(one, q + b * bb, bb) != 0;
+        }
+        CHECK(bad_blocks == 0, "%s: %d blocks quantized alone differ from the row's", name, bad_blocks);
+
+        /* Q4_1/Q5_0/Q5_1 against the test-side quantizer (quantize_test, written apart from the library): the same
+         * bytes for finite blocks without signed-zero ties (fminf/fmaxf may pick either zero) */
+        if (type == CQ_TYPE_Q4_1 || type == CQ_TYPE_Q5_0 || type == CQ_TYPE_Q5_1) {
+            int differ = 0, compared = 0;
+            for (int64_t b = 0; b < n / 32; b++) {
+                if (b % 10 == 6) continue;
+                uint8_t mine[64];
+                quantize_test(type, x + 32 * b, mine, 32);
+                differ += memcmp(mine, q + b * bb, bb) != 0;
+                compared++;
+            }
+            CHECK(differ == 0 && compared > 0, "%s: %d of %d blocks differ from the test-side quantizer", name,
+                  differ, compared);
+        }
+    }
+    CHECK(cq_quantize_row(CQ_TYPE_Q5_1, x, q, 0) == CQ_OK, "a row of 0 values");
+    CHECK(cq_quantize_row(CQ_TYPE_Q4_1, x, q, 33) == CQ_ERR_BAD_SHAPE, "q4_1: row not a multiple of 32 rejected");
+    CHECK(cq_quantize_row(CQ_TYPE_Q5_0, NULL, q, 32) == CQ_ERR_INVALID_ARGUMENT, "q5_0: NULL source rejected");
+    CHECK(cq_quantize_row(CQ_TYPE_Q5_1, x, NULL, 32) == CQ_ERR_INVALID_ARGUMENT, "q5_1: NULL destination rejected");
+    free(x);
+    free(y);
+    free(q);
+    free(q2);
+    g_rng = saved_rng;
+}
+
+/* Non-finite, huge, subnormal and signed-zero inputs: defined bytes on every host (the sanitizer build checks that no
+ * float → integer conversion overflows), the same bytes twice, and the values ggml's C gives where it is defined. */
+static float f32_of_bits(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static void test_quantize_extremes(void) {
+    const uint64_t saved_rng = g_rng;
+    enum { KINDS = 16 };
+    float x[KINDS * 32];
+    for (int k = 0; k < KINDS; k++)
+        for (int j = 0; j < 32; j++) {
+            float *v = &x[32 * k + j];
+            const float r = rnd_uniform();
+            switch (k) {
+            case 0: *v = NAN; break;
+            case 1: *v = INFINITY; break;
+            case 2: *v = -INFINITY; break;
+            case 3: *v = j % 2 ? FLT_MAX : -FLT_MAX; break;                  /* max − min overflows */
+            case 4: *v = j == 9 ? NAN : r; break;
+            case 5: *v = j == 30 ? INFINITY : r; break;
+            case 6: *v = j == 0 ? -INFINITY : r; break;
+            case 7: *v = j == 3 ? INFINITY : j == 4 ? -INFINITY : j == 5 ? NAN : r; break;
+            case 8: *v = f32_of_bits(1u + rnd_u32() % 0x7fffffu) * (j % 3 ? 1.0f : -1.0f); break; /* subnormals */
+            case 9: *v = f32_of_bits(1u + rnd_u32() % 16u); break;            /* d rounds to 0 or 1/d = inf */
+            case 10: *v = -0.0f; break;
+            case 11: *v = j % 2 ? 0.0f : -0.0f; break;
+            case 12: *v = r * 3e38f; break;
+            case 13: *v = j == 17 ? 1e30f : r * 1e-30f; break;               /* one value dominates */
+            case 14: *v = FLT_MIN * (float)(j - 16); break;
+            default: *v = j % 4 == 0 ? NAN : (j % 4 == 1 ? -1.0f : 1e-20f); break;
+            }
+        }
+    for (size_t t = 0; t < N_QUANTIZERS; t++) {
+        const int type = k_quantizers[t];
+        const char *name = cq_type_get(type)->name;
+        const size_t bb = cq_type_get(type)->block_bytes, row = cq_row_bytes(type, KINDS * 32);
+        uint8_t q[KINDS * 34], q2[KINDS * 34];
+        float y[KINDS * 32];
+        CHECK(cq_quantize_row(type, x, q, KINDS * 32) == CQ_OK, "%s extremes quantize", name);
+        CHECK(cq_quantize_row(type, x, q2, KINDS * 32) == CQ_OK && memcmp(q, q2, row) == 0,
+              "%s extremes: two runs differ", name);
+        CHECK(cq_dequantize_row(type, q, y, KINDS * 32) == CQ_OK, "%s extremes dequantize", name);
+
+        /* A NaN is skipped when the scale (and min) are found and gets code 0: the same bytes as the block with the
+         * NaN replaced by a value whose code is 0 anyway — the min (Q4_1/Q5_1), the extreme (Q4_0/Q5_0), 0 (Q8_0). */
+        for (int k = 0; k < KINDS; k++) {
+            float clean[32], lo = INFINITY, vmax = 0.0f;
+            int nans = 0;
+            for (int j = 0; j < 32; j++) {
+                clean[j] = x[32 * k + j];
+                nans += isnan(clean[j]);
+                if (isnan(clean[j])) continue;
+                lo = fminf(lo, clean[j]);
+                if (fabsf(clean[j]) > fabsf(vmax)) vmax = clean[j];
+            }
+            if (nans == 0 || nans == 32 || k == 7) continue; /* (k 7 also holds ±inf) */
+            for (int j = 0; j < 32; j++)
+                if (isnan(clean[j])) clean[j] = has_min(type) ? lo : type == CQ_TYPE_Q8_0 ? 0.0f : vmax;
+            uint8_t c[34];
+            cq_quantize_row(type, clean, c, 32);
+            CHECK(memcmp(c, q + k * bb, bb) == 0, "%s extremes kind %d: a NaN is not quantized like its stand-in",
+                  name, k);
+        }
+    }
+
+    /* Exact bytes where ggml's C is defined (and gguf-py agrees, except where noted) */
+    uint8_t b[34];
+    cq_quantize_row(CQ_TYPE_Q4_1, x + 32 * 1, b, 32); /* all +inf: min stays FLT_MAX (gguf-py: d = inf − inf = NaN) */
+    CHECK(get_u16(b) == 0x7c00 && get_u16(b + 2) == 0x7c00 && b[4] == 0 && b[19] == 0, "q4_1 all +inf");
+    cq_quantize_row(CQ_TYPE_Q5_1, x + 32 * 2, b, 32); /* all −inf: max stays −FLT_MAX, d = +inf, m = −inf */
+    CHECK(get_u16(b) == 0x7c00 && get_u16(b + 2) == 0xfc00 && get_u32(b + 4) == 0 && b[8] == 0, "q5_1 all -inf");
+    cq_quantize_row(CQ_TYPE_Q4_1, x, b, 32); /* all NaN: d = (−FLT_MAX − FLT_MAX)/15 = −inf, m = fp16(FLT_MAX) = inf */
+    CHECK(get_u16(b) == 0xfc00 && get_u16(b + 2) == 0x7c00 && b[4] == 0, "q4_1 all NaN");
+    cq_quantize_row(CQ_TYPE_Q5_0, x, b, 32); /* all NaN: max stays +0.0, d = −0.0, codes 0 */
+    CHECK(get_u16(b) == 0x8000 && get_u32(b + 2) == 0 && b[6] == 0 && b[21] == 0, "q5_0 all NaN");
+    cq_quantize_row(CQ_TYPE_Q5_0, x + 32 * 10, b, 32); /* all −0.0: d = +0/−16 = −0.0, codes 16 (gguf-py: d = +0.0) */
+    CHECK(get_u16(b) == 0x8000 && get_u32(b + 2) == 0xffffffffu && b[6] == 0 && b[21] == 0, "q5_0 all -0.0");
+    cq_quantize_row(CQ_TYPE_Q5_0, x + 32 * 5, b, 32); /* +inf at 30: d = −inf, finite codes 16, the inf's 0 */
+    CHECK(get_u16(b) == 0xfc00 && get_u32(b + 2) == 0xbfffffffu, "q5_0 +inf among finite values: qh %08x",
+          get_u32(b + 2));
+    cq_quantize_row(CQ_TYPE_Q4_1, x + 32 * 11, b, 32); /* zeros led by −0.0: m keeps the first zero's sign, d = +0 */
+    CHECK(get_u16(b) == 0x0000 && get_u16(b + 2) == 0x8000 && b[4] == 0, "q4_1 signed zeros");
+    cq_quantize_row(CQ_TYPE_Q5_1, x + 32 * 3, b, 32); /* ±FLT_MAX: max − min = inf, d = m = ±inf, every code 0 */
+    CHECK(get_u16(b) == 0x7c00 && get_u16(b + 2) == 0xfc00 && get_u32(b + 4) == 0 && b[8] == 0, "q5_1 ±FLT_MAX");
+    g_rng = saved_rng;
+}
+
+/* ---------- the fixtures gguf-py made ---------- */
+
+static uint8_t *read_file(const char *dir, const char *name, size_t *len) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    uint8_t *buf = NULL;
+    size_t cap = 0, n = 0;
+    for (;;) {
+        if (n == cap) {
+            cap = cap ? 2 * cap : 65536;
+            uint8_t *grown = realloc(buf, cap + 1);
+            if (!grown) {
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            buf = grown;
+        }
+        const size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0) break;
+    }
+    fclose(f);
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+static int hex_nibble(char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1; }
+
+/* Replaces the blocks that the case `name` lists under "ggml_divergences" (one {"block": B, "ggml_bytes": "…"} per
+ * line, as make_quant_fixtures.py writes them) with ggml's bytes. Returns how many, or -1 on a malformed entry. */
+static int apply_divergences(const char *manifest, const char *name, uint8_t *expected, size_t bb, int64_t blocks) {
+    char key[96];
+    snprintf(key, sizeof key, "\"name\": \"%s\"", name);
+    const char *c = strstr(manifest, key);
+    if (!c) return -1;
+    const char *next = strstr(c + 1, "\"name\": ");
+    const char *list = strstr(c, "\"ggml_divergences\": ");
+    if (!list || (next && list > next)) return -1;
+    list += strlen("\"ggml_divergences\": ");
+    if (strncmp(list, "[]", 2) == 0) return 0;
+    int count = 0;
+    for (const char *line = strchr(list, '\n'); line && (!next || line < next); line = strchr(line + 1, '\n')) {
+        const char *p = line + 1;
+        while (*p == ' ') p++;
+        if (*p == ']') break;
+        int block = -1, used = 0;
+        if (sscanf(p, "{\"block\": %d, \"ggml_bytes\": \"%n", &block, &used) != 1 || used == 0) return -1;
+        if (block < 0 || block >= blocks) return -1;
+        p += used;
+        for (size_t i = 0; i < bb; i++) {
+            const int hi = hex_nibble(p[2 * i]), lo = hi < 0 ? -1 : hex_nibble(p[2 * i + 1]);
+            if (lo < 0) return -1;
+            expected[(size_t)block * bb + i] = (uint8_t)(hi << 4 | lo);
+        }
+        if (p[2 * bb] != '"') return -1;
+        count++;
+    }
+    return count;
+}
+
+/* cq_quantize_row gives the bytes of every quantize fixture (gguf-py's, ggml's C where the manifest lists a
+ * divergence), here on every host and build this driver runs on. CQ_FIXTURES overrides the directory (default: the
+ * repository's, relative to its root, where tools/ctest.sh runs). */
+static void test_quant_fixtures(void) {
+    const char *dir = getenv("CQ_FIXTURES");
+    if (!dir || !*dir) dir = "Tests/VZQuantTests/Fixtures/quant";
+    size_t mlen = 0;
+    char *manifest = (char *)read_file(dir, "manifest.json", &mlen);
+    CHECK(manifest != NULL, "fixtures: cannot read %s/manifest.json (set CQ_FIXTURES)", dir);
+    if (!manifest) return;
+    const int types[] = {CQ_TYPE_Q8_0, CQ_TYPE_Q4_0, CQ_TYPE_Q4_1, CQ_TYPE_Q5_0, CQ_TYPE_Q5_1, CQ_TYPE_F16,
+                         CQ_TYPE_BF16};
+    for (size_t t = 0; t < sizeof types / sizeof *types; t++) {
+        const cq_type_info *info = cq_type_get(types[t]);
+        char name[64], file[80];
+        snprintf(name, sizeof name, "quantize_%s", info->name);
+        size_t in_len = 0, out_len = 0;
+        snprintf(file, sizeof file, "%s.in.bin", name);
+        uint8_t *in = read_file(dir, file, &in_len);
+        snprintf(file, sizeof file, "%s.out.bin", name);
+        uint8_t *expected = read_file(dir, file, &out_len);
+        const int64_t n = (int64_t)(in_len / 4), blocks = n / info->block_elems;
+        const int ok = in && expected && in_len % 4 == 0 && cq_row_bytes(types[t], n) == out_len && out_len > 0;
+        CHECK(ok, "fixture %s: missing or sizes do not match", name);
+        if (ok) {
+            float *x = xmalloc(in_len);
+            memcpy(x, in, in_len); /* little-endian float32, as every host this runs on */
+            const int divergences = apply_divergences(manifest, name, expected, info->block_bytes, blocks);
+            CHECK(divergences >= 0, "fixture %s: unreadable ggml_divergences", name);
+            uint8_t *ours = xmalloc(out_len);
+            CHECK(cq_quantize_row(types[t], x, ours, n) == CQ_OK, "fixture %s: quantize", name);
+            int bad = 0;
+            for (int64_t b = 0; b < blocks; b++) {
+                const size_t at = (size_t)b * info->block_bytes;
+                if (memcmp(ours + at, expected + at, info->block_bytes) == 0) continue;
+                if (bad++ < 4) {
+                    printf("  %s block %lld: ours ", name, (long long)b);
+                    for (size_t i = 0; i < info->block_bytes; i++) printf("%02x", ours[at + i]);
+                    const int pad = (int)strlen(name) + snprintf(NULL, 0, "%lld", (long long)b) + 4;
+                    printf("\n  %*s expected ", pad, "");
+                    for (size_t i = 0; i < info->block_bytes; i++) printf("%02x", expected[at + i]);
+                    printf("\n");
+                }
+            }
+            CHECK(bad == 0, "fixture %s: %d of %lld blocks differ from gguf-py (%d listed as ggml divergences)", name,
+                  bad, (long long)blocks, divergences);
+            free(x);
+            free(ours);
+        }
+        free(in);
+        free(expected);
+    }
+    free(manifest);
 }
 
 typedef struct {
@@ -906,6 +1263,9 @@ int main(void) {
 
     test_fp16();
     test_quant_roundtrip();
+    test_quantize_bounds();
+    test_quantize_extremes();
+    test_quant_fixtures();
     test_api_errors();
     test_pack_sizes();
     test_norms();

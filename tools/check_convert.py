@@ -8,7 +8,8 @@ json + struct), maps the HF text-model names with gguf-py's own TensorNameMap (s
 trust vzquant's Swift table), applies llama.cpp's Q/K rotary permutation in numpy for arch llama, and compares
 every tensor after gguf.quants.dequantize within the bound of its type:
   F32  exact;  F16  fp16 rounding;  Q8_0  half a step of the block scale + the scale's fp16 rounding;
-  Q4_0  one step + the scale's fp16 rounding.
+  Q4_0  one step + the scale's fp16 rounding; Q5_0 the same with codes to 16;
+  Q4_1/Q5_1  half a step + the fp16 rounding of the scale (times the largest code) and of the minimum.
 Also checks metadata, types (the type policy), that nothing is missing or extra, and for LLaVA the vision
 feature-layer truncation. Prints a summary; exits 1 on any mismatch. Needs: gguf, numpy (tools/setup.sh --dev).
 """
@@ -25,7 +26,10 @@ try:
 except ImportError as e:  # pragma: no cover
     sys.exit(f"check_convert.py needs the gguf package ({e}); run tools/setup.sh --dev")
 
-FILE_TYPE_TO_QT = {0: QT.F32, 1: QT.F16, 2: QT.Q4_0, 7: QT.Q8_0}
+FILE_TYPE_TO_QT = {0: QT.F32, 1: QT.F16, 2: QT.Q4_0, 3: QT.Q4_1, 7: QT.Q8_0, 8: QT.Q5_0, 9: QT.Q5_1}
+# 32-value block types: (block bytes, has a minimum, step error, largest code the scale multiplies)
+BLOCK_TYPES = {QT.Q8_0: (34, False, 0.5, 127), QT.Q4_0: (18, False, 1.0, 8), QT.Q5_0: (22, False, 1.0, 16),
+               QT.Q4_1: (20, True, 0.5, 15), QT.Q5_1: (24, True, 0.5, 31)}
 CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
 
 errors: list[str] = []
@@ -96,14 +100,15 @@ def compare(label: str, t, src: np.ndarray) -> None:
         bound = np.zeros_like(x)
     elif typ == QT.F16:
         bound = np.abs(x) * 2.0**-11 + 2.0**-24
-    elif typ in (QT.Q8_0, QT.Q4_0):
-        bsz = 34 if typ == QT.Q8_0 else 18
-        scales = np.asarray(t.data).reshape(-1).view(np.uint8).reshape(-1, bsz)[:, :2].copy().view("<f2")
-        d = np.abs(scales.astype(np.float32).reshape(-1, 1))
-        # step error (half a step for Q8_0's rounding, a full step for Q4_0's truncation/clamp) plus the
-        # scale's own fp16 rounding times the largest code (127 or 8)
-        step, qmax = (0.5, 127) if typ == QT.Q8_0 else (1.0, 8)
-        bound = np.broadcast_to(d * (step + qmax * 2.0**-11) * (1 + 2.0**-10) + 1e-7, (d.shape[0], 32)).reshape(-1)
+    elif typ in BLOCK_TYPES:
+        bsz, has_min, step, qmax = BLOCK_TYPES[typ]
+        blocks = np.asarray(t.data).reshape(-1).view(np.uint8).reshape(-1, bsz)
+        d = np.abs(blocks[:, :2].copy().view("<f2").astype(np.float32).reshape(-1, 1))
+        m = np.abs(blocks[:, 2:4].copy().view("<f2").astype(np.float32).reshape(-1, 1)) if has_min else 0.0
+        # the step error (half a step where the quantizer rounds, a full step where it truncates and clamps) plus
+        # the fp16 rounding of the scale times the largest code, and of the minimum
+        bound = np.broadcast_to((d * (step + qmax * 2.0**-11) + m * 2.0**-11) * (1 + 2.0**-10) + 1e-7,
+                                (d.shape[0], 32)).reshape(-1)
     else:
         return fail(f"{label}: {t.name} has type {typ.name}, which the converter never writes")
     bad = diff > bound
@@ -133,9 +138,9 @@ def expected_type(name: str, ne: list[int], file_type: int):
         return QT.F32
     if len(ne) == 4:
         return QT.F32 if base == QT.F32 else QT.F16
-    if name == "token_embd.weight" and base == QT.Q4_0:
+    if name == "token_embd.weight" and base in (QT.Q4_0, QT.Q4_1, QT.Q5_0, QT.Q5_1):
         return QT.Q8_0
-    if base in (QT.Q8_0, QT.Q4_0) and ne[0] % 32 != 0:
+    if base in BLOCK_TYPES and ne[0] % 32 != 0:
         return QT.F16
     return base
 

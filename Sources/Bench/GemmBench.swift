@@ -88,7 +88,7 @@ public struct GemmBenchOptions: Sendable {
     /// (a single small matrix would otherwise sit in the last-level cache). 0: one copy.
     public var coldBytes: Int
 
-    public init(types: [QuantType] = [.f32, .q8_0, .q4_0], ms: [Int] = [1, 16, 128, 512],
+    public init(types: [QuantType] = [.f32, .q8_0, .q4_0, .q4_1, .q5_0, .q5_1], ms: [Int] = [1, 16, 128, 512],
                 shapes: [GemmShape] = GemmShape.llm, threads: Int = Threads.count, minSeconds: Double = 0.6,
                 minRepeats: Int = 3, maxRepeats: Int = 10_000, rounds: Int = 3, measureOneThread: Bool = true,
                 coldBytes: Int = 128 << 20) {
@@ -104,7 +104,7 @@ public struct GemmBenchOptions: Sendable {
         self.coldBytes = coldBytes
     }
 
-    /// The full grid: 3 types × 4 M × 3 shapes.
+    /// The full grid: 6 types × 4 M × 3 shapes.
     public static func standard(threads: Int = Threads.count) -> GemmBenchOptions {
         GemmBenchOptions(threads: threads)
     }

@@ -88,7 +88,13 @@ public struct SyntheticSummary: Sendable {
 /// on the seed, not on threads or chunking.
 public enum SyntheticModel {
     /// The two files of `preset` in `type` (token embedding and fallbacks as the converter's `TypePolicy`).
+    /// The types whose blocks `generate` writes directly (seeded codes and scales, no fp32 detour).
+    static let generatedTypes: [QuantType] = [.f32, .f16, .q8_0, .q4_0]
+
     public static func plan(preset: ModelPreset, type: QuantType, tokenEmbeddingType: QuantType? = nil) throws -> SyntheticPlan {
+        for t in [type] + (tokenEmbeddingType.map { [$0] } ?? []) where !generatedTypes.contains(t) {
+            throw ConvertError("synthetic \(t) weights are not supported (\(generatedTypes.map(\.description).joined(separator: ", ")))")
+        }
         let policy = try TypePolicy(type: type, tokenEmbeddingType: tokenEmbeddingType)
         try validate(preset)
         return SyntheticPlan(preset: preset, policy: policy, text: textFile(preset, policy), mmproj: mmprojFile(preset, policy))
@@ -348,8 +354,8 @@ public enum SyntheticModel {
     /// Rows `rows` of `t` into `out` (row `rows.lowerBound` at offset 0).
     static func generate(_ t: SyntheticTensor, rows: Range<Int>, seed: UInt64, into out: UnsafeMutableRawPointer,
                          threads: Int) throws {
-        guard [.f32, .f16, .q8_0, .q4_0].contains(t.type) else {
-            throw ConvertError("tensor '\(t.name)': synthetic \(t.type) weights are not supported (f32, f16, q8_0, q4_0)")
+        guard generatedTypes.contains(t.type) else {
+            throw ConvertError("tensor '\(t.name)': synthetic \(t.type) weights are not supported (\(generatedTypes.map(\.description).joined(separator: ", ")))")
         }
         let job = RowFill(tensor: t, seed: seed, out: out, first: rows.lowerBound)
         let workers = min(threads, rows.count, max(1, rows.count * t.rowLength / 65536))

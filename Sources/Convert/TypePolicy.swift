@@ -9,11 +9,13 @@ import CQuant
 ///
 /// - 1-D tensors (norms, biases, layer scales), position and class embeddings: F32.
 /// - The conv patch embedding (4-D): F16 (F32 under --type f32).
-/// - The token embedding: --token-embedding-type, else Q8_0 when --type is q4_0, else --type.
+/// - The token embedding: --token-embedding-type, else Q8_0 when --type is a 4- or 5-bit type, else --type.
 /// - Other 2-D weights: --type; a quantized type whose block does not divide the row length falls back to F16
 ///   (with a note).
 public struct TypePolicy: Sendable, Equatable {
-    public static let outputTypes: [QuantType] = [.f32, .f16, .q8_0, .q4_0]
+    public static let outputTypes: [QuantType] = [.f32, .f16, .q8_0, .q4_0, .q4_1, .q5_0, .q5_1]
+    /// Types whose token embedding is stored as Q8_0 (embedding rows are read one at a time and cost no GEMM time).
+    static let q8EmbeddingTypes: Set<QuantType> = [.q4_0, .q4_1, .q5_0, .q5_1]
 
     public var type: QuantType
     public var tokenEmbeddingType: QuantType?
@@ -32,7 +34,10 @@ public struct TypePolicy: Sendable, Equatable {
         case .f32: 0
         case .f16: 1
         case .q4_0: 2
+        case .q4_1: 3
         case .q8_0: 7
+        case .q5_0: 8
+        case .q5_1: 9
         default: 0
         }
     }
@@ -46,7 +51,7 @@ public struct TypePolicy: Sendable, Equatable {
             return (type == .f32 ? .f32 : .f16, nil)
         case .tokenEmbedding, .matrix:
             if dims.count < 2 { return (.f32, nil) }
-            let wanted = role == .tokenEmbedding ? (tokenEmbeddingType ?? (type == .q4_0 ? .q8_0 : type)) : type
+            let wanted = role == .tokenEmbedding ? (tokenEmbeddingType ?? (Self.q8EmbeddingTypes.contains(type) ? .q8_0 : type)) : type
             let row = dims[0]
             if row % wanted.blockElements != 0 {
                 return (.f16, "row length \(row) is not a multiple of \(wanted.blockElements): stored as f16 instead of \(wanted)")

@@ -14,7 +14,7 @@ struct ConvertCommand: ParsableCommand {
             Architectures: \(HFArchitecture.supportedList). For LLaVA, -o gets the text model and --mmproj-out the \
             vision tower + projector (only the layers up to vision_feature_layer). Vision encoders alone are written \
             to --mmproj-out (or -o). Types: --type applies to 2-D weights; norms, biases and position/class \
-            embeddings stay f32, the patch embedding f16; the token embedding is q8_0 under --type q4_0 unless \
+            embeddings stay f32, the patch embedding f16; the token embedding is q8_0 under 4/5-bit types unless \
             --token-embedding-type says otherwise. Tensors stream one at a time; outputs appear only when complete.
 
             --preset NAME instead of a source writes a model of that architecture and size with seeded random \
@@ -40,7 +40,7 @@ struct ConvertCommand: ParsableCommand {
     @Option(name: .long, help: "Type of 2-D weights: q4_0, q8_0, f16, f32.")
     var type: String = "q8_0"
 
-    @Option(name: .customLong("token-embedding-type"), help: "Type of token_embd (default: q8_0 for --type q4_0, else --type).")
+    @Option(name: .customLong("token-embedding-type"), help: "Type of token_embd (default: q8_0 for q4_0/q4_1/q5_0/q5_1, else --type).")
     var tokenEmbeddingType: String?
 
     @OptionGroup var compute: ComputeOptions

@@ -78,12 +78,15 @@ final class ConvertTests: XCTestCase {
             switch t.type {
             case .f32: bound = 0
             case .f16: bound = abs(x) * 0x1p-11 + 0x1p-24
-            case .q8_0, .q4_0:
+            case .q8_0, .q4_0, .q5_0, .q4_1, .q5_1:
                 let blockBytes = t.type.blockBytes
                 let b = i / 32
-                let d = abs(cq_fp16_to_fp32(UInt16(raw[b * blockBytes]) | UInt16(raw[b * blockBytes + 1]) << 8))
-                // half a step (Q8_0 rounds) or one step (Q4_0 truncates and clamps), plus the fp16 scale's rounding
-                bound = t.type == .q8_0 ? d * (0.5 + 127 * 0x1p-11) * 1.001 + 1e-7 : d * (1 + 8 * 0x1p-11) * 1.001 + 1e-7
+                func half(_ at: Int) -> Float { abs(cq_fp16_to_fp32(UInt16(raw[b * blockBytes + at]) | UInt16(raw[b * blockBytes + at + 1]) << 8)) }
+                let d = half(0), m = t.type == .q4_1 || t.type == .q5_1 ? half(2) : 0
+                // half a step where the quantizer rounds (Q8_0, Q4_1, Q5_1), one step where it truncates and clamps
+                // (Q4_0, Q5_0), plus the fp16 rounding of the scale (times the largest code) and of the minimum
+                let (step, qmax): (Float, Float) = [.q8_0: (0.5, 127), .q4_0: (1, 8), .q5_0: (1, 16), .q4_1: (0.5, 15), .q5_1: (0.5, 31)][t.type]!
+                bound = (d * (step + qmax * 0x1p-11) + m * 0x1p-11) * 1.001 + 1e-7
             default: return XCTFail("\(name): unexpected type \(t.type)", line: line)
             }
             let excess = abs(got[i] - x) - bound
@@ -99,7 +102,7 @@ final class ConvertTests: XCTestCase {
     func testLlavaBothLayoutsAllTypes() throws {
         let checkpoints = [("llava-4x", "language_model.model.", "language_model.lm_head.", "vision_tower.", "multi_modal_projector."),
                            ("llava-5x", "model.language_model.", "lm_head.", "model.vision_tower.", "model.multi_modal_projector.")]
-        for type in [QuantType.q4_0, .q8_0, .f16, .f32] {
+        for type in [QuantType.q4_0, .q8_0, .f16, .f32, .q4_1, .q5_0, .q5_1] {
             var pair: [(GGUFFile, GGUFFile)] = []
             for (dir, text, head, vision, proj) in checkpoints {
                 let src = try Self.hfDirectory(dir)
@@ -113,7 +116,7 @@ final class ConvertTests: XCTestCase {
                 // Text metadata.
                 let m = f.metadata
                 XCTAssertEqual(try m.string("general.architecture"), "llama")
-                XCTAssertEqual(try m.int("general.file_type"), [QuantType.f32: 0, .f16: 1, .q4_0: 2, .q8_0: 7][type])
+                XCTAssertEqual(try m.int("general.file_type"), [QuantType.f32: 0, .f16: 1, .q4_0: 2, .q4_1: 3, .q8_0: 7, .q5_0: 8, .q5_1: 9][type])
                 XCTAssertEqual(try m.int("general.quantization_version"), 2)
                 XCTAssertEqual(try m.int("llama.block_count"), 2)
                 XCTAssertEqual(try m.int("llama.embedding_length"), 64)
@@ -128,7 +131,7 @@ final class ConvertTests: XCTestCase {
                 XCTAssertFalse(m.contains("llama.attention.key_length"), "head_dim = hidden/heads: no key_length")
 
                 // Text tensors: names, dims, types, values.
-                let tokType: QuantType = type == .q4_0 ? .q8_0 : type
+                let tokType: QuantType = [.q4_0, .q4_1, .q5_0, .q5_1].contains(type) ? .q8_0 : type
                 var expectNames = ["token_embd.weight", "output_norm.weight", "output.weight"]
                 XCTAssertEqual(f.tensorInfo("token_embd.weight")?.dims, [64, 401])
                 XCTAssertEqual(f.tensorInfo("token_embd.weight")?.type, tokType)

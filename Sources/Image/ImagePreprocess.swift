@@ -259,7 +259,8 @@ public struct ImageProcessor: Sendable {
     public func prepare(_ image: RGBImage) throws -> RGBImage {
         var img = image
         if padToSquare {
-            func level(_ m: Float) -> UInt8 { UInt8(clamping: Int(Double(m) * 255)) }  // Python int(): truncation
+            // Python's int(): truncation; a mean outside 0…1 (a hostile file) is clamped before the conversion.
+            func level(_ m: Float) -> UInt8 { UInt8(Swift.min(255, Swift.max(0, Double(m) * 255))) }
             let d = max(img.width, img.height)
             try Self.checkIntermediate(width: d, height: d, "image \(img.width)×\(img.height) padded to a square")
             img = img.paddedToSquare(fill: (level(mean[0]), level(mean[1]), level(mean[2])))

@@ -287,6 +287,9 @@ final class HostileInputTests: XCTestCase {
         }
         let eps = try rewritten(mm, "vision-eps.gguf") { $0.set("clip.vision.attention.layer_norm_epsilon", .float32(.nan)) }
         XCTAssertThrowsError(try VisionPipeline(path: eps)) { XCTAssertTrue("\($0)".contains("is nan"), "\($0)") }
+        // A finite but huge mean (a fuzzing finding: LLaVA's pad colour int(mean × 255) trapped) is clamped.
+        let huge = try rewritten(mm, "vision-mean-huge.gguf") { $0.set("clip.vision.image_mean", .float32s([8.4e18, -1e30, 0.5])) }
+        XCTAssertEqual(try VisionPipeline(path: huge).encode(RGBImage(width: 7, height: 3, fill: (9, 9, 9)), visualTokens: .all).crops.count, 1)
         let mean = try rewritten(mm, "vision-mean.gguf") { $0.set("clip.vision.image_mean", .float32s([0.5, .nan, 0.5])) }
         XCTAssertThrowsError(try VisionPipeline(path: mean)) { XCTAssertTrue("\($0)".contains("'clip.vision.image_mean[1]' is nan"), "\($0)") }
     }

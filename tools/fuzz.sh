@@ -5,9 +5,10 @@
 #   tools/fuzz.sh all [SECONDS]      each target in turn, SECONDS each
 #   tools/fuzz.sh --smoke            build, then each target ~10 s over its committed seeds (CI; non-zero on a finding)
 #   tools/fuzz.sh --build            build only
-#   tools/fuzz.sh --seeds            regenerate the synthetic seeds in tools/fuzz/corpus/{gguf,hf} (tools/fuzz/Seeds.swift)
+#   tools/fuzz.sh --seeds            regenerate the seeds in tools/fuzz/corpus (synthetic ones: tools/fuzz/seeds/Seeds.swift)
 #   VZQ_FUZZ_RUNS=N                  a campaign stops after N executions instead of SECONDS
 #   VZQ_FUZZ_ARGS="..."              extra libFuzzer flags for campaigns
+#   VZQ_FUZZ_KNOWN=1                 do not step around the findings already reported (tools/fuzz/*Target.swift)
 #   VZQ_FUZZ_REV=REV                 build Sources/ and CQuant/ as of a commit (git archive) instead of the working tree
 # Output goes to .build-fuzz/logs/TARGET.log; the final statistics are printed. Findings: .build-fuzz/findings/TARGET/.
 #
@@ -23,38 +24,47 @@
 #              special_tokens_map.json | merges.txt | chat_template.jinja | chat_template.json, empty = absent) as a
 #              model directory through TokenizerImport.metadata, then Tokenizer(pairs:) encode/decode
 #   image      ImageDecoder (JPEG/PNG, ≤ 4 Mpixels) and the llava/clip/siglip preprocessing at size 32, EXIF orientations
-# Reproduce a finding:  VZQ_FUZZ_TARGET=gguf .build-fuzz/vzq-fuzz .build-fuzz/findings/gguf/crash-…
+# Reproduce a finding:  SWIFT_BACKTRACE=enable=no VZQ_FUZZ_KNOWN=1 VZQ_FUZZ_TARGET=gguf .build-fuzz/vzq-fuzz FILE
 #
-# Built with swiftc directly (not SwiftPM): all of Sources/VZQuant as module VZQuant with tools/fuzz/*.swift in
-# it (internal APIs reachable), the portable CQuant sources (CQ_SCALAR_ONLY, no OpenMP: `#pragma omp` is ignored)
+# Built with swiftc directly (not SwiftPM): every library layer under Sources/ (not the command-line tool) as the
+# one module VZQuant with tools/fuzz/*.swift in it (internal APIs reachable; the layers' imports of each other
+# resolve to empty stand-ins), the portable CQuant sources (CQ_SCALAR_ONLY, no OpenMP: `#pragma omp` is ignored)
 # and Sources/CImage over the system libjpeg-turbo and libpng (not instrumented: coverage stops at their API).
 # Corpus working copies, findings and the binary live in .build-fuzz/ (ignored by .gitignore).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Swift's own crash backtracer would run under ASan in the dying process (and report itself); libFuzzer prints
+# the stack instead.
+export SWIFT_BACKTRACE="${SWIFT_BACKTRACE:-enable=no}"
 OUT=.build-fuzz
 TARGETS=(gguf hf tokenizer image)
 BIN="$OUT/vzq-fuzz"
 # Limits: a parse that allocates for a hostile count shows up as an out-of-memory finding.
 LIMITS=(-rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=20)
 
+# build [seeds]: the fuzz binary, or (seeds) the seed writer: the same plus tools/fuzz/seeds with -D VZQ_FUZZ_SEEDS.
 build() {
-    local stamp="$OUT/vzq-fuzz.stamp" sum src="$OUT/src"
+    local variant="${1:-}" bin="$BIN" extra=()
+    [ "$variant" = seeds ] && bin="$OUT/vzq-fuzz-seeds"
+    local stamp="$bin.stamp" sum src="$OUT/src"
     # A snapshot of the sources, so that edits made while swiftc runs neither break nor blur the build.
     # VZQ_FUZZ_REV=REV takes Sources/ and CQuant/ from that commit instead (git archive), e.g. HEAD while the
     # working tree is mid-edit; the harness (tools/fuzz) always comes from the working tree.
-    rm -rf "$src" && mkdir -p "$src/Sources" "$src/tools"
+    rm -rf "$src" && mkdir -p "$src/tools"
     if [ -n "${VZQ_FUZZ_REV:-}" ]; then
-        git archive "$VZQ_FUZZ_REV" Sources/VZQuant Sources/CImage CQuant | tar -x -C "$src"
+        git archive "$VZQ_FUZZ_REV" Sources CQuant | tar -x -C "$src"
     else
-        cp -R Sources/VZQuant Sources/CImage "$src/Sources/" && cp -R CQuant "$src/"
+        cp -R Sources CQuant "$src/"
     fi
+    rm -rf "$src/Sources/vzquant"  # the command-line tool
     cp -R tools/fuzz "$src/tools/"
+    if [ "$variant" = seeds ]; then extra=(-D VZQ_FUZZ_SEEDS "$src"/tools/fuzz/seeds/*.swift); fi
     # Rebuild only when an input changed (sources, harness, this script, the compiler).
-    sum="$( { swiftc --version 2>&1; cat "$0"; cd "$src" && find . -type f \( -name '*.swift' -o -name '*.[ch]' \) | sort \
+    sum="$( { swiftc --version 2>&1; cat "$0"; echo "$variant"; cd "$src" && find . -type f \( -name '*.swift' -o -name '*.[ch]' \) | sort \
         | xargs cat; } | cksum)"
-    if [ -x "$BIN" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$sum" ]; then return; fi
+    if [ -x "$bin" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$sum" ]; then return; fi
     local started=$SECONDS
-    rm -rf "$OUT/obj" "$OUT/module" && mkdir -p "$OUT/obj" "$OUT/module/CQuant" "$OUT/module/CImage"
+    rm -rf "$OUT/obj" "$OUT/module" && mkdir -p "$OUT/obj" "$OUT/module/CQuant" "$OUT/module/CImage" "$OUT/module/stubs"
     local CC
     CC="$(dirname "$(command -v swiftc)")/clang"
     local cflags=(-std=c11 -O1 -g -fsanitize=address,fuzzer-no-link)
@@ -69,13 +79,21 @@ build() {
     # `import CQuant` / `import CImage` need modules; SwiftPM makes these for the package build.
     printf 'module CQuant {\n    header "%s"\n    export *\n}\n' "$PWD/$src/CQuant/include/cquant.h" > "$OUT/module/CQuant/module.modulemap"
     printf 'module CImage {\n    header "%s"\n    export *\n}\n' "$PWD/$src/Sources/CImage/include/cimage.h" > "$OUT/module/CImage/module.modulemap"
+    # The library's layers (VZQFormats, VZQModels, …: one SwiftPM target per folder) are compiled here as the one
+    # module VZQuant, so that the harness reaches their internal APIs; their imports of each other resolve to
+    # empty stand-in modules.
+    : > "$OUT/module/stubs/empty.h"
+    grep -rhoE '^(@_exported |@testable |public |internal |package )?import VZQ[A-Za-z0-9_]+' "$src/Sources" --include='*.swift' \
+        | awk '{print $NF}' | sort -u | while read -r m; do
+        printf 'module %s {\n    header "empty.h"\n}\n' "$m"
+    done > "$OUT/module/stubs/module.modulemap"
     # shellcheck disable=SC2046
-    swiftc -parse-as-library -swift-version 6 -O -g -sanitize=fuzzer,address -module-name VZQuant -wmo -num-threads 2 \
-        -I "$OUT/module/CQuant" -I "$OUT/module/CImage" \
-        $(find "$src/Sources/VZQuant" -name '*.swift' | sort) "$src"/tools/fuzz/*.swift \
-        "$OUT"/obj/*.o -ljpeg -lpng16 -lm -o "$BIN"
+    swiftc -parse-as-library -swift-version 6 -O -g -sanitize=fuzzer,address -module-name VZQuant -package-name vzquant -wmo -num-threads 2 -use-ld=lld \
+        -I "$OUT/module/CQuant" -I "$OUT/module/CImage" -I "$OUT/module/stubs" \
+        $(find "$src/Sources" -name '*.swift' | sort) "$src"/tools/fuzz/*.swift "${extra[@]}" \
+        "$OUT"/obj/*.o -ljpeg -lpng16 -lm -o "$bin"
     echo "$sum" > "$stamp"
-    echo "built $BIN in $((SECONDS - started)) s"
+    echo "built $bin in $((SECONDS - started)) s"
 }
 
 # Per-target libFuzzer flags: the dictionary, the largest input, and -close_fd_mask=2 for the tokenizer importer's
@@ -98,6 +116,10 @@ run_target() {
     # shellcheck disable=SC2046
     VZQ_FUZZ_TARGET=$t "$BIN" "${LIMITS[@]}" $(target_flags "$t") -print_final_stats=1 "$@" \
         "$corpus" "tools/fuzz/corpus/$t" > "$log" 2>&1 || rc=$?
+    # Scratch directories of runs that died on a finding (a clean exit removes its own).
+    for d in /dev/shm/vzq-fuzz-* /tmp/vzq-fuzz-*; do
+        [ -d "$d" ] && ! kill -0 "${d##*-}" 2>/dev/null && rm -rf "$d"
+    done
     grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)' "$log" | sed "s/^/$t: /"
     grep -E '^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' "$log" | tr '\n' ' ' | sed "s/^/$t: /"
     echo "($((SECONDS - started)) s; corpus $(find "$corpus" -type f | wc -l) files, $(du -sb "$corpus" | cut -f1) bytes)"
@@ -113,7 +135,7 @@ write_seeds() {
     local C=tools/fuzz/corpus F=Tests/VZQuantTests/Fixtures sep
     sep=$'\n%%%\n'
     rm -rf "$C" && mkdir -p "$C/gguf" "$C/hf" "$C/tokenizer" "$C/image"
-    VZQ_FUZZ_WRITE_SEEDS="$C" "$BIN"
+    VZQ_FUZZ_WRITE_SEEDS="$C" "$OUT/vzq-fuzz-seeds"
     cp "$F/formats/python_writer.gguf" "$C/gguf/"
     cp "$F/models/graph/idefics3_s2.gguf" "$C/gguf/"
     for d in "$F"/hf/*/; do cp "$d/config.json" "$C/hf/config_$(basename "$d").json"; done
@@ -164,7 +186,7 @@ case "${1:-}" in
     --build)
         build ;;
     --seeds)
-        build
+        build seeds
         write_seeds ;;
     --smoke)
         build
@@ -191,6 +213,6 @@ case "${1:-}" in
         done
         exit $status ;;
     *)
-        sed -n '2,11p' "$0" >&2
+        sed -n '2,13p' "$0" >&2
         exit 2 ;;
 esac

@@ -12,3 +12,5 @@ fi
 swift build --build-tests
 # XCTest only: the suite has no swift-testing tests, and its empty summary would be the last line.
 swift test --skip-build --disable-swift-testing
+# libFuzzer smoke: builds the fuzz binary (.build-fuzz/) and runs each target ~10 s over its committed seeds.
+tools/fuzz.sh --smoke

@@ -5,7 +5,8 @@
 //   hf         HFTarget.swift         safetensors, config.json, preprocessor_config.json, the HF planner
 //   tokenizer  TokenizerTarget.swift  tokenizer.json & co. through TokenizerImport, then Tokenizer
 //   image      ImageTarget.swift      JPEG/PNG decoding and preprocessing
-// VZQ_FUZZ_WRITE_SEEDS=DIR writes the synthetic seeds (Seeds.swift) to DIR/gguf and DIR/hf and exits.
+// VZQ_FUZZ_WRITE_SEEDS=DIR (in the seed-writer build, seeds/Seeds.swift) writes the synthetic seeds to DIR/gguf
+// and DIR/hf and exits.
 //
 // Every target only uses `try?`: a thrown error is the expected answer to a bad input. A trap, an AddressSanitizer
 // report, a leak, a timeout or a huge allocation (libFuzzer's -rss_limit_mb / -malloc_limit_mb) is a finding.
@@ -23,6 +24,9 @@ nonisolated(unsafe) var fuzzTarget = FuzzTarget.gguf
 nonisolated(unsafe) var scratchDirectory = ""
 /// VZQ_FUZZ_TRACE=1: each target prints the stages an input reached (to check that the seeds get deep).
 nonisolated(unsafe) var traceStages = false
+/// Findings already reported are stepped around (each guard names its finding) so that a campaign can go on;
+/// VZQ_FUZZ_KNOWN=1 runs into them again (to check a fix).
+nonisolated(unsafe) var skipKnownFindings = true
 /// VZQ_FUZZ_REPEAT=N: each input runs N times (timing an input: `time VZQ_FUZZ_REPEAT=1000 … FILE`).
 nonisolated(unsafe) var repeatCount = 1
 
@@ -33,6 +37,7 @@ func trace(_ stage: @autoclosure () -> String) {
 @_cdecl("LLVMFuzzerInitialize")
 public func fuzzInitialize(_ argc: UnsafeMutablePointer<CInt>,
                            _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>) -> CInt {
+    #if VZQ_FUZZ_SEEDS
     if let dir = getenv("VZQ_FUZZ_WRITE_SEEDS") {
         do {
             let root = String(cString: dir)
@@ -44,6 +49,7 @@ public func fuzzInitialize(_ argc: UnsafeMutablePointer<CInt>,
             exit(1)
         }
     }
+    #endif
     let name = getenv("VZQ_FUZZ_TARGET").map { String(cString: $0) } ?? ""
     guard let t = FuzzTarget(rawValue: name) else {
         FileHandle.standardError.write(Data("VZQ_FUZZ_TARGET must be one of: \(FuzzTarget.allCases.map(\.rawValue).joined(separator: ", "))\n".utf8))
@@ -51,11 +57,14 @@ public func fuzzInitialize(_ argc: UnsafeMutablePointer<CInt>,
     }
     fuzzTarget = t
     traceStages = getenv("VZQ_FUZZ_TRACE").map { String(cString: $0) == "1" } ?? false
+    skipKnownFindings = getenv("VZQ_FUZZ_KNOWN").map { String(cString: $0) != "1" } ?? true
     repeatCount = getenv("VZQ_FUZZ_REPEAT").flatMap { Int(String(cString: $0)) } ?? 1
-    let base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp"
-    scratchDirectory = "\(base)/vzq-fuzz-\(t.rawValue)-\(getpid())"
-    mkdir(scratchDirectory, 0o700)
-    atexit { removeScratchDirectory() }
+    if t == .hf || t == .tokenizer {
+        let base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp"
+        scratchDirectory = "\(base)/vzq-fuzz-\(t.rawValue)-\(getpid())"
+        mkdir(scratchDirectory, 0o700)
+        atexit { removeScratchDirectory() }
+    }
     return 0
 }
 

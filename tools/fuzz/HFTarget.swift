@@ -77,7 +77,6 @@ private func fuzzConfig(_ data: Data) {
     for (text, tied) in [(config.textConfig ?? config.asText, config.tieWordEmbeddings), (config.asText, nil)] {
         guard let t = try? TextParams(text, tiedDefault: tied, directory: dir) else { continue }
         let vocab = t.vocab ?? 1
-        blackHole(t.metadata(vocab: vocab).count)
         blackHole(TextTable.plan(t, vocab: vocab).count)
         if case let .llama3(factor, low, high, original) = t.ropeScaling {
             blackHole(RopeScaling.llama3FrequencyFactors(headDim: t.headDim, base: t.ropeTheta, factor: factor, lowFreqFactor: low,
@@ -87,18 +86,14 @@ private func fuzzConfig(_ data: Data) {
             blackHole(ProjectorTable.plan(visionHidden: v.hidden, textHidden: t.hidden, bias: config.multimodalProjectorBias ?? true).count)
         }
     }
-    // The vision tower of every family, with the LLaVA feature layer as the planner resolves it.
+    // The vision tower of every family, all its layers and the first one (LLaVA keeps those up to its feature
+    // layer; HFPlanner.plan resolves that on the multi-file inputs).
     for family in [VisionFamily.clip, .siglip, .dinov2] {
         for vcfg in [config.visionConfig ?? config.asVision, config.asVision] {
             guard let v = try? VisionParams(vcfg, family: family, directory: dir) else { continue }
-            var kept = v.layers
-            if case let .single(fl)? = config.visionFeatureLayer {
-                kept = fl < 0 ? v.layers + 1 + fl : fl
-                guard kept >= 1, kept <= v.layers else { continue }
-            }
-            let (mean, std) = v.defaultMeanStd
-            blackHole(v.metadata(keptLayers: kept, mean: mean, std: std).count &+ v.positions)
-            blackHole(VisionTable.plan(v, keptLayers: kept, postNorm: family != .clip).count)
+            let layers = max(1, min(vcfg.numHiddenLayers ?? 12, Limits.layers.upperBound))
+            blackHole(VisionTable.plan(v, keptLayers: layers, postNorm: family != .clip).count)
+            blackHole(VisionTable.plan(v, keptLayers: 1, postNorm: false).count &+ v.positions)
         }
     }
 }

@@ -1,4 +1,6 @@
-// The synthetic GGUF seeds of the gguf target (tools/fuzz.sh --seeds writes them to tools/fuzz/corpus/gguf).
+// The synthetic seeds of the gguf and hf targets: `tools/fuzz.sh --seeds` builds the fuzz binary with this file
+// (-D VZQ_FUZZ_SEEDS) and writes them to tools/fuzz/corpus/{gguf,hf}. Not part of the fuzz build itself, so that
+// the converter-side helpers it uses can change without breaking the campaign or the CI smoke.
 //
 // Tiny files (1–15 KB) in exactly the layout the runtime reads, so that the fuzzer starts past the checks and
 // reaches the model code: decoders (llama / mistral / qwen2; SentencePiece and GPT-2 vocabularies; f32, f16,
@@ -120,12 +122,16 @@ private func writeText(_ s: TextSeed, to dir: String) throws {
     guard case let .array(_, tokenList)? = s.vocabulary.first(where: { $0.0 == "tokenizer.ggml.tokens" })?.1 else { return }
     let vocab = tokenList.count
     let headDim = s.hidden / s.heads
-    let params = TextParams(arch: s.arch, hidden: s.hidden, feedForward: s.ff, layers: s.layers, heads: s.heads,
-                            kvHeads: s.kvHeads, vocab: vocab, context: 64, rmsEps: 1e-5, ropeTheta: 10000, tiedEmbeddings: s.tied)
-    var meta: [(String, GGUFValue)] = [("general.architecture", .string(s.arch)), ("general.name", .string(s.name))]
-    var textMeta = params.metadata(vocab: vocab)
+    let a = s.arch
+    var meta: [(String, GGUFValue)] = [("general.architecture", .string(a)), ("general.name", .string(s.name))]
+    var textMeta: [(String, GGUFValue)] = [
+        ("\(a).context_length", .uint32(64)), ("\(a).embedding_length", .uint32(UInt32(s.hidden))),
+        ("\(a).block_count", .uint32(UInt32(s.layers))), ("\(a).feed_forward_length", .uint32(UInt32(s.ff))),
+        ("\(a).rope.dimension_count", .uint32(UInt32(headDim))), ("\(a).rope.freq_base", .float32(10000)),
+        ("\(a).attention.head_count", .uint32(UInt32(s.heads))), ("\(a).attention.head_count_kv", .uint32(UInt32(s.kvHeads))),
+        ("\(a).attention.layer_norm_rms_epsilon", .float32(1e-5)), ("\(a).vocab_size", .uint32(UInt32(vocab))),
+    ]
     if let per = s.perLayer {
-        let a = s.arch
         let replace: [String: GGUFValue] = [
             "\(a).attention.head_count": .int32s(per.map { Int32($0.0) }),
             "\(a).attention.head_count_kv": .int32s(per.map { Int32($0.1) }),
@@ -217,9 +223,9 @@ private func writeVision(_ s: VisionSeed, to dir: String) throws {
     if s.newline { t.append(SeedTensor(name: "model.image_newline", dims: [s.textHidden], type: .f32)) }
 
     let act = s.family == .clip ? "quick_gelu" : s.family == .siglip ? "gelu_pytorch_tanh" : "gelu"
-    let tower = VisionParams(family: s.family, hidden: d, feedForward: s.ff, layers: s.sourceBlocks, heads: s.heads,
-                             imageSize: s.imageSize, patchSize: s.patch, projectionDim: d, eps: 1e-5, hiddenAct: act)
-    let (mean, std) = tower.defaultMeanStd
+    let (mean, std): ([Float], [Float]) = s.family == .clip
+        ? ([0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711])
+        : s.family == .siglip ? ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5]) : ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
     var meta: [(String, GGUFValue)] = [
         ("general.architecture", .string("clip")), ("general.name", .string(s.name)),
         ("clip.has_text_encoder", .bool(false)), ("clip.has_vision_encoder", .bool(true)),
@@ -227,7 +233,14 @@ private func writeVision(_ s: VisionSeed, to dir: String) throws {
         ("clip.projector_type", .string(s.projector)),
     ]
     if s.projector == "idefics3" { meta.append(("clip.vision.projector.scale_factor", .uint32(UInt32(s.scaleFactor)))) }
-    meta += tower.metadata(keptLayers: s.blocks, mean: mean, std: std)
+    meta += [
+        ("clip.use_gelu", .bool(act.hasPrefix("gelu"))), ("clip.vision.image_size", .uint32(UInt32(s.imageSize))),
+        ("clip.vision.patch_size", .uint32(UInt32(s.patch))), ("clip.vision.embedding_length", .uint32(UInt32(d))),
+        ("clip.vision.feed_forward_length", .uint32(UInt32(s.ff))), ("clip.vision.projection_dim", .uint32(UInt32(d))),
+        ("clip.vision.block_count", .uint32(UInt32(s.blocks))), ("clip.vision.attention.head_count", .uint32(UInt32(s.heads))),
+        ("clip.vision.attention.layer_norm_epsilon", .float32(1e-5)),
+        ("clip.vision.image_mean", .float32s(mean)), ("clip.vision.image_std", .float32s(std)),
+    ]
     meta += s.extra
     meta += [("vzquant.vision.family", .string(s.family.rawValue)), ("vzquant.vision.hidden_act", .string(act)),
              ("vzquant.vision.source_block_count", .uint32(UInt32(s.sourceBlocks)))]
@@ -309,7 +322,8 @@ private func safetensors(_ tensors: [(name: String, shape: [Int])], dtype: Strin
 }
 
 /// config.json, then the checkpoint the planner expects for it, joined as the hf target's parts.
-private func writeHFSeed(_ path: String, config: String, dtype: String = "F32", preprocessor: String? = nil) throws {
+private func writeHFSeed(_ path: String, config: String, dtype: String = "F32", visionLayers: Int = 0,
+                         preprocessor: String? = nil) throws {
     let c = try JSONDecoder().decode(HFConfig.self, from: Data(config.utf8))
     let arch = try HFArchitecture.detect(c, directory: "seed")
     let prefixes: (text: String, lmHead: String, vision: String, projector: String)
@@ -323,7 +337,7 @@ private func writeHFSeed(_ path: String, config: String, dtype: String = "F32", 
     if arch.hasVision {
         let family: VisionFamily = arch == .siglipVision ? .siglip : arch == .dinov2 ? .dinov2 : .clip
         let v = try VisionParams(arch == .llava ? c.visionConfig! : c.asVision, family: family, directory: "seed")
-        let kept = arch == .llava ? v.layers - 1 : v.layers
+        let kept = arch == .llava ? visionLayers - 1 : visionLayers
         for s in VisionTable.plan(v, keptLayers: kept, postNorm: arch != .llava) { tensors.append((prefixes.vision + s.hf, s.shape)) }
         if arch == .llava {
             let t = try TextParams(c.textConfig!, tiedDefault: c.tieWordEmbeddings, directory: "seed")
@@ -368,18 +382,18 @@ func writeHFSeeds(to dir: String) throws {
          "vision_feature_select_strategy": "default",
          "text_config": {"model_type": "llama", \(text)},
          "vision_config": {"model_type": "clip_vision_model", \(clip)}}
-        """, preprocessor: #"{"image_mean": [0.5, 0.5, 0.5], "image_std": [0.25, 0.25, 0.25], "crop_size": {"height": 8, "width": 8}}"#)
+        """, visionLayers: 2, preprocessor: #"{"image_mean": [0.5, 0.5, 0.5], "image_std": [0.25, 0.25, 0.25], "crop_size": {"height": 8, "width": 8}}"#)
     try writeHFSeed("\(dir)/clip.hfdir", config: """
         {"architectures": ["CLIPVisionModel"], "model_type": "clip_vision_model", \(clip)}
-        """, dtype: "F16")
+        """, dtype: "F16", visionLayers: 2)
     try writeHFSeed("\(dir)/siglip.hfdir", config: """
         {"architectures": ["SiglipVisionModel"], "model_type": "siglip_vision_model", "hidden_size": 8, "intermediate_size": 16,
          "num_hidden_layers": 1, "num_attention_heads": 2, "image_size": 8, "patch_size": 4, "hidden_act": "gelu_pytorch_tanh",
          "layer_norm_eps": 1e-06}
-        """)
+        """, visionLayers: 1)
     try writeHFSeed("\(dir)/dinov2.hfdir", config: """
         {"architectures": ["Dinov2Model"], "model_type": "dinov2", "hidden_size": 8, "mlp_ratio": 2, "num_hidden_layers": 1,
          "num_attention_heads": 2, "image_size": 8, "patch_size": 4, "hidden_act": "gelu", "layer_norm_eps": 1e-06,
          "layerscale_value": 1.0}
-        """, preprocessor: #"{"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}"#)
+        """, visionLayers: 1, preprocessor: #"{"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}"#)
 }

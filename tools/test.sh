@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test vzquant has: the C kernel tests (native, ASan+UBSan, AArch64 under qemu for three CPU
-# models) and the Swift test suite. Needs what `tools/setup.sh --dev` installs.
+# models), a libFuzzer smoke of every parser target, and the Swift test suite (last, so its summary closes the
+# output). Needs what `tools/setup.sh --dev` installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,8 +10,8 @@ tools/ctest.sh sanitize
 if [ "$(uname -m)" = "x86_64" ]; then
     tools/ctest.sh arm
 fi
+# libFuzzer smoke: builds the fuzz binary (.build-fuzz/) and runs each target ~10 s over its committed seeds.
+tools/fuzz.sh --smoke
 swift build --build-tests
 # XCTest only: the suite has no swift-testing tests, and its empty summary would be the last line.
 swift test --skip-build --disable-swift-testing
-# libFuzzer smoke: builds the fuzz binary (.build-fuzz/) and runs each target ~10 s over its committed seeds.
-tools/fuzz.sh --smoke

@@ -8,7 +8,6 @@
 #   tools/fuzz.sh --seeds            regenerate the seeds in tools/fuzz/corpus (synthetic ones: tools/fuzz/seeds/Seeds.swift)
 #   VZQ_FUZZ_RUNS=N                  a campaign stops after N executions instead of SECONDS
 #   VZQ_FUZZ_ARGS="..."              extra libFuzzer flags for campaigns
-#   VZQ_FUZZ_KNOWN=1                 do not step around the findings already reported (tools/fuzz/*Target.swift)
 #   VZQ_FUZZ_REV=REV                 build Sources/ and CQuant/ as of a commit (git archive) instead of the working tree
 # Output goes to .build-fuzz/logs/TARGET.log; the final statistics are printed. Findings: .build-fuzz/findings/TARGET/.
 #
@@ -24,7 +23,7 @@
 #              special_tokens_map.json | merges.txt | chat_template.jinja | chat_template.json, empty = absent) as a
 #              model directory through TokenizerImport.metadata, then Tokenizer(pairs:) encode/decode
 #   image      ImageDecoder (JPEG/PNG, ≤ 4 Mpixels) and the llava/clip/siglip preprocessing at size 32, EXIF orientations
-# Reproduce a finding:  SWIFT_BACKTRACE=enable=no VZQ_FUZZ_KNOWN=1 VZQ_FUZZ_TARGET=gguf .build-fuzz/vzq-fuzz FILE
+# Reproduce a finding:  SWIFT_BACKTRACE=enable=no VZQ_FUZZ_TARGET=gguf .build-fuzz/vzq-fuzz FILE
 #
 # Built with swiftc directly (not SwiftPM): every library layer under Sources/ (not the command-line tool) as the
 # one module VZQuant with tools/fuzz/*.swift in it (internal APIs reachable; the layers' imports of each other

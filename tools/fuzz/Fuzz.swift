@@ -24,9 +24,6 @@ nonisolated(unsafe) var fuzzTarget = FuzzTarget.gguf
 nonisolated(unsafe) var scratchDirectory = ""
 /// VZQ_FUZZ_TRACE=1: each target prints the stages an input reached (to check that the seeds get deep).
 nonisolated(unsafe) var traceStages = false
-/// Findings already reported are stepped around (each guard names its finding) so that a campaign can go on;
-/// VZQ_FUZZ_KNOWN=1 runs into them again (to check a fix).
-nonisolated(unsafe) var skipKnownFindings = true
 /// VZQ_FUZZ_REPEAT=N: each input runs N times (timing an input: `time VZQ_FUZZ_REPEAT=1000 … FILE`).
 nonisolated(unsafe) var repeatCount = 1
 
@@ -57,7 +54,6 @@ public func fuzzInitialize(_ argc: UnsafeMutablePointer<CInt>,
     }
     fuzzTarget = t
     traceStages = getenv("VZQ_FUZZ_TRACE").map { String(cString: $0) == "1" } ?? false
-    skipKnownFindings = getenv("VZQ_FUZZ_KNOWN").map { String(cString: $0) != "1" } ?? true
     repeatCount = getenv("VZQ_FUZZ_REPEAT").flatMap { Int(String(cString: $0)) } ?? 1
     if t == .hf || t == .tokenizer {
         let base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp"

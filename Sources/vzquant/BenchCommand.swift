@@ -14,7 +14,7 @@ struct BenchCommand: ParsableCommand {
 struct BenchGemm: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gemm",
-        abstract: "GEMM/GEMV throughput of F32, Q8_0 and Q4_0 weights on LLM-shaped matrices.",
+        abstract: "GEMM/GEMV throughput of F32, Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 weights on LLM-shaped matrices.",
         discussion: """
             Packs random weights, then times cq_gemm for M ∈ {1, 16, 128, 512} on K×N ∈ {576×1536, 2048×5632, \
             4096×11008}, at --threads and at 1 thread. GOPS = 2·M·N·K / best time. Efficiency is against the int8 \

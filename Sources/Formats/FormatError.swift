@@ -21,19 +21,19 @@ public struct FormatError: Error, CustomStringConvertible, Equatable, Sendable {
 
 /// Overflow-checked arithmetic for sizes read from untrusted files. Every helper returns nil on overflow
 /// so that the caller turns it into a FormatError that names the offending field.
-enum Checked {
-    static func add(_ a: Int, _ b: Int) -> Int? {
+package enum Checked {
+    package static func add(_ a: Int, _ b: Int) -> Int? {
         let (r, o) = a.addingReportingOverflow(b)
         return o ? nil : r
     }
 
-    static func mul(_ a: Int, _ b: Int) -> Int? {
+    package static func mul(_ a: Int, _ b: Int) -> Int? {
         let (r, o) = a.multipliedReportingOverflow(by: b)
         return o ? nil : r
     }
 
     /// Product of non-negative values, nil on overflow. The empty product is 1 (a scalar).
-    static func product(_ values: [Int]) -> Int? {
+    package static func product(_ values: [Int]) -> Int? {
         var p = 1
         for v in values {
             guard let next = mul(p, v) else { return nil }
@@ -43,12 +43,12 @@ enum Checked {
     }
 
     /// Rounds `value` up to a multiple of `alignment` (a power of two), nil on overflow.
-    static func alignUp(_ value: Int, _ alignment: Int) -> Int? {
+    package static func alignUp(_ value: Int, _ alignment: Int) -> Int? {
         guard let bumped = add(value, alignment - 1) else { return nil }
         return bumped & ~(alignment - 1)
     }
 
-    static func isPowerOfTwo(_ v: Int) -> Bool { v > 0 && (v & (v - 1)) == 0 }
+    package static func isPowerOfTwo(_ v: Int) -> Bool { v > 0 && (v & (v - 1)) == 0 }
 }
 
 /// One line from a DecodingError: what is wrong, and where in the JSON (callers say which file and what kind).

@@ -284,9 +284,7 @@ public struct ImageProcessor: Sendable {
 
     /// An 8-bit RGB image of width × height that preprocessing is about to make must fit in memory.
     static func checkIntermediate(width: Int, height: Int, _ what: @autoclosure () -> String) throws {
-        let (pixels, o1) = width.multipliedReportingOverflow(by: height)
-        let (bytes, o2) = pixels.multipliedReportingOverflow(by: 3)
-        try Memory.check(o1 || o2 ? nil : bytes, for: "\(what()) (\(width)×\(height) pixels)")
+        try Memory.check(Checked.product([width, height, 3]), for: "\(what()) (\(width)×\(height) pixels)")
     }
 }
 

@@ -134,16 +134,13 @@ struct ArenaPlan {
 
     /// Offset of a new region of `count` floats (64-byte aligned).
     mutating func floats(_ count: Int) -> Int {
-        let (n, overflow) = count.multipliedReportingOverflow(by: MemoryLayout<Float>.size)
-        if overflow { bytes = nil }
-        return raw(overflow ? 0 : n)
+        guard let n = Checked.mul(count, MemoryLayout<Float>.size) else { bytes = nil; return 0 }
+        return raw(n)
     }
 
     mutating func raw(_ count: Int) -> Int {
         guard let at = bytes else { return 0 }
-        let (padded, o1) = max(count, 1).addingReportingOverflow(63)
-        let (end, o2) = at.addingReportingOverflow(padded / 64 * 64)
-        bytes = o1 || o2 ? nil : end
+        bytes = Checked.alignUp(max(count, 1), 64).flatMap { Checked.add(at, $0) }
         return at
     }
 }

@@ -18,6 +18,14 @@ public enum Kernel: Int32, Sendable, CaseIterable, CustomStringConvertible {
         self = k
     }
 
+    /// The kernel called `name` if this CPU runs it, else an error saying which names exist or what the CPU runs
+    /// (the one check behind `--kernel` and `VZQ_KERNEL`).
+    public static func named(_ name: String) throws -> Kernel {
+        guard let k = Kernel(name: name) else { throw KernelError.unknownKernel(name) }
+        guard k.isSupported else { throw KernelError.unsupportedKernel(k.description) }
+        return k
+    }
+
     /// The best kernel this CPU runs.
     public static var best: Kernel { Kernel(rawValue: Int32(cq_kernel_best().rawValue))! }
     /// The kernel new packs use: `VZQ_KERNEL` when set and supported, else `best`.
@@ -25,7 +33,7 @@ public enum Kernel: Int32, Sendable, CaseIterable, CustomStringConvertible {
 
     /// Makes `kernel` the default for this process.
     public static func use(_ kernel: Kernel) throws {
-        guard cq_kernel_set_default(kernel.c) == CQ_OK else { throw KernelError.unknownKernel(kernel.description) }
+        guard cq_kernel_set_default(kernel.c) == CQ_OK else { throw KernelError.unsupportedKernel(kernel.description) }
     }
 }
 
@@ -44,12 +52,7 @@ public enum KernelEnvironment {
     /// Throws a one-line error naming the variable, its value and what it accepts.
     public static func validate() throws {
         if let name = value("VZQ_KERNEL") {
-            guard let k = Kernel(name: name) else {
-                throw KernelError.badEnvironment("VZQ_KERNEL=\(name): unknown kernel (scalar, avx2, neon, dotprod, i8mm)")
-            }
-            guard k.isSupported else {
-                throw KernelError.badEnvironment("VZQ_KERNEL=\(name): this CPU cannot run the \(k) kernel (best: \(Kernel.best))")
-            }
+            do { _ = try Kernel.named(name) } catch { throw KernelError.badEnvironment("VZQ_KERNEL=\(name): \(error)") }
         }
         if let text = value("VZQ_THREADS") {
             guard let n = Int(text), (1...4096).contains(n) else {

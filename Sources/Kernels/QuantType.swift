@@ -59,6 +59,8 @@ public enum KernelError: Error, CustomStringConvertible, Equatable {
     case badShape(type: QuantType, count: Int)
     case status(String)
     case unknownKernel(String)
+    /// A kernel this CPU cannot run.
+    case unsupportedKernel(String)
     /// A VZQ_* environment setting that cannot be used (the message names it).
     case badEnvironment(String)
 
@@ -71,7 +73,8 @@ public enum KernelError: Error, CustomStringConvertible, Equatable {
         case let .badShape(type, count):
             return "\(count) values is not a whole number of \(type) blocks of \(type.blockElements)"
         case let .status(message): return message
-        case let .unknownKernel(name): return "unknown or unsupported kernel '\(name)' (scalar, avx2, neon, dotprod, i8mm)"
+        case let .unknownKernel(name): return "unknown kernel '\(name)' (scalar, avx2, neon, dotprod, i8mm)"
+        case let .unsupportedKernel(name): return "this CPU cannot run the \(name) kernel (best: \(Kernel.best))"
         case let .badEnvironment(message): return message
         }
     }

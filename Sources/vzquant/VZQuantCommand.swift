@@ -20,10 +20,7 @@ struct ComputeOptions: ParsableArguments {
 
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
-        if let kernel {
-            guard let k = Kernel(name: kernel) else { throw ValidationError("unknown kernel '\(kernel)' (scalar, avx2, neon, dotprod, i8mm)") }
-            guard k.isSupported else { throw ValidationError("this CPU cannot run the \(kernel) kernel (best: \(Kernel.best))") }
-        }
+        if let kernel { do { _ = try Kernel.named(kernel) } catch { throw ValidationError("\(error)") } }
     }
 
     /// Applies the options to the process-wide kernel settings.
@@ -31,7 +28,7 @@ struct ComputeOptions: ParsableArguments {
         // VZQ_KERNEL / VZQ_THREADS / VZQ_WIDEN_F32 are held to the same rules as the flags (one line, status 1).
         do { try KernelEnvironment.validate() } catch { fail("\(error)") }
         if let threads { Threads.count = threads }
-        if let kernel, let k = Kernel(name: kernel) { try Kernel.use(k) }
+        if let kernel { try Kernel.use(try Kernel.named(kernel)) }
     }
 }
 

@@ -301,20 +301,11 @@ public struct VisionParams: Sendable, Equatable {
         config = VisionConfig(family: family, imageSize: imageSize, patchSize: patchSize, hidden: hidden, feedForward: feedForward,
                               heads: heads, blockCount: layers, eps: Float(eps), hiddenAct: hiddenAct, projectionDim: projectionDim,
                               sourceBlockCount: layers)
-        (imageMean, imageStd) = Self.defaultMeanStd(family)
+        (imageMean, imageStd) = family.defaultNormalization
     }
 
     /// The `clip.*` keys llama.cpp reads for the tower itself.
     func metadata() -> [(String, GGUFValue)] {
         config.metadata(mean: imageMean.map { Float($0) }, std: imageStd.map { Float($0) })
-    }
-
-    /// image_mean / image_std each family was trained with (preprocessor_config.json overrides).
-    static func defaultMeanStd(_ family: VisionFamily) -> ([Double], [Double]) {
-        switch family {
-        case .clip: ([0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711])
-        case .siglip: ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5])
-        case .dinov2: ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
-        }
     }
 }

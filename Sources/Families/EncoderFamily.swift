@@ -21,13 +21,4 @@ struct EncoderFamily: VLMFamily {
 
     func crops(of image: RGBImage) -> [RGBImage] { [image] }
     func cropCount(width: Int, height: Int) -> Int { 1 }
-
-    /// The normalisation each encoder family's processor uses when the file does not say.
-    static func defaultNormalization(_ family: VisionFamily) -> (mean: [Float], std: [Float]) {
-        switch family {
-        case .clip: (ImageProcessor.openAIClipMean, ImageProcessor.openAIClipStd)
-        case .siglip: ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5])
-        case .dinov2: ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
-        }
-    }
 }

@@ -54,10 +54,10 @@ public enum VLMFamilies {
 
     /// The family of an mmproj (plain encoders when no VLM family claims it).
     public static func make(metadata m: GGUFMetadata, encoder: VisionConfig, projector: Projector.Kind) throws -> any VLMFamily {
-        let (mean0, std0) = EncoderFamily.defaultNormalization(encoder.family)
+        let defaults = encoder.family.defaultNormalization
         let context = VLMFamilyContext(metadata: m, encoder: encoder, projector: projector,
-                                       mean: try m.floats(GGUFKey.Vision.imageMean, default: mean0),
-                                       std: try m.floats(GGUFKey.Vision.imageStd, default: std0))
+                                       mean: try m.floats(GGUFKey.Vision.imageMean, default: defaults.mean.map { Float($0) }),
+                                       std: try m.floats(GGUFKey.Vision.imageStd, default: defaults.std.map { Float($0) }))
         for make in makers { if let f = try make(context) { return f } }
         throw ModelError("\(m.file): no image family fits this mmproj")
     }

@@ -4,7 +4,18 @@ import VZQKernels
 import VZQSupport
 
 /// The ViT families the vision tower runs (and the mmproj writer knows).
-public enum VisionFamily: String, Sendable { case clip, siglip, dinov2 }
+public enum VisionFamily: String, Sendable {
+    case clip, siglip, dinov2
+
+    /// image_mean / image_std each family's processor uses when a file (or preprocessor_config.json) does not say.
+    public var defaultNormalization: (mean: [Double], std: [Double]) {
+        switch self {
+        case .clip: ([0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711])
+        case .siglip: ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5])
+        case .dinov2: ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+        }
+    }
+}
 
 /// The vision tower's shape, from an mmproj GGUF's `clip.vision.*` metadata (what llama.cpp reads) plus
 /// vzquant's `vzquant.vision.*` keys when present.

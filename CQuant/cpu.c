@@ -161,3 +161,18 @@ cq_quantize_x_fn cq_quantize_x_for(cq_kernel kernel) {
     default: return NULL;
     }
 }
+
+cq_quantize_xk_fn cq_quantize_xk_for(cq_kernel kernel) {
+    switch (kernel) {
+    case CQ_KERNEL_SCALAR: return cq_quantize_xk_scalar;
+#if CQ_ARCH_X86
+    case CQ_KERNEL_AVX2: return cq_quantize_xk_avx2;
+#endif
+#if CQ_ARCH_ARM
+    case CQ_KERNEL_NEON:
+    case CQ_KERNEL_DOTPROD:
+    case CQ_KERNEL_I8MM: return cq_quantize_xk_neon;
+#endif
+    default: return NULL;
+    }
+}

@@ -93,9 +93,13 @@ size_t cq_matrix_bytes(const cq_matrix *m) { return m ? (size_t)m->panels * m->p
 
 /* ------------------------------------------------------------------------------------------------------ */
 
+/* Activation blocks per row and bytes per block of each quantized activation format. */
+static int64_t act_blocks(cq_act_kind act, int64_t k) { return act == CQ_ACT_Q8K ? k / CQ_KBLOCK : k / CQ_QBLOCK; }
+static size_t act_block_bytes(cq_act_kind act) { return act == CQ_ACT_Q8K ? sizeof(cq_block_q8k) : sizeof(cq_block_q8x); }
+
 size_t cq_gemm_workspace_bytes(const cq_matrix *w, int64_t m) {
-    if (!w || m <= 0 || w->act != CQ_ACT_Q8X) return 0;
-    return (size_t)m * (size_t)(w->k / CQ_QBLOCK) * sizeof(cq_block_q8x);
+    if (!w || m <= 0 || w->act == CQ_ACT_F32) return 0;
+    return (size_t)m * (size_t)act_blocks(w->act, w->k) * act_block_bytes(w->act);
 }
 
 cq_status cq_quantize_activations(cq_kernel kernel, const float *x, int64_t m, int64_t k, int64_t ldx,
@@ -108,6 +112,26 @@ cq_status cq_quantize_activations(cq_kernel kernel, const float *x, int64_t m, i
 #pragma omp parallel for num_threads(cq_threads_for(m * nb / 256 < m ? m * nb / 256 + 1 : m)) schedule(static)
     for (int64_t r = 0; r < m; r++) quantize(x + r * ldx, k, out + r * nb);
     return CQ_OK;
+}
+
+cq_status cq_quantize_activations_k(cq_kernel kernel, const float *x, int64_t m, int64_t k, int64_t ldx,
+                                    cq_block_q8k *out) {
+    cq_quantize_xk_fn quantize = cq_quantize_xk_for(kernel);
+    if (!quantize || !cq_kernel_supported(kernel)) return CQ_ERR_UNSUPPORTED_KERNEL;
+    if (m < 0 || k < 0 || ldx < k || (m > 0 && (!x || !out))) return CQ_ERR_INVALID_ARGUMENT;
+    if (k % CQ_KBLOCK != 0) return CQ_ERR_BAD_SHAPE;
+    const int64_t nb = k / CQ_KBLOCK;
+#pragma omp parallel for num_threads(cq_threads_for(m * nb / 32 < m ? m * nb / 32 + 1 : m)) schedule(static)
+    for (int64_t r = 0; r < m; r++) quantize(x + r * ldx, k, out + r * nb);
+    return CQ_OK;
+}
+
+/* Quantizes activation row r of xf (ldx apart) into row r of x (x_stride blocks apart) in w's format. */
+static void quantize_row_for(const cq_matrix *w, const float *xf, int64_t ldx, void *x, int64_t x_stride, int64_t r) {
+    if (w->act == CQ_ACT_Q8K)
+        cq_quantize_xk_for(w->kernel)(xf + r * ldx, w->k, (cq_block_q8k *)x + r * x_stride);
+    else
+        cq_quantize_x_for(w->kernel)(xf + r * ldx, w->k, (cq_block_q8x *)x + r * x_stride);
 }
 
 /* Panels per cache block: a block's weights stay in the core's L2 while row groups pass over them, and each
@@ -129,7 +153,8 @@ static void run_tile(const cq_matrix *w, const void *x, int64_t x_stride, int64_
         .ldy = ldy,
         .bias = bias ? bias + col : NULL,
     };
-    t.x = w->act == CQ_ACT_Q8X ? (const void *)((const cq_block_q8x *)x + row * x_stride)
+    t.x = w->act == CQ_ACT_Q8X   ? (const void *)((const cq_block_q8x *)x + row * x_stride)
+        : w->act == CQ_ACT_Q8K ? (const void *)((const cq_block_q8k *)x + row * x_stride)
                                : (const void *)((const float *)x + row * x_stride);
     (two ? w->tile2 : w->tile)(&t);
 }
@@ -184,18 +209,19 @@ static void run_tiles(const cq_matrix *w, const void *x, int64_t x_stride, int64
     }
     const int64_t slice_rows = ceil_div(row_groups, slices);
     const int64_t chunks = blocks * slices;
-    cq_quantize_x_fn quantize = xf ? cq_quantize_x_for(w->kernel) : NULL;
-    cq_block_q8x *xq = (cq_block_q8x *)x;
-    if (quantize && (threads == 1 || m * x_stride < 256)) { /* little to share: no barrier for it */
-        for (int64_t r = 0; r < m; r++) quantize(xf + r * ldx, w->k, xq + r * x_stride);
-        quantize = NULL;
+    int quantize = xf != NULL;
+    void *xq = (void *)x;
+    /* little to share (fewer than 8192 activation values): no barrier for it */
+    if (quantize && (threads == 1 || m * w->k < 256 * CQ_QBLOCK)) {
+        for (int64_t r = 0; r < m; r++) quantize_row_for(w, xf, ldx, xq, x_stride, r);
+        quantize = 0;
     }
     int64_t next = 0;
 #pragma omp parallel num_threads(threads)
     {
         if (quantize) {
 #pragma omp for schedule(static)
-            for (int64_t r = 0; r < m; r++) quantize(xf + r * ldx, w->k, xq + r * x_stride);
+            for (int64_t r = 0; r < m; r++) quantize_row_for(w, xf, ldx, xq, x_stride, r);
             /* the implicit barrier here: every row is quantized before any tile reads it */
         }
         run_chunks(w, x, x_stride, m, bias, y, ldy, row_groups, pb, slices, slice_rows, chunks, &next);
@@ -211,13 +237,14 @@ cq_status cq_gemm(const cq_matrix *w, const float *x, int64_t m, int64_t ldx, co
         run_tiles(w, x, ldx, m, bias, y, ldy, NULL, 0);
         return CQ_OK;
     }
-    if (!cq_quantize_x_for(w->kernel)) return CQ_ERR_UNSUPPORTED_KERNEL;
+    if (w->act == CQ_ACT_Q8K ? !cq_quantize_xk_for(w->kernel) : !cq_quantize_x_for(w->kernel))
+        return CQ_ERR_UNSUPPORTED_KERNEL;
     void *owned = NULL;
     if (!workspace) {
         owned = workspace = aligned_alloc_64(cq_gemm_workspace_bytes(w, m));
         if (!owned) return CQ_ERR_OUT_OF_MEMORY;
     }
-    run_tiles(w, workspace, w->k / CQ_QBLOCK, m, bias, y, ldy, x, ldx);
+    run_tiles(w, workspace, act_blocks(w->act, w->k), m, bias, y, ldy, x, ldx);
     free(owned);
     return CQ_OK;
 }

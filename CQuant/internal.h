@@ -47,10 +47,24 @@
 #define CQ_Q5_1_QH_OFFSET 32
 #define CQ_Q5_1_CODES_OFFSET 64
 
+/* K-quant panels: one 256-value super-block of 8 rows = 8 × the file's super-block (layouts: cquant.h). */
+#define CQ_Q4_K_PANEL_BLOCK_BYTES (8 * 144) /* 1152 */
+#define CQ_Q5_K_PANEL_BLOCK_BYTES (8 * 176) /* 1408 */
+#define CQ_Q6_K_PANEL_BLOCK_BYTES (8 * 210) /* 1680 */
+#define CQ_K_DMIN_OFFSET 16        /* Q4_K, Q5_K: fp16 dmin[8] */
+#define CQ_K_SCALES_OFFSET 32      /* Q4_K, Q5_K: 6-bit scales and mins, 96 bytes (sl[32], ml[32], hb[32]) */
+#define CQ_K_SUBS_OFFSET 128       /* Q4_K, Q5_K: the 8 sub-blocks of 32 values */
+#define CQ_Q4_K_SUB_BYTES 128      /*   Q4_K sub-block: nibbles q[4][4][8] */
+#define CQ_Q5_K_SUB_BYTES 160      /*   Q5_K sub-block: qh[4][8], then nibbles q[4][4][8] */
+#define CQ_Q6_K_SCALES_OFFSET 16   /* Q6_K: int8 sc[16][8] */
+#define CQ_Q6_K_SUBS_OFFSET 144    /* Q6_K: the 16 sub-blocks of 16 values */
+#define CQ_Q6_K_SUB_BYTES 96       /*   Q6_K sub-block: nibbles of groups 0 and 1 (32 B each), then 2-bit tops (32 B) */
+
 typedef struct {
     const void *panel;   /* packed weights of this panel, from k = 0 */
     int64_t k;           /* values along K (quantized types: k/32 blocks) */
-    const void *x;       /* first activation row: cq_block_q8x* for quantized W, float* for F32/F16 W */
+    const void *x;       /* first activation row: cq_block_q8x* (32-value types), cq_block_q8k* (K-quants) or
+                          * float* (F32/F16 W) */
     int64_t x_stride;    /* distance between activation rows: in blocks (quantized) or floats */
     int rows;            /* 1 … CQ_TILE_ROWS */
     int cols;            /* 1 … CQ_PANEL_COLS valid columns (the rest of the panel is padding) */
@@ -67,7 +81,10 @@ typedef void (*cq_quantize_x_fn)(const float *x, int64_t k, cq_block_q8x *out);
 typedef enum {
     CQ_ACT_F32 = 0, /* fp32 rows as given */
     CQ_ACT_Q8X = 1, /* quantized to cq_block_q8x per 32 values */
+    CQ_ACT_Q8K = 2, /* quantized to cq_block_q8k per 256 values (the K-quants) */
 } cq_act_kind;
+/* Quantizes one row of k values (k a multiple of 256) into k/256 blocks. */
+typedef void (*cq_quantize_xk_fn)(const float *x, int64_t k, cq_block_q8k *out);
 
 /* Everything vzquant knows about one type: the single place to extend when a type is added. */
 typedef struct {
@@ -89,8 +106,9 @@ typedef struct {
 /* NULL when the type is unknown. */
 const cq_type_traits *cq_traits(int type);
 
-/* Per-ISA activation quantizer (NULL where not built). */
+/* Per-ISA activation quantizers (NULL where not built). */
 cq_quantize_x_fn cq_quantize_x_for(cq_kernel kernel);
+cq_quantize_xk_fn cq_quantize_xk_for(cq_kernel kernel);
 
 /* ------------- fp16 / bf16 helpers for kernels ------------- */
 static inline float cq_h2f(const void *p) {
@@ -105,6 +123,9 @@ size_t cq_panel_bytes_q4_0(int64_t k);
 size_t cq_panel_bytes_q4_1(int64_t k);
 size_t cq_panel_bytes_q5_0(int64_t k);
 size_t cq_panel_bytes_q5_1(int64_t k);
+size_t cq_panel_bytes_q4_k(int64_t k);
+size_t cq_panel_bytes_q5_k(int64_t k);
+size_t cq_panel_bytes_q6_k(int64_t k);
 size_t cq_panel_bytes_f32(int64_t k);
 size_t cq_panel_bytes_f16(int64_t k);
 void cq_pack_panel_q8_0(const void *w, size_t row_stride, int rows, int64_t k, void *panel);
@@ -112,6 +133,9 @@ void cq_pack_panel_q4_0(const void *w, size_t row_stride, int rows, int64_t k, v
 void cq_pack_panel_q4_1(const void *w, size_t row_stride, int rows, int64_t k, void *panel);
 void cq_pack_panel_q5_0(const void *w, size_t row_stride, int rows, int64_t k, void *panel);
 void cq_pack_panel_q5_1(const void *w, size_t row_stride, int rows, int64_t k, void *panel);
+void cq_pack_panel_q4_k(const void *w, size_t row_stride, int rows, int64_t k, void *panel);
+void cq_pack_panel_q5_k(const void *w, size_t row_stride, int rows, int64_t k, void *panel);
+void cq_pack_panel_q6_k(const void *w, size_t row_stride, int rows, int64_t k, void *panel);
 void cq_pack_panel_f32(const void *w, size_t row_stride, int rows, int64_t k, void *panel);
 void cq_pack_panel_f16(const void *w, size_t row_stride, int rows, int64_t k, void *panel);
 void cq_pack_panel_bf16(const void *w, size_t row_stride, int rows, int64_t k, void *panel);
@@ -125,6 +149,10 @@ void cq_tile_q5_0_scalar(const cq_tile *t);
 void cq_tile_q5_1_scalar(const cq_tile *t);
 void cq_tile_f32_scalar(const cq_tile *t);
 void cq_tile_f16_scalar(const cq_tile *t);
+void cq_quantize_xk_scalar(const float *x, int64_t k, cq_block_q8k *out);
+void cq_tile_q4_k_scalar(const cq_tile *t);
+void cq_tile_q5_k_scalar(const cq_tile *t);
+void cq_tile_q6_k_scalar(const cq_tile *t);
 
 #if CQ_ARCH_X86
 int cq_cpu_has_avx2(void);
@@ -140,6 +168,10 @@ void cq_tile_f16_avx2(const cq_tile *t);
  * twice the independent fma chains of the one-panel float tiles, same results bit for bit. */
 void cq_tile2_f32_avx2(const cq_tile *t);
 void cq_tile2_f16_avx2(const cq_tile *t);
+void cq_quantize_xk_avx2(const float *x, int64_t k, cq_block_q8k *out);
+void cq_tile_q4_k_avx2(const cq_tile *t);
+void cq_tile_q5_k_avx2(const cq_tile *t);
+void cq_tile_q6_k_avx2(const cq_tile *t);
 #define CQ_X86_FN(f) f
 #else
 #define CQ_X86_FN(f) NULL
@@ -166,6 +198,16 @@ void cq_tile_q4_0_i8mm(const cq_tile *t);
 void cq_tile_q4_1_i8mm(const cq_tile *t);
 void cq_tile_q5_0_i8mm(const cq_tile *t);
 void cq_tile_q5_1_i8mm(const cq_tile *t);
+void cq_quantize_xk_neon(const float *x, int64_t k, cq_block_q8k *out);
+void cq_tile_q4_k_neon(const cq_tile *t);
+void cq_tile_q5_k_neon(const cq_tile *t);
+void cq_tile_q6_k_neon(const cq_tile *t);
+void cq_tile_q4_k_dotprod(const cq_tile *t);
+void cq_tile_q5_k_dotprod(const cq_tile *t);
+void cq_tile_q6_k_dotprod(const cq_tile *t);
+void cq_tile_q4_k_i8mm(const cq_tile *t);
+void cq_tile_q5_k_i8mm(const cq_tile *t);
+void cq_tile_q6_k_i8mm(const cq_tile *t);
 #define CQ_ARM_FN(f) f
 #else
 #define CQ_ARM_FN(f) NULL

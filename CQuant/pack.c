@@ -117,6 +117,124 @@ void cq_pack_panel_q5_1(const void *w, size_t row_stride, int rows, int64_t k, v
                        CQ_Q5_1_QH_OFFSET, CQ_Q5_1_CODES_OFFSET, 0);
 }
 
+/* ------------------------------------------------------------------------------------------------------ */
+/* K-quants: the file's super-blocks regrouped (cquant.h); scales stay 6-bit, codes take the 32-value shapes */
+
+_Static_assert(CQ_K_SUBS_OFFSET + 8 * CQ_Q4_K_SUB_BYTES == CQ_Q4_K_PANEL_BLOCK_BYTES &&
+                   CQ_K_SUBS_OFFSET + 8 * CQ_Q5_K_SUB_BYTES == CQ_Q5_K_PANEL_BLOCK_BYTES &&
+                   CQ_Q6_K_SUBS_OFFSET + 16 * CQ_Q6_K_SUB_BYTES == CQ_Q6_K_PANEL_BLOCK_BYTES &&
+                   CQ_K_SCALES_OFFSET + 96 == CQ_K_SUBS_OFFSET && CQ_Q6_K_SCALES_OFFSET + 128 == CQ_Q6_K_SUBS_OFFSET,
+               "K-quant panel parts");
+
+size_t cq_panel_bytes_q4_k(int64_t k) { return (size_t)(k / CQ_KBLOCK) * CQ_Q4_K_PANEL_BLOCK_BYTES; }
+size_t cq_panel_bytes_q5_k(int64_t k) { return (size_t)(k / CQ_KBLOCK) * CQ_Q5_K_PANEL_BLOCK_BYTES; }
+size_t cq_panel_bytes_q6_k(int64_t k) { return (size_t)(k / CQ_KBLOCK) * CQ_Q6_K_PANEL_BLOCK_BYTES; }
+
+/* Sub-block j's 6-bit scale and min from a Q4_K/Q5_K file block's 12 scale bytes (ggml's packing, cquant.h). */
+static void k_scale_min(int j, const uint8_t *s, uint8_t *sc, uint8_t *mn) {
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *mn = s[j + 4] & 63;
+    } else {
+        *sc = (uint8_t)((s[j + 4] & 15) | ((s[j - 4] >> 6) << 4));
+        *mn = (uint8_t)((s[j + 4] >> 4) | ((s[j] >> 6) << 4));
+    }
+}
+
+/* The 96-byte scale area of a Q4_K/Q5_K panel block from S[j][c], M[j][c] (6-bit). */
+static void pack_k_scales(const uint8_t S[8][CQ_PANEL_COLS], const uint8_t M[8][CQ_PANEL_COLS], uint8_t *out) {
+    for (int j = 0; j < 4; j++)
+        for (int c = 0; c < CQ_PANEL_COLS; c++) {
+            const int i = 8 * j + c;
+            out[i] = (uint8_t)((S[j][c] & 15) | (S[j + 4][c] & 15) << 4);
+            out[32 + i] = (uint8_t)((M[j][c] & 15) | (M[j + 4][c] & 15) << 4);
+            out[64 + i] = (uint8_t)((S[j][c] >> 4) | (S[j + 4][c] >> 4) << 2 | (M[j][c] >> 4) << 4 |
+                                    (M[j + 4][c] >> 4) << 6);
+        }
+}
+
+/* Q4_K (qh = 0) and Q5_K (qh = 1): file block fp16 d, dmin, scales[12], [qh[32]], qs[128]. */
+static void pack_panel_k_affine(const void *w, size_t row_stride, int rows, int64_t k, void *panel, int five) {
+    const size_t file_bytes = five ? 176 : 144, block_bytes = five ? CQ_Q5_K_PANEL_BLOCK_BYTES : CQ_Q4_K_PANEL_BLOCK_BYTES;
+    const size_t sub_bytes = five ? CQ_Q5_K_SUB_BYTES : CQ_Q4_K_SUB_BYTES, codes_at = five ? 32 : 0;
+    uint8_t *out = panel;
+    for (int64_t b = 0; b < k / CQ_KBLOCK; b++, out += block_bytes) {
+        uint8_t S[8][CQ_PANEL_COLS] = {{0}}, M[8][CQ_PANEL_COLS] = {{0}};
+        uint8_t codes[8][CQ_PANEL_COLS][CQ_QBLOCK]; /* [sub-block][row][value] */
+        memset(out, 0, CQ_K_SUBS_OFFSET);
+        memset(codes, 0, sizeof codes); /* missing rows: d = dmin = 0, every code 0 */
+        for (int c = 0; c < rows; c++) {
+            const uint8_t *blk = (const uint8_t *)w + (size_t)c * row_stride + (size_t)b * file_bytes;
+            memcpy(out + 2 * c, blk, 2);
+            memcpy(out + CQ_K_DMIN_OFFSET + 2 * c, blk + 2, 2);
+            for (int j = 0; j < 8; j++) k_scale_min(j, blk + 4, &S[j][c], &M[j][c]);
+            const uint8_t *qh = blk + 16, *qs = blk + (five ? 48 : 16);
+            for (int j = 0; j < 8; j++)
+                for (int l = 0; l < CQ_QBLOCK; l++) {
+                    const uint8_t byte = qs[32 * (j / 2) + l];
+                    uint8_t q = (uint8_t)(j % 2 ? byte >> 4 : byte & 15);
+                    if (five) q |= (uint8_t)(((qh[l] >> j) & 1) << 4);
+                    codes[j][c][l] = q;
+                }
+        }
+        pack_k_scales((const uint8_t (*)[CQ_PANEL_COLS])S, (const uint8_t (*)[CQ_PANEL_COLS])M,
+                      out + CQ_K_SCALES_OFFSET);
+        for (int j = 0; j < 8; j++) {
+            uint8_t *sub = out + CQ_K_SUBS_OFFSET + (size_t)j * sub_bytes;
+            if (five) pack_high_bits((const uint8_t (*)[CQ_QBLOCK])codes[j], sub);
+            pack_nibbles((const uint8_t (*)[CQ_QBLOCK])codes[j], sub + codes_at);
+        }
+    }
+}
+
+void cq_pack_panel_q4_k(const void *w, size_t row_stride, int rows, int64_t k, void *panel) {
+    pack_panel_k_affine(w, row_stride, rows, k, panel, 0);
+}
+void cq_pack_panel_q5_k(const void *w, size_t row_stride, int rows, int64_t k, void *panel) {
+    pack_panel_k_affine(w, row_stride, rows, k, panel, 1);
+}
+
+/* Q6_K: file block ql[128], qh[64], int8 scales[16], fp16 d; code l of the super-block (0…255, ggml's order). */
+static uint8_t q6_code(const uint8_t *blk, int l) {
+    const int h = l / 128, r = l % 128, quarter = r / 32, i = r % 32;
+    const uint8_t *ql = blk + 64 * h, *qh = blk + 128 + 32 * h;
+    const uint8_t low = quarter % 2 ? ql[32 + i] : ql[i];
+    const int nib = quarter < 2 ? low & 15 : low >> 4;
+    return (uint8_t)(nib | ((qh[i] >> (2 * quarter)) & 3) << 4);
+}
+
+void cq_pack_panel_q6_k(const void *w, size_t row_stride, int rows, int64_t k, void *panel) {
+    uint8_t *out = panel;
+    for (int64_t b = 0; b < k / CQ_KBLOCK; b++, out += CQ_Q6_K_PANEL_BLOCK_BYTES) {
+        uint8_t codes[CQ_PANEL_COLS][CQ_KBLOCK];
+        memset(out, 0, CQ_Q6_K_SUBS_OFFSET); /* missing rows: d = 0, scales 0, codes 0 */
+        memset(codes, 0, sizeof codes);
+        for (int c = 0; c < rows; c++) {
+            const uint8_t *blk = (const uint8_t *)w + (size_t)c * row_stride + (size_t)b * 210;
+            memcpy(out + 2 * c, blk + 208, 2);
+            for (int i = 0; i < 16; i++) out[CQ_Q6_K_SCALES_OFFSET + 8 * i + c] = blk[192 + i];
+            for (int l = 0; l < CQ_KBLOCK; l++) codes[c][l] = q6_code(blk, l);
+        }
+        for (int i = 0; i < 16; i++) {
+            uint8_t *sub = out + CQ_Q6_K_SUBS_OFFSET + (size_t)i * CQ_Q6_K_SUB_BYTES;
+            for (int g = 0; g < 2; g++)
+                for (int cc = 0; cc < 4; cc++)
+                    for (int jj = 0; jj < 8; jj++) {
+                        const int l = 16 * i + 8 * g + jj;
+                        sub[32 * g + 8 * cc + jj] = (uint8_t)((codes[cc][l] & 15) | (codes[cc + 4][l] & 15) << 4);
+                    }
+            for (int cc = 0; cc < 4; cc++)
+                for (int jj = 0; jj < 8; jj++) {
+                    const int l0 = 16 * i + jj, l1 = l0 + 8;
+                    sub[64 + 8 * cc + jj] = (uint8_t)((codes[cc][l0] >> 4) | (codes[cc + 4][l0] >> 4) << 2 |
+                                                      (codes[cc][l1] >> 4) << 4 | (codes[cc + 4][l1] >> 4) << 6);
+                }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
+
 void cq_pack_panel_f32(const void *w, size_t row_stride, int rows, int64_t k, void *panel) {
     float *out = panel;
     memset(out, 0, cq_panel_bytes_f32(k));

@@ -274,7 +274,7 @@ static void dequantize_q4_0(const void *x, float *y, int64_t n) {
 }
 
 /* ------------------------------------------------------------------------------------------------------ */
-/* Dequantizers of the rest (Q4_1/Q5_0/Q5_1 also quantize and multiply natively; K-quants are read-only)  */
+/* Dequantizers of the rest                                                                                */
 /* ------------------------------------------------------------------------------------------------------ */
 
 static void dequantize_q4_1(const void *x, float *y, int64_t n) {
@@ -389,6 +389,256 @@ static void dequantize_q6_k(const void *x, float *y, int64_t n) {
 }
 
 /* ------------------------------------------------------------------------------------------------------ */
+/* K-quant quantizers: ggml's reference rounding (quantize_row_q{4,5,6}_K_ref), restated                  */
+/* ------------------------------------------------------------------------------------------------------ */
+
+/* ggml's rounding helper: add 1.5·2^23 and read the low 22 bits of the sum as a signed integer. For |f| < 2^22 that is
+ * f rounded half to even; for every other float (huge, ±inf, NaN) it is still a defined integer in
+ * [−2^22, 2^22), and ggml's quantizers use it there too (then clamp), so we keep the same bits. */
+static inline int k_round(float f) {
+    const float v = f + 12582912.0f;
+    return (int)(f32_bits(v) & 0x7fffffu) - 0x400000;
+}
+
+/* One sub-block's affine fit (ggml's make_qkx2_quants with squared error): codes L in 0…nmax, value ≈ scale·L − min
+ * (the returned min is ≥ 0, subtracted). First the range fit (min clamped to ≤ 0), then nstep + 1 trial inverse scales
+ * (rmin + rdelta·i + nmax)/(max − min): each rounds the codes, solves the weighted least squares for scale and min
+ * (min ≤ 0 again), and is kept when its weighted squared error is strictly smaller. */
+static float k_fit_affine(int n, int nmax, const float *x, const float *w, uint8_t *L, float *min_out, float rmin,
+                          float rdelta, int nstep) {
+    float lo = x[0], hi = x[0];
+    float sum_w = w[0];
+    float sum_x = sum_w * x[0];
+    for (int i = 1; i < n; i++) {
+        if (x[i] < lo) lo = x[i];
+        if (x[i] > hi) hi = x[i];
+        sum_w += w[i];
+        sum_x += w[i] * x[i];
+    }
+    if (lo > 0) lo = 0;
+    if (hi == lo) {
+        for (int i = 0; i < n; i++) L[i] = 0;
+        *min_out = -lo;
+        return 0.0f;
+    }
+    float iscale = (float)nmax / (hi - lo);
+    float scale = 1 / iscale;
+    float best = 0;
+    for (int i = 0; i < n; i++) {
+        const int l = k_round(iscale * (x[i] - lo));
+        L[i] = (uint8_t)(l < 0 ? 0 : l > nmax ? nmax : l);
+        float diff = scale * (float)L[i] + lo - x[i];
+        diff = diff * diff;
+        best += w[i] * diff;
+    }
+    uint8_t trial[32];
+    for (int is = 0; is <= nstep; is++) {
+        iscale = (rmin + rdelta * (float)is + (float)nmax) / (hi - lo);
+        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+        for (int i = 0; i < n; i++) {
+            int l = k_round(iscale * (x[i] - lo));
+            l = l < 0 ? 0 : l > nmax ? nmax : l;
+            trial[i] = (uint8_t)l;
+            const float wl = w[i] * (float)l;
+            sum_l += wl;
+            sum_l2 += wl * (float)l;
+            sum_xl += wl * x[i];
+        }
+        const float det = sum_w * sum_l2 - sum_l * sum_l;
+        if (det > 0) {
+            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / det;
+            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det;
+            if (this_min > 0) {
+                this_min = 0;
+                this_scale = sum_xl / sum_l2;
+            }
+            float err = 0;
+            for (int i = 0; i < n; i++) {
+                float diff = this_scale * (float)trial[i] + this_min - x[i];
+                diff = diff * diff;
+                err += w[i] * diff;
+            }
+            if (err < best) {
+                memcpy(L, trial, (size_t)n);
+                best = err;
+                scale = this_scale;
+                lo = this_min;
+            }
+        }
+    }
+    *min_out = -lo;
+    return scale;
+}
+
+/* Q4_K and Q5_K share everything but the code width and the search's (rmin, steps). */
+static void quantize_k_affine(const float *x, uint8_t *o, int nmax, float rmin, int nstep, uint8_t L[256]) {
+    float scales[8], mins[8], w[32];
+    float max_scale = 0, max_min = 0;
+    for (int j = 0; j < 8; j++) {
+        const float *v = x + 32 * j;
+        float sum_x2 = 0;
+        for (int l = 0; l < 32; l++) sum_x2 += v[l] * v[l];
+        const float av_x = sqrtf(sum_x2 / 32.0f);
+        for (int l = 0; l < 32; l++) w[l] = av_x + fabsf(v[l]);
+        scales[j] = k_fit_affine(32, nmax, v, w, L + 32 * j, &mins[j], rmin, 0.1f, nstep);
+        if (scales[j] > max_scale) max_scale = scales[j];
+        if (mins[j] > max_min) max_min = mins[j];
+    }
+    const float inv_scale = max_scale > 0 ? 63.0f / max_scale : 0.0f;
+    const float inv_min = max_min > 0 ? 63.0f / max_min : 0.0f;
+    uint8_t *sc = o + 4;
+    uint8_t ls[8], lm[8];
+    for (int j = 0; j < 8; j++) {
+        ls[j] = (uint8_t)k_round(inv_scale * scales[j]); /* to 8 bits first (modulo 256), then capped, as ggml */
+        lm[j] = (uint8_t)k_round(inv_min * mins[j]);
+        if (ls[j] > 63) ls[j] = 63;
+        if (lm[j] > 63) lm[j] = 63;
+    }
+    for (int j = 0; j < 4; j++) {
+        sc[j] = (uint8_t)(ls[j] | (ls[j + 4] >> 4) << 6);
+        sc[j + 4] = (uint8_t)(lm[j] | (lm[j + 4] >> 4) << 6);
+        sc[j + 8] = (uint8_t)((ls[j + 4] & 15) | (lm[j + 4] & 15) << 4);
+    }
+    store_u16(o, cq_fp32_to_fp16(max_scale / 63.0f));
+    store_u16(o + 2, cq_fp32_to_fp16(max_min / 63.0f));
+    const float d_all = load_h(o), dmin_all = load_h(o + 2);
+    for (int j = 0; j < 8; j++) {
+        uint8_t s6, m6;
+        k_scale_min(j, sc, &s6, &m6);
+        const float d = d_all * (float)s6;
+        if (d == 0.0f) continue; /* keeps the search's codes */
+        const float dm = dmin_all * (float)m6;
+        for (int l = 0; l < 32; l++) {
+            const int q = k_round((x[32 * j + l] + dm) / d);
+            L[32 * j + l] = (uint8_t)(q < 0 ? 0 : q > nmax ? nmax : q);
+        }
+    }
+}
+
+static void quantize_q4_k(const float *x, void *y, int64_t n) {
+    uint8_t *o = y;
+    for (int64_t b = 0; b < n / 256; b++, x += 256, o += 144) {
+        uint8_t L[256];
+        quantize_k_affine(x, o, 15, -1.0f, 20, L);
+        for (int i = 0; i < 4; i++)
+            for (int l = 0; l < 32; l++) o[16 + 32 * i + l] = (uint8_t)(L[64 * i + l] | L[64 * i + 32 + l] << 4);
+    }
+}
+
+static void quantize_q5_k(const float *x, void *y, int64_t n) {
+    uint8_t *o = y;
+    for (int64_t b = 0; b < n / 256; b++, x += 256, o += 176) {
+        uint8_t L[256];
+        quantize_k_affine(x, o, 31, -0.5f, 15, L);
+        uint8_t *qh = o + 16, *qs = o + 48;
+        memset(qh, 0, 32);
+        for (int i = 0; i < 4; i++)
+            for (int l = 0; l < 32; l++) {
+                const uint8_t a = L[64 * i + l], c = L[64 * i + 32 + l];
+                qh[l] |= (uint8_t)((a >> 4) << (2 * i) | (c >> 4) << (2 * i + 1));
+                qs[32 * i + l] = (uint8_t)((a & 15) | (c & 15) << 4);
+            }
+    }
+}
+
+/* One Q6_K sub-block's scale (ggml's make_qx_quants with rmse_type 1, nmax = 32): from the value of largest |x|
+ * (the first of equal ones), codes l = round(iscale·x) in −32…31 for iscale = −32/max, the x²-weighted least-squares
+ * scale Σwxl/Σwl², then 18 trial iscales −(32 + 0.1·i)/max (i = ±1…±9), each kept when it fits strictly better
+ * (Σwxl² > best·Σwl²). L gets the codes + 32. */
+static float k_fit_q6(const float *x, int8_t *L) {
+    float amax = 0, vmax = 0;
+    for (int i = 0; i < 16; i++) {
+        const float ax = fabsf(x[i]);
+        if (ax > amax) {
+            amax = ax;
+            vmax = x[i];
+        }
+    }
+    if (amax < 1e-15f) {
+        for (int i = 0; i < 16; i++) L[i] = 0;
+        return 0.0f;
+    }
+    float iscale = -32.0f / vmax;
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < 16; i++) {
+        int l = k_round(iscale * x[i]);
+        l = l < -32 ? -32 : l > 31 ? 31 : l;
+        L[i] = (int8_t)(l + 32);
+        const float w = x[i] * x[i];
+        sumlx += w * x[i] * (float)l;
+        suml2 += w * (float)l * (float)l;
+    }
+    float scale = suml2 != 0 ? sumlx / suml2 : 0.0f;
+    float best = scale * sumlx;
+    for (int is = -9; is <= 9; is++) {
+        if (is == 0) continue;
+        iscale = -(32.0f + 0.1f * (float)is) / vmax;
+        sumlx = suml2 = 0;
+        for (int i = 0; i < 16; i++) {
+            int l = k_round(iscale * x[i]);
+            l = l < -32 ? -32 : l > 31 ? 31 : l;
+            const float w = x[i] * x[i];
+            sumlx += w * x[i] * (float)l;
+            suml2 += w * (float)l * (float)l;
+        }
+        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
+            for (int i = 0; i < 16; i++) {
+                int l = k_round(iscale * x[i]);
+                l = l < -32 ? -32 : l > 31 ? 31 : l;
+                L[i] = (int8_t)(l + 32);
+            }
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    return scale;
+}
+
+static void quantize_q6_k(const float *x, void *y, int64_t n) {
+    uint8_t *o = y;
+    for (int64_t b = 0; b < n / 256; b++, x += 256, o += 210) {
+        int8_t L[256];
+        float scales[16];
+        float max_scale = 0, max_abs = 0;
+        for (int i = 0; i < 16; i++) {
+            scales[i] = k_fit_q6(x + 16 * i, L + 16 * i);
+            if (fabsf(scales[i]) > max_abs) {
+                max_abs = fabsf(scales[i]);
+                max_scale = scales[i];
+            }
+        }
+        memset(o, 0, 210);
+        if (max_abs < 1e-15f) continue; /* all zero, d = +0 */
+        const float iscale = -128.0f / max_scale;
+        store_u16(o + 208, cq_fp32_to_fp16(1 / iscale));
+        int8_t *sc = (int8_t *)(o + 192);
+        for (int i = 0; i < 16; i++) {
+            const int v = k_round(iscale * scales[i]);
+            sc[i] = (int8_t)(uint8_t)(v < 127 ? v : 127); /* to 8 bits modulo 256, as gcc and clang convert */
+        }
+        const float d_all = load_h(o + 208);
+        for (int i = 0; i < 16; i++) {
+            const float d = d_all * (float)sc[i];
+            if (d == 0.0f) continue;
+            for (int l = 0; l < 16; l++) {
+                int q = k_round(x[16 * i + l] / d);
+                q = q < -32 ? -32 : q > 31 ? 31 : q;
+                L[16 * i + l] = (int8_t)(q + 32);
+            }
+        }
+        uint8_t *ql = o, *qh = o + 128;
+        for (int h = 0; h < 2; h++, ql += 64, qh += 32) {
+            const int8_t *v = L + 128 * h;
+            for (int l = 0; l < 32; l++) {
+                ql[l] = (uint8_t)((v[l] & 15) | (v[l + 64] & 15) << 4);
+                ql[l + 32] = (uint8_t)((v[l + 32] & 15) | (v[l + 96] & 15) << 4);
+                qh[l] = (uint8_t)((v[l] >> 4) | (v[l + 32] >> 4) << 2 | (v[l + 64] >> 4) << 4 | (v[l + 96] >> 4) << 6);
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
 /* The table                                                                                               */
 /* ------------------------------------------------------------------------------------------------------ */
 
@@ -472,9 +722,34 @@ static const cq_type_traits k_traits[CQ_TYPE_COUNT] = {
                  [CQ_KERNEL_NEON] = CQ_ARM_FN(cq_tile_q5_1_neon), [CQ_KERNEL_DOTPROD] = CQ_ARM_FN(cq_tile_q5_1_dotprod),
                  [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_q5_1_i8mm)},
     },
-    [CQ_TYPE_Q4_K] = {.info = {"q4_K", 256, 144, 0, 0}, .dequantize_row = dequantize_q4_k},
-    [CQ_TYPE_Q5_K] = {.info = {"q5_K", 256, 176, 0, 0}, .dequantize_row = dequantize_q5_k},
-    [CQ_TYPE_Q6_K] = {.info = {"q6_K", 256, 210, 0, 0}, .dequantize_row = dequantize_q6_k},
+    /* K-quants: 256-value activation blocks (cq_block_q8k); panels hold the file's bytes, regrouped */
+    [CQ_TYPE_Q4_K] = {
+        .info = {"q4_K", 256, 144, 1, 1},
+        .quantize_row = quantize_q4_k, .dequantize_row = dequantize_q4_k,
+        .packed_type = CQ_TYPE_Q4_K, .panel_bytes = cq_panel_bytes_q4_k, .pack_panel = cq_pack_panel_q4_k,
+        .act = CQ_ACT_Q8K,
+        .tile = {[CQ_KERNEL_SCALAR] = cq_tile_q4_k_scalar, [CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile_q4_k_avx2),
+                 [CQ_KERNEL_NEON] = CQ_ARM_FN(cq_tile_q4_k_neon), [CQ_KERNEL_DOTPROD] = CQ_ARM_FN(cq_tile_q4_k_dotprod),
+                 [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_q4_k_i8mm)},
+    },
+    [CQ_TYPE_Q5_K] = {
+        .info = {"q5_K", 256, 176, 1, 1},
+        .quantize_row = quantize_q5_k, .dequantize_row = dequantize_q5_k,
+        .packed_type = CQ_TYPE_Q5_K, .panel_bytes = cq_panel_bytes_q5_k, .pack_panel = cq_pack_panel_q5_k,
+        .act = CQ_ACT_Q8K,
+        .tile = {[CQ_KERNEL_SCALAR] = cq_tile_q5_k_scalar, [CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile_q5_k_avx2),
+                 [CQ_KERNEL_NEON] = CQ_ARM_FN(cq_tile_q5_k_neon), [CQ_KERNEL_DOTPROD] = CQ_ARM_FN(cq_tile_q5_k_dotprod),
+                 [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_q5_k_i8mm)},
+    },
+    [CQ_TYPE_Q6_K] = {
+        .info = {"q6_K", 256, 210, 1, 1},
+        .quantize_row = quantize_q6_k, .dequantize_row = dequantize_q6_k,
+        .packed_type = CQ_TYPE_Q6_K, .panel_bytes = cq_panel_bytes_q6_k, .pack_panel = cq_pack_panel_q6_k,
+        .act = CQ_ACT_Q8K,
+        .tile = {[CQ_KERNEL_SCALAR] = cq_tile_q6_k_scalar, [CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile_q6_k_avx2),
+                 [CQ_KERNEL_NEON] = CQ_ARM_FN(cq_tile_q6_k_neon), [CQ_KERNEL_DOTPROD] = CQ_ARM_FN(cq_tile_q6_k_dotprod),
+                 [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_q6_k_i8mm)},
+    },
 };
 
 const cq_type_traits *cq_traits(int type) {

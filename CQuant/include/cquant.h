@@ -47,7 +47,14 @@ const char *cq_status_string(cq_status status);
  *   Q4_1 (20 B): fp16 d, m; uint8 qs[16];                      value = d·q + m
  *   Q5_0 (22 B): fp16 d; uint32 qh; uint8 qs[16];              value = d·(q | hibit<<4) − 16·d
  *   Q5_1 (24 B): fp16 d, m; uint32 qh; uint8 qs[16];           value = d·(q | hibit<<4) + m
- *   Q4_K, Q5_K, Q6_K: ggml's 256-value super-blocks (144, 176, 210 B).
+ *   Q4_K (144 B / 256 values): fp16 d, dmin; uint8 scales[12]; uint8 qs[128]
+ *        8 sub-blocks of 32; sub-block j has a 6-bit scale sc_j and min m_j (j < 4: scales[j] & 63, scales[j+4] & 63;
+ *        j ≥ 4: (scales[j+4] & 15) | (scales[j−4] >> 6) << 4, (scales[j+4] >> 4) | (scales[j] >> 6) << 4);
+ *        value = d·sc_j·q − dmin·m_j, q the nibble: sub-blocks 2i and 2i+1 are the low and high nibbles of qs[32i…]
+ *   Q5_K (176 B): fp16 d, dmin; uint8 scales[12]; uint8 qh[32]; uint8 qs[128]   as Q4_K with 5-bit q: bit 4 of
+ *        value l of sub-block j is bit j of qh[l]
+ *   Q6_K (210 B): uint8 ql[128]; uint8 qh[64]; int8 scales[16]; fp16 d     16 sub-blocks of 16;
+ *        value = d·scales[i/16]·(q − 32), q 6 bits (ggml's dequantize_row_q6_K says which bits are where)
  * ------------------------------------------------------------------------------------------------------- */
 typedef enum {
     CQ_TYPE_F32 = 0,
@@ -68,7 +75,7 @@ typedef struct {
     const char *name;     /* "q4_0", as GGUF tools print it */
     int64_t block_elems;  /* values per block (1 for F32/F16/BF16) */
     size_t block_bytes;   /* bytes per block */
-    int can_quantize;     /* 1 if cq_quantize_row serves this type (all but the K-quants) */
+    int can_quantize;     /* 1 if cq_quantize_row serves this type (every type above) */
     int can_gemm;         /* 1 if cq_matrix_pack / cq_gemm serve this type directly */
 } cq_type_info;
 
@@ -80,7 +87,7 @@ const cq_type_info *cq_type_get(int type);
 size_t cq_row_bytes(int type, int64_t n);
 
 /* fp32 → `type` for one row of n values (n a multiple of the block size). Types: those with
- * cq_type_info.can_quantize — F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 (not the K-quants).
+ * cq_type_info.can_quantize — F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K.
  *
  * The 32-value types follow ggml's reference C (quantize_row_<type>_ref) fp32 operation for operation, 1/d being 0
  * where d = 0, d and m stored as fp16 (round to nearest even):
@@ -104,7 +111,23 @@ size_t cq_row_bytes(int type, int64_t n);
  * Where ggml's C is undefined — a NaN or ±inf scaled value converted to an integer: an infinite input (times
  * 1/d = 0), every value of a Q4_1/Q5_1 block whose min is −inf, every value of a block of fp32 subnormals whose 1/d
  * overflows, a NaN — the code is 0, which is what ggml and gguf-py give on x86-64; so our bytes are the same on
- * every host. */
+ * every host.
+ *
+ * The K-quants follow ggml's reference quantizers (quantize_row_q4_K_ref, _q5_K_ref, _q6_K_ref: what llama-quantize
+ * writes without an importance matrix) fp32 operation for operation, including their rounding helper (x + 1.5·2^23,
+ * the low 22 bits of the sum: round half to even for |x| < 2^22, and a defined integer for every other float, NaN
+ * included) and the casts of its results to 8 bits (modulo 256). In outline:
+ *   Q4_K/Q5_K  per sub-block of 32: weights w = sqrt(Σx²/32) + |x|, a min ≤ 0 and a scale fitted by ggml's search
+ *              (codes 0…15 / 0…31 rounded at 21 / 16 trial scales (n + rmin + 0.1·i)/(max − min), the weighted
+ *              least-squares scale and min of each, the least weighted squared error kept); then d = max scale/63,
+ *              dmin = max min/63 (fp16), 6-bit sc = round(63·scale/max scale), m likewise, and the codes again:
+ *              round((x + dmin·m)/(d·sc)) clamped (a sub-block with d·sc = 0 keeps the search's codes)
+ *   Q6_K       per sub-block of 16: the scale of make_qx_quants (rmse_type 1: x²-weighted, 18 trial scales
+ *              −(32 + 0.1·i)/max), then d = −(the scale of largest |·|)/128 (fp16), sc = min(127, round(scale/d)),
+ *              codes round(x/(d·sc)) clamped to −32…31; a super-block whose scales are all < 1e-15 is all zero.
+ * So the bytes equal llama.cpp's (checked against the fixture of tools/make_kquant_fixtures.py, made by llama.cpp's
+ * own ggml_quantize_chunk on x86-64, where ggml is built without FMA contraction), for every input. An AArch64 build
+ * of llama.cpp may contract some products into FMAs and then differ from both in the last bit of a search sum. */
 cq_status cq_quantize_row(int type, const float *src, void *dst, int64_t n);
 
 /* `type` → fp32 for one row of n values. */
@@ -173,6 +196,23 @@ int cq_has_openmp(void);
  *           fp16 d[8], fp16 m[8]
  *           uint8 qh[4][8]                     as Q5_0
  *           uint8 q[4][4][8]                   as Q4_0 (value = d·Wq + m)
+ *   Q4_K  per super-block s (256 values), 1152 bytes:
+ *           fp16 d[8], fp16 dmin[8]            the 8 rows' super-block scales and min scales, row order
+ *           uint8 sl[32]                       6-bit sub-block scales S[j][c] (j: sub-block 0…7, c: row), index
+ *                                              i = 8j + c for j < 4: low nibble S[j][c] & 15, high S[j+4][c] & 15
+ *           uint8 ml[32]                       the same for the mins M[j][c]
+ *           uint8 hb[32]                       byte i: bits 0-1 S[j][c] >> 4, 2-3 S[j+4][c] >> 4, 4-5 M[j][c] >> 4,
+ *                                              6-7 M[j+4][c] >> 4
+ *           8 × uint8 q[4][4][8]               sub-block j (k = 256s + 32j + 8g + jj) in Q4_0's nibble layout
+ *   Q5_K  per super-block, 1408 bytes: d[8], dmin[8], sl, ml, hb as Q4_K, then per sub-block j (160 bytes)
+ *           uint8 qh[4][8] and uint8 q[4][4][8]    as Q5_0 (bit c of qh[g][jj] = bit 4 of row c's code)
+ *   Q6_K  per super-block, 1680 bytes:
+ *           fp16 d[8]
+ *           int8 sc[16][8]                     sc[i][c] = row c's scale of sub-block i (16 values)
+ *           16 × 96 bytes, sub-block i (k = 256s + 16i + 8g + jj, g = 0, 1):
+ *             uint8 q[2][4][8]                 the low 4 bits of the 6-bit codes, in Q4_0's nibble layout
+ *             uint8 qt[4][8]                   the top 2 bits: byte (cc, jj) bits 0-1 row cc g 0, 2-3 row cc+4 g 0,
+ *                                              4-5 row cc g 1, 6-7 row cc+4 g 1 (value = d·sc·(code − 32))
  *   F32   per k, 8 floats: W[0][k] … W[7][k]
  *   F16   per k, 8 halves: W[0][k] … W[7][k]
  *
@@ -180,17 +220,21 @@ int cq_has_openmp(void);
  * registers of 4 rows × 8 values (madd pairs then one hadd per block), NEON dotprod as four 2-row × 8-value
  * SDOTs, i8mm as four 2×8 SMMLA operands. A Q4/Q5 group is 32 bytes of nibbles (+ 8 bytes of 5th bits), one AVX2
  * register or two NEON column pairs per half after decoding. Every packed quantized block is exactly 8 × the file's
- * block (Q8_0 34, Q4_0 18, Q4_1 20, Q5_0 22, Q5_1 24 bytes): no growth; only the last panel's padding rows add.
- * F32/F16 panels are K rows of 8 values each, K not padded.
+ * block (Q8_0 34, Q4_0 18, Q4_1 20, Q5_0 22, Q5_1 24, Q4_K 144, Q5_K 176, Q6_K 210 bytes): no growth; only the last
+ * panel's padding rows add. The K-quants keep their 6-bit scales at 6 bits, only regrouped so that one vector
+ * operation unpacks a whole panel's (nibbles, then the 2 top bits); their codes use the 32-value types' shapes
+ * per sub-block, so the kernels share the decoding. F32/F16 panels are K rows of 8 values each, K not padded.
  * ------------------------------------------------------------------------------------------------------- */
 #define CQ_PANEL_COLS 8
 #define CQ_QBLOCK 32 /* values per quantization block of activations and of Q8_0/Q4_0/Q4_1/Q5_0/Q5_1 weights */
+#define CQ_KBLOCK 256 /* values per super-block of the K-quants and of their activation blocks */
 
 typedef struct cq_matrix cq_matrix;
 
 /* Packs W (type `type`, N rows × K values, rows `row_stride` bytes apart; row_stride 0 means dense) for
  * `kernel` (use cq_kernel_default()). Types: those with cq_type_info.can_gemm — F32, F16, BF16 (stored as F32),
- * Q8_0, Q4_0, Q4_1, Q5_0, Q5_1. K must be a multiple of the type's block size (32 for the quantized ones).
+ * Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K. K must be a multiple of the type's block size (32 for the
+ * 32-value types, 256 for the K-quants).
  * On success *out owns a new matrix. */
 cq_status cq_matrix_pack(int type, const void *w, int64_t n, int64_t k, size_t row_stride, cq_kernel kernel,
                          cq_matrix **out);
@@ -218,6 +262,12 @@ size_t cq_matrix_bytes(const cq_matrix *m);   /* bytes of packed data */
  * order (arch/scalar/gemm_scalar.c), so its results are bit-identical to the reference's (the C tests check this
  * for every kernel, type and shape); they differ from an exact sum by rounding, about 1e-5 · Σ_b |dx·dw·isum|
  * (plus Σ_b |dx·mw·Σqx| for the types with a min) at most.
+ *
+ * K-quant W: X rows are quantized into cq_block_q8k (256 values, one scale dx each, below), and per super-block s
+ * the integers are exact — isum = Σ_j sc_j · Σ_{l in j} qx·q (Q4_K/Q5_K: q the unsigned code; Q6_K: code − 32)
+ * and, for Q4_K/Q5_K, msum = Σ_j m_j · bsum32_j — then
+ *   acc ← fma(float(isum), dx·d, acc);  acc ← fma(−float(msum), dx·dmin, acc)   (Q6_K: the first step only)
+ * super-block after super-block, + bias. float(isum) may round (|isum| < 2^31), identically in every kernel.
  * ------------------------------------------------------------------------------------------------------- */
 size_t cq_gemm_workspace_bytes(const cq_matrix *w, int64_t m);
 cq_status cq_gemm(const cq_matrix *w, const float *x, int64_t m, int64_t ldx, const float *bias, float *y,
@@ -245,6 +295,22 @@ typedef struct {
 /* Quantizes M rows of K values (K a multiple of 32) into m·(k/32) blocks, row-major, with `kernel`'s code. */
 cq_status cq_quantize_activations(cq_kernel kernel, const float *x, int64_t m, int64_t k, int64_t ldx,
                                   cq_block_q8x *out);
+
+/* The K-quants' activations: 256 values per block with one scale, quantized as the 32-value blocks are (d =
+ * max|x|/127 over the 256, zero below 2^-100; q = round-half-even(x·(1/d)) in [−127, 127]), with the sums of each
+ * 16 and each 32 codes (bsum16[i] = Σ q[16i…16i+15], bsum32[j] = Σ q[32j…32j+31]). 320 bytes, so blocks in a
+ * 64-byte aligned buffer keep q aligned. */
+typedef struct {
+    int8_t q[CQ_KBLOCK];
+    int16_t bsum16[CQ_KBLOCK / 16];
+    int16_t bsum32[CQ_KBLOCK / 32];
+    float d;
+    uint8_t reserved[12];
+} cq_block_q8k;
+
+/* Quantizes M rows of K values (K a multiple of 256) into m·(k/256) blocks, row-major, with `kernel`'s code. */
+cq_status cq_quantize_activations_k(cq_kernel kernel, const float *x, int64_t m, int64_t k, int64_t ldx,
+                                    cq_block_q8k *out);
 
 /* ---------------------------------------------------------------------------------------------------------
  * Element-wise and row kernels (elementwise.c): the work between the GEMMs of a transformer layer.

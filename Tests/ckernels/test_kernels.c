@@ -101,7 +101,7 @@ static void test_quant_roundtrip(void) {
         CHECK(bad == 0, "%s round trip: %d values off by more than half a step", cq_type_get(types[t])->name, bad);
     }
     CHECK(cq_quantize_row(CQ_TYPE_Q8_0, x, q, 31) == CQ_ERR_BAD_SHAPE, "row not a multiple of 32 rejected");
-    CHECK(cq_quantize_row(CQ_TYPE_Q4_K, x, q, 256) == CQ_ERR_UNSUPPORTED_TYPE, "no quantizer for q4_K");
+    CHECK(cq_quantize_row(CQ_TYPE_Q4_K, x, q, 288) == CQ_ERR_BAD_SHAPE, "q4_K: row not a multiple of 256 rejected");
     CHECK(cq_dequantize_row(5, q, y, 32) == CQ_ERR_UNSUPPORTED_TYPE, "unknown type id rejected");
     CHECK(cq_type_get(99) == NULL && cq_type_get(-1) == NULL, "type ids out of range");
     CHECK(cq_row_bytes(CQ_TYPE_Q4_0, 64) == 36 && cq_row_bytes(CQ_TYPE_Q6_K, 512) == 420, "row bytes");
@@ -143,6 +143,8 @@ static void test_activation_quantization(cq_kernel kernel) {
 
 /* The 32-value block types (activations quantized to cq_block_q8x); the rest take fp32 activations. */
 static int is_quantized(int type) { return cq_type_get(type)->block_elems == 32; }
+/* The K-quants (256-value super-blocks; activations quantized to cq_block_q8k). */
+static int is_kquant(int type) { return type == CQ_TYPE_Q4_K || type == CQ_TYPE_Q5_K || type == CQ_TYPE_Q6_K; }
 /* value = d·code + m */
 static int has_min(int type) { return type == CQ_TYPE_Q4_1 || type == CQ_TYPE_Q5_1; }
 static int has_qh(int type) { return type == CQ_TYPE_Q5_0 || type == CQ_TYPE_Q5_1; }
@@ -519,19 +521,17 @@ static int apply_divergences(const char *manifest, const char *name, uint8_t *ex
     return count;
 }
 
-/* cq_quantize_row gives the bytes of every quantize fixture (gguf-py's, ggml's C where the manifest lists a
- * divergence), here on every host and build this driver runs on. CQ_FIXTURES overrides the directory (default: the
- * repository's, relative to its root, where tools/ctest.sh runs). */
-static void test_quant_fixtures(void) {
+/* cq_quantize_row gives the bytes of every quantize fixture listed in `manifest_name` (gguf-py's, ggml's C where the
+ * manifest lists a divergence; for the K-quants llama.cpp's own), here on every host and build this driver runs on.
+ * CQ_FIXTURES overrides the directory (default: the repository's, relative to its root, where tools/ctest.sh runs). */
+static void test_fixture_set(const char *manifest_name, const int *types, size_t ntypes, const char *source) {
     const char *dir = getenv("CQ_FIXTURES");
     if (!dir || !*dir) dir = "Tests/VZQuantTests/Fixtures/quant";
     size_t mlen = 0;
-    char *manifest = (char *)read_file(dir, "manifest.json", &mlen);
-    CHECK(manifest != NULL, "fixtures: cannot read %s/manifest.json (set CQ_FIXTURES)", dir);
+    char *manifest = (char *)read_file(dir, manifest_name, &mlen);
+    CHECK(manifest != NULL, "fixtures: cannot read %s/%s (set CQ_FIXTURES)", dir, manifest_name);
     if (!manifest) return;
-    const int types[] = {CQ_TYPE_Q8_0, CQ_TYPE_Q4_0, CQ_TYPE_Q4_1, CQ_TYPE_Q5_0, CQ_TYPE_Q5_1, CQ_TYPE_F16,
-                         CQ_TYPE_BF16};
-    for (size_t t = 0; t < sizeof types / sizeof *types; t++) {
+    for (size_t t = 0; t < ntypes; t++) {
         const cq_type_info *info = cq_type_get(types[t]);
         char name[64], file[80];
         snprintf(name, sizeof name, "quantize_%s", info->name);
@@ -563,8 +563,8 @@ static void test_quant_fixtures(void) {
                     printf("\n");
                 }
             }
-            CHECK(bad == 0, "fixture %s: %d of %lld blocks differ from gguf-py (%d listed as ggml divergences)", name,
-                  bad, (long long)blocks, divergences);
+            CHECK(bad == 0, "fixture %s: %d of %lld blocks differ from %s (%d listed as ggml divergences)", name,
+                  bad, (long long)blocks, source, divergences);
             free(x);
             free(ours);
         }
@@ -574,6 +574,162 @@ static void test_quant_fixtures(void) {
     free(manifest);
 }
 
+static void test_quant_fixtures(void) {
+    const int types[] = {CQ_TYPE_Q8_0, CQ_TYPE_Q4_0, CQ_TYPE_Q4_1, CQ_TYPE_Q5_0, CQ_TYPE_Q5_1, CQ_TYPE_F16,
+                         CQ_TYPE_BF16};
+    test_fixture_set("manifest.json", types, sizeof types / sizeof *types, "gguf-py");
+    /* tools/make_kquant_fixtures.py: bytes from llama.cpp's ggml_quantize_chunk */
+    const int ktypes[] = {CQ_TYPE_Q4_K, CQ_TYPE_Q5_K, CQ_TYPE_Q6_K};
+    test_fixture_set("kquant_manifest.json", ktypes, 3, "llama.cpp");
+}
+
+/* ---------- K-quant quantizers: consistency with the dequantizer, determinism, extreme inputs ---------- */
+
+static int kq_file_value(int type, const uint8_t *blk, int l, int *sc, int *mn);
+static float kq_d(int type, const uint8_t *blk);
+static float kq_dmin(int type, const uint8_t *blk);
+
+/* Each value's code is round((x + dmin·m)/(d·sc)) clamped (the search's code where d·sc = 0): so a value inside its
+ * sub-block's range [−dmin·m, −dmin·m + nmax·d·sc] comes back within half a step (+ fp32 rounding), and the super-block
+ * holds at most a few values outside it. Q6_K the same with x/(d·sc) in −32…31. Checked on finite blocks whose fp16
+ * d (and dmin) are finite. */
+static void test_kquant_quantize(void) {
+    const uint64_t saved_rng = g_rng;
+    const int types[] = {CQ_TYPE_Q4_K, CQ_TYPE_Q5_K, CQ_TYPE_Q6_K};
+    const int64_t n = 256 * 40;
+    float *x = xmalloc(n * 4), *y = xmalloc(n * 4);
+    for (int64_t b = 0; b < n / 256; b++) { /* super-blocks of several kinds, each at its own scale */
+        const float s = ldexpf(1.0f, (int)(rnd_u32() % 24) - 12); /* 2^-12 … 2^11 */
+        for (int j = 0; j < 256; j++) {
+            float *v = &x[256 * b + j];
+            switch (b % 8) {
+            case 0: *v = rnd_normalish() * s; break;
+            case 1: *v = (3.0f + rnd_normalish()) * s; break;                        /* offset: the min pays */
+            case 2: *v = (rnd_uniform() + 1.0f) * s; break;                          /* all positive */
+            case 3: *v = -(rnd_uniform() + 1.5f) * s; break;                         /* all negative */
+            case 4: *v = 0.37f * s; break;                                           /* constant */
+            case 5: *v = ((float)(int)(rnd_u32() % 31) - 15.0f + 0.5f) * s; break;   /* grid of .5 ties */
+            case 6: *v = j % 3 ? rnd_uniform() * s : (j % 2 ? 0.0f : -0.0f); break;  /* signed zeros */
+            default: *v = rnd_uniform() * s * (j == 7 ? 20.0f : 1.0f); break;        /* an outlier */
+            }
+        }
+    }
+    uint8_t *q = xmalloc(cq_row_bytes(CQ_TYPE_Q6_K, n) + 16), *q2 = xmalloc(cq_row_bytes(CQ_TYPE_Q6_K, n) + 16);
+    for (size_t t = 0; t < 3; t++) {
+        const int type = types[t];
+        const char *name = cq_type_get(type)->name;
+        const size_t bb = cq_type_get(type)->block_bytes, row = cq_row_bytes(type, n);
+        CHECK(cq_type_get(type)->can_quantize == 1, "%s can_quantize", name);
+        memset(q, 0xA5, row + 16);
+        CHECK(cq_quantize_row(type, x, q, n) == CQ_OK, "quantize %s", name);
+        int canary = 0;
+        for (int i = 0; i < 16; i++) canary += q[row + i] != 0xA5;
+        CHECK(canary == 0, "%s quantize writes past the row", name);
+        CHECK(cq_dequantize_row(type, q, y, n) == CQ_OK, "dequantize %s", name);
+        const int nmax = type == CQ_TYPE_Q4_K ? 15 : 31;
+        int bad = 0, outside = 0, checked = 0;
+        for (int64_t b = 0; b < n / 256; b++) {
+            const uint8_t *blk = q + b * bb;
+            if (!isfinite(kq_d(type, blk)) || !isfinite(kq_dmin(type, blk))) continue;
+            checked++;
+            for (int l = 0; l < 256; l++) {
+                int sc, mn;
+                kq_file_value(type, blk, l, &sc, &mn);
+                const float v = x[256 * b + l], d = kq_d(type, blk) * (float)sc, dm = kq_dmin(type, blk) * (float)mn;
+                const float s = type == CQ_TYPE_Q6_K ? v / d : (v + dm) / d;
+                const int inside = d != 0.0f && (type == CQ_TYPE_Q6_K ? s >= -32.5f && s <= 31.5f : s >= -0.5f && s <= nmax + 0.5f);
+                if (!inside) {
+                    outside++;
+                    continue;
+                }
+                const float err = fabsf(v - y[256 * b + l]);
+                const float bound = 0.5f * fabsf(d) * 1.0001f + 4e-7f * (fabsf(v) + fabsf(dm) + 32.0f * fabsf(d)) + 1e-30f;
+                if (!(err <= bound) && bad++ < 4)
+                    printf("  %s super-block %lld value %d: %a → %a (step %g)\n", name, (long long)b, l, v, y[256 * b + l], d);
+            }
+        }
+        CHECK(bad == 0 && checked == n / 256, "%s: %d values off by more than half a step, %d of %lld super-blocks checked",
+              name, bad, checked, (long long)(n / 256));
+        /* values outside their sub-block's range: the scale search may clip a few, not many */
+        CHECK(outside < n / 20, "%s: %d of %lld values outside their sub-block's range", name, outside, (long long)n);
+
+        CHECK(cq_quantize_row(type, x, q2, n) == CQ_OK && memcmp(q, q2, row) == 0, "%s quantize twice differs", name);
+        int bad_blocks = 0;
+        for (int64_t b = 0; b < n / 256; b++) {
+            uint8_t one[210];
+            cq_quantize_row(type, x + 256 * b, one, 256);
+            bad_blocks += memcmp(one, q + b * bb, bb) != 0;
+        }
+        CHECK(bad_blocks == 0, "%s: %d super-blocks quantized alone differ from the row's", name, bad_blocks);
+
+        /* extreme inputs: defined bytes (the sanitizer build checks every conversion), the same twice */
+        float e[256 * 8];
+        for (int k = 0; k < 8; k++)
+            for (int j = 0; j < 256; j++) {
+                const float r = rnd_uniform();
+                float *v = &e[256 * k + j];
+                switch (k) {
+                case 0: *v = NAN; break;
+                case 1: *v = j % 3 ? INFINITY : -INFINITY; break;
+                case 2: *v = j == 100 ? NAN : r; break;
+                case 3: *v = r * 3e38f; break;
+                case 4: *v = j % 2 ? FLT_MAX : -FLT_MAX; break;
+                case 5: *v = f32_of_bits(1u + rnd_u32() % 0x7fffffu); break;
+                case 6: *v = j % 2 ? 0.0f : -0.0f; break;
+                default: *v = j == 17 ? 1e30f : r * 1e-30f; break;
+                }
+            }
+        uint8_t qa[210 * 8], qb[210 * 8];
+        CHECK(cq_quantize_row(type, e, qa, 256 * 8) == CQ_OK && cq_quantize_row(type, e, qb, 256 * 8) == CQ_OK &&
+                  memcmp(qa, qb, bb * 8) == 0,
+              "%s extremes: two runs differ", name);
+        /* a block of zeros of both signs is all zero bytes (d = dmin = +0, every code 0) */
+        int nonzero = 0;
+        for (size_t i = 0; i < bb; i++) nonzero += qa[6 * bb + i] != 0;
+        CHECK(nonzero == 0, "%s: a block of signed zeros quantizes to %d nonzero bytes", name, nonzero);
+    }
+    CHECK(cq_quantize_row(CQ_TYPE_Q6_K, x, q, 0) == CQ_OK, "a row of 0 values");
+    CHECK(cq_quantize_row(CQ_TYPE_Q5_K, x, q, 128) == CQ_ERR_BAD_SHAPE, "q5_K: row not a multiple of 256 rejected");
+    CHECK(cq_quantize_row(CQ_TYPE_Q6_K, NULL, q, 256) == CQ_ERR_INVALID_ARGUMENT, "q6_K: NULL source rejected");
+    free(x);
+    free(y);
+    free(q);
+    free(q2);
+    g_rng = saved_rng;
+}
+
+/* The 256-value activation blocks: every kernel's code gives the scalar bytes exactly, the sums are the codes' sums. */
+static void test_activation_quantization_k(cq_kernel kernel) {
+    const int64_t m = 5, k = 256 * 9;
+    float *x = xmalloc(m * k * 4);
+    for (int64_t i = 0; i < m * k; i++) x[i] = rnd_normalish() * 3.0f;
+    for (int j = 0; j < 256; j++) x[256 + j] = 0.0f;                     /* an all-zero block */
+    for (int j = 0; j < 256; j++) x[512 + j] = (float)(j % 64 - 32) * 0.5f; /* exact .5 ties */
+    for (int j = 0; j < 256; j++) x[768 + j] = 1e-38f * (float)(j % 16 - 7); /* tiny values */
+    for (int j = 0; j < 256; j++) x[1024 + j] = j == 9 ? NAN : (j == 10 ? INFINITY : rnd_uniform());
+    cq_block_q8k *a = xmalloc(m * k / 256 * sizeof *a), *b = xmalloc(m * k / 256 * sizeof *b);
+    CHECK(cq_quantize_activations_k(CQ_KERNEL_SCALAR, x, m, k, k, a) == CQ_OK, "scalar K activation quantization");
+    CHECK(cq_quantize_activations_k(kernel, x, m, k, k, b) == CQ_OK, "%s K activation quantization", cq_kernel_name(kernel));
+    int bad = 0, sums = 0, range = 0;
+    for (int64_t i = 0; i < m * k / 256; i++) {
+        bad += memcmp(&a[i], &b[i], sizeof a[i]) != 0 && !(isnan(a[i].d) && isnan(b[i].d));
+        for (int s = 0; s < 16; s++) {
+            int sum = 0;
+            for (int j = 0; j < 16; j++) {
+                sum += a[i].q[16 * s + j];
+                range += a[i].q[16 * s + j] < -127;
+            }
+            sums += sum != a[i].bsum16[s] || (s % 2 && a[i].bsum32[s / 2] != a[i].bsum16[s] + a[i].bsum16[s - 1]);
+        }
+    }
+    CHECK(bad == 0, "%s K activation blocks differ from scalar in %d blocks", cq_kernel_name(kernel), bad);
+    CHECK(sums == 0 && range == 0, "K activation sums (%d wrong) and range (%d below -127)", sums, range);
+    CHECK(cq_quantize_activations_k(kernel, x, 1, 300, 300, a) == CQ_ERR_BAD_SHAPE, "K activations: K %% 256 rejected");
+    free(x);
+    free(a);
+    free(b);
+}
+
 typedef struct {
     int type;
     int64_t n, k;
@@ -581,6 +737,77 @@ typedef struct {
     float *wdeq;   /* dequantized, n × k */
     float *wmag;   /* |d·code| + |m| per weight (|wdeq| without a min): the size of the terms the kernels add */
 } weights;
+
+/* ---------- K-quant file blocks, read here independently of the library (ggml's layouts, cquant.h) ---------- */
+
+/* Value l (0…255) of one K-quant file block as integers: value = d·sc·code − dmin·mn (Q4_K/Q5_K, code unsigned) or
+ * d·sc·code (Q6_K, code = 6-bit − 32, mn = 0). Returns code; sc and mn through the pointers. */
+static int kq_file_value(int type, const uint8_t *blk, int l, int *sc, int *mn) {
+    if (type == CQ_TYPE_Q6_K) {
+        /* ggml's dequantize_row_q6_K: per 128 values, ql[i] / ql[i+32] low then high nibbles, qh[i] 2 bits each */
+        const int half = l / 128, r = l % 128, i = r % 32, which = r / 32; /* 0: ql[i] lo, 1: ql[i+32] lo, 2, 3: hi */
+        const uint8_t *ql = blk + 64 * half, *qh = blk + 128 + 32 * half;
+        const int nibble = (which & 1 ? ql[i + 32] : ql[i]) >> (which & 2 ? 4 : 0) & 15;
+        *sc = (int8_t)blk[192 + l / 16];
+        *mn = 0;
+        return (nibble | ((qh[i] >> (2 * which)) & 3) << 4) - 32;
+    }
+    const int j = l / 32, i = l % 32;
+    const uint8_t *s = blk + 4;
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *mn = s[j + 4] & 63;
+    } else {
+        *sc = (s[j + 4] & 15) | (s[j - 4] >> 6) << 4;
+        *mn = (s[j + 4] >> 4) | (s[j] >> 6) << 4;
+    }
+    const uint8_t *qs = blk + (type == CQ_TYPE_Q5_K ? 48 : 16);
+    int code = (qs[32 * (j / 2) + i] >> (j % 2 ? 4 : 0)) & 15;
+    if (type == CQ_TYPE_Q5_K) code |= ((blk[16 + i] >> j) & 1) << 4;
+    return code;
+}
+
+static float kq_d(int type, const uint8_t *blk) { return cq_fp16_to_fp32(get_u16(blk + (type == CQ_TYPE_Q6_K ? 208 : 0))); }
+static float kq_dmin(int type, const uint8_t *blk) { return type == CQ_TYPE_Q6_K ? 0.0f : cq_fp16_to_fp32(get_u16(blk + 2)); }
+
+/* |d·sc·code| + |dmin·mn| per weight of a row: the size of the terms the kernels add. */
+static void kq_magnitudes(int type, const uint8_t *row, int64_t k, float *mag) {
+    const size_t bb = cq_type_get(type)->block_bytes;
+    for (int64_t i = 0; i < k; i++) {
+        const uint8_t *blk = row + (i / 256) * bb;
+        int sc, mn;
+        const int code = kq_file_value(type, blk, (int)(i % 256), &sc, &mn);
+        mag[i] = fabsf(kq_d(type, blk) * (float)sc * (float)code) + fabsf(kq_dmin(type, blk) * (float)mn);
+    }
+}
+
+/* Y of a K-quant straight from the file bytes with the reference numerics (gemm_kquant_scalar.c): per super-block the
+ * exact isum = Σ sc·code·qx and msum = Σ mn·qx, acc = fma(isum, dx·d, acc), acc = fma(−msum, dx·dmin, acc); + bias. */
+static void kq_gemm_from_file(const weights *w, const float *x, int64_t m, const float *bias, float *y) {
+    const int64_t nb = w->k / 256;
+    const size_t bb = cq_type_get(w->type)->block_bytes, row = cq_row_bytes(w->type, w->k);
+    cq_block_q8k *xq = xmalloc(m * nb * sizeof *xq);
+    cq_quantize_activations_k(CQ_KERNEL_SCALAR, x, m, w->k, w->k, xq);
+    for (int64_t r = 0; r < m; r++)
+        for (int64_t c = 0; c < w->n; c++) {
+            float acc = 0.0f;
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *blk = (const uint8_t *)w->w + c * row + b * bb;
+                const cq_block_q8k *xb = &xq[r * nb + b];
+                int32_t isum = 0, msum = 0;
+                for (int l = 0; l < 256; l++) {
+                    int sc, mn;
+                    const int code = kq_file_value(w->type, blk, l, &sc, &mn);
+                    isum += sc * code * xb->q[l];
+                    msum += mn * xb->q[l];
+                }
+                acc = fmaf((float)isum, xb->d * kq_d(w->type, blk), acc);
+                if (w->type != CQ_TYPE_Q6_K) acc = fmaf(-(float)msum, xb->d * kq_dmin(w->type, blk), acc);
+            }
+            y[r * w->n + c] = bias ? acc + bias[c] : acc;
+        }
+    free(xq);
+}
 
 /* A block's fp16 scale (and min) for the `exact` weights: powers of two, and small integers times them, so every
  * product the kernels form is exact. */
@@ -598,7 +825,20 @@ static weights make_weights(int type, int64_t n, int64_t k, int exact) {
     float *tmp = xmalloc(k * 4);
     for (int64_t r = 0; r < n; r++) {
         uint8_t *dst = (uint8_t *)w.w + r * row;
-        if (exact && is_quantized(type)) {
+        if (exact && is_kquant(type)) {
+            /* random bytes (every code, 6-bit scale and min, Q6_K scale −128…127) with exact fp16 super-block scales */
+            const size_t bb = cq_type_get(type)->block_bytes;
+            for (int64_t b = 0; b < k / 256; b++) {
+                uint8_t *blk = dst + b * bb;
+                for (size_t j = 0; j < bb; j++) blk[j] = (uint8_t)rnd_u32();
+                if (type == CQ_TYPE_Q6_K) {
+                    put_u16(blk + 208, exact_half(0));
+                } else {
+                    put_u16(blk, exact_half(0));
+                    put_u16(blk + 2, exact_half(1));
+                }
+            }
+        } else if (exact && is_quantized(type)) {
             /* power-of-two scales and random codes: every product below is exact */
             const size_t bb = cq_type_get(type)->block_bytes;
             for (int64_t b = 0; b < k / 32; b++) {
@@ -619,6 +859,10 @@ static weights make_weights(int type, int64_t n, int64_t k, int exact) {
             }
         }
         cq_dequantize_row(type, dst, w.wdeq + r * k, k);
+        if (is_kquant(type)) {
+            kq_magnitudes(type, dst, k, w.wmag + r * k);
+            continue;
+        }
         for (int64_t i = 0; i < k; i++) {
             const uint8_t *blk = dst + (i / 32) * cq_type_get(type)->block_bytes;
             const float m = has_min(type) ? cq_fp16_to_fp32(get_u16(blk + 2)) : 0.0f;
@@ -720,7 +964,13 @@ static void compare_gemm(int type, cq_kernel kernel, int64_t m, int64_t n, int64
     /* dequantized activations, for the tolerance scale */
     float *xd = xmalloc(m * k * 4);
     const int quantized = is_quantized(type);
-    if (quantized) {
+    if (is_kquant(type)) {
+        cq_block_q8k *xq = xmalloc(m * (k / 256) * sizeof *xq);
+        cq_quantize_activations_k(CQ_KERNEL_SCALAR, x, m, k, k, xq);
+        for (int64_t i = 0; i < m * (k / 256); i++)
+            for (int j = 0; j < 256; j++) xd[i * 256 + j] = xq[i].d * xq[i].q[j];
+        free(xq);
+    } else if (quantized) {
         cq_block_q8x *xq = xmalloc(m * (k / 32) * sizeof *xq);
         cq_quantize_activations(CQ_KERNEL_SCALAR, x, m, k, k, xq);
         for (int64_t i = 0; i < m * (k / 32); i++)
@@ -768,9 +1018,9 @@ static void compare_gemm(int type, cq_kernel kernel, int64_t m, int64_t n, int64
         CHECK(bad_ref == 0, "%s scalar reference vs double sum (m=%lld n=%lld k=%lld%s): %d outputs off",
               cq_type_get(type)->name, (long long)m, (long long)n, (long long)k, exact ? " exact" : "", bad_ref);
         /* and against the same numerics computed from the file bytes (checks the packing bit for bit) */
-        if (quantized) {
+        if (quantized || is_kquant(type)) {
             float *direct = xmalloc(m * n * 4);
-            gemm_from_file(&w, x, m, exact ? NULL : bias, direct);
+            (quantized ? gemm_from_file : kq_gemm_from_file)(&w, x, m, exact ? NULL : bias, direct);
             int bad_file = 0;
             for (int64_t i = 0; i < m * n; i++) bad_file += !same_float(direct[i], ref[i]);
             CHECK(bad_file == 0, "%s scalar gemm vs the file-byte reference (m=%lld n=%lld k=%lld%s): %d differ",
@@ -807,6 +1057,23 @@ static void test_gemm_shapes(cq_kernel kernel) {
                 compare_gemm(types[t], kernel, ms[a], n, ks[c], 0);
             }
     /* big K and big M once each per type, and the exact (integer) check */
+    /* the K-quants: K a multiple of 256 */
+    const int ktypes[] = {CQ_TYPE_Q4_K, CQ_TYPE_Q5_K, CQ_TYPE_Q6_K};
+    const int64_t kks_full[] = {256, 512, 1024, 4096, 4352};
+    const int64_t kks_quick[] = {256, 768, 4352};
+    const int64_t *kks = g_quick ? kks_quick : kks_full;
+    const int nkk = g_quick ? 3 : 5;
+    for (size_t t = 0; t < sizeof ktypes / sizeof *ktypes; t++) {
+        for (int a = 0; a < nm; a++)
+            for (int c = 0; c < nkk; c++) {
+                if (kks[c] >= 4096 && ms[a] > 7) continue;
+                compare_gemm(ktypes[t], kernel, ms[a], ns[(a + c) % 5], kks[c], 0);
+            }
+        compare_gemm(ktypes[t], kernel, g_quick ? 9 : 64, 13, 4096, 0);
+        compare_gemm(ktypes[t], kernel, 7, 21, 1024, 1);
+        compare_gemm(ktypes[t], kernel, 1, 67, 512, 1);
+        compare_gemm(ktypes[t], kernel, 4, 19, 768, 1);
+    }
     for (size_t t = 0; t < sizeof types / sizeof *types; t++) {
         compare_gemm(types[t], kernel, g_quick ? 9 : 64, 13, 4096, 0);
         if (is_quantized(types[t])) {
@@ -819,7 +1086,8 @@ static void test_gemm_shapes(cq_kernel kernel) {
     compare_gemm(CQ_TYPE_F32, kernel, 3, 9, 61, 0);
 }
 
-static const int k_qtypes[] = {CQ_TYPE_Q8_0, CQ_TYPE_Q4_0, CQ_TYPE_Q4_1, CQ_TYPE_Q5_0, CQ_TYPE_Q5_1};
+static const int k_qtypes[] = {CQ_TYPE_Q8_0, CQ_TYPE_Q4_0, CQ_TYPE_Q4_1, CQ_TYPE_Q5_0, CQ_TYPE_Q5_1,
+                               CQ_TYPE_Q4_K, CQ_TYPE_Q5_K, CQ_TYPE_Q6_K};
 #define N_QTYPES (sizeof k_qtypes / sizeof *k_qtypes)
 
 /* Activation rows with extreme values: zeros, ±1e30, subnormal range, one 3e38, tiny, one dominant value. */
@@ -842,9 +1110,10 @@ static int count_differ(const float *a, const float *b, int64_t n) {
 
 /* Zeros, ±large values and tiny scales: finite results, zero rows give exactly the bias, bits as scalar. */
 static void test_extremes(cq_kernel kernel) {
-    const int64_t m = 6, n = 16, k = 128;
+    const int64_t m = 6, n = 16;
     for (size_t t = 0; t < N_QTYPES; t++) {
         const int type = k_qtypes[t];
+        const int64_t k = is_kquant(type) ? 512 : 128;
         weights w = make_weights(type, n, k, 0);
         float *x = xmalloc(m * k * 4), *y = xmalloc(m * n * 4), *ys = xmalloc(m * n * 4), *bias = xmalloc(n * 4);
         for (int64_t i = 0; i < n; i++) bias[i] = (float)i - 3.5f;
@@ -891,12 +1160,15 @@ static void test_extreme_scales(cq_kernel kernel) {
         for (int finite = 0; finite < 2; finite++) {
             weights w = make_weights(type, n, k, 1); /* random codes */
             const size_t bb = cq_type_get(type)->block_bytes;
-            for (int64_t b = 0; b < n * (k / 32); b++) {
+            const int64_t per_block = cq_type_get(type)->block_elems;
+            for (int64_t b = 0; b < n * (k / per_block); b++) {
                 uint8_t *blk = (uint8_t *)w.w + b * bb;
                 /* finite: the largest scale, and the largest mins of both signs (or 0) */
-                put_u16(blk, finite ? 0x7bff : halves[rnd_u32() % nh]);
-                if (has_min(type)) put_u16(blk + 2, finite ? (uint16_t[]){0x7bff, 0xfbff, 0}[rnd_u32() % 3]
-                                                           : halves[rnd_u32() % nh]);
+                const size_t d_at = type == CQ_TYPE_Q6_K ? 208 : 0;
+                const int min_at = has_min(type) || type == CQ_TYPE_Q4_K || type == CQ_TYPE_Q5_K ? 2 : -1;
+                put_u16(blk + d_at, finite ? 0x7bff : halves[rnd_u32() % nh]);
+                if (min_at >= 0) put_u16(blk + min_at, finite ? (uint16_t[]){0x7bff, 0xfbff, 0}[rnd_u32() % 3]
+                                                              : halves[rnd_u32() % nh]);
             }
             float *x = xmalloc(m * k * 4), *y = xmalloc(m * n * 4), *ys = xmalloc(m * n * 4), *bias = xmalloc(n * 4);
             for (int64_t i = 0; i < n; i++) bias[i] = rnd_uniform();
@@ -926,8 +1198,8 @@ static void test_extreme_scales(cq_kernel kernel) {
 /* Results do not depend on the thread count (tiles are independent). */
 static void test_threads_deterministic(cq_kernel kernel) {
     const int64_t m = 37, n = 45, k = 256;
-    const int types[] = {CQ_TYPE_Q4_0, CQ_TYPE_Q5_1};
-    for (int t = 0; t < 2; t++) {
+    const int types[] = {CQ_TYPE_Q4_0, CQ_TYPE_Q5_1, CQ_TYPE_Q4_K, CQ_TYPE_Q5_K, CQ_TYPE_Q6_K};
+    for (int t = 0; t < 5; t++) {
         weights w = make_weights(types[t], n, k, 0);
         float *x = xmalloc(m * k * 4), *a = xmalloc(m * n * 4), *b = xmalloc(m * n * 4);
         make_x(x, m, k, 0);
@@ -948,10 +1220,11 @@ static void test_threads_deterministic(cq_kernel kernel) {
 
 /* Packed quantized matrices take the file's bytes: 8 × the block size per panel block, padding rows only. */
 static void test_pack_sizes(void) {
-    const int64_t n = 13, k = 320;
+    const int64_t n = 13;
     for (size_t t = 0; t < N_QTYPES; t++) {
         const int type = k_qtypes[t];
         const cq_type_info *info = cq_type_get(type);
+        const int64_t k = is_kquant(type) ? 768 : 320;
         CHECK(info->can_gemm == 1, "%s can_gemm", info->name);
         weights w = make_weights(type, n, k, 1);
         cq_matrix *mat = NULL;
@@ -960,8 +1233,9 @@ static void test_pack_sizes(void) {
         CHECK(cq_matrix_bytes(mat) == want, "%s packed %zu bytes, want %zu (8 rows x file blocks per panel)",
               info->name, cq_matrix_bytes(mat), want);
         cq_matrix_free(mat);
-        CHECK(cq_matrix_pack(type, w.w, n, 48, 0, CQ_KERNEL_SCALAR, &mat) == CQ_ERR_BAD_SHAPE && mat == NULL,
-              "%s K %% 32 rejected", info->name);
+        CHECK(cq_matrix_pack(type, w.w, n, is_kquant(type) ? 288 : 48, 0, CQ_KERNEL_SCALAR, &mat) == CQ_ERR_BAD_SHAPE &&
+                  mat == NULL,
+              "%s K not a multiple of the block rejected", info->name);
         free_weights(&w);
     }
 }
@@ -1238,8 +1512,8 @@ static void test_api_errors(void) {
     float w[64] = {0};
     CHECK(cq_matrix_pack(CQ_TYPE_Q8_0, w, 1, 31, 0, CQ_KERNEL_SCALAR, &mat) == CQ_ERR_BAD_SHAPE && mat == NULL,
           "pack rejects K %% 32 != 0");
-    CHECK(cq_matrix_pack(CQ_TYPE_Q6_K, w, 1, 256, 0, CQ_KERNEL_SCALAR, &mat) == CQ_ERR_UNSUPPORTED_TYPE,
-          "pack rejects types without kernels");
+    CHECK(cq_matrix_pack(5, w, 1, 256, 0, CQ_KERNEL_SCALAR, &mat) == CQ_ERR_UNSUPPORTED_TYPE,
+          "pack rejects unknown types");
     CHECK(cq_matrix_pack(CQ_TYPE_F32, NULL, 1, 8, 0, CQ_KERNEL_SCALAR, &mat) == CQ_ERR_INVALID_ARGUMENT,
           "pack rejects NULL");
     CHECK(cq_matrix_pack(CQ_TYPE_F32, w, 2, 8, 4, CQ_KERNEL_SCALAR, &mat) == CQ_ERR_INVALID_ARGUMENT,
@@ -1266,6 +1540,7 @@ int main(void) {
     test_quantize_bounds();
     test_quantize_extremes();
     test_quant_fixtures();
+    test_kquant_quantize();
     test_api_errors();
     test_pack_sizes();
     test_norms();
@@ -1274,6 +1549,7 @@ int main(void) {
         if (!cq_kernel_supported(kernel)) continue;
         printf("-- kernel %s\n", cq_kernel_name(kernel));
         test_activation_quantization(kernel);
+        test_activation_quantization_k(kernel);
         test_gemm_shapes(kernel);
         test_extremes(kernel);
         test_extreme_scales(kernel);

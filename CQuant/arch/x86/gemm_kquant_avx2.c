@@ -189,9 +189,11 @@ CQ_AVX2_INLINE void k_affine_rows(const cq_tile *t, const int R, const int five)
     for (int64_t b = 0; b < nb; b++, blk += block_bytes) {
         _Alignas(32) uint8_t S[64], M[64];
         unpack_k_scales(blk, S, M);
-        __m256i isum[CQ_TILE_ROWS];
+        /* Q4_K: isum [c0 c1 c4 c5 | c2 c3 c6 c7]; Q5_K: isum (columns 0-3) and isum_hi (4-7) as madd leaves them,
+         * folded by one hadd after the super-block */
+        __m256i isum[CQ_TILE_ROWS], isum_hi[CQ_TILE_ROWS];
         CQ_UNROLL
-        for (int r = 0; r < R; r++) isum[r] = _mm256_setzero_si256();
+        for (int r = 0; r < R; r++) isum[r] = isum_hi[r] = _mm256_setzero_si256();
         for (int j = 0; j < 8; j++) {
             const uint8_t *sub = blk + CQ_K_SUBS_OFFSET + (size_t)j * sub_bytes;
             __m256i lo[CQ_TILE_ROWS], hi[CQ_TILE_ROWS]; /* i16 pair sums over the sub-block, columns 0-3 and 4-7 */
@@ -218,9 +220,10 @@ CQ_AVX2_INLINE void k_affine_rows(const cq_tile *t, const int R, const int five)
             if (five) {
                 const __m256i sc_lo = _mm256_shuffle_epi8(s8, spread_lo(0)), sc_hi = _mm256_shuffle_epi8(s8, spread_hi(0));
                 CQ_UNROLL
-                for (int r = 0; r < R; r++)
-                    isum[r] = _mm256_add_epi32(isum[r], _mm256_hadd_epi32(_mm256_madd_epi16(lo[r], sc_lo),
-                                                                          _mm256_madd_epi16(hi[r], sc_hi)));
+                for (int r = 0; r < R; r++) {
+                    isum[r] = _mm256_add_epi32(isum[r], _mm256_madd_epi16(lo[r], sc_lo));
+                    isum_hi[r] = _mm256_add_epi32(isum_hi[r], _mm256_madd_epi16(hi[r], sc_hi));
+                }
             } else {
                 const __m256i sc = _mm256_shuffle_epi8(s8, spread_hadd());
                 CQ_UNROLL
@@ -235,6 +238,7 @@ CQ_AVX2_INLINE void k_affine_rows(const cq_tile *t, const int R, const int five)
         const __m256 dw = load_halves(blk, order), mw = load_halves(blk + CQ_K_DMIN_OFFSET, order);
         CQ_UNROLL
         for (int r = 0; r < R; r++) {
+            if (five) isum[r] = _mm256_hadd_epi32(isum[r], isum_hi[r]);
             __m256i msum = _mm256_setzero_si256();
             CQ_UNROLL
             for (int p = 0; p < 4; p++) {
@@ -287,9 +291,9 @@ CQ_AVX2_INLINE void q6_k_rows(const cq_tile *t, const int R) {
     const uint8_t *blk = t->panel;
     for (int64_t b = 0; b < nb; b++, blk += CQ_Q6_K_PANEL_BLOCK_BYTES) {
         const uint8_t *scales = blk + CQ_Q6_K_SCALES_OFFSET;
-        __m256i isum[CQ_TILE_ROWS];
+        __m256i isum_lo[CQ_TILE_ROWS], isum_hi[CQ_TILE_ROWS]; /* columns 0-3 and 4-7 as madd leaves them */
         CQ_UNROLL
-        for (int r = 0; r < R; r++) isum[r] = _mm256_setzero_si256();
+        for (int r = 0; r < R; r++) isum_lo[r] = isum_hi[r] = _mm256_setzero_si256();
         for (int i = 0; i < 16; i++) {
             const uint8_t *sub = blk + CQ_Q6_K_SUBS_OFFSET + (size_t)i * CQ_Q6_K_SUB_BYTES;
             const __m256i w0 = _mm256_loadu_si256((const __m256i *)sub);
@@ -311,8 +315,8 @@ CQ_AVX2_INLINE void q6_k_rows(const cq_tile *t, const int R) {
                 __m256i lo = _mm256_add_epi16(_mm256_maddubs_epi16(a0, x0), _mm256_maddubs_epi16(b0, x1));
                 __m256i hi = _mm256_add_epi16(_mm256_maddubs_epi16(a1, x0), _mm256_maddubs_epi16(b1, x1));
                 keep(&lo, &hi);
-                isum[r] = _mm256_add_epi32(isum[r], _mm256_hadd_epi32(_mm256_madd_epi16(lo, sc_lo),
-                                                                      _mm256_madd_epi16(hi, sc_hi)));
+                isum_lo[r] = _mm256_add_epi32(isum_lo[r], _mm256_madd_epi16(lo, sc_lo));
+                isum_hi[r] = _mm256_add_epi32(isum_hi[r], _mm256_madd_epi16(hi, sc_hi));
             }
         }
         /* the −32: 32·Σ_i sc_i·bsum16_i per column, from (sc_i, sc_i+1) pairs against (bsum16_i, bsum16_i+1) */
@@ -329,7 +333,8 @@ CQ_AVX2_INLINE void q6_k_rows(const cq_tile *t, const int R) {
                 memcpy(&bs, &xr[r][b].bsum16[2 * p], 4);
                 off = _mm256_add_epi32(off, _mm256_madd_epi16(sp[p], _mm256_set1_epi32(bs)));
             }
-            const __m256i s = _mm256_sub_epi32(isum[r], _mm256_slli_epi32(off, 5));
+            const __m256i isum = _mm256_hadd_epi32(isum_lo[r], isum_hi[r]);
+            const __m256i s = _mm256_sub_epi32(isum, _mm256_slli_epi32(off, 5));
             acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_set1_ps(xr[r][b].d)), acc[r]);
         }
     }

@@ -41,13 +41,7 @@
 
 #if CQ_ARCH_X86
 
-#include <immintrin.h>
-#include <string.h>
-
-#define CQ_AVX2 __attribute__((target("avx2,fma,f16c")))
-#define CQ_AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma,f16c")))
-/* the row and group loops must unroll fully, so their arrays of vectors live in registers */
-#define CQ_UNROLL _Pragma("GCC unroll 8")
+#include "avx2_common.h"
 
 /* ------------------------------------------------------------------------------------------------------ */
 /* Activation quantization                                                                                 */
@@ -92,44 +86,6 @@ CQ_AVX2 void cq_quantize_x_avx2(const float *x, int64_t k, cq_block_q8x *out) {
         _mm256_storeu_si256((__m256i *)out->q, bytes);
         out->d = d;
         out->sum = _mm_cvtsi128_si32(s4);
-    }
-}
-
-/* ------------------------------------------------------------------------------------------------------ */
-/* Shared pieces                                                                                           */
-/* ------------------------------------------------------------------------------------------------------ */
-
-/* [c0 c1 c2 c3 c4 c5 c6 c7] ↔ [c0 c1 c4 c5 c2 c3 c6 c7] (the hadd order); the permutation is its own inverse. */
-CQ_AVX2_INLINE __m256i hadd_order(void) { return _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7); }
-
-/* An empty asm that claims to change v: the compiler must keep the running sum in a register at this point,
- * instead of reassociating the whole block's sums into a tree whose partial results spill to the stack. */
-CQ_AVX2_INLINE void keep(__m256i *a, __m256i *b) { __asm__("" : "+x"(*a), "+x"(*b)); }
-
-CQ_AVX2_INLINE __m256i bcast_q8(const int8_t *q) {
-    int64_t v;
-    memcpy(&v, q, 8);
-    return _mm256_set1_epi64x(v);
-}
-
-CQ_AVX2_INLINE __m256 load_bias(const cq_tile *t) {
-    if (!t->bias) return _mm256_setzero_ps();
-    if (t->cols == CQ_PANEL_COLS) return _mm256_loadu_ps(t->bias);
-    float b[CQ_PANEL_COLS] = {0};
-    for (int c = 0; c < t->cols; c++) b[c] = t->bias[c];
-    return _mm256_loadu_ps(b);
-}
-
-/* Stores row r (natural column order), adding the bias when there is one (acc + bias, as the reference). */
-CQ_AVX2_INLINE void store_row(const cq_tile *t, int r, __m256 v, __m256 bias) {
-    if (t->bias) v = _mm256_add_ps(v, bias);
-    float *y = t->y + (int64_t)r * t->ldy;
-    if (t->cols == CQ_PANEL_COLS) {
-        _mm256_storeu_ps(y, v);
-    } else {
-        float tmp[CQ_PANEL_COLS];
-        _mm256_storeu_ps(tmp, v);
-        for (int c = 0; c < t->cols; c++) y[c] = tmp[c];
     }
 }
 
@@ -209,11 +165,6 @@ CQ_AVX2_INLINE int nib_has_qh(nib_fmt f) { return f == NIB_Q5_0 || f == NIB_Q5_1
 CQ_AVX2_INLINE int nib_has_min(nib_fmt f) { return f == NIB_Q4_1 || f == NIB_Q5_1; }
 /* log2 of the offset subtracted from the unsigned code (Q4_0: 8, Q5_0: 16), 0 for none */
 CQ_AVX2_INLINE int nib_offset_shift(nib_fmt f) { return f == NIB_Q4_0 ? 3 : f == NIB_Q5_0 ? 4 : 0; }
-
-/* The 16 fp16 values at p (8 scales or 8 mins) in hadd order. */
-CQ_AVX2_INLINE __m256 load_scales(const uint8_t *p, __m256i order) {
-    return _mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)), order);
-}
 
 CQ_AVX2_INLINE void nib_rows(const cq_tile *t, const int R, const nib_fmt fmt) {
     const int64_t nb = t->k / CQ_QBLOCK;

@@ -11,7 +11,9 @@
  * sums [c0 ×4, c1 ×4 | c2 ×4, c3 ×4] that are added over a sub-block (Q4_K: 4 groups, ≤ 15240; Q5_K: 4 groups,
  * ≤ 31496; Q6_K: 2 groups, ≤ 32004 — all int16). The sub-block's 8 scales then enter through madd:
  *   Q4_K  hadd_epi16 of the two halves (≤ 30480) → madd with the scales in hadd order → int32 [c0 c1 c4 c5 | c2 c3 c6 c7]
- *   Q5_K, Q6_K  madd of each half with its columns' scales, then hadd_epi32 → the same lanes
+ *   Q5_K, Q6_K  madd of each half with its columns' scales ([c0 c0 c1 c1 | c2 c2 c3 c3] and the same for 4-7), summed
+ *         per half over the super-block and folded by one hadd_epi32 after it → the same lanes (one hadd per
+ *         sub-block instead cost 8 % of Q5_K's and Q6_K's speed)
  * and the int32 sums are added over the super-block (|isum| < 2^31, cquant.h). The 6-bit scales of a Q4_K/Q5_K panel
  * block are unpacked once for all rows (three loads, a dozen byte operations), each sub-block's 8 then spread to
  * int16 lanes by one broadcast and one byte shuffle. The mins term is 4 madds per row and super-block: (M_j, M_j+1)
@@ -26,12 +28,7 @@
 
 #if CQ_ARCH_X86
 
-#include <immintrin.h>
-#include <string.h>
-
-#define CQ_AVX2 __attribute__((target("avx2,fma,f16c")))
-#define CQ_AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma,f16c")))
-#define CQ_UNROLL _Pragma("GCC unroll 8")
+#include "avx2_common.h"
 
 /* ------------------------------------------------------------------------------------------------------ */
 /* Activation quantization (256-value blocks)                                                              */
@@ -86,43 +83,6 @@ CQ_AVX2 void cq_quantize_xk_avx2(const float *x, int64_t k, cq_block_q8k *out) {
 /* ------------------------------------------------------------------------------------------------------ */
 /* Shared pieces                                                                                           */
 /* ------------------------------------------------------------------------------------------------------ */
-
-/* [c0 c1 c2 c3 c4 c5 c6 c7] ↔ [c0 c1 c4 c5 c2 c3 c6 c7] (the hadd order); the permutation is its own inverse. */
-CQ_AVX2_INLINE __m256i hadd_order(void) { return _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7); }
-
-/* The running sums must stay in registers here (see gemm_avx2.c). */
-CQ_AVX2_INLINE void keep(__m256i *a, __m256i *b) { __asm__("" : "+x"(*a), "+x"(*b)); }
-
-CQ_AVX2_INLINE __m256i bcast8(const void *p) {
-    int64_t v;
-    memcpy(&v, p, 8);
-    return _mm256_set1_epi64x(v);
-}
-
-CQ_AVX2_INLINE __m256 load_bias(const cq_tile *t) {
-    if (!t->bias) return _mm256_setzero_ps();
-    if (t->cols == CQ_PANEL_COLS) return _mm256_loadu_ps(t->bias);
-    float b[CQ_PANEL_COLS] = {0};
-    for (int c = 0; c < t->cols; c++) b[c] = t->bias[c];
-    return _mm256_loadu_ps(b);
-}
-
-CQ_AVX2_INLINE void store_row(const cq_tile *t, int r, __m256 v, __m256 bias) {
-    if (t->bias) v = _mm256_add_ps(v, bias);
-    float *y = t->y + (int64_t)r * t->ldy;
-    if (t->cols == CQ_PANEL_COLS) {
-        _mm256_storeu_ps(y, v);
-    } else {
-        float tmp[CQ_PANEL_COLS];
-        _mm256_storeu_ps(tmp, v);
-        for (int c = 0; c < t->cols; c++) y[c] = tmp[c];
-    }
-}
-
-/* 8 fp16 values (one per column) in hadd order, as fp32. */
-CQ_AVX2_INLINE __m256 load_halves(const uint8_t *p, __m256i order) {
-    return _mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)), order);
-}
 
 /* Byte shuffles that spread 8 per-column bytes (broadcast to every 64-bit lane) into int16 lanes; −1 (0x80 set)
  * zeroes a byte. SPREAD_HADD: [b0 b0 b1 b1 b4 b4 b5 b5 | b2 b2 b3 b3 b6 b6 b7 b7] (hadd order, each column twice);
@@ -203,20 +163,20 @@ CQ_AVX2_INLINE void k_affine_rows(const cq_tile *t, const int R, const int five)
                 __m256i c0 = _mm256_and_si256(w, nib);
                 __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(w, 4), nib);
                 if (five) { /* 5th bits as in gemm_avx2.c's Q5 tiles */
-                    const __m256i h = bcast8(sub + 8 * g);
+                    const __m256i h = bcast_q8(sub + 8 * g);
                     c0 = _mm256_or_si256(c0, _mm256_and_si256(_mm256_sllv_epi64(h, shl), sixteen));
                     c1 = _mm256_or_si256(c1, _mm256_and_si256(_mm256_srlv_epi64(h, shr), sixteen));
                 }
                 CQ_UNROLL
                 for (int r = 0; r < R; r++) {
-                    const __m256i xb = bcast8(xr[r][b].q + 32 * j + 8 * g);
+                    const __m256i xb = bcast_q8(xr[r][b].q + 32 * j + 8 * g);
                     const __m256i p0 = _mm256_maddubs_epi16(c0, xb), p1 = _mm256_maddubs_epi16(c1, xb);
                     lo[r] = g ? _mm256_add_epi16(lo[r], p0) : p0;
                     hi[r] = g ? _mm256_add_epi16(hi[r], p1) : p1;
                     keep(&lo[r], &hi[r]);
                 }
             }
-            const __m256i s8 = bcast8(S + 8 * j);
+            const __m256i s8 = bcast_q8(S + 8 * j);
             if (five) {
                 const __m256i sc_lo = _mm256_shuffle_epi8(s8, spread_lo(0)), sc_hi = _mm256_shuffle_epi8(s8, spread_hi(0));
                 CQ_UNROLL
@@ -235,7 +195,7 @@ CQ_AVX2_INLINE void k_affine_rows(const cq_tile *t, const int R, const int five)
         __m256i mp[4];
         CQ_UNROLL
         for (int p = 0; p < 4; p++) mp[p] = pair_rows(M + 16 * p, 0, order);
-        const __m256 dw = load_halves(blk, order), mw = load_halves(blk + CQ_K_DMIN_OFFSET, order);
+        const __m256 dw = load_scales(blk, order), mw = load_scales(blk + CQ_K_DMIN_OFFSET, order);
         CQ_UNROLL
         for (int r = 0; r < R; r++) {
             if (five) isum[r] = _mm256_hadd_epi32(isum[r], isum_hi[r]);
@@ -306,12 +266,12 @@ CQ_AVX2_INLINE void q6_k_rows(const cq_tile *t, const int R) {
             const __m256i b0 = _mm256_or_si256(_mm256_and_si256(w1, nib), _mm256_and_si256(tb, top));
             const __m256i b1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(w1, 4), nib),
                                                _mm256_and_si256(_mm256_srli_epi16(tb, 2), top));
-            const __m256i s8 = bcast8(scales + 8 * i);
+            const __m256i s8 = bcast_q8(scales + 8 * i);
             const __m256i sc_lo = _mm256_srai_epi16(_mm256_shuffle_epi8(s8, spread_lo(1)), 8);
             const __m256i sc_hi = _mm256_srai_epi16(_mm256_shuffle_epi8(s8, spread_hi(1)), 8);
             CQ_UNROLL
             for (int r = 0; r < R; r++) {
-                const __m256i x0 = bcast8(xr[r][b].q + 16 * i), x1 = bcast8(xr[r][b].q + 16 * i + 8);
+                const __m256i x0 = bcast_q8(xr[r][b].q + 16 * i), x1 = bcast_q8(xr[r][b].q + 16 * i + 8);
                 __m256i lo = _mm256_add_epi16(_mm256_maddubs_epi16(a0, x0), _mm256_maddubs_epi16(b0, x1));
                 __m256i hi = _mm256_add_epi16(_mm256_maddubs_epi16(a1, x0), _mm256_maddubs_epi16(b1, x1));
                 keep(&lo, &hi);
@@ -323,7 +283,7 @@ CQ_AVX2_INLINE void q6_k_rows(const cq_tile *t, const int R) {
         __m256i sp[8];
         CQ_UNROLL
         for (int p = 0; p < 8; p++) sp[p] = pair_rows(scales + 16 * p, 1, order);
-        const __m256 dw = load_halves(blk, order);
+        const __m256 dw = load_scales(blk, order);
         CQ_UNROLL
         for (int r = 0; r < R; r++) {
             __m256i off = _mm256_setzero_si256();

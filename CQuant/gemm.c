@@ -93,6 +93,8 @@ size_t cq_matrix_bytes(const cq_matrix *m) { return m ? (size_t)m->panels * m->p
 
 /* ------------------------------------------------------------------------------------------------------ */
 
+_Static_assert(sizeof(cq_block_q8k) == 320, "cq_block_q8k: 5 cache lines, q first");
+
 /* Activation blocks per row and bytes per block of each quantized activation format. */
 static int64_t act_blocks(cq_act_kind act, int64_t k) { return act == CQ_ACT_Q8K ? k / CQ_KBLOCK : k / CQ_QBLOCK; }
 static size_t act_block_bytes(cq_act_kind act) { return act == CQ_ACT_Q8K ? sizeof(cq_block_q8k) : sizeof(cq_block_q8x); }

@@ -6,7 +6,8 @@
  *      Block layouts are bit-compatible with ggml/GGUF, so file bytes are used as they are.
  *   2. Packing: weights are repacked once, at load, into column panels that the micro-kernels stream.
  *   3. GEMM: Y[M×N] = X[M×K] · Wᵀ (+ bias). X is fp32; for quantized W it is quantized on the fly to
- *      int8 blocks of 32 (one scale each), dot products are integer, block-scale products accumulate in fp32.
+ *      int8 blocks of 32 (one scale each; 256 with sums per 16 and 32 for the K-quants), dot products are integer,
+ *      block-scale products accumulate in fp32.
  *
  * Kernels (scalar reference, AVX2+FMA, NEON, NEON dotprod, NEON i8mm) are chosen at run time from the CPU's
  * features; VZQ_KERNEL=scalar|avx2|neon|dotprod|i8mm forces one. Threads: VZQ_THREADS or cq_set_threads().
@@ -123,11 +124,14 @@ size_t cq_row_bytes(int type, int64_t n);
  *              dmin = max min/63 (fp16), 6-bit sc = round(63·scale/max scale), m likewise, and the codes again:
  *              round((x + dmin·m)/(d·sc)) clamped (a sub-block with d·sc = 0 keeps the search's codes)
  *   Q6_K       per sub-block of 16: the scale of make_qx_quants (rmse_type 1: x²-weighted, 18 trial scales
- *              −(32 + 0.1·i)/max), then d = −(the scale of largest |·|)/128 (fp16), sc = min(127, round(scale/d)),
- *              codes round(x/(d·sc)) clamped to −32…31; a super-block whose scales are all < 1e-15 is all zero.
- * So the bytes equal llama.cpp's (checked against the fixture of tools/make_kquant_fixtures.py, made by llama.cpp's
- * own ggml_quantize_chunk on x86-64, where ggml is built without FMA contraction), for every input. An AArch64 build
- * of llama.cpp may contract some products into FMAs and then differ from both in the last bit of a search sum. */
+ *              −(32 + 0.1·i)/max), then with S the scale of largest |·|: d = −S/128 (fp16), sc = min(127,
+ *              round(−128·scale/S)) as int8, codes round(x/(d·sc)) clamped to −32…31; a super-block whose scales
+ *              are all < 1e-15 is all zero.
+ * So the bytes equal llama.cpp's: the C tests hold them to the fixture of tools/make_kquant_fixtures.py (made by
+ * llama.cpp's own ggml_quantize_chunk on x86-64, where ggml is built without FMA contraction; 36 super-blocks per type
+ * with ties, zeros of both signs, fp16 overflow, fp32 subnormals, NaN and ±inf), with no divergence, on x86-64 and on
+ * AArch64. An AArch64 build of llama.cpp itself may contract products into FMAs and then differ from both in the last
+ * bit of a search sum, so a different choice of scale now and then. */
 cq_status cq_quantize_row(int type, const float *src, void *dst, int64_t n);
 
 /* `type` → fp32 for one row of n values. */

@@ -194,13 +194,20 @@ void cq_pack_panel_q5_k(const void *w, size_t row_stride, int rows, int64_t k, v
     pack_panel_k_affine(w, row_stride, rows, k, panel, 1);
 }
 
-/* Q6_K: file block ql[128], qh[64], int8 scales[16], fp16 d; code l of the super-block (0…255, ggml's order). */
-static uint8_t q6_code(const uint8_t *blk, int l) {
-    const int h = l / 128, r = l % 128, quarter = r / 32, i = r % 32;
-    const uint8_t *ql = blk + 64 * h, *qh = blk + 128 + 32 * h;
-    const uint8_t low = quarter % 2 ? ql[32 + i] : ql[i];
-    const int nib = quarter < 2 ? low & 15 : low >> 4;
-    return (uint8_t)(nib | ((qh[i] >> (2 * quarter)) & 3) << 4);
+/* Q6_K: file block ql[128], qh[64], int8 scales[16], fp16 d. Its 256 6-bit codes in k order (ggml's layout: per
+ * half of 128, values i, i+32, i+64, i+96 are the low nibbles of ql[i], ql[i+32], then their high nibbles, with bits
+ * 0-1, 2-3, 4-5, 6-7 of qh[i] on top). */
+static void q6_codes(const uint8_t *blk, uint8_t code[CQ_KBLOCK]) {
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *ql = blk + 64 * h, *qh = blk + 128 + 32 * h;
+        uint8_t *out = code + 128 * h;
+        for (int i = 0; i < 32; i++) {
+            out[i] = (uint8_t)((ql[i] & 15) | (qh[i] & 3) << 4);
+            out[i + 32] = (uint8_t)((ql[i + 32] & 15) | ((qh[i] >> 2) & 3) << 4);
+            out[i + 64] = (uint8_t)((ql[i] >> 4) | ((qh[i] >> 4) & 3) << 4);
+            out[i + 96] = (uint8_t)((ql[i + 32] >> 4) | ((qh[i] >> 6) & 3) << 4);
+        }
+    }
 }
 
 void cq_pack_panel_q6_k(const void *w, size_t row_stride, int rows, int64_t k, void *panel) {
@@ -213,7 +220,7 @@ void cq_pack_panel_q6_k(const void *w, size_t row_stride, int rows, int64_t k, v
             const uint8_t *blk = (const uint8_t *)w + (size_t)c * row_stride + (size_t)b * 210;
             memcpy(out + 2 * c, blk + 208, 2);
             for (int i = 0; i < 16; i++) out[CQ_Q6_K_SCALES_OFFSET + 8 * i + c] = blk[192 + i];
-            for (int l = 0; l < CQ_KBLOCK; l++) codes[c][l] = q6_code(blk, l);
+            q6_codes(blk, codes[c]);
         }
         for (int i = 0; i < 16; i++) {
             uint8_t *sub = out + CQ_Q6_K_SUBS_OFFSET + (size_t)i * CQ_Q6_K_SUB_BYTES;

@@ -13,8 +13,11 @@ folder. Nothing of llama.cpp is copied or committed: only the fixture this print
                            fp32-subnormal values, outliers, a single nonzero value, NaN and ±inf
   quantize_<type>.out.bin  the GGUF bytes ggml_quantize_chunk made of them
 
-Files go to OUT (default Tests/VZQuantTests/Fixtures/quant) with kquant_manifest.json, in manifest.json's format
-(format 1, one case per type, labelled groups of values; ggml_divergences is empty: these bytes are ggml's own).
+Files go to OUT (default Tests/VZQuantTests/Fixtures/quant), and the three cases into OUT/manifest.json beside
+make_quant_fixtures.py's (format 1, labelled groups of values; ggml_divergences is empty: these bytes are ggml's own;
+each case names its generator, seed and llama-cpp-python version). Earlier cases of the same names are replaced, the
+rest of the manifest is kept, and make_quant_fixtures.py keeps these cases when it rewrites the manifest. So one
+manifest lists every type CQuant quantizes, for the C tests and the Swift tests alike.
 Seeded: the same numpy and llama.cpp give the same bytes. The library must be an x86-64 build (ggml's reference
 quantizers are then free of FMA contraction, so the bytes do not depend on the compiler's choices).
 
@@ -31,6 +34,7 @@ import sys
 import numpy as np
 
 SEED = 20261207
+GENERATOR = "tools/make_kquant_fixtures.py"  # make_quant_fixtures.py keeps the manifest cases marked with this
 QK_K = 256
 TYPES = {"q4_K": (12, 144), "q5_K": (13, 176), "q6_K": (14, 210)}  # name: (ggml type, bytes per super-block)
 
@@ -133,7 +137,8 @@ def inputs(rng):
 
 
 def dump_manifest(manifest):
-    """JSON with one line per group, as make_quant_fixtures.py writes manifest.json."""
+    """JSON with one line per group: make_quant_fixtures.py's dump_manifest, repeated here because that module needs
+    gguf-py, which the llama-cpp-python environment need not have. Both must write the same text."""
     lines = ["{"]
     for k, v in manifest.items():
         if k != "cases":
@@ -169,6 +174,11 @@ def main():
     out_dir = os.path.normpath(args.out)
     os.makedirs(out_dir, exist_ok=True)
 
+    try:
+        from importlib.metadata import version
+        llama_version = version("llama-cpp-python")
+    except Exception:
+        llama_version = None
     cases = []
     for name, (ggml_type, block_bytes) in TYPES.items():
         g = inputs(np.random.default_rng([SEED, ggml_type]))
@@ -184,26 +194,21 @@ def main():
             "name": case, "op": "quantize", "type": name, "ggml_type": ggml_type, "values": int(x.size),
             "blocks": int(x.size // QK_K), "block_values": QK_K, "block_bytes": block_bytes,
             "input": f"{case}.in.bin", "expected": f"{case}.out.bin", "ggml_divergences": [], "groups": g.groups,
+            "generator": GENERATOR, "seed": SEED, "numpy": np.__version__, "llama_cpp_python": llama_version,
+            "source": "llama.cpp ggml_quantize_chunk, no imatrix, x86-64",
         })
 
-    try:
-        from importlib.metadata import version
-        llama_version = version("llama-cpp-python")
-    except Exception:
-        llama_version = None
-    manifest = {
-        "format": 1,
-        "generator": "tools/make_kquant_fixtures.py",
-        "seed": SEED,
-        "numpy": np.__version__,
-        "llama_cpp_python": llama_version,
-        "note": "quantize: input float32 LE values, expected GGUF bytes from llama.cpp's ggml_quantize_chunk "
-                "(no imatrix, x86-64). groups label value ranges [start, start+count).",
-        "cases": cases,
-    }
+    path = os.path.join(out_dir, "manifest.json")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            manifest = json.load(f)
+    else:
+        manifest = {"format": 1, "cases": []}
+    ours = {c["name"] for c in cases}
+    manifest["cases"] = [c for c in manifest["cases"] if c["name"] not in ours] + cases
     text = dump_manifest(manifest)
     assert json.loads(text) == manifest
-    with open(os.path.join(out_dir, "kquant_manifest.json"), "w", encoding="utf-8") as f:
+    with open(path, "w", encoding="utf-8") as f:
         f.write(text)
     total = sum(os.path.getsize(os.path.join(out_dir, f"quantize_{n}.{e}.bin")) for n in TYPES for e in ("in", "out"))
     print(f"{len(cases)} cases, {total} bytes of blocks in {out_dir}")

@@ -19,7 +19,8 @@ bytes ggml makes ("ggml_divergences"); the .out.bin file always holds gguf-py's 
 blocks, every quantized block of the 32-value types is also computed by a scalar transcription of ggml's reference
 C (ggml_quantize_block), which must give gguf-py's bytes on every other block: a difference of an unknown kind
 stops the script.
-Everything is seeded: re-running with the same numpy and gguf reproduces the same bytes.
+Everything is seeded: re-running with the same numpy and gguf reproduces the same bytes. The K-quants' quantize
+cases in the manifest come from tools/make_kquant_fixtures.py (llama.cpp's bytes) and are kept as they are.
 
 Needs: numpy, gguf (pip install gguf).
 """
@@ -700,6 +701,13 @@ def main():
                    "label": "random bit patterns"}]
         write(f"dequantize_{TYPE_NAMES[qtype]}", "dequantize", qtype, y.size, bits.astype("<u2").tobytes(),
               y.astype("<f4").tobytes(), groups)
+
+    # The K-quant quantize cases come from tools/make_kquant_fixtures.py (llama.cpp's own bytes; gguf-py cannot
+    # quantize K-quants): kept as they are.
+    old_path = os.path.join(out_dir, "manifest.json")
+    if os.path.exists(old_path):
+        with open(old_path, encoding="utf-8") as f:
+            cases += [c for c in json.load(f)["cases"] if c.get("generator") == "tools/make_kquant_fixtures.py"]
 
     manifest = {
         "format": 1,

@@ -521,7 +521,7 @@ static int apply_divergences(const char *manifest, const char *name, uint8_t *ex
     return count;
 }
 
-/* cq_quantize_row gives the bytes of every quantize fixture listed in `manifest_name` (gguf-py's, ggml's C where the
+/* cq_quantize_row gives the bytes of the quantize fixtures of `types` in `manifest_name` (gguf-py's, ggml's C where the
  * manifest lists a divergence; for the K-quants llama.cpp's own), here on every host and build this driver runs on.
  * CQ_FIXTURES overrides the directory (default: the repository's, relative to its root, where tools/ctest.sh runs). */
 static void test_fixture_set(const char *manifest_name, const int *types, size_t ntypes, const char *source) {
@@ -578,9 +578,9 @@ static void test_quant_fixtures(void) {
     const int types[] = {CQ_TYPE_Q8_0, CQ_TYPE_Q4_0, CQ_TYPE_Q4_1, CQ_TYPE_Q5_0, CQ_TYPE_Q5_1, CQ_TYPE_F16,
                          CQ_TYPE_BF16};
     test_fixture_set("manifest.json", types, sizeof types / sizeof *types, "gguf-py");
-    /* tools/make_kquant_fixtures.py: bytes from llama.cpp's ggml_quantize_chunk */
+    /* the same manifest's K-quant cases, from tools/make_kquant_fixtures.py: llama.cpp's ggml_quantize_chunk bytes */
     const int ktypes[] = {CQ_TYPE_Q4_K, CQ_TYPE_Q5_K, CQ_TYPE_Q6_K};
-    test_fixture_set("kquant_manifest.json", ktypes, 3, "llama.cpp");
+    test_fixture_set("manifest.json", ktypes, 3, "llama.cpp");
 }
 
 /* ---------- K-quant quantizers: consistency with the dequantizer, determinism, extreme inputs ---------- */

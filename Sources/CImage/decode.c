@@ -29,6 +29,7 @@ static int check_dimensions(uint64_t width, uint64_t height, uint64_t max_pixels
     }
     uint64_t pixels = width * height;  // both < 2^32, so no overflow
     if (pixels > max_pixels) {
+        out->over_limit = 1;
         set_error(out, "image is %llux%llu = %llu pixels, over the limit of %llu pixels",
                   (unsigned long long)width, (unsigned long long)height, (unsigned long long)pixels,
                   (unsigned long long)max_pixels);

@@ -42,6 +42,20 @@ public enum AlphaHandling: Sendable {
     case drop
 }
 
+/// An image over a limit of `ImageDecodeOptions` (file bytes, pixels): a well-formed file too large to take, not a
+/// broken one (a server answers 413 for it, 400 for a `FormatError`).
+public struct ImageOverLimit: Error, CustomStringConvertible, Equatable, Sendable {
+    public let file: String
+    public let message: String
+
+    public init(file: String, _ message: String) {
+        self.file = file
+        self.message = message
+    }
+
+    public var description: String { "\(file): \(message)" }
+}
+
 public struct ImageDecodeOptions: Sendable {
     /// Decompression-bomb guard: width × height above this is rejected from the header, before any pixel buffer
     /// is allocated. Default 64 megapixels (an RGB buffer of 192 MB).
@@ -87,7 +101,7 @@ public enum ImageDecoder {
 
     static func decode(raw: UnsafeRawBufferPointer, name: String, options: ImageDecodeOptions) throws -> RGBImage {
         if raw.count > options.maxFileBytes {
-            throw FormatError(file: name, "image is \(raw.count) bytes, over the limit of \(options.maxFileBytes) bytes")
+            throw ImageOverLimit(file: name, "image is \(raw.count) bytes, over the limit of \(options.maxFileBytes) bytes")
         }
         let maxPixels = UInt64(max(0, options.maxPixels))
         var out = vzq_image()
@@ -118,6 +132,7 @@ public enum ImageDecoder {
             let message = withUnsafeBytes(of: out.error) { buf in
                 String(decoding: buf.prefix(while: { $0 != 0 }), as: UTF8.self)
             }
+            if out.over_limit != 0 { throw ImageOverLimit(file: name, message) }
             throw FormatError(file: name, message.isEmpty ? "cannot decode" : message)
         }
         let w = Int(out.width), h = Int(out.height)

@@ -187,13 +187,18 @@ final class ImageTests: XCTestCase {
 
     // MARK: hostile input
 
-    func expectError(_ data: [UInt8], _ name: String, options: ImageDecodeOptions = .init(),
+    /// The error decoding `data` gives: a `FormatError` (a broken file), or with `overLimit` an `ImageOverLimit`.
+    func expectError(_ data: [UInt8], _ name: String, options: ImageDecodeOptions = .init(), overLimit: Bool = false,
                      file: StaticString = #filePath, line: UInt = #line) -> String? {
         do {
             _ = try ImageDecoder.decode(data: Data(data), name: name, options: options)
             XCTFail("\(name): decoded without error", file: file, line: line)
             return nil
-        } catch let e as FormatError {
+        } catch let e as FormatError where !overLimit {
+            XCTAssertEqual(e.file, name, file: file, line: line)
+            XCTAssertFalse(e.description.contains("\n"), file: file, line: line)
+            return e.description
+        } catch let e as ImageOverLimit where overLimit {
             XCTAssertEqual(e.file, name, file: file, line: line)
             XCTAssertFalse(e.description.contains("\n"), file: file, line: line)
             return e.description
@@ -258,7 +263,7 @@ final class ImageTests: XCTestCase {
     }
 
     func testDimensionLimits() throws {
-        let bomb = expectError(pngHeader(width: 100_000, height: 100_000), "bomb.png")
+        let bomb = expectError(pngHeader(width: 100_000, height: 100_000), "bomb.png", overLimit: true)
         XCTAssertTrue(bomb?.contains("over the limit") ?? false, bomb ?? "")
         let zero = expectError(pngHeader(width: 0, height: 10), "zero.png")
         XCTAssertNotNil(zero)
@@ -272,12 +277,12 @@ final class ImageTests: XCTestCase {
             }
             i += 2 + Int(jpeg[i + 2]) << 8 + Int(jpeg[i + 3])
         }
-        let big = expectError(jpeg, "bomb.jpg")
+        let big = expectError(jpeg, "bomb.jpg", overLimit: true)
         XCTAssertTrue(big?.contains("over the limit") ?? false, big ?? "")
         // the limit is configurable: a real 37×23 file fails under a 100-pixel limit
-        let small = expectError(try bytes("rgb37x23.png"), "limit.png", options: .init(maxPixels: 100))
+        let small = expectError(try bytes("rgb37x23.png"), "limit.png", options: .init(maxPixels: 100), overLimit: true)
         XCTAssertTrue(small?.contains("851 pixels") ?? false, small ?? "")
-        let small2 = expectError(try bytes("photo37x23.jpg"), "limit.jpg", options: .init(maxPixels: 100))
+        let small2 = expectError(try bytes("photo37x23.jpg"), "limit.jpg", options: .init(maxPixels: 100), overLimit: true)
         XCTAssertTrue(small2?.contains("over the limit") ?? false, small2 ?? "")
         print("hostile: \(bomb ?? "")\n  \(zero ?? "")\n  \(big ?? "")\n  \(small ?? "")")
     }

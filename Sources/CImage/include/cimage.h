@@ -25,6 +25,7 @@ typedef struct vzq_image {
     uint32_t height;
     uint8_t *pixels;              // width * height * 3 bytes, RGB
     int exif_orientation;         // JPEG: EXIF orientation tag 1…8 if present, else 0 (not applied here)
+    int over_limit;               // 1 when the error is the caller's pixel limit (not a broken file)
     char error[200];              // set when a decode function returns non-zero
 } vzq_image;
 

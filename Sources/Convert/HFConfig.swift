@@ -249,22 +249,6 @@ public struct HFVisionConfig: Decodable, Sendable {
     }
 }
 
-extension KeyedDecodingContainer {
-    /// An integer field. A number with a fraction (2.5) is a type error naming the field: Foundation's own error
-    /// for that case is "The given data was not valid JSON." with no path. A whole number written as a float
-    /// (2.0) is read as the integer it is.
-    func decodeIntegerIfPresent(forKey key: Key) throws -> Int? {
-        guard contains(key), try !decodeNil(forKey: key) else { return nil }
-        if let i = try? decode(Int.self, forKey: key) { return i }
-        let d = try decode(Double.self, forKey: key)  // not a number at all: typeMismatch with the path
-        guard d.rounded() == d, abs(d) < 9.0e15 else {
-            throw DecodingError.typeMismatch(Int.self, .init(codingPath: codingPath + [key],
-                                                             debugDescription: "expected an integer, found \(d)"))
-        }
-        return Int(d)
-    }
-}
-
 /// `preprocessor_config.json`: only the normalization the mmproj records.
 public struct HFPreprocessorConfig: Decodable, Sendable {
     public var imageMean: [Double]?

@@ -51,10 +51,20 @@ package enum Checked {
     package static func isPowerOfTwo(_ v: Int) -> Bool { v > 0 && (v & (v - 1)) == 0 }
 }
 
+/// A coding path as one string, as JavaScript writes it: `messages[0].content`.
+package func decodingPath(_ keys: [any CodingKey]) -> String {
+    var s = ""
+    for k in keys {
+        if let i = k.intValue { s += "[\(i)]" } else { s += s.isEmpty ? k.stringValue : "." + k.stringValue }
+    }
+    return s
+}
+
 /// One line from a DecodingError: what is wrong, and where in the JSON (callers say which file and what kind).
+
 package func describeDecodingError(_ error: DecodingError) -> String {
     func path(_ c: DecodingError.Context) -> String {
-        let p = c.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+        let p = decodingPath(c.codingPath)
         return p.isEmpty ? "" : " at '\(p)'"
     }
     let text: String
@@ -68,4 +78,20 @@ package func describeDecodingError(_ error: DecodingError) -> String {
     @unknown default: text = "\(error)"
     }
     return text.replacingOccurrences(of: "\n", with: " ")
+}
+
+extension KeyedDecodingContainer {
+    /// An integer field. A number with a fraction (2.5) is a type error naming the field: Foundation's own error
+    /// for that case is "The given data was not valid JSON." with no path. A whole number written as a float
+    /// (2.0) is read as the integer it is.
+    package func decodeIntegerIfPresent(forKey key: Key) throws -> Int? {
+        guard contains(key), try !decodeNil(forKey: key) else { return nil }
+        if let i = try? decode(Int.self, forKey: key) { return i }
+        let d = try decode(Double.self, forKey: key)  // not a number at all: typeMismatch with the path
+        guard d.rounded() == d, abs(d) < 9.0e15 else {
+            throw DecodingError.typeMismatch(Int.self, .init(codingPath: codingPath + [key],
+                                                             debugDescription: "expected an integer, found \(d)"))
+        }
+        return Int(d)
+    }
 }

@@ -66,16 +66,45 @@ public final class Conversation {
     /// take the rows (`ContextFull`) the conversation is left as before the call and the next call prefills it all.
     @discardableResult
     public func add(user text: String, images new: [EncodedImage] = []) throws -> Prefill {
-        var content = text
-        let marker = ChatTemplate.imageMarker
-        if !new.isEmpty, !content.contains(marker) { content = String(repeating: marker + "\n", count: new.count) + content }
-        let message = ChatMessage.user(content)
+        let message = ChatMessage.user(Self.placingImages(new.count, in: text))
         let saved = (messages, images, reply)
         do {
             return try prefill(message, images: new)
         } catch {
             (messages, images, reply) = saved
             stale = true
+            throw error
+        }
+    }
+
+    /// `text` with `count` images placed: where it says `ChatTemplate.imageMarker`, else before it (a marker and a
+    /// newline each), as `add(user:images:)` places them.
+    public static func placingImages(_ count: Int, in text: String) -> String {
+        let marker = ChatTemplate.imageMarker
+        guard count > 0, !text.contains(marker) else { return text }
+        return String(repeating: marker + "\n", count: count) + text
+    }
+
+    /// Starts over from turns that already happened (a server request carries its whole history): `history` holds
+    /// user and assistant messages, the user's last, their images placed (`placingImages`); `images` are those
+    /// images in order. Everything is prefilled in one go; later `add` calls extend it as usual.
+    @discardableResult
+    public func start(history: [ChatMessage], images all: [EncodedImage]) throws -> Prefill {
+        guard let last = history.last, last.role == .user else {
+            throw ModelError("a conversation must end with a message from the user")
+        }
+        reset()
+        let marker = ChatTemplate.imageMarker
+        let earlier = history.dropLast().map { $0.content.components(separatedBy: marker).count - 1 }.reduce(0, +)
+        guard earlier <= all.count else {
+            throw ModelError("the messages have more image markers '\(marker)' than images (\(all.count))")
+        }
+        messages += history.dropLast()
+        images = Array(all[..<earlier])
+        do {
+            return try prefill(last, images: Array(all[earlier...]))
+        } catch {
+            reset()
             throw error
         }
     }

@@ -1,8 +1,9 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 //
 // vzquant: a quantized edge runtime for vision-language models.
 //   CQuant   — C11 int8/int4 GEMM kernels (scalar, AVX2, NEON/dotprod/i8mm), OpenMP threads
 //   VZQ*     — the Swift library, one target per layer (Sources/<Layer>), VZQuant re-exports them all
+//   VZQServe — the OpenAI-compatible HTTP server (Hummingbird 2, swift-prometheus)
 //   vzquant  — the command-line tool
 import Foundation
 import PackageDescription
@@ -70,6 +71,9 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // The server: no swift-configuration support needed (flags configure it), so no default traits.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0", traits: []),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.0"),
     ],
     targets: [
         .target(
@@ -128,17 +132,25 @@ let package = Package(
                 dependencies: ["VZQSupport", "VZQKernels", "VZQFormats", "VZQModels", "VZQTokenReduction", "VZQText", "VZQImage",
                                "VZQFamilies", "VZQRuntime", "VZQConvert", "VZQBench"],
                 path: "Sources/VZQuant"),
+        // The HTTP server on the library's Conversation API; apart from the umbrella so that only the CLI (and its
+        // tests) link Hummingbird.
+        .target(name: "VZQServe",
+                dependencies: ["VZQRuntime", "VZQText", "VZQImage", "VZQFormats",
+                               .product(name: "Hummingbird", package: "hummingbird"),
+                               .product(name: "Prometheus", package: "swift-prometheus")],
+                path: "Sources/Serve"),
         .executableTarget(
             name: "vzquant",
             dependencies: [
                 "VZQuant",
+                "VZQServe",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/vzquant"
         ),
         .testTarget(
             name: "VZQuantTests",
-            dependencies: ["VZQuant", "CQuant"],
+            dependencies: ["VZQuant", "VZQServe", "CQuant"],
             path: "Tests/VZQuantTests",
             resources: [.copy("Fixtures")]
         ),

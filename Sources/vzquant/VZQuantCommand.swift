@@ -2,11 +2,12 @@ import ArgumentParser
 import VZQuant
 
 @main
-struct VZQuantCommand: ParsableCommand {
+struct VZQuantCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vzquant",
         abstract: "Quantized edge runtime for vision-language models.",
-        subcommands: [RunCommand.self, ChatCommand.self, TokenizeCommand.self, BenchCommand.self, ConvertCommand.self, Info.self]
+        subcommands: [RunCommand.self, ChatCommand.self, ServeCommand.self, TokenizeCommand.self, BenchCommand.self, ConvertCommand.self,
+                      Info.self]
     )
 }
 

@@ -11,7 +11,7 @@
 #   VZQ_FUZZ_REV=REV                 build Sources/ and CQuant/ as of a commit (git archive) instead of the working tree
 # Output goes to .build-fuzz/logs/TARGET.log; the final statistics are printed. Findings: .build-fuzz/findings/TARGET/.
 #
-# One binary, .build-fuzz/vzq-fuzz, holds all four targets; VZQ_FUZZ_TARGET picks one at start-up:
+# One binary, .build-fuzz/vzq-fuzz, holds all five targets; VZQ_FUZZ_TARGET picks one at start-up:
 #   gguf       GGUF reader (every tensor, every typed metadata getter), then what the model constructors read:
 #              LlamaConfig, VisionConfig, Tokenizer(gguf:) + chat template, and for small files LlamaModel
 #              (prefill/decode/sampling) and VisionPipeline (encode of a tiny image)
@@ -23,6 +23,8 @@
 #              special_tokens_map.json | merges.txt | chat_template.jinja | chat_template.json, empty = absent) as a
 #              model directory through TokenizerImport.metadata, then Tokenizer(pairs:) encode/decode
 #   image      ImageDecoder (JPEG/PNG, ≤ 4 Mpixels) and the llava/clip/siglip preprocessing at size 32, EXIF orientations
+#   request    a `vzquant serve` chat-completions body through ChatJobRequest.parse (JSON, messages, parts, data:
+#              URLs, sampling fields), then each image it carries through ImageDecoder
 # Reproduce a finding:  SWIFT_BACKTRACE=enable=no VZQ_FUZZ_TARGET=gguf .build-fuzz/vzq-fuzz FILE
 #
 # Built with swiftc directly (not SwiftPM): every library layer under Sources/ (not the command-line tool) as the
@@ -36,7 +38,7 @@ cd "$(dirname "$0")/.."
 # the stack instead.
 export SWIFT_BACKTRACE="${SWIFT_BACKTRACE:-enable=no}"
 OUT=.build-fuzz
-TARGETS=(gguf hf tokenizer image)
+TARGETS=(gguf hf tokenizer image request)
 BIN="$OUT/vzq-fuzz"
 # Limits: a parse that allocates for a hostile count shows up as an out-of-memory finding.
 LIMITS=(-rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=20)
@@ -56,6 +58,8 @@ build() {
         cp -R Sources CQuant "$src/"
     fi
     rm -rf "$src/Sources/vzquant"  # the command-line tool
+    # The server's HTTP side needs Hummingbird (SwiftPM builds it); its request parser is plain Swift, fuzzed here.
+    find "$src/Sources/Serve" -name '*.swift' ! -name ChatRequest.swift ! -name ImageInput.swift ! -name APIError.swift -delete
     cp -R tools/fuzz "$src/tools/"
     if [ "$variant" = seeds ]; then extra=(-D VZQ_FUZZ_SEEDS "$src"/tools/fuzz/seeds/*.swift); fi
     # Rebuild only when an input changed (sources, harness, this script, the compiler).
@@ -198,7 +202,7 @@ case "${1:-}" in
         done
         [ $status -eq 0 ] && echo "fuzz smoke: all targets clean in $((SECONDS - started)) s"
         exit $status ;;
-    all|gguf|hf|tokenizer|image)
+    all|gguf|hf|tokenizer|image|request)
         build
         seconds="${2:-600}"
         targets=("$1")

@@ -1,10 +1,11 @@
 // libFuzzer entry point for vzquant's parsers (built by tools/fuzz.sh into the VZQuant module, not by SwiftPM).
 //
-// One binary, four targets; VZQ_FUZZ_TARGET picks one when the process starts:
+// One binary, five targets; VZQ_FUZZ_TARGET picks one when the process starts:
 //   gguf       GGUFTarget.swift       GGUF files and what the model constructors read from them
 //   hf         HFTarget.swift         safetensors, config.json, preprocessor_config.json, the HF planner
 //   tokenizer  TokenizerTarget.swift  tokenizer.json & co. through TokenizerImport, then Tokenizer
 //   image      ImageTarget.swift      JPEG/PNG decoding and preprocessing
+//   request    RequestTarget.swift    `vzquant serve`'s chat-completions request parser
 // VZQ_FUZZ_WRITE_SEEDS=DIR (in the seed-writer build, seeds/Seeds.swift) writes the synthetic seeds to DIR/gguf
 // and DIR/hf and exits.
 //
@@ -16,7 +17,7 @@ import Glibc
 #endif
 
 enum FuzzTarget: String, CaseIterable {
-    case gguf, hf, tokenizer, image
+    case gguf, hf, tokenizer, image, request
 }
 
 nonisolated(unsafe) var fuzzTarget = FuzzTarget.gguf
@@ -73,6 +74,7 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         case .hf: fuzzHF(bytes)
         case .tokenizer: fuzzTokenizer(bytes)
         case .image: fuzzImage(bytes)
+        case .request: fuzzRequest(bytes)
         }
     }
     return 0

@@ -31,7 +31,9 @@ public enum VisualTokens: Sendable, Equatable, CustomStringConvertible {
 
     /// An explicit split: D dominant + C contextual tokens.
     public init(dominant d: Int, contextual c: Int) throws {
-        guard d >= 0, c >= 0, d + c >= 1 else { throw VisionZipError("dominant \(d) and contextual \(c) tokens must be ≥ 0 and not both 0") }
+        guard d >= 0, c >= 0, d > 0 || c > 0 else { throw VisionZipError("dominant \(d) and contextual \(c) tokens must be ≥ 0 and not both 0") }
+        try VisionZip.Budget.checkSize(max(d, c))
+        try VisionZip.Budget.checkSize(d + c)
         self = .budget(VisionZip.Budget(dominant: d, contextual: c))
     }
 

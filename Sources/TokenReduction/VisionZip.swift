@@ -59,6 +59,15 @@ public enum VisionZip {
         public var contextual: Int
         public init(dominant: Int, contextual: Int) { (self.dominant, self.contextual) = (dominant, contextual) }
         public var total: Int { dominant + contextual }
+
+        /// More tokens than any encoder makes (2²⁴) is a mistake, and would overflow the split's arithmetic.
+        public static let maxTokens = 1 << 24
+
+        package static func checkSize(_ n: Int) throws {
+            guard n <= maxTokens else {
+                throw VisionZipError("visual token budget \(n) is larger than any encoder's tokens (at most \(maxTokens))")
+            }
+        }
         public var description: String { "\(dominant)+\(contextual)" }
 
         /// Splits `--visual-tokens N` as the paper does (54:10 = 84.4:15.6):
@@ -66,6 +75,7 @@ public enum VisionZip {
         /// 64 → 54+10, 128 → 108+20, 192 → 162+30 exactly; N ≤ 3 → N+0. D ≥ 1 for every N ≥ 1.
         public static func split(visualTokens n: Int) throws -> Budget {
             guard n >= 1 else { throw VisionZipError("visual token budget must be at least 1, got \(n)") }
+            try checkSize(n)
             let c = (5 * n + 16) / 32
             return Budget(dominant: n - c, contextual: c)
         }

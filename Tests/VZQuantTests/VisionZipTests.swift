@@ -267,6 +267,15 @@ final class VisionZipTests: XCTestCase {
             XCTAssertGreaterThanOrEqual(b.dominant, 1)
         }
         XCTAssertThrowsError(try VisionZip.Budget.split(visualTokens: 0))
+        // Budgets past any encoder's tokens are refused, not overflowed (a fuzz finding: "visual_tokens": "8446744073709551615").
+        XCTAssertEqual(try VisionZip.Budget.split(visualTokens: 1 << 24).total, 1 << 24)
+        for n in [(1 << 24) + 1, Int.max / 5, Int.max] {
+            XCTAssertThrowsError(try VisionZip.Budget.split(visualTokens: n), "\(n)")
+            XCTAssertThrowsError(try VisualTokens(String(n)), "\(n)")
+        }
+        XCTAssertThrowsError(try VisualTokens(dominant: Int.max, contextual: 1))
+        XCTAssertThrowsError(try VisualTokens(dominant: 1 << 23, contextual: 1 << 23 + 1))
+        XCTAssertEqual(try VisualTokens(dominant: 0, contextual: 3), .budget(.init(dominant: 0, contextual: 3)))
     }
 
     // MARK: (5) LLaVA end to end

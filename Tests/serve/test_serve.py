@@ -11,10 +11,12 @@ import os
 import pathlib
 import socket
 import statistics
+import struct
 import subprocess
 import threading
 import time
 import urllib.request
+import zlib
 
 import openai
 import pytest
@@ -303,6 +305,11 @@ def test_malformed_requests_leave_the_server_serving(server, results):
         b'{"messages": [' + b'{"role": "user", "content": "a"},' * 50 + b'{"role": "assistant", "content": "b"}]}',
         b'{"messages": [{"role": "user", "content": "hi"}]' + b" " * 10 + b"," + b'"x": ' + b"[" * 5000 + b"]" * 5000 + b"}",
     ]
+    # A decompression bomb: a PNG header claiming 100000×100000 pixels (413 from the header, nothing allocated).
+    ihdr = b"IHDR" + struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0)
+    bomb = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + ihdr + struct.pack(">I", zlib.crc32(ihdr)) + struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+    bodies.append(json.dumps({"messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(bomb).decode()}}]}]}).encode())
     truncated_png = data_url(FIXTURES / "images" / "gray64x48.png")[:400]
     bodies.append(json.dumps({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": truncated_png}}]}]}).encode())
     statuses = {}

@@ -42,7 +42,7 @@
 #define CQ_PANEL_MIN_OFFSET 16        /* Q4_1, Q5_1: fp16 m[8] */
 #define CQ_Q4_0_CODES_OFFSET 16       /* nibbles */
 #define CQ_Q4_1_CODES_OFFSET 32       /* nibbles */
-#define CQ_Q5_0_QH_OFFSET 16          /* 5th bits */
+#define CQ_Q5_0_QH_OFFSET 16          /* Q5_0, Q5_1: top bits hi[4][8] of rows 4…7 (cquant.h) */
 #define CQ_Q5_0_CODES_OFFSET 48
 #define CQ_Q5_1_QH_OFFSET 32
 #define CQ_Q5_1_CODES_OFFSET 64

@@ -54,13 +54,28 @@ static void pack_nibbles(const uint8_t codes[CQ_PANEL_COLS][CQ_QBLOCK], uint8_t 
                 q[32 * g + 8 * c + j] = (uint8_t)((codes[c][8 * g + j] & 15) | ((codes[c + 4][8 * g + j] & 15) << 4));
 }
 
-/* The 5th bits of Q5_0/Q5_1 codes, transposed: bit c of qh[g][j] = bit 4 of column c's code at k = 8g + j. */
+/* The 5th bits of Q5_K codes, transposed: bit c of qh[g][j] = bit 4 of column c's code at k = 8g + j. */
 static void pack_high_bits(const uint8_t codes[CQ_PANEL_COLS][CQ_QBLOCK], uint8_t *qh) {
     for (int i = 0; i < CQ_QBLOCK; i++) { /* i = 8g + j */
         uint8_t bits = 0;
         for (int c = 0; c < CQ_PANEL_COLS; c++) bits |= (uint8_t)(((codes[c][i] >> 4) & 1) << c);
         qh[i] = bits;
     }
+}
+
+/* Q5_0/Q5_1 panel codes (cquant.h): q[g][cc][j] = column cc's 5-bit code in bits 0-4 and bits 0-2 of column
+ * cc+4's code in bits 5-7; bits 2g and 2g+1 of hi[cc][j] = bits 3-4 of column cc+4's code; k = 8g + j. */
+static void pack_codes5(const uint8_t codes[CQ_PANEL_COLS][CQ_QBLOCK], uint8_t *hi, uint8_t *q) {
+    for (int cc = 0; cc < 4; cc++)
+        for (int j = 0; j < 8; j++) {
+            uint8_t e = 0;
+            for (int g = 0; g < 4; g++) {
+                const uint8_t a = codes[cc][8 * g + j], b = codes[cc + 4][8 * g + j];
+                q[32 * g + 8 * cc + j] = (uint8_t)((a & 31) | ((b & 7) << 5));
+                e |= (uint8_t)(((b >> 3) & 3) << (2 * g));
+            }
+            hi[8 * cc + j] = e;
+        }
 }
 
 static inline uint32_t load_u32(const uint8_t *p) {
@@ -78,9 +93,9 @@ static void block_codes(const uint8_t *qs, const uint8_t *qh, uint8_t code[CQ_QB
 }
 
 /* The four nibble types, from the file block (fp16 d, [fp16 m], [uint32 qh], uint8 qs[16]) to the panel block
- * (fp16 d[8], then fp16 m[8] at `min_off`, qh[4][8] at `qh_off`, q[4][4][8] at `codes_off`; an offset of 0 means
- * the type has no such part). Missing rows get scale 0, min 0, and the code whose value is zero (`zero_code`),
- * so they are zero whatever a kernel does with them. */
+ * (fp16 d[8], then fp16 m[8] at `min_off`, the 5-bit types' hi[4][8] at `qh_off`, q[4][4][8] at `codes_off`; an
+ * offset of 0 means the type has no such part). Missing rows get scale 0, min 0, and the code whose value is zero
+ * (`zero_code`), so they are zero whatever a kernel does with them. */
 static void pack_panel_nibbles(const void *w, size_t row_stride, int rows, int64_t k, void *panel, size_t file_bytes,
                                size_t block_bytes, size_t min_off, size_t qh_off, size_t codes_off, uint8_t zero_code) {
     const int64_t nb = k / CQ_QBLOCK;
@@ -96,8 +111,10 @@ static void pack_panel_nibbles(const void *w, size_t row_stride, int rows, int64
             if (min_off) memcpy(out + min_off + 2 * c, blk + 2, 2); /* fp16 m */
             block_codes(blk + file_qs, qh_off ? blk + file_qh : NULL, codes[c]);
         }
-        if (qh_off) pack_high_bits(codes, out + qh_off);
-        pack_nibbles(codes, out + codes_off);
+        if (qh_off)
+            pack_codes5(codes, out + qh_off, out + codes_off);
+        else
+            pack_nibbles(codes, out + codes_off);
     }
 }
 

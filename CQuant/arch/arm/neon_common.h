@@ -106,24 +106,32 @@ ARM_INLINE void arm_load_half_group(const uint8_t *blk, int g, int h, arm_qfmt f
                                          : CQ_Q5_1_CODES_OFFSET;
     const uint8_t *q = blk + codes;
     const uint8x16_t a = vld1q_u8(q + 32 * g), b = vld1q_u8(q + 32 * g + 16);
-    uint8x16_t ca = h == 0 ? vandq_u8(a, vdupq_n_u8(0x0f)) : vshrq_n_u8(a, 4);
-    uint8x16_t cb = h == 0 ? vandq_u8(b, vdupq_n_u8(0x0f)) : vshrq_n_u8(b, 4);
-    if (fmt == ARM_Q4_0) {
-        /* codes 0…15 with value code − 8; subtracting 8 here (exact) spares the kernels the −8·Σx correction */
-        ca = vsubq_u8(ca, vdupq_n_u8(8));
-        cb = vsubq_u8(cb, vdupq_n_u8(8));
-    } else if (fmt == ARM_Q5_0 || fmt == ARM_Q5_1) {
-        const uint8x8_t qh = vld1_u8(blk + (fmt == ARM_Q5_0 ? CQ_Q5_0_QH_OFFSET : CQ_Q5_1_QH_OFFSET) + 8 * g);
-        const uint8x16_t word = vcombine_u8(qh, qh);
-        /* the second pair tests the same two bits of the word shifted right by 2: one mask for both pairs */
-        const uint8x16_t ha = arm_high_bits(word, 4 * h), hb = arm_high_bits(vshrq_n_u8(word, 2), 4 * h);
-        if (fmt == ARM_Q5_0) {
-            /* code5 − 16 as int8 is the nibble when the 5th bit is set, else the nibble with 0xf0 on top */
-            ca = vorrq_u8(ca, vbicq_u8(vdupq_n_u8(0xf0), ha));
-            cb = vorrq_u8(cb, vbicq_u8(vdupq_n_u8(0xf0), hb));
+    uint8x16_t ca, cb;
+    if (fmt == ARM_Q5_0 || fmt == ARM_Q5_1) {
+        /* columns 0…3: bits 0-4 of each byte; columns 4…7: bits 5-7, and bits 3-4 from the block's top-bit bytes
+         * (group g in bits 2g, 2g+1), shifted by 3 − 2g (a negative count shifts right) */
+        if (h == 0) {
+            ca = vandq_u8(a, vdupq_n_u8(0x1f));
+            cb = vandq_u8(b, vdupq_n_u8(0x1f));
         } else {
-            ca = vorrq_u8(ca, vandq_u8(ha, vdupq_n_u8(0x10)));
-            cb = vorrq_u8(cb, vandq_u8(hb, vdupq_n_u8(0x10)));
+            const uint8_t *top = blk + (fmt == ARM_Q5_0 ? CQ_Q5_0_QH_OFFSET : CQ_Q5_1_QH_OFFSET);
+            const int8x16_t shift = vdupq_n_s8((int8_t)(3 - 2 * g));
+            const uint8x16_t mask = vdupq_n_u8(0x18);
+            ca = vorrq_u8(vshrq_n_u8(a, 5), vandq_u8(vshlq_u8(vld1q_u8(top), shift), mask));
+            cb = vorrq_u8(vshrq_n_u8(b, 5), vandq_u8(vshlq_u8(vld1q_u8(top + 16), shift), mask));
+        }
+        if (fmt == ARM_Q5_0) { /* value code5 − 16, exact in int8; spares the kernels the −16·Σx correction */
+            ca = vsubq_u8(ca, vdupq_n_u8(16));
+            cb = vsubq_u8(cb, vdupq_n_u8(16));
+        }
+    } else {
+        ca = h == 0 ? vandq_u8(a, vdupq_n_u8(0x0f)) : vshrq_n_u8(a, 4);
+        cb = h == 0 ? vandq_u8(b, vdupq_n_u8(0x0f)) : vshrq_n_u8(b, 4);
+        if (fmt == ARM_Q4_0) {
+            /* codes 0…15 with value code − 8; subtracting 8 here (exact) spares the kernels the −8·Σx
+             * correction */
+            ca = vsubq_u8(ca, vdupq_n_u8(8));
+            cb = vsubq_u8(cb, vdupq_n_u8(8));
         }
     }
     w[0] = vreinterpretq_s8_u8(ca);

@@ -66,9 +66,9 @@ void cq_tile_q8_0_scalar(const cq_tile *t) {
     }
 }
 
-/* The 4- and 5-bit types share one panel shape (cquant.h): fp16 d[8] at 0, fp16 m[8] at `min_off`, 5th bits
- * qh[4][8] at `qh_off`, nibbles q[4][4][8] at `codes_off` (offset 0: the type has no such part). `offset` is what
- * the unsigned code is shifted by (value = d·(code − offset) [+ m]). */
+/* The 4- and 5-bit types share one panel shape (cquant.h): fp16 d[8] at 0, fp16 m[8] at `min_off`, the 5-bit
+ * types' top bits hi[4][8] at `qh_off`, codes q[4][4][8] at `codes_off` (offset 0: the type has no such part).
+ * `offset` is what the unsigned code is shifted by (value = d·(code − offset) [+ m]). */
 static inline void tile_nibbles_scalar(const cq_tile *t, size_t block_bytes, size_t min_off, size_t qh_off,
                                        size_t codes_off, int offset) {
     const int64_t nb = t->k / CQ_QBLOCK;
@@ -84,8 +84,10 @@ static inline void tile_nibbles_scalar(const cq_tile *t, size_t block_bytes, siz
                 int32_t isum = 0; /* Σ qx·code, then − offset·Σqx gives Σ qx·(code − offset) */
                 for (int g = 0; g < 4; g++)
                     for (int j = 0; j < 8; j++) {
-                        int32_t code = (q[32 * g + 8 * cc + j] >> shift) & 15;
-                        if (qh_off) code |= ((blk[qh_off + 8 * g + j] >> c) & 1) << 4;
+                        const int32_t byte = q[32 * g + 8 * cc + j];
+                        int32_t code = (byte >> shift) & 15;
+                        if (qh_off) /* 5 bits: column cc in bits 0-4; column cc+4: bits 5-7, then 2 bits of hi */
+                            code = c < 4 ? byte & 31 : (byte >> 5) | ((blk[qh_off + 8 * cc + j] >> (2 * g)) & 3) << 3;
                         isum += code * x[b].q[8 * g + j];
                     }
                 isum -= offset * x[b].sum;

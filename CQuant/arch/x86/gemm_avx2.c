@@ -18,9 +18,9 @@
  * [c0 c1 c4 c5 | c2 c3 c6 c7]. The block scales are permuted the same way once per block, and the fp32
  * accumulators are put back into column order only when stored.
  *
- * Q4_0/Q4_1/Q5_0/Q5_1 group = one register: low nibbles are columns 0..3, high nibbles columns 4..7. For the Q5
- * types the group's 8 qh bytes (one per k, a bit per column) are broadcast and each 64-bit lane (one column) is
- * shifted so that its column's bit sits at bit 4 of every byte: one variable shift, one and, one or per register.
+ * Q4_0/Q4_1/Q5_0/Q5_1 group = one register: low nibbles are columns 0..3, high nibbles columns 4..7. The Q5 types
+ * keep columns 0..3's whole codes in bits 0-4 of the same bytes (one and), columns 4..7's low 3 bits in bits 5-7
+ * and their top 2 bits in one 32-byte register per block, 2 bits per group (shift, and, shift, and, or).
  * Codes are unsigned (0..15 or 0..31), so maddubs(code, x) needs no sign trick; its int16 pair sums are added over
  * the 4 groups of a block (≤ 4·2·15·127 = 15240, or 31496 for 5 bits). 4-bit: one hadd_epi16 of the two halves
  * (≤ 30480, still int16) and one madd widen them to [c0 c1 c4 c5 | c2 c3 c6 c7]; 5-bit: each half is widened by a
@@ -175,29 +175,33 @@ CQ_AVX2_INLINE void nib_rows(const cq_tile *t, const int R, const nib_fmt fmt) {
     const __m256i ones = _mm256_set1_epi16(1);
     const __m256i nib = _mm256_set1_epi8(15);
     const __m256i order = hadd_order();
-    /* 5th bits: 64-bit lane L of a code register is column L (low nibbles) or L + 4 (high nibbles), its byte j is
-     * k = 8g + j, and byte j of the group's qh word holds column c's bit at bit c. Shifting the word left by 4 − L
-     * or right by L brings the lane's column to bit 4 of every byte; what crosses from the neighbouring byte lands
-     * in bits 0…3 or 5…7, which the mask drops. */
-    const __m256i shl = _mm256_setr_epi64x(4, 3, 2, 1), shr = _mm256_setr_epi64x(0, 1, 2, 3);
-    const __m256i sixteen = _mm256_set1_epi8(16);
+    const __m256i five_bits = _mm256_set1_epi8(31), three_bits = _mm256_set1_epi8(7), top_bits = _mm256_set1_epi8(24);
     __m256 acc[CQ_TILE_ROWS];
     CQ_UNROLL
     for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
     const uint8_t *blk = t->panel;
     for (int64_t b = 0; b < nb; b++, blk += nib_block_bytes(fmt)) {
         __m256i lo[CQ_TILE_ROWS], hi[CQ_TILE_ROWS]; /* i16 pair sums over the block, columns 0..3 and 4..7 */
+        /* 5-bit types: bits 3-4 of columns 4..7's codes, group g in bits 2g and 2g+1 of each byte */
+        const __m256i top = five ? _mm256_loadu_si256((const __m256i *)(blk + nib_qh_offset(fmt)))
+                                 : _mm256_setzero_si256();
         CQ_UNROLL
         for (int g = 0; g < 4; g++) {
             const __m256i w = _mm256_loadu_si256((const __m256i *)(blk + nib_codes_offset(fmt) + 32 * g));
-            __m256i c0 = _mm256_and_si256(w, nib);
-            __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(w, 4), nib);
+            __m256i c0, c1;
             if (five) {
-                int64_t qh;
-                memcpy(&qh, blk + nib_qh_offset(fmt) + 8 * g, 8);
-                const __m256i h = _mm256_set1_epi64x(qh);
-                c0 = _mm256_or_si256(c0, _mm256_and_si256(_mm256_sllv_epi64(h, shl), sixteen));
-                c1 = _mm256_or_si256(c1, _mm256_and_si256(_mm256_srlv_epi64(h, shr), sixteen));
+                /* columns 0..3: bits 0-4 of each byte; columns 4..7: bits 5-7, and bits 3-4 from `top` shifted by
+                 * 3 − 2g. The 16-bit shifts carry bits across bytes only into positions the masks drop. */
+                c0 = _mm256_and_si256(w, five_bits);
+                const __m256i t = g == 0 ? _mm256_slli_epi16(top, 3)
+                                : g == 1 ? _mm256_slli_epi16(top, 1)
+                                : g == 2 ? _mm256_srli_epi16(top, 1)
+                                         : _mm256_srli_epi16(top, 3);
+                c1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(w, 5), three_bits),
+                                     _mm256_and_si256(t, top_bits));
+            } else {
+                c0 = _mm256_and_si256(w, nib);
+                c1 = _mm256_and_si256(_mm256_srli_epi16(w, 4), nib);
             }
             CQ_UNROLL
             for (int r = 0; r < R; r++) {

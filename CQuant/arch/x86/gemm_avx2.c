@@ -33,13 +33,14 @@
  * The sign trick takes |w| as the unsigned operand, so a −128 weight code (never written by ggml, but legal
  * bytes) is still exact: |−128| = 128 as u8, and pair sums stay ≤ 2·128·127 < 32768.
  *
- * Why Q8_0 runs at about half the int8 peak (cq_measure_int8_peak_gops: maddubs → madd → add, 2 multiply-port
- * operations per 32 products) while Q4_0 exceeds 80 %: int8 × int8 has no AVX2 instruction, so every 32 products
- * cost a third multiply-port operation here (vpsignb shares those ports on Zen 4), and the i16 pair sums (up to
+ * Why Q8_0 runs at about half the int8 peak (cq_measure_int8_peak_gops: maddubs → madd → add per 32 products)
+ * while Q4_0 exceeds 80 %: int8 × int8 has no AVX2 instruction, so every 32 products cost a fourth operation here
+ * (vpsignb, which issues on the same two ports as vpmaddubsw/vpmaddwd on Zen 4), and the i16 pair sums (up to
  * 32512) cannot be added before widening, as the 4-bit ones can. Tried and measured on Zen 4 (clang -O3, one
- * thread, K=2048 N=5632 M=128): int16 madd with the activations widened once per tile, on 4-value and on 2-value
- * interleaved panels (no sign, no hadd) — 51 % of the peak, the same as this kernel; splitting the codes into
- * nibbles doubles the maddubs. What would reach 70 %: vpdpbusd (AVX-VNNI / AVX512-VNNI), a kernel level of its own.
+ * thread, K=2048 N=5632 M=128; this kernel 50 %): the sign as xor/sub with a shared mask (other ports, one more
+ * operation) 44-46 %; int16 madd with the activations widened once per tile, on 4-value and on 2-value interleaved
+ * panels (no sign, no hadd) 51 %; splitting the codes into nibbles doubles the maddubs. What would reach 70 %:
+ * vpdpbusd (AVX-VNNI / AVX512-VNNI), a kernel level of its own.
  */
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF

@@ -9,7 +9,10 @@ trust vzquant's Swift table), applies llama.cpp's Q/K rotary permutation in nump
 every tensor after gguf.quants.dequantize within the bound of its type:
   F32  exact;  F16  fp16 rounding;  Q8_0  half a step of the block scale + the scale's fp16 rounding;
   Q4_0  one step + the scale's fp16 rounding; Q5_0 the same with codes to 16;
-  Q4_1/Q5_1  half a step + the fp16 rounding of the scale (times the largest code) and of the minimum.
+  Q4_1/Q5_1  half a step + the fp16 rounding of the scale (times the largest code) and of the minimum;
+  Q4_K/Q5_K/Q6_K  half a step of each sub-block's scale (d·sc, parsed here from the 6-bit / int8 scales), plus the
+  distance to the sub-block's representable range for values the codes clamp (ggml's quantizers pick the nearest
+  code for the final scales).
 Also checks metadata, types (the type policy), that nothing is missing or extra, and for LLaVA the vision
 feature-layer truncation. Prints a summary; exits 1 on any mismatch. Needs: gguf, numpy (tools/setup.sh --dev).
 """
@@ -26,7 +29,10 @@ try:
 except ImportError as e:  # pragma: no cover
     sys.exit(f"check_convert.py needs the gguf package ({e}); run tools/setup.sh --dev")
 
-FILE_TYPE_TO_QT = {0: QT.F32, 1: QT.F16, 2: QT.Q4_0, 3: QT.Q4_1, 7: QT.Q8_0, 8: QT.Q5_0, 9: QT.Q5_1}
+FILE_TYPE_TO_QT = {0: QT.F32, 1: QT.F16, 2: QT.Q4_0, 3: QT.Q4_1, 7: QT.Q8_0, 8: QT.Q5_0, 9: QT.Q5_1,
+                   14: QT.Q4_K, 15: QT.Q4_K, 16: QT.Q5_K, 17: QT.Q5_K, 18: QT.Q6_K}
+# llama.cpp's mixes (file types 14–18) give some matrices more bits, and fall back where 256 does not divide a row.
+K_FALLBACK = {QT.Q4_K: QT.Q5_0, QT.Q5_K: QT.Q5_1, QT.Q6_K: QT.Q8_0}
 # 32-value block types: (block bytes, has a minimum, step error, largest code the scale multiplies)
 BLOCK_TYPES = {QT.Q8_0: (34, False, 0.5, 127), QT.Q4_0: (18, False, 1.0, 8), QT.Q5_0: (22, False, 1.0, 16),
                QT.Q4_1: (20, True, 0.5, 15), QT.Q5_1: (24, True, 0.5, 31)}
@@ -109,6 +115,8 @@ def compare(label: str, t, src: np.ndarray) -> None:
         # the fp16 rounding of the scale times the largest code, and of the minimum
         bound = np.broadcast_to((d * (step + qmax * 2.0**-11) + m * 2.0**-11) * (1 + 2.0**-10) + 1e-7,
                                 (d.shape[0], 32)).reshape(-1)
+    elif typ in (QT.Q4_K, QT.Q5_K, QT.Q6_K):
+        bound = kquant_bound(np.asarray(t.data).reshape(-1).view(np.uint8), typ, x)
     else:
         return fail(f"{label}: {t.name} has type {typ.name}, which the converter never writes")
     bad = diff > bound
@@ -116,6 +124,38 @@ def compare(label: str, t, src: np.ndarray) -> None:
         i = int(np.argmax(diff - bound))
         fail(f"{label}: {t.name} ({typ.name}) {int(bad.sum())} values outside the bound; worst at {i}: "
              f"got {deq[i]}, source {x[i]}, bound {bound[i]:.3g}")
+
+
+def kquant_bound(raw: np.ndarray, typ, x: np.ndarray) -> np.ndarray:
+    """Per value: half a step of its sub-block (step = d·sc) plus how far x lies outside the values the codes reach."""
+    f16 = lambda b: b.copy().view("<f2").astype(np.float32).reshape(-1, 1)
+    if typ == QT.Q6_K:
+        blocks = raw.reshape(-1, 210)
+        sc = blocks[:, 192:208].view(np.int8).astype(np.float32)            # 16 sub-blocks of 16
+        step = f16(blocks[:, 208:210]) * sc
+        lo, hi = np.minimum(-32 * step, 31 * step), np.maximum(-32 * step, 31 * step)
+        size = 16
+    else:
+        bsz, qmax = (144, 15) if typ == QT.Q4_K else (176, 31)
+        blocks = raw.reshape(-1, bsz)
+        d, dmin, q = f16(blocks[:, 0:2]), f16(blocks[:, 2:4]), blocks[:, 4:16].astype(np.int32)
+        sc, m = np.empty((len(blocks), 8), np.float32), np.empty((len(blocks), 8), np.float32)
+        for j in range(8):                                                 # ggml's 6-bit scale/min packing
+            if j < 4:
+                sc[:, j], m[:, j] = q[:, j] & 63, q[:, j + 4] & 63
+            else:
+                sc[:, j] = (q[:, j + 4] & 0xF) | ((q[:, j - 4] >> 6) << 4)
+                m[:, j] = (q[:, j + 4] >> 4) | ((q[:, j] >> 6) << 4)
+        step, off = d * sc, dmin * m
+        lo, hi = -off, qmax * step - off
+        size = 32
+    xs = x.reshape(len(blocks), -1, size)
+    step, lo, hi = (a.reshape(len(blocks), -1, 1) for a in (step, lo, hi))
+    outside = np.maximum(0, np.maximum(lo - xs, xs - hi))
+    bound = np.abs(step) * 0.5 * (1 + 2.0**-10) + outside * (1 + 2.0**-10) + np.abs(xs) * 2.0**-20 + 1e-7
+    # a sub-block whose step is 0 (all zeros) decodes to its offset
+    bound = np.where(step == 0, np.abs(xs - lo) + 1e-7, bound)
+    return bound.reshape(-1)
 
 
 def expect_key(label: str, r, key: str, want, tol: float = 0.0) -> None:
@@ -132,25 +172,31 @@ def expect_key(label: str, r, key: str, want, tol: float = 0.0) -> None:
         fail(f"{label}: {key} is {got!r}, expected {want!r}")
 
 
-def expected_type(name: str, ne: list[int], file_type: int):
+def expected_types(name: str, ne: list[int], file_type: int) -> set:
+    """The types the policy may give a tensor: one, or for llama.cpp's K mixes the few its rules choose among
+    (which one, tensor by tensor, is checked against llama.cpp itself in QuantMixTests)."""
     base = FILE_TYPE_TO_QT[file_type]
     if len(ne) == 1 or "position_embd" in name or name == "v.class_embd":
-        return QT.F32
+        return {QT.F32}
     if len(ne) == 4:
-        return QT.F32 if base == QT.F32 else QT.F16
+        return {QT.F32 if base == QT.F32 else QT.F16}
+    if base in K_FALLBACK:
+        wanted = {base, QT.Q5_K, QT.Q6_K, QT.Q8_0}
+        fallback = {K_FALLBACK[t] for t in wanted if t in K_FALLBACK} | {QT.Q8_0}
+        return (wanted if ne[0] % 256 == 0 else fallback) if ne[0] % 32 == 0 else {QT.F16}
     if name == "token_embd.weight" and base in (QT.Q4_0, QT.Q4_1, QT.Q5_0, QT.Q5_1):
-        return QT.Q8_0
+        return {QT.Q8_0}
     if base in BLOCK_TYPES and ne[0] % 32 != 0:
-        return QT.F16
-    return base
+        return {QT.F16}
+    return {base}
 
 
 def check_types(label: str, r) -> None:
     ft = int(r.fields["general.file_type"].contents())
     for t in r.tensors:
-        want = expected_type(t.name, [int(x) for x in t.shape], ft)
-        if QT(t.tensor_type) != want:
-            fail(f"{label}: {t.name} is {QT(t.tensor_type).name}, the type policy says {want.name}")
+        want = expected_types(t.name, [int(x) for x in t.shape], ft)
+        if QT(t.tensor_type) not in want:
+            fail(f"{label}: {t.name} is {QT(t.tensor_type).name}, the type policy says {sorted(w.name for w in want)}")
 
 
 # ---------------------------------------------------------------------------------------------- text model

@@ -23,10 +23,16 @@ enum GGUFPlanner {
         if !source.metadata.contains(GGUFKey.General.fileType) { meta.append((GGUFKey.General.fileType, .uint32(options.policy.fileType))) }
         if !source.metadata.contains(GGUFKey.General.quantizationVersion) { meta.append((GGUFKey.General.quantizationVersion, .uint32(2))) }
 
+        // A mix's per-tensor rules apply to a text model (not to an mmproj, as llama-quantize).
+        var mixContext: MixContext?
+        if options.policy.mix != nil, try source.metadata.string(GGUFKey.General.architecture, default: "") != "clip" {
+            let decoder = try? LlamaConfig(metadata: source.metadata)
+            mixContext = MixContext(tensorNames: source.tensors.map(\.name), groupedKV: decoder.map { $0.kvHeads < $0.heads } ?? false)
+        }
         var tensors: [PlannedTensor] = []
         for t in source.tensors {
             let role = TypePolicy.role(ggufName: t.name, dims: t.dims)
-            let (type, why) = options.policy.choose(role: role, dims: t.dims)
+            let (type, why) = options.policy.choose(role: role, dims: t.dims, name: t.name, file: mixContext)
             if let why { note("\(t.name): \(why)") }
             tensors.append(PlannedTensor(name: t.name, dims: t.dims, type: type,
                                          source: TensorSourceRef(type: t.type, bytes: source.bytes(of: t), owner: source),

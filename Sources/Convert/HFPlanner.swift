@@ -134,13 +134,14 @@ enum HFPlanner {
         }
         let vocab = t.vocab ?? embed.shape.first ?? 0
         var specs = TextTable.plan(t, vocab: vocab)
+        let mix = MixContext(tensorNames: specs.map(\.gguf), groupedKV: t.config.kvHeads < t.config.heads)
         // lm_head sits outside the text model's prefix.
         var tensors: [PlannedTensor] = []
         for s in specs where s.gguf == "output.weight" {
-            tensors += try index.resolve([s], component: .lmHead, policy: policy, file: options.output, note: note)
+            tensors += try index.resolve([s], component: .lmHead, policy: policy, file: options.output, mixContext: mix, note: note)
         }
         specs.removeAll { $0.gguf == "output.weight" }
-        tensors = try index.resolve(specs, component: .text, policy: policy, file: options.output, note: note) + tensors
+        tensors = try index.resolve(specs, component: .text, policy: policy, file: options.output, mixContext: mix, note: note) + tensors
         if t.tiedEmbeddings { index.markUsedIfPresent(.lmHead, "weight") }
         index.markUsedIfPresent(.text, "rotary_emb.inv_freq")
         if case let .llama3(factor, low, high, original) = t.ropeScaling {
@@ -215,7 +216,7 @@ struct ComponentIndex {
 
     /// Finds each spec's tensor, checks dtype and shape against config.json, and picks the output type.
     mutating func resolve(_ specs: [TensorSpec], component: HFComponent, policy: TypePolicy, file: String,
-                          note: (String) -> Void) throws -> [PlannedTensor] {
+                          mixContext: MixContext? = nil, note: (String) -> Void) throws -> [PlannedTensor] {
         var out: [PlannedTensor] = []
         for s in specs {
             guard let t = lookup(component, s.hf) else {
@@ -227,7 +228,7 @@ struct ComponentIndex {
             }
             let srcType = try t.quantType()
             let dims = s.ggmlDims
-            let (type, why) = policy.choose(role: s.role, dims: dims)
+            let (type, why) = policy.choose(role: s.role, dims: dims, name: s.gguf, file: mixContext)
             if let why { note("\(s.gguf): \(why)") }
             used.insert(t.name)
             out.append(PlannedTensor(name: s.gguf, dims: dims, type: type,

@@ -11,8 +11,9 @@ public struct ModelError: Error, CustomStringConvertible {
 
 /// Reads a model's tensors from an opened GGUF file: matrices are packed once (the file's bytes are read, not
 /// kept), F32 vectors are used in place in the mapping (other types are converted once and owned here).
-/// Matrices of types with GEMM kernels (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) are packed at their own size;
-/// the others (K-quants, for now) are repacked once to Q8_0 (~1.06 bytes a weight). With `widenToF32` (or
+/// Matrices of types with GEMM kernels (every type CQuant's table marks can_gemm: F32, F16, BF16, Q8_0, Q4_0, Q4_1,
+/// Q5_0, Q5_1, Q4_K, Q5_K, Q6_K) are packed at their own size; a type without kernels would be repacked once to
+/// Q8_0 (~1.06 bytes a weight). With `widenToF32` (or
 /// `VZQ_WIDEN_F32=1`) every quantized matrix is widened to F32 instead, the numerically exact reference. Rows whose
 /// length is not a multiple of 32 are always widened.
 final class GGUFWeights {

@@ -14,12 +14,13 @@ struct BenchCommand: ParsableCommand {
 struct BenchGemm: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gemm",
-        abstract: "GEMM/GEMV throughput of F32, Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 weights on LLM-shaped matrices.",
+        abstract: "GEMM/GEMV throughput of F32, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K weights on LLM-shaped matrices.",
         discussion: """
             Packs random weights, then times cq_gemm for M ∈ {1, 16, 128, 512} on K×N ∈ {576×1536, 2048×5632, \
             4096×11008}, at --threads and at 1 thread. GOPS = 2·M·N·K / best time. Efficiency is against the int8 \
             multiply-add peak measured in the same run (for f32 rows as well). For M = 1 the weight-streaming \
-            bandwidth is compared with the measured read bandwidth. --quick: the first shape only, short timings.
+            bandwidth is compared with the measured read bandwidth. The K-quants (256-value blocks) skip the \
+            576-wide shape. --quick: the first shape only, short timings.
             """
     )
 

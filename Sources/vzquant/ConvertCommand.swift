@@ -37,10 +37,10 @@ struct ConvertCommand: ParsableCommand {
     @Option(name: .customLong("mmproj-out"), help: "Output GGUF for the vision tower + projector (required for LLaVA).")
     var mmprojOut: String?
 
-    @Option(name: .long, help: "Type of 2-D weights: q4_0, q8_0, f16, f32.")
+    @Option(name: .long, help: "Type of 2-D weights (\(TypePolicy.typeNames.joined(separator: ", "))); q4_k_m, q4_k_s, q5_k_m, q5_k_s and q6_k are llama.cpp's mixes.")
     var type: String = "q8_0"
 
-    @Option(name: .customLong("token-embedding-type"), help: "Type of token_embd (default: q8_0 for q4_0/q4_1/q5_0/q5_1, else --type).")
+    @Option(name: .customLong("token-embedding-type"), help: "Type of token_embd (default: q8_0 for q4_0/q4_1/q5_0/q5_1/q4_k/q5_k, the mix's choice for a mix, else --type).")
     var tokenEmbeddingType: String?
 
     @OptionGroup var compute: ComputeOptions
@@ -55,10 +55,10 @@ struct ConvertCommand: ParsableCommand {
             }
         default: break
         }
-        for (flag, value) in [("--type", type), ("--token-embedding-type", tokenEmbeddingType)] {
-            guard let value else { continue }
+        do { _ = try TypePolicy(named: type) } catch { throw ValidationError("--type: \(error)") }
+        if let value = tokenEmbeddingType {
             guard let t = QuantType(name: value), TypePolicy.outputTypes.contains(t) else {
-                throw ValidationError("\(flag) '\(value)' is not one of q4_0, q8_0, f16, f32")
+                throw ValidationError("--token-embedding-type '\(value)' is not one of \(TypePolicy.outputTypes.map(\.description).joined(separator: ", "))")
             }
         }
     }
@@ -67,7 +67,7 @@ struct ConvertCommand: ParsableCommand {
         try compute.apply()
         if let preset { return try writePreset(preset) }
         guard let source else { throw ValidationError("no source given") }
-        let policy = try TypePolicy(type: QuantType(name: type)!, tokenEmbeddingType: tokenEmbeddingType.flatMap(QuantType.init(name:)))
+        let policy = try TypePolicy(named: type, tokenEmbeddingType: tokenEmbeddingType.flatMap(QuantType.init(name:)))
         let options = ConvertOptions(source: source, output: output, mmprojOutput: mmprojOut, policy: policy, threads: Threads.count)
         let progress = ConvertProgress.forStdout()
         do {
@@ -84,9 +84,11 @@ struct ConvertCommand: ParsableCommand {
 
     /// The synthetic model of `--preset`, with progress (bytes written / total) on stderr for big ones.
     private func writePreset(_ name: String) throws {
-        let type = QuantType(name: type)!
         let embeddingType = tokenEmbeddingType.flatMap(QuantType.init(name:))
         do {
+            guard let type = QuantType(name: type) else {
+                throw ConvertError("presets are generated per type, not as a mix: write --type f16 and re-quantize that file with --type \(type)")
+            }
             let preset = try ModelPreset.named(name)
             let plan = try SyntheticModel.plan(preset: preset, type: type, tokenEmbeddingType: embeddingType)
             let total = plan.text.tensorBytes + (mmprojOut == nil ? 0 : plan.mmproj.tensorBytes)

@@ -325,6 +325,15 @@ final class ConvertTests: XCTestCase {
         files.append([llama3, try convert(llama3, .q8_0, mmproj: false).text])
         let yarn = try writeTinyLlama("yarn-gguf-py", extraConfig: #", "rope_scaling": {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 1024}"#, lmHead: true).dir
         files.append([yarn, try convert(yarn, .q4_0, mmproj: false).text])
+        // K-quants: widths 256 and 512 (K blocks) and a 288-wide model (llama.cpp's fallbacks), as llama.cpp's mixes
+        // and as single types.
+        let wide = try writeTinyLlama("k-wide", lmHead: true, hidden: 256, feedForward: 512, layers: 3).dir
+        let odd = try writeTinyLlama("k-odd", hidden: 288, feedForward: 544, layers: 2).dir
+        for (dir, name) in [(wide, "q4_k_m"), (wide, "q5_k_s"), (wide, "q6_k"), (wide, "q4_k"), (odd, "q4_k_m"), (odd, "q5_k_m")] {
+            let out = temp.appendingPathComponent("\(URL(fileURLWithPath: dir).lastPathComponent)-\(name).gguf").path
+            _ = try Converter.run(ConvertOptions(source: dir, output: out, policy: try TypePolicy(named: name), threads: 2)) { _ in }
+            files.append([dir, out])
+        }
         try Self.requirePython()
         // One interpreter for all checks (gguf-py's import is most of the time).
         let args = ["tools/check_convert.py"] + files.joined(separator: ["--"])
@@ -469,23 +478,24 @@ final class ConvertTests: XCTestCase {
     /// added to config.json and the tokenizer files of fixture `tokenizer`; lm_head only when `lmHead`.
     @discardableResult
     func writeTinyLlama(_ name: String, extraConfig: String = "", vocab: Int = 400, tokenizer: String = "qwen2",
-                        lmHead: Bool = false) throws -> (dir: String, values: [String: [Float]]) {
+                        lmHead: Bool = false, hidden h: Int = 64, feedForward f: Int = 128,
+                        layers: Int = 1) throws -> (dir: String, values: [String: [Float]]) {
         let dir = temp.appendingPathComponent(name).path
         let config = """
-            {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 64, "intermediate_size": 128,
-             "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": \(vocab),
+            {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": \(h), "intermediate_size": \(f),
+             "num_hidden_layers": \(layers), "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": \(vocab),
              "max_position_embeddings": 8192, "rms_norm_eps": 1e-05, "rope_theta": 10000.0\(extraConfig)}
             """
-        var tensors: [(String, [Int])] = [("model.embed_tokens.weight", [vocab, 64])]
+        var tensors: [(String, [Int])] = [("model.embed_tokens.weight", [vocab, h])]
         let layer: [(String, [Int])] = [
-            ("input_layernorm.weight", [64]), ("self_attn.q_proj.weight", [64, 64]), ("self_attn.k_proj.weight", [32, 64]),
-            ("self_attn.v_proj.weight", [32, 64]), ("self_attn.o_proj.weight", [64, 64]),
-            ("post_attention_layernorm.weight", [64]), ("mlp.gate_proj.weight", [128, 64]),
-            ("mlp.up_proj.weight", [128, 64]), ("mlp.down_proj.weight", [64, 128]),
+            ("input_layernorm.weight", [h]), ("self_attn.q_proj.weight", [h, h]), ("self_attn.k_proj.weight", [h / 2, h]),
+            ("self_attn.v_proj.weight", [h / 2, h]), ("self_attn.o_proj.weight", [h, h]),
+            ("post_attention_layernorm.weight", [h]), ("mlp.gate_proj.weight", [f, h]),
+            ("mlp.up_proj.weight", [f, h]), ("mlp.down_proj.weight", [h, f]),
         ]
-        tensors += layer.map { ("model.layers.0.\($0.0)", $0.1) }
-        tensors.append(("model.norm.weight", [64]))
-        if lmHead { tensors.append(("lm_head.weight", [vocab, 64])) }
+        for i in 0..<layers { tensors += layer.map { ("model.layers.\(i).\($0.0)", $0.1) } }
+        tensors.append(("model.norm.weight", [h]))
+        if lmHead { tensors.append(("lm_head.weight", [vocab, h])) }
         let values = try writeCheckpoint(dir, config: config, tensors: tensors)
         let from = try Self.hfDirectory(tokenizer)
         for f in ["tokenizer.json", "tokenizer_config.json"] {
@@ -714,7 +724,7 @@ final class ConvertTests: XCTestCase {
         XCTAssertEqual(p.choose(role: .positionEmbedding, dims: [64, 17]).0, .f32)
         XCTAssertEqual(p.choose(role: .patchEmbedding, dims: [8, 8, 3, 64]).0, .f16)
         XCTAssertEqual(try TypePolicy(type: .f32).choose(role: .patchEmbedding, dims: [8, 8, 3, 64]).0, .f32)
-        XCTAssertThrowsError(try TypePolicy(type: .q4_K))
+        XCTAssertThrowsError(try TypePolicy(type: .bf16))
 
         // --token-embedding-type reaches the file.
         let (out, _, _) = try convert(try Self.hfDirectory("qwen2"), .q4_0, mmproj: false, tokenEmbedding: .f16)

@@ -308,3 +308,120 @@ cq_status cq_rms_norm_rows(const float *x, int64_t rows, int64_t dim, const floa
     for (int64_t r = 0; r < rows; r++) rms_norm_row(x + r * dim, dim, weight, eps, y + r * dim);
     return CQ_OK;
 }
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Attention over a KV cache (decode)                                                                      */
+/* ------------------------------------------------------------------------------------------------------ */
+
+/* Key/value rows longer than this are converted in pieces (head dims are 64–256 in practice). */
+#define CQ_ATTN_ROW 512
+
+/* One cache row of n values (F32 or F16) as fp32: in place for F32, converted into buf for F16. */
+CQ_INLINE const float *kv_row(int kv_type, const void *base, int64_t index, int64_t n, float *buf) {
+    if (kv_type == CQ_TYPE_F32) return (const float *)base + index;
+    const uint16_t *h = (const uint16_t *)base + index;
+#if CQ_ARCH_ARM && defined(__ARM_FP16_FORMAT_IEEE)
+    for (int64_t i = 0; i < n; i++) buf[i] = (float)((const __fp16 *)h)[i];
+#else
+    for (int64_t i = 0; i < n; i++) buf[i] = cq_fp16_to_fp32(h[i]);
+#endif
+    return buf;
+}
+
+CQ_INLINE float dot_lanes(const float *a, const float *b, int64_t n) {
+    float lane[CQ_LANES] = {0};
+    int64_t i = 0;
+    for (; i + CQ_LANES <= n; i += CQ_LANES)
+        for (int l = 0; l < CQ_LANES; l++) lane[l] += a[i + l] * b[i + l];
+    float sum = 0.0f;
+    for (; i < n; i++) sum += a[i] * b[i];
+    for (int l = 0; l < CQ_LANES; l++) sum += lane[l];
+    return sum;
+}
+
+/* Query row i, heads h0 … h1−1 (all of KV group g): every key row is read once and scored against each of those
+ * heads, each head's scores go through softmax, then every value row is read once and added to each head's output
+ * with its weight. */
+CQ_INLINE void attend_body(int64_t i, int64_t g, int64_t h0, int64_t h1, int64_t s, int64_t heads, int64_t hd,
+                           float scale, const float *q, int64_t ldq, int kv_type, const void *k, int64_t ldk,
+                           const void *v, int64_t ldv, int64_t causal_offset, float *scores, float *out, int64_t ldo) {
+    int64_t n = s;
+    if (causal_offset >= 0 && causal_offset + i + 1 < s) n = causal_offset + i + 1;
+    float buf[CQ_ATTN_ROW];
+    const float *qi = q + i * ldq;
+    for (int64_t h = h0; h < h1; h++) {
+        float *o = out + i * ldo + h * hd;
+        for (int64_t e = 0; e < hd; e++) o[e] = 0.0f;
+    }
+    for (int64_t e0 = 0; e0 < hd; e0 += CQ_ATTN_ROW) {
+        const int64_t w = hd - e0 < CQ_ATTN_ROW ? hd - e0 : CQ_ATTN_ROW;
+        for (int64_t j = 0; j < n; j++) {
+            const float *key = kv_row(kv_type, k, j * ldk + g * hd + e0, w, buf);
+            for (int64_t h = h0; h < h1; h++) {
+                float *sc = scores + (i * heads + h) * s;
+                const float part = dot_lanes(qi + h * hd + e0, key, w);
+                sc[j] = e0 == 0 ? part : sc[j] + part;
+            }
+        }
+    }
+    for (int64_t h = h0; h < h1; h++) {
+        float *sc = scores + (i * heads + h) * s;
+        for (int64_t j = 0; j < n; j++) sc[j] *= scale;
+        softmax_row_body(sc, n, n);
+    }
+    for (int64_t e0 = 0; e0 < hd; e0 += CQ_ATTN_ROW) {
+        const int64_t w = hd - e0 < CQ_ATTN_ROW ? hd - e0 : CQ_ATTN_ROW;
+        for (int64_t j = 0; j < n; j++) {
+            const float *val = kv_row(kv_type, v, j * ldv + g * hd + e0, w, buf);
+            for (int64_t h = h0; h < h1; h++) {
+                const float p = scores[(i * heads + h) * s + j];
+                float *o = out + i * ldo + h * hd + e0;
+                for (int64_t e = 0; e < w; e++) o[e] += p * val[e];
+            }
+        }
+    }
+}
+
+static void attend(int64_t i, int64_t g, int64_t h0, int64_t h1, int64_t s, int64_t heads, int64_t hd, float scale,
+                   const float *q, int64_t ldq, int kv_type, const void *k, int64_t ldk, const void *v, int64_t ldv,
+                   int64_t causal_offset, float *scores, float *out, int64_t ldo) {
+    attend_body(i, g, h0, h1, s, heads, hd, scale, q, ldq, kv_type, k, ldk, v, ldv, causal_offset, scores, out, ldo);
+}
+CQ_AVX2_COPY(attend,
+             (int64_t i, int64_t g, int64_t h0, int64_t h1, int64_t s, int64_t heads, int64_t hd, float scale,
+              const float *q, int64_t ldq, int kv_type, const void *k, int64_t ldk, const void *v, int64_t ldv,
+              int64_t causal_offset, float *scores, float *out, int64_t ldo),
+             (i, g, h0, h1, s, heads, hd, scale, q, ldq, kv_type, k, ldk, v, ldv, causal_offset, scores, out, ldo))
+
+cq_status cq_attention_cached(int64_t t, int64_t s, int64_t heads, int64_t kv_heads, int64_t hd, float scale,
+                              const float *q, int64_t ldq, int kv_type, const void *k, int64_t ldk, const void *v,
+                              int64_t ldv, int64_t causal_offset, float *scores, float *out, int64_t ldo) {
+    if (t < 0 || s < 0 || heads < 1 || kv_heads < 1 || heads % kv_heads != 0 || hd < 1) return CQ_ERR_INVALID_ARGUMENT;
+    if (kv_type != CQ_TYPE_F32 && kv_type != CQ_TYPE_F16) return CQ_ERR_UNSUPPORTED_TYPE;
+    if (ldq < heads * hd || ldo < heads * hd || ldk < kv_heads * hd || ldv < kv_heads * hd) return CQ_ERR_INVALID_ARGUMENT;
+    if (t == 0) return CQ_OK;
+    if (!q || !out || !scores || (s > 0 && (!k || !v))) return CQ_ERR_INVALID_ARGUMENT;
+    if (s == 0) {
+        for (int64_t i = 0; i < t; i++)
+            for (int64_t e = 0; e < heads * hd; e++) out[i * ldo + e] = 0.0f;
+        return CQ_OK;
+    }
+    const int64_t group = heads / kv_heads;
+    /* Tasks: (query row, KV group) when there are enough groups to keep every thread busy, so that a group's heads
+     * share each key row; else (query row, head). */
+    const int threads0 = cq_get_threads();
+    const int by_group = kv_heads * t >= threads0;
+    const int64_t per_row = by_group ? kv_heads : heads;
+    const int64_t tasks = t * per_row;
+    const int threads = cq_threads_for(tasks * s * hd < 32768 ? 1 : tasks);
+    void (*const fn)(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, float, const float *, int64_t, int,
+                     const void *, int64_t, const void *, int64_t, int64_t, float *, float *, int64_t) = CQ_PICK(attend);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t task = 0; task < tasks; task++) {
+        const int64_t i = task / per_row, r = task % per_row;
+        const int64_t g = by_group ? r : r / group;
+        const int64_t h0 = by_group ? g * group : r, h1 = by_group ? h0 + group : r + 1;
+        fn(i, g, h0, h1, s, heads, hd, scale, q, ldq, kv_type, k, ldk, v, ldv, causal_offset, scores, out, ldo);
+    }
+    return CQ_OK;
+}

@@ -320,6 +320,21 @@ cq_status cq_quantize_activations_k(cq_kernel kernel, const float *x, int64_t m,
                                     cq_block_q8k *out);
 
 /* ---------------------------------------------------------------------------------------------------------
+ * Attention over a KV cache (decode and short chunks)
+ *
+ * t query rows against the first s rows of a key/value cache kept in F32 or F16 (kv_type), read in that type:
+ * nothing is widened or repacked. q and out are [t][heads·hd] (row strides ldq, ldo floats), k and v are
+ * [s][kv_heads·hd] (row strides ldk, ldv elements). Query row i sits at position causal_offset + i and sees keys
+ * 0 … causal_offset + i (causal_offset < 0: all s). Per head h of KV group g = h / (heads / kv_heads):
+ *   S = scale · q_h · k_gᵀ,  P = softmax(S) (cq_softmax_rows' exp and sums),  out_h = P · v_g.
+ * The heads of one group share every key and value row they read (one pass over the cache per group, when there
+ * are groups enough for the threads). scores: t·heads·s floats of scratch (it holds P afterwards).
+ * ------------------------------------------------------------------------------------------------------- */
+cq_status cq_attention_cached(int64_t t, int64_t s, int64_t heads, int64_t kv_heads, int64_t hd, float scale,
+                              const float *q, int64_t ldq, int kv_type, const void *k, int64_t ldk, const void *v,
+                              int64_t ldv, int64_t causal_offset, float *scores, float *out, int64_t ldo);
+
+/* ---------------------------------------------------------------------------------------------------------
  * Element-wise and row kernels (elementwise.c): the work between the GEMMs of a transformer layer.
  *
  * Portable C that the compiler vectorizes for the baseline ISA (NEON on AArch64); on x86-64 the same source is

@@ -190,7 +190,8 @@ public struct LlamaConfig: Sendable, Equatable {
     }
 }
 
-/// How the KV cache stores keys and values: fp32, or fp16 (half the memory; attention widens the rows it reads).
+/// How the KV cache stores keys and values: fp32, or fp16 (half the memory; a decode step's attention reads the
+/// fp16 rows as they are, a prefill widens the rows it reads).
 public enum KVCacheType: Sendable { case f32, f16 }
 
 /// A Llama-style decoder (Llama, Mistral, Qwen2) with an F32 (or optionally F16) KV cache:
@@ -285,7 +286,8 @@ public final class LlamaModel: LanguageModel {
         let oQ = plan.floats(b * c.qDim), oAttn = plan.floats(b * c.qDim)
         let oGate = plan.floats(b * c.feedForward), oUp = plan.floats(b * c.feedForward)
         let oLogits = plan.floats(b * vocab)
-        let oScores = plan.floats(Attention.scoreFloats(queries: b, keys: maxContext))
+        // Prefill scores one head at a time ([b, S]); a decode step scores all heads at once ([heads, S]).
+        let oScores = plan.floats(Attention.scoreFloats(queries: max(b, c.qDim / c.headDim), keys: maxContext))
         let kvElementBytes = kvCache == .f16 ? 2 : MemoryLayout<Float>.size
         let oK = (0..<c.layers).map { plan.raw(maxContext * c.kvDim(layer: $0) * kvElementBytes) }
         let oV = (0..<c.layers).map { plan.raw(maxContext * c.kvDim(layer: $0) * kvElementBytes) }
@@ -421,6 +423,8 @@ public final class LlamaModel: LanguageModel {
             throw ModelError("\(p0 + n) positions exceed the context of \(maxContext) this model was created with")
         }
         let half = kvCache == .f16
+        // One row (decode): attention reads the cache as it is stored (cq_attention_cached); nothing is widened.
+        let decoding = n == 1
         for (l, layer) in layers.enumerated() {
             // This layer's widths (pruned models differ per layer).
             let qDim = c.qDim(layer: l), kvDim = c.kvDim(layer: l), ff = c.feedForward(layer: l)
@@ -439,12 +443,19 @@ public final class LlamaModel: LanguageModel {
                 let f16 = QuantType.f16.rawValue, newCount = Int64(n * kvDim), allCount = Int64((p0 + n) * kvDim)
                 try KernelError.check(cq_quantize_row(f16, kRows, keyCache[l] + p0 * kvDim * 2, newCount))
                 try KernelError.check(cq_quantize_row(f16, vRows, valueCache[l] + p0 * kvDim * 2, newCount))
-                try KernelError.check(cq_dequantize_row(f16, keyCache[l], keys, allCount))
-                try KernelError.check(cq_dequantize_row(f16, valueCache[l], values, allCount))
+                if !decoding {
+                    try KernelError.check(cq_dequantize_row(f16, keyCache[l], keys, allCount))
+                    try KernelError.check(cq_dequantize_row(f16, valueCache[l], values, allCount))
+                }
             }
-            try attention[l](q: q, ldq: qDim, k: keys, ldk: kvDim, v: values, ldv: kvDim,
-                             queries: n, keys: p0 + n, causalOffset: p0, scores: scores, workspace: attnWorkspace,
-                             into: attn, ldo: qDim)
+            if decoding {
+                try attention[l].cached(q: q, ldq: qDim, k: keyCache[l], v: valueCache[l], type: half ? .f16 : .f32, ld: kvDim,
+                                        queries: n, keys: p0 + n, causalOffset: p0, scores: scores, into: attn, ldo: qDim)
+            } else {
+                try attention[l](q: q, ldq: qDim, k: keys, ldk: kvDim, v: values, ldv: kvDim,
+                                 queries: n, keys: p0 + n, causalOffset: p0, scores: scores, workspace: attnWorkspace,
+                                 into: attn, ldo: qDim)
+            }
             try layer.o(attn, rows: n, into: xn, workspace: gemmWorkspace)
             Ops.add(x, xn, count: n * d)
             // SwiGLU MLP.

@@ -126,6 +126,18 @@ struct Attention {
     }
 }
 
+extension Attention {
+    /// The same attention over a KV cache kept in `type` (F32 or F16), read as stored: one pass over each KV
+    /// group's rows shared by the group's heads (cq_attention_cached). `scores`: queries · heads · keys floats.
+    func cached(q: UnsafePointer<Float>, ldq: Int, k: UnsafeRawPointer, v: UnsafeRawPointer, type: QuantType, ld: Int,
+                queries t: Int, keys s: Int, causalOffset: Int?, scores: UnsafeMutablePointer<Float>,
+                into out: UnsafeMutablePointer<Float>, ldo: Int) throws {
+        try KernelError.check(cq_attention_cached(Int64(t), Int64(s), Int64(heads), Int64(kvHeads), Int64(headDim), scale,
+                                                  q, Int64(ldq), type.rawValue, k, Int64(ld), v, Int64(ld),
+                                                  Int64(causalOffset ?? -1), scores, out, Int64(ldo)))
+    }
+}
+
 /// One planned block of scratch memory: every buffer a forward pass needs is reserved up front in a plan, then
 /// allocated once; layers reuse the same buffers.
 struct ArenaPlan {

@@ -47,7 +47,7 @@ final class QuantMixTests: XCTestCase {
                 }
             }
         }
-        XCTAssertGreaterThan(compared, 4000)
+        XCTAssertEqual(compared, 5285)
     }
 
     func testPolicyNamesAndFileTypes() throws {

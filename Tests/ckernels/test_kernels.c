@@ -1525,6 +1525,77 @@ static void test_api_errors(void) {
     CHECK(cq_sgemm(2, 2, 2, 1, w, 1, w, 2, 0, 0, w, 2, NULL) == CQ_ERR_INVALID_ARGUMENT, "sgemm rejects lda < k");
 }
 
+/* cq_attention_cached against an fp64 reference of the same attention, over caches in F32 and F16 (the reference
+ * reads the F16 cache widened, so both see the same keys): grouped and plain heads, one and several query rows,
+ * causal offsets, head dims past the 512-value piece, and s = 0. */
+static void test_attention_cached(void) {
+    const struct { int64_t t, s, heads, kv, hd, offset; } cases[] = {
+        {1, 1, 1, 1, 8, 0}, {1, 37, 9, 3, 64, 36}, {1, 300, 8, 8, 64, 299}, {3, 50, 4, 2, 32, 47}, {2, 20, 6, 1, 16, -1},
+        {1, 9, 2, 2, 520, 8}, {1, 0, 4, 2, 8, -1}, {4, 33, 12, 4, 80, 29},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int64_t t = cases[c].t, s = cases[c].s, heads = cases[c].heads, kvh = cases[c].kv, hd = cases[c].hd;
+        const int64_t off = cases[c].offset, ldq = heads * hd + 3, ldo = heads * hd + 5, ldk = kvh * hd + 2;
+        const float scale = 1.0f / sqrtf((float)hd);
+        float *q = xmalloc(sizeof(float) * (size_t)(t * ldq));
+        float *k = xmalloc(sizeof(float) * (size_t)(s * ldk + 1)), *v = xmalloc(sizeof(float) * (size_t)(s * ldk + 1));
+        uint16_t *kh = xmalloc(2 * (size_t)(s * ldk + 1)), *vh = xmalloc(2 * (size_t)(s * ldk + 1));
+        float *out = xmalloc(sizeof(float) * (size_t)(t * ldo)), *scores = xmalloc(sizeof(float) * (size_t)(t * heads * s + 1));
+        for (int64_t i = 0; i < t * ldq; i++) q[i] = rnd_normalish() * 2.0f;
+        for (int64_t i = 0; i < s * ldk; i++) {
+            kh[i] = cq_fp32_to_fp16(rnd_normalish() * 2.0f);
+            vh[i] = cq_fp32_to_fp16(rnd_normalish());
+            k[i] = cq_fp16_to_fp32(kh[i]);
+            v[i] = cq_fp16_to_fp32(vh[i]);
+        }
+        for (int type = 0; type < 2; type++) {
+            const int kv_type = type ? CQ_TYPE_F16 : CQ_TYPE_F32;
+            for (int64_t i = 0; i < t * ldo; i++) out[i] = NAN;
+            cq_status st = cq_attention_cached(t, s, heads, kvh, hd, scale, q, ldq, kv_type, type ? (void *)kh : (void *)k,
+                                               ldk, type ? (void *)vh : (void *)v, ldk, off, scores, out, ldo);
+            CHECK(st == CQ_OK, "attention_cached case %zu ran (%s)", c, cq_status_string(st));
+            int bad = 0;
+            double worst = 0;
+            for (int64_t i = 0; i < t; i++) {
+                int64_t n = s;
+                if (off >= 0 && off + i + 1 < s) n = off + i + 1;
+                for (int64_t h = 0; h < heads; h++) {
+                    const int64_t g = h / (heads / kvh);
+                    double *p = malloc(sizeof(double) * (size_t)(n + 1)), mx = -INFINITY, sum = 0;
+                    for (int64_t j = 0; j < n; j++) {
+                        double d = 0;
+                        for (int64_t e = 0; e < hd; e++) d += (double)q[i * ldq + h * hd + e] * k[j * ldk + g * hd + e];
+                        p[j] = d * scale;
+                        mx = p[j] > mx ? p[j] : mx;
+                    }
+                    for (int64_t j = 0; j < n; j++) sum += (p[j] = exp(p[j] - mx));
+                    for (int64_t e = 0; e < hd; e++) {
+                        double want = 0, mag = 0;
+                        for (int64_t j = 0; j < n; j++) {
+                            want += p[j] / sum * v[j * ldk + g * hd + e];
+                            mag += p[j] / sum * fabs(v[j * ldk + g * hd + e]);
+                        }
+                        const double err = fabs(out[i * ldo + h * hd + e] - want);
+                        if (!(err <= 2e-5 * (mag + 1e-3))) bad++;
+                        worst = err > worst ? err : worst;
+                    }
+                    free(p);
+                }
+            }
+            CHECK(bad == 0, "attention_cached t=%lld s=%lld heads=%lld/%lld hd=%lld %s: %d values off (worst %.3g)",
+                  (long long)t, (long long)s, (long long)heads, (long long)kvh, (long long)hd, type ? "f16" : "f32", bad, worst);
+        }
+        free(q); free(k); free(v); free(kh); free(vh); free(out); free(scores);
+    }
+    float one = 1;
+    CHECK(cq_attention_cached(1, 1, 3, 2, 8, 1, &one, 24, CQ_TYPE_F32, &one, 16, &one, 16, 0, &one, &one, 24) ==
+              CQ_ERR_INVALID_ARGUMENT, "attention_cached: heads not a multiple of kv heads rejected");
+    CHECK(cq_attention_cached(1, 1, 2, 2, 8, 1, &one, 16, CQ_TYPE_Q8_0, &one, 16, &one, 16, 0, &one, &one, 16) ==
+              CQ_ERR_UNSUPPORTED_TYPE, "attention_cached: a Q8_0 cache is not (yet) served");
+    CHECK(cq_attention_cached(1, 1, 2, 2, 8, 1, &one, 8, CQ_TYPE_F32, &one, 16, &one, 16, 0, &one, &one, 16) ==
+              CQ_ERR_INVALID_ARGUMENT, "attention_cached: a query stride shorter than a row rejected");
+}
+
 int main(void) {
     g_quick = getenv("CQ_TEST_QUICK") && atoi(getenv("CQ_TEST_QUICK")) != 0;
     const cq_kernel best = cq_kernel_best();
@@ -1559,6 +1630,7 @@ int main(void) {
         if (cq_kernel_set_default(kernel) == CQ_OK) {
             test_elementwise();
             test_softmax();
+            test_attention_cached();
         }
     }
     printf("%d passed, %d failed\n", g_passed, g_failed);

@@ -45,15 +45,12 @@ public enum AlphaHandling: Sendable {
 /// An image over a limit of `ImageDecodeOptions` (file bytes, pixels): a well-formed file too large to take, not a
 /// broken one (a server answers 413 for it, 400 for a `FormatError`).
 public struct ImageOverLimit: Error, CustomStringConvertible, Equatable, Sendable {
-    public let file: String
-    public let message: String
+    /// The file and what is over which limit.
+    public let error: FormatError
 
-    public init(file: String, _ message: String) {
-        self.file = file
-        self.message = message
-    }
+    public init(file: String, _ message: String) { error = FormatError(file: file, message) }
 
-    public var description: String { "\(file): \(message)" }
+    public var description: String { error.description }
 }
 
 public struct ImageDecodeOptions: Sendable {

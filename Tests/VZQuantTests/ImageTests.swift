@@ -199,7 +199,7 @@ final class ImageTests: XCTestCase {
             XCTAssertFalse(e.description.contains("\n"), file: file, line: line)
             return e.description
         } catch let e as ImageOverLimit where overLimit {
-            XCTAssertEqual(e.file, name, file: file, line: line)
+            XCTAssertEqual(e.error.file, name, file: file, line: line)
             XCTAssertFalse(e.description.contains("\n"), file: file, line: line)
             return e.description
         } catch {

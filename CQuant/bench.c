@@ -85,6 +85,26 @@ __attribute__((target("avx2,fma"))) static int64_t peak_worker_avx2(int64_t iter
 }
 #endif
 
+#if CQ_HAVE_VNNI
+/* VNNI step: vpdpbusd (32 u8×s8 products, each 4 summed into the 8 × s32 accumulator, no saturation) = 64 int8
+ * ops per 256-bit instruction: what the vnni Q8_0 kernel spends per 32 weight bytes of one column × one row. */
+__attribute__((target("avx2,fma,avx512vnni,avx512vl"))) static int64_t peak_worker_vnni(int64_t iters, int seed) {
+    const __m256i w = _mm256_set1_epi8((char)(3 + seed));
+    __m256i acc[PEAK_CHAINS];
+    for (int c = 0; c < PEAK_CHAINS; c++) acc[c] = _mm256_set1_epi32(seed * 131 + c);
+    for (int64_t i = 0; i < iters; i++) {
+#define STEP(c) acc[c] = _mm256_dpbusd_epi32(acc[c], acc[c], w)
+        STEP(0); STEP(1); STEP(2); STEP(3); STEP(4); STEP(5);
+        STEP(6); STEP(7); STEP(8); STEP(9); STEP(10); STEP(11);
+#undef STEP
+    }
+    __m256i s = acc[0];
+    for (int c = 1; c < PEAK_CHAINS; c++) s = _mm256_xor_si256(s, acc[c]);
+    g_sink = _mm256_extract_epi64(s, 0) ^ _mm256_extract_epi64(s, 3);
+    return iters * PEAK_CHAINS * 64;
+}
+#endif
+
 #if CQ_ARCH_ARM
 /* SDOT step: 4 lanes × (4 s8×s8 products summed into an s32) = 16 multiply-adds = 32 int8 ops per 128-bit
  * instruction. The per-function target attribute spelling "arch=armv8.2-a+dotprod" is accepted by both gcc
@@ -132,6 +152,10 @@ static int64_t peak_worker_neon(int64_t iters, int seed) {
 
 /* 0 when this build has no vector int8 worker for this CPU. */
 static int64_t peak_worker(int64_t iters, int seed) {
+#if CQ_HAVE_VNNI
+    /* the default kernel's own sequence: vpdpbusd for vnni (also when only forced), maddubs for avx2 */
+    if (cq_kernel_default() == CQ_KERNEL_VNNI) return peak_worker_vnni(iters, seed);
+#endif
 #if CQ_ARCH_X86
     if (cq_cpu_has_avx2()) return peak_worker_avx2(iters, seed);
 #endif

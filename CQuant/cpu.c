@@ -15,7 +15,8 @@
 #endif
 #include <unistd.h>
 
-static const char *const k_kernel_names[CQ_KERNEL_COUNT] = {"scalar", "avx2", "neon", "dotprod", "i8mm"};
+static const char *const k_kernel_names[CQ_KERNEL_COUNT] = {"scalar", "avx2", "neon", "dotprod", "i8mm",
+                                                                   "vnni"};
 
 const char *cq_kernel_name(cq_kernel kernel) {
     return (kernel >= 0 && kernel < CQ_KERNEL_COUNT) ? k_kernel_names[kernel] : "unknown";
@@ -32,6 +33,14 @@ int cq_kernel_parse(const char *name) {
 int cq_cpu_has_avx2(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
+#endif
+#if CQ_HAVE_VNNI
+/* VPDPBUSD on ymm registers needs AVX512-VNNI and AVX512-VL (AVX-VNNI alone, the VEX form, is not used); the OS
+ * must save the AVX-512 state, which __builtin_cpu_supports checks through XCR0 for the avx512 features. */
+int cq_cpu_has_vnni(void) {
+    __builtin_cpu_init();
+    return cq_cpu_has_avx2() && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl");
 }
 #endif
 
@@ -61,6 +70,9 @@ int cq_kernel_supported(cq_kernel kernel) {
 #if CQ_ARCH_X86
     case CQ_KERNEL_AVX2: return cq_cpu_has_avx2();
 #endif
+#if CQ_HAVE_VNNI
+    case CQ_KERNEL_VNNI: return cq_cpu_has_vnni();
+#endif
 #if CQ_ARCH_ARM
     case CQ_KERNEL_NEON: return 1; /* Advanced SIMD is mandatory on AArch64 */
     case CQ_KERNEL_DOTPROD: return cq_cpu_has_dotprod();
@@ -71,8 +83,12 @@ int cq_kernel_supported(cq_kernel kernel) {
 }
 
 cq_kernel cq_kernel_best(void) {
-    for (int k = CQ_KERNEL_COUNT - 1; k > 0; k--)
-        if (cq_kernel_supported((cq_kernel)k)) return (cq_kernel)k;
+    /* the enum grows by appending, so its order is not the preference order on every CPU: vnni > avx2, and
+     * i8mm > dotprod > neon (a CPU supports kernels of one architecture only) */
+    static const cq_kernel preferred[] = {CQ_KERNEL_VNNI, CQ_KERNEL_I8MM, CQ_KERNEL_DOTPROD, CQ_KERNEL_NEON,
+                                          CQ_KERNEL_AVX2};
+    for (size_t i = 0; i < sizeof preferred / sizeof preferred[0]; i++)
+        if (cq_kernel_supported(preferred[i])) return preferred[i];
     return CQ_KERNEL_SCALAR;
 }
 
@@ -151,7 +167,8 @@ cq_quantize_x_fn cq_quantize_x_for(cq_kernel kernel) {
     switch (kernel) {
     case CQ_KERNEL_SCALAR: return cq_quantize_x_scalar;
 #if CQ_ARCH_X86
-    case CQ_KERNEL_AVX2: return cq_quantize_x_avx2;
+    case CQ_KERNEL_AVX2:
+    case CQ_KERNEL_VNNI: return cq_quantize_x_avx2;
 #endif
 #if CQ_ARCH_ARM
     case CQ_KERNEL_NEON:
@@ -166,7 +183,8 @@ cq_quantize_xk_fn cq_quantize_xk_for(cq_kernel kernel) {
     switch (kernel) {
     case CQ_KERNEL_SCALAR: return cq_quantize_xk_scalar;
 #if CQ_ARCH_X86
-    case CQ_KERNEL_AVX2: return cq_quantize_xk_avx2;
+    case CQ_KERNEL_AVX2:
+    case CQ_KERNEL_VNNI: return cq_quantize_xk_avx2;
 #endif
 #if CQ_ARCH_ARM
     case CQ_KERNEL_NEON:

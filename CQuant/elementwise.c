@@ -20,7 +20,7 @@
 #if CQ_ARCH_X86
 #define CQ_AVX2_COPY(name, params, args)                                                                     \
     __attribute__((target("avx2,fma"))) static void name##_avx2 params { name##_body args; }
-#define CQ_PICK(name) (cq_kernel_default() == CQ_KERNEL_AVX2 ? name##_avx2 : name)
+#define CQ_PICK(name) (cq_kernel_is_avx2_level(cq_kernel_default()) ? name##_avx2 : name)
 #else
 #define CQ_AVX2_COPY(name, params, args)
 #define CQ_PICK(name) (name)

@@ -68,11 +68,13 @@ cq_status cq_matrix_pack(int type, const void *w, int64_t n, int64_t k, size_t r
         return CQ_ERR_OUT_OF_MEMORY;
     }
     const int64_t panels = m->panels;
+    void (*const pack_panel)(const void *, size_t, int, int64_t, void *) =
+        t->pack_panel_for[kernel] ? t->pack_panel_for[kernel] : t->pack_panel;
 #pragma omp parallel for num_threads(cq_threads_for(panels)) schedule(static)
     for (int64_t p = 0; p < panels; p++) {
         const int64_t first = p * CQ_PANEL_COLS;
         const int rows = (int)(n - first < CQ_PANEL_COLS ? n - first : CQ_PANEL_COLS);
-        t->pack_panel((const uint8_t *)w + (size_t)first * row_stride, row_stride, rows, k,
+        pack_panel((const uint8_t *)w + (size_t)first * row_stride, row_stride, rows, k,
                       m->data + (size_t)p * m->panel_bytes);
     }
     *out = m;

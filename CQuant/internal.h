@@ -20,6 +20,12 @@
 #else
 #define CQ_ARCH_X86 0
 #endif
+/* The vnni level needs a compiler that takes target("avx512vnni,avx512vl") (gcc ≥ 9, clang ≥ 8). */
+#if CQ_ARCH_X86 && ((defined(__clang__) && __clang_major__ >= 8) || (!defined(__clang__) && __GNUC__ >= 9))
+#define CQ_HAVE_VNNI 1
+#else
+#define CQ_HAVE_VNNI 0
+#endif
 #if defined(__aarch64__) && !defined(CQ_SCALAR_ONLY)
 #define CQ_ARCH_ARM 1
 #else
@@ -96,6 +102,8 @@ typedef struct {
     int packed_type;
     size_t (*panel_bytes)(int64_t k);
     void (*pack_panel)(const void *w, size_t row_stride, int rows, int64_t k, void *panel);
+    /* Optional packer for one kernel (same panel_bytes): NULL where that kernel reads `pack_panel`'s panels. */
+    void (*pack_panel_for[CQ_KERNEL_COUNT])(const void *w, size_t row_stride, int rows, int64_t k, void *panel);
     cq_act_kind act;
     cq_tile_fn tile[CQ_KERNEL_COUNT]; /* NULL where that ISA has no kernel for the type */
     /* Optional tiles over two adjacent panels (t->cols up to 2·CQ_PANEL_COLS, same results bit for bit as two
@@ -129,6 +137,8 @@ size_t cq_panel_bytes_q6_k(int64_t k);
 size_t cq_panel_bytes_f32(int64_t k);
 size_t cq_panel_bytes_f16(int64_t k);
 void cq_pack_panel_q8_0(const void *w, size_t row_stride, int rows, int64_t k, void *panel);
+/* Q8_0 panels with every code stored as the unsigned byte q + 128 (the vnni kernel's u8 operand). */
+void cq_pack_panel_q8_0_u8(const void *w, size_t row_stride, int rows, int64_t k, void *panel);
 void cq_pack_panel_q4_0(const void *w, size_t row_stride, int rows, int64_t k, void *panel);
 void cq_pack_panel_q4_1(const void *w, size_t row_stride, int rows, int64_t k, void *panel);
 void cq_pack_panel_q5_0(const void *w, size_t row_stride, int rows, int64_t k, void *panel);
@@ -176,6 +186,18 @@ void cq_tile_q6_k_avx2(const cq_tile *t);
 #else
 #define CQ_X86_FN(f) NULL
 #endif
+
+#if CQ_HAVE_VNNI
+/* AVX2 + FMA + F16C + AVX512-VNNI + AVX512-VL: the vnni level (every AVX2 tile, plus VPDPBUSD ones). */
+int cq_cpu_has_vnni(void);
+void cq_tile_q8_0_vnni(const cq_tile *t);
+#define CQ_VNNI_FN(f) f
+#else
+#define CQ_VNNI_FN(f) NULL
+#endif
+
+/* 1 for the kernels that run AVX2 code (avx2 and vnni): the element-wise copies, quantizers and benches. */
+static inline int cq_kernel_is_avx2_level(cq_kernel k) { return k == CQ_KERNEL_AVX2 || k == CQ_KERNEL_VNNI; }
 
 #if CQ_ARCH_ARM
 int cq_cpu_has_dotprod(void);

@@ -45,6 +45,14 @@ void cq_pack_panel_q8_0(const void *w, size_t row_stride, int rows, int64_t k, v
     }
 }
 
+/* The same panel with each code byte xor 0x80: int8 q becomes the uint8 q + 128 (missing rows: 128 = code 0). */
+void cq_pack_panel_q8_0_u8(const void *w, size_t row_stride, int rows, int64_t k, void *panel) {
+    cq_pack_panel_q8_0(w, row_stride, rows, k, panel);
+    uint8_t *out = panel;
+    for (int64_t b = 0; b < k / CQ_QBLOCK; b++, out += CQ_Q8_0_PANEL_BLOCK_BYTES)
+        for (int i = 16; i < CQ_Q8_0_PANEL_BLOCK_BYTES; i++) out[i] ^= 0x80;
+}
+
 /* The nibble area shared by Q4_0, Q4_1, Q5_0 and Q5_1 panels: q[g][cc][j] holds the low 4 bits of column
  * cc's code in its low nibble and those of column cc+4 in its high nibble, k = 8g + j. */
 static void pack_nibbles(const uint8_t codes[CQ_PANEL_COLS][CQ_QBLOCK], uint8_t *q) {

@@ -650,8 +650,10 @@ static const cq_type_traits k_traits[CQ_TYPE_COUNT] = {
         .act = CQ_ACT_F32,
         .tile = {[CQ_KERNEL_SCALAR] = cq_tile_f32_scalar, [CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile_f32_avx2),
                  [CQ_KERNEL_NEON] = CQ_ARM_FN(cq_tile_f32_neon), [CQ_KERNEL_DOTPROD] = CQ_ARM_FN(cq_tile_f32_neon),
-                 [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_f32_neon)},
-        .tile2 = {[CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile2_f32_avx2)},
+                 [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_f32_neon),
+                 [CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile_f32_avx2)},
+        .tile2 = {[CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile2_f32_avx2),
+                  [CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile2_f32_avx2)},
     },
     [CQ_TYPE_F16] = {
         .info = {"f16", 1, 2, 1, 1},
@@ -660,8 +662,10 @@ static const cq_type_traits k_traits[CQ_TYPE_COUNT] = {
         .act = CQ_ACT_F32,
         .tile = {[CQ_KERNEL_SCALAR] = cq_tile_f16_scalar, [CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile_f16_avx2),
                  [CQ_KERNEL_NEON] = CQ_ARM_FN(cq_tile_f16_neon), [CQ_KERNEL_DOTPROD] = CQ_ARM_FN(cq_tile_f16_neon),
-                 [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_f16_neon)},
-        .tile2 = {[CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile2_f16_avx2)},
+                 [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_f16_neon),
+                 [CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile_f16_avx2)},
+        .tile2 = {[CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile2_f16_avx2),
+                  [CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile2_f16_avx2)},
     },
     [CQ_TYPE_BF16] = {
         .info = {"bf16", 1, 2, 1, 1},
@@ -671,17 +675,21 @@ static const cq_type_traits k_traits[CQ_TYPE_COUNT] = {
         .act = CQ_ACT_F32,
         .tile = {[CQ_KERNEL_SCALAR] = cq_tile_f32_scalar, [CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile_f32_avx2),
                  [CQ_KERNEL_NEON] = CQ_ARM_FN(cq_tile_f32_neon), [CQ_KERNEL_DOTPROD] = CQ_ARM_FN(cq_tile_f32_neon),
-                 [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_f32_neon)},
-        .tile2 = {[CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile2_f32_avx2)},
+                 [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_f32_neon),
+                 [CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile_f32_avx2)},
+        .tile2 = {[CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile2_f32_avx2),
+                  [CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile2_f32_avx2)},
     },
     [CQ_TYPE_Q8_0] = {
         .info = {"q8_0", 32, 34, 1, 1},
         .quantize_row = quantize_q8_0, .dequantize_row = dequantize_q8_0,
         .packed_type = CQ_TYPE_Q8_0, .panel_bytes = cq_panel_bytes_q8_0, .pack_panel = cq_pack_panel_q8_0,
+        .pack_panel_for = {[CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_pack_panel_q8_0_u8)},
         .act = CQ_ACT_Q8X,
         .tile = {[CQ_KERNEL_SCALAR] = cq_tile_q8_0_scalar, [CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile_q8_0_avx2),
                  [CQ_KERNEL_NEON] = CQ_ARM_FN(cq_tile_q8_0_neon), [CQ_KERNEL_DOTPROD] = CQ_ARM_FN(cq_tile_q8_0_dotprod),
-                 [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_q8_0_i8mm)},
+                 [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_q8_0_i8mm),
+                 [CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile_q8_0_vnni)},
     },
     [CQ_TYPE_Q4_0] = {
         .info = {"q4_0", 32, 18, 1, 1},
@@ -690,7 +698,8 @@ static const cq_type_traits k_traits[CQ_TYPE_COUNT] = {
         .act = CQ_ACT_Q8X,
         .tile = {[CQ_KERNEL_SCALAR] = cq_tile_q4_0_scalar, [CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile_q4_0_avx2),
                  [CQ_KERNEL_NEON] = CQ_ARM_FN(cq_tile_q4_0_neon), [CQ_KERNEL_DOTPROD] = CQ_ARM_FN(cq_tile_q4_0_dotprod),
-                 [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_q4_0_i8mm)},
+                 [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_q4_0_i8mm),
+                 [CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile_q4_0_avx2)},
     },
     [CQ_TYPE_Q4_1] = {
         /* multiplied natively: panels hold the file's bytes */
@@ -700,7 +709,8 @@ static const cq_type_traits k_traits[CQ_TYPE_COUNT] = {
         .act = CQ_ACT_Q8X,
         .tile = {[CQ_KERNEL_SCALAR] = cq_tile_q4_1_scalar, [CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile_q4_1_avx2),
                  [CQ_KERNEL_NEON] = CQ_ARM_FN(cq_tile_q4_1_neon), [CQ_KERNEL_DOTPROD] = CQ_ARM_FN(cq_tile_q4_1_dotprod),
-                 [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_q4_1_i8mm)},
+                 [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_q4_1_i8mm),
+                 [CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile_q4_1_avx2)},
     },
     [CQ_TYPE_Q5_0] = {
         /* multiplied natively: panels hold the file's bytes */
@@ -710,7 +720,8 @@ static const cq_type_traits k_traits[CQ_TYPE_COUNT] = {
         .act = CQ_ACT_Q8X,
         .tile = {[CQ_KERNEL_SCALAR] = cq_tile_q5_0_scalar, [CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile_q5_0_avx2),
                  [CQ_KERNEL_NEON] = CQ_ARM_FN(cq_tile_q5_0_neon), [CQ_KERNEL_DOTPROD] = CQ_ARM_FN(cq_tile_q5_0_dotprod),
-                 [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_q5_0_i8mm)},
+                 [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_q5_0_i8mm),
+                 [CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile_q5_0_avx2)},
     },
     [CQ_TYPE_Q5_1] = {
         /* multiplied natively: panels hold the file's bytes */
@@ -720,7 +731,8 @@ static const cq_type_traits k_traits[CQ_TYPE_COUNT] = {
         .act = CQ_ACT_Q8X,
         .tile = {[CQ_KERNEL_SCALAR] = cq_tile_q5_1_scalar, [CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile_q5_1_avx2),
                  [CQ_KERNEL_NEON] = CQ_ARM_FN(cq_tile_q5_1_neon), [CQ_KERNEL_DOTPROD] = CQ_ARM_FN(cq_tile_q5_1_dotprod),
-                 [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_q5_1_i8mm)},
+                 [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_q5_1_i8mm),
+                 [CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile_q5_1_avx2)},
     },
     /* K-quants: 256-value activation blocks (cq_block_q8k); panels hold the file's bytes, regrouped */
     [CQ_TYPE_Q4_K] = {
@@ -730,7 +742,8 @@ static const cq_type_traits k_traits[CQ_TYPE_COUNT] = {
         .act = CQ_ACT_Q8K,
         .tile = {[CQ_KERNEL_SCALAR] = cq_tile_q4_k_scalar, [CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile_q4_k_avx2),
                  [CQ_KERNEL_NEON] = CQ_ARM_FN(cq_tile_q4_k_neon), [CQ_KERNEL_DOTPROD] = CQ_ARM_FN(cq_tile_q4_k_dotprod),
-                 [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_q4_k_i8mm)},
+                 [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_q4_k_i8mm),
+                 [CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile_q4_k_avx2)},
     },
     [CQ_TYPE_Q5_K] = {
         .info = {"q5_K", 256, 176, 1, 1},
@@ -739,7 +752,8 @@ static const cq_type_traits k_traits[CQ_TYPE_COUNT] = {
         .act = CQ_ACT_Q8K,
         .tile = {[CQ_KERNEL_SCALAR] = cq_tile_q5_k_scalar, [CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile_q5_k_avx2),
                  [CQ_KERNEL_NEON] = CQ_ARM_FN(cq_tile_q5_k_neon), [CQ_KERNEL_DOTPROD] = CQ_ARM_FN(cq_tile_q5_k_dotprod),
-                 [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_q5_k_i8mm)},
+                 [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_q5_k_i8mm),
+                 [CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile_q5_k_avx2)},
     },
     [CQ_TYPE_Q6_K] = {
         .info = {"q6_K", 256, 210, 1, 1},
@@ -748,7 +762,8 @@ static const cq_type_traits k_traits[CQ_TYPE_COUNT] = {
         .act = CQ_ACT_Q8K,
         .tile = {[CQ_KERNEL_SCALAR] = cq_tile_q6_k_scalar, [CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile_q6_k_avx2),
                  [CQ_KERNEL_NEON] = CQ_ARM_FN(cq_tile_q6_k_neon), [CQ_KERNEL_DOTPROD] = CQ_ARM_FN(cq_tile_q6_k_dotprod),
-                 [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_q6_k_i8mm)},
+                 [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_q6_k_i8mm),
+                 [CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile_q6_k_avx2)},
     },
 };
 

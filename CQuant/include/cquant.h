@@ -9,8 +9,8 @@
  *      int8 blocks of 32 (one scale each; 256 with sums per 16 and 32 for the K-quants), dot products are integer,
  *      block-scale products accumulate in fp32.
  *
- * Kernels (scalar reference, AVX2+FMA, NEON, NEON dotprod, NEON i8mm) are chosen at run time from the CPU's
- * features; VZQ_KERNEL=scalar|avx2|neon|dotprod|i8mm forces one. Threads: VZQ_THREADS or cq_set_threads().
+ * Kernels (scalar reference, AVX2+FMA, AVX2 + AVX512-VNNI, NEON, NEON dotprod, NEON i8mm) are chosen at run time
+ * from the CPU's features; VZQ_KERNEL=scalar|avx2|vnni|neon|dotprod|i8mm forces one. Threads: VZQ_THREADS or cq_set_threads().
  *
  * Errors: functions that can fail return a cq_status (0 = CQ_OK); nothing here aborts on bad input.
  */
@@ -152,11 +152,13 @@ typedef enum {
     CQ_KERNEL_NEON = 2,   /* AArch64 Advanced SIMD (Cortex-A72, Raspberry Pi 4) */
     CQ_KERNEL_DOTPROD = 3,/* + SDOT (Cortex-A76/Neoverse-N1, Raspberry Pi 5) */
     CQ_KERNEL_I8MM = 4,   /* + SMMLA (Armv8.6+) */
-    CQ_KERNEL_COUNT = 5,
+    CQ_KERNEL_VNNI = 5,   /* x86-64 AVX2 level + AVX512-VNNI/VL (VPDPBUSD on 256-bit registers: Zen 4, Ice Lake+);
+                           * Q8_0 panels hold w + 128 (same size), every other type runs the AVX2 tiles */
+    CQ_KERNEL_COUNT = 6,
 } cq_kernel;
 
 const char *cq_kernel_name(cq_kernel kernel);
-/* Parses "scalar", "avx2", "neon", "dotprod", "i8mm"; returns -1 for anything else. */
+/* Parses "scalar", "avx2", "neon", "dotprod", "i8mm", "vnni"; returns -1 for anything else. */
 int cq_kernel_parse(const char *name);
 /* 1 if this build and this CPU can run the kernel. */
 int cq_kernel_supported(cq_kernel kernel);
@@ -183,6 +185,7 @@ int cq_has_openmp(void);
  *   Q8_0  per k-block b (32 values), 272 bytes:
  *           fp16 d[8]                          the 8 rows' block scales, row order
  *           int8 q[4][8][8]                    q[g][c][j] = W[c][32b + 8g + j]      (g: 8-value group)
+ *                                              (vnni kernel: uint8 W + 128 instead, the same bytes xor 0x80)
  *   Q4_0  per k-block b, 144 bytes:
  *           fp16 d[8]
  *           uint8 q[4][4][8]                   low nibble  of q[g][c][j] = Wq[c][32b + 8g + j]
@@ -338,7 +341,7 @@ cq_status cq_attention_cached(int64_t t, int64_t s, int64_t heads, int64_t kv_he
  * Element-wise and row kernels (elementwise.c): the work between the GEMMs of a transformer layer.
  *
  * Portable C that the compiler vectorizes for the baseline ISA (NEON on AArch64); on x86-64 the same source is
- * also compiled as an AVX2+FMA copy, used when the default kernel is avx2 (so VZQ_KERNEL=scalar selects the
+ * also compiled as an AVX2+FMA copy, used when the default kernel is avx2 or vnni (so VZQ_KERNEL=scalar selects the
  * baseline code, and the two may differ in the last bits). Large calls are shared by the threads (by rows, or by
  * 4096-value chunks), small ones run on the calling thread. Results do not depend on the thread count.
  * exp is our own (range reduction to ±ln2/2, degree-6 polynomial, 2^n from exponent bits): within 2e-7 relative
@@ -386,7 +389,8 @@ double cq_now_seconds(void);
 void cq_release_free_memory(void);
 
 /* int8 multiply-add peak in GOPS (1 multiply-add = 2 ops), from ≥ 8 independent dependency chains per thread
- * of the kernels' own instruction sequence: AVX2 maddubs → madd → add (64 ops per 256-bit step), NEON SDOT
+ * of the default kernel's own instruction sequence: AVX2 maddubs → madd → add (64 ops per 256-bit step), VNNI
+ * vpdpbusd (64 ops per 256-bit instruction; used when the default kernel is vnni), NEON SDOT
  * (32 ops per 128-bit instruction) or, without dotprod, smull/smlal2 → sadalp (32 ops per 128-bit step).
  * `seconds` is the rough time budget (≤ 0: 0.5 s). Returns 0 (unknown) where this build has no vector
  * worker for the CPU, e.g. CQ_SCALAR_ONLY builds. */

@@ -1228,11 +1228,17 @@ static void test_pack_sizes(void) {
         CHECK(info->can_gemm == 1, "%s can_gemm", info->name);
         weights w = make_weights(type, n, k, 1);
         cq_matrix *mat = NULL;
-        CHECK(cq_matrix_pack(type, w.w, n, k, 0, CQ_KERNEL_SCALAR, &mat) == CQ_OK, "%s packs", info->name);
         const size_t want = (size_t)((n + 7) / 8) * 8 * cq_row_bytes(type, k);
-        CHECK(cq_matrix_bytes(mat) == want, "%s packed %zu bytes, want %zu (8 rows x file blocks per panel)",
-              info->name, cq_matrix_bytes(mat), want);
-        cq_matrix_free(mat);
+        /* every kernel's panels, including those with a packer of their own (vnni Q8_0: w + 128) */
+        for (int kk = 0; kk < CQ_KERNEL_COUNT; kk++) {
+            if (!cq_kernel_supported((cq_kernel)kk)) continue;
+            CHECK(cq_matrix_pack(type, w.w, n, k, 0, (cq_kernel)kk, &mat) == CQ_OK, "%s packs for %s", info->name,
+                  cq_kernel_name((cq_kernel)kk));
+            CHECK(cq_matrix_bytes(mat) == want, "%s/%s packed %zu bytes, want %zu (8 rows x file blocks per panel)",
+                  info->name, cq_kernel_name((cq_kernel)kk), cq_matrix_bytes(mat), want);
+            cq_matrix_free(mat);
+            mat = NULL;
+        }
         CHECK(cq_matrix_pack(type, w.w, n, is_kquant(type) ? 288 : 48, 0, CQ_KERNEL_SCALAR, &mat) == CQ_ERR_BAD_SHAPE &&
                   mat == NULL,
               "%s K not a multiple of the block rejected", info->name);
@@ -1521,6 +1527,12 @@ static void test_api_errors(void) {
     CHECK(cq_matrix_pack(CQ_TYPE_F32, w, 1, 8, 0, (cq_kernel)99, &mat) == CQ_ERR_UNSUPPORTED_KERNEL,
           "pack rejects unknown kernels");
     CHECK(cq_kernel_parse("dotprod") == CQ_KERNEL_DOTPROD && cq_kernel_parse("nope") == -1, "kernel names");
+    CHECK(cq_kernel_parse("vnni") == CQ_KERNEL_VNNI && strcmp(cq_kernel_name(CQ_KERNEL_VNNI), "vnni") == 0,
+          "kernel name vnni");
+    /* vnni is the AVX2 level plus VPDPBUSD: supported only with avx2, and preferred to it */
+    CHECK(!cq_kernel_supported(CQ_KERNEL_VNNI) ||
+              (cq_kernel_supported(CQ_KERNEL_AVX2) && cq_kernel_best() == CQ_KERNEL_VNNI),
+          "vnni implies avx2 and is the best kernel where supported");
     CHECK(cq_gemm(NULL, w, 1, 8, NULL, w, 8, NULL) == CQ_ERR_INVALID_ARGUMENT, "gemm rejects NULL matrix");
     CHECK(cq_sgemm(2, 2, 2, 1, w, 1, w, 2, 0, 0, w, 2, NULL) == CQ_ERR_INVALID_ARGUMENT, "sgemm rejects lda < k");
 }

@@ -40,7 +40,7 @@
  * thread, K=2048 N=5632 M=128; this kernel 50 %): the sign as xor/sub with a shared mask (other ports, one more
  * operation) 44-46 %; int16 madd with the activations widened once per tile, on 4-value and on 2-value interleaved
  * panels (no sign, no hadd) 51 %; splitting the codes into nibbles doubles the maddubs. What would reach 70 %:
- * vpdpbusd (AVX-VNNI / AVX512-VNNI), a kernel level of its own.
+ * vpdpbusd (AVX-VNNI / AVX512-VNNI), a kernel level of its own: the vnni level, arch/x86/gemm_vnni.c.
  */
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF

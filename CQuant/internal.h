@@ -46,6 +46,7 @@
 #define CQ_Q5_1_PANEL_BLOCK_BYTES (CQ_PANEL_COLS * 4 + CQ_PANEL_COLS * (CQ_QBLOCK / 8 + CQ_QBLOCK / 2)) /* 192 */
 /* Where the parts of a packed k-block start (the scales d are always at 0). */
 #define CQ_PANEL_MIN_OFFSET 16        /* Q4_1, Q5_1: fp16 m[8] */
+#define CQ_Q8_0_CODES_OFFSET 16       /* int8 q[4][8][8] (vnni: uint8 u[8][8][4]) */
 #define CQ_Q4_0_CODES_OFFSET 16       /* nibbles */
 #define CQ_Q4_1_CODES_OFFSET 32       /* nibbles */
 #define CQ_Q5_0_QH_OFFSET 16          /* Q5_0, Q5_1: top bits hi[4][8] of rows 4…7 (cquant.h) */
@@ -137,7 +138,8 @@ size_t cq_panel_bytes_q6_k(int64_t k);
 size_t cq_panel_bytes_f32(int64_t k);
 size_t cq_panel_bytes_f16(int64_t k);
 void cq_pack_panel_q8_0(const void *w, size_t row_stride, int rows, int64_t k, void *panel);
-/* Q8_0 panels with every code stored as the unsigned byte q + 128 (the vnni kernel's u8 operand). */
+/* The vnni kernel's Q8_0 panels (cquant.h): the same 272 bytes per block, codes as the unsigned byte q + 128 in
+ * 4-value runs per column, u[j][c][i] = W[c][32b + 4j + i] + 128, at CQ_Q8_0_CODES_OFFSET. */
 void cq_pack_panel_q8_0_u8(const void *w, size_t row_stride, int rows, int64_t k, void *panel);
 void cq_pack_panel_q4_0(const void *w, size_t row_stride, int rows, int64_t k, void *panel);
 void cq_pack_panel_q4_1(const void *w, size_t row_stride, int rows, int64_t k, void *panel);
@@ -191,6 +193,7 @@ void cq_tile_q6_k_avx2(const cq_tile *t);
 /* AVX2 + FMA + F16C + AVX512-VNNI + AVX512-VL: the vnni level (every AVX2 tile, plus VPDPBUSD ones). */
 int cq_cpu_has_vnni(void);
 void cq_tile_q8_0_vnni(const cq_tile *t);
+void cq_tile2_q8_0_vnni(const cq_tile *t); /* two adjacent panels, as cq_tile2_f32_avx2 */
 #define CQ_VNNI_FN(f) f
 #else
 #define CQ_VNNI_FN(f) NULL

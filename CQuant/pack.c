@@ -45,12 +45,22 @@ void cq_pack_panel_q8_0(const void *w, size_t row_stride, int rows, int64_t k, v
     }
 }
 
-/* The same panel with each code byte xor 0x80: int8 q becomes the uint8 q + 128 (missing rows: 128 = code 0). */
+/* vnni: per block fp16 d[8], then u[j][c][i] = q[c][4j + i] + 128 (xor 0x80): a register of 8 columns × 4
+ * values is one vpdpbusd operand. Missing rows: d = 0 and u = 128 (code 0). */
 void cq_pack_panel_q8_0_u8(const void *w, size_t row_stride, int rows, int64_t k, void *panel) {
-    cq_pack_panel_q8_0(w, row_stride, rows, k, panel);
+    const int64_t nb = k / CQ_QBLOCK;
     uint8_t *out = panel;
-    for (int64_t b = 0; b < k / CQ_QBLOCK; b++, out += CQ_Q8_0_PANEL_BLOCK_BYTES)
-        for (int i = 16; i < CQ_Q8_0_PANEL_BLOCK_BYTES; i++) out[i] ^= 0x80;
+    for (int64_t b = 0; b < nb; b++, out += CQ_Q8_0_PANEL_BLOCK_BYTES) {
+        memset(out, 0, CQ_Q8_0_CODES_OFFSET);
+        memset(out + CQ_Q8_0_CODES_OFFSET, 0x80, CQ_Q8_0_PANEL_BLOCK_BYTES - CQ_Q8_0_CODES_OFFSET);
+        for (int c = 0; c < rows; c++) {
+            const uint8_t *blk = (const uint8_t *)w + (size_t)c * row_stride + (size_t)b * 34;
+            memcpy(out + 2 * c, blk, 2); /* fp16 scale */
+            for (int j = 0; j < CQ_QBLOCK / 4; j++)
+                for (int i = 0; i < 4; i++)
+                    out[CQ_Q8_0_CODES_OFFSET + 32 * j + 4 * c + i] = (uint8_t)(blk[2 + 4 * j + i] ^ 0x80);
+        }
+    }
 }
 
 /* The nibble area shared by Q4_0, Q4_1, Q5_0 and Q5_1 panels: q[g][cc][j] holds the low 4 bits of column

@@ -690,6 +690,7 @@ static const cq_type_traits k_traits[CQ_TYPE_COUNT] = {
                  [CQ_KERNEL_NEON] = CQ_ARM_FN(cq_tile_q8_0_neon), [CQ_KERNEL_DOTPROD] = CQ_ARM_FN(cq_tile_q8_0_dotprod),
                  [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_q8_0_i8mm),
                  [CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile_q8_0_vnni)},
+        .tile2 = {[CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile2_q8_0_vnni)},
     },
     [CQ_TYPE_Q4_0] = {
         .info = {"q4_0", 32, 18, 1, 1},

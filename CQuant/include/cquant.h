@@ -10,7 +10,8 @@
  *      block-scale products accumulate in fp32.
  *
  * Kernels (scalar reference, AVX2+FMA, AVX2 + AVX512-VNNI, NEON, NEON dotprod, NEON i8mm) are chosen at run time
- * from the CPU's features; VZQ_KERNEL=scalar|avx2|vnni|neon|dotprod|i8mm forces one. Threads: VZQ_THREADS or cq_set_threads().
+ * from the CPU's features; VZQ_KERNEL=scalar|avx2|vnni|neon|dotprod|i8mm forces one. Threads: VZQ_THREADS or
+ * cq_set_threads().
  *
  * Errors: functions that can fail return a cq_status (0 = CQ_OK); nothing here aborts on bad input.
  */
@@ -153,7 +154,7 @@ typedef enum {
     CQ_KERNEL_DOTPROD = 3,/* + SDOT (Cortex-A76/Neoverse-N1, Raspberry Pi 5) */
     CQ_KERNEL_I8MM = 4,   /* + SMMLA (Armv8.6+) */
     CQ_KERNEL_VNNI = 5,   /* x86-64 AVX2 level + AVX512-VNNI/VL (VPDPBUSD on 256-bit registers: Zen 4, Ice Lake+);
-                           * Q8_0 panels hold w + 128 (same size), every other type runs the AVX2 tiles */
+                           * Q8_0 panels hold w + 128 (same size, own order), other types run the AVX2 tiles */
     CQ_KERNEL_COUNT = 6,
 } cq_kernel;
 
@@ -185,7 +186,8 @@ int cq_has_openmp(void);
  *   Q8_0  per k-block b (32 values), 272 bytes:
  *           fp16 d[8]                          the 8 rows' block scales, row order
  *           int8 q[4][8][8]                    q[g][c][j] = W[c][32b + 8g + j]      (g: 8-value group)
- *                                              (vnni kernel: uint8 W + 128 instead, the same bytes xor 0x80)
+ *         vnni kernel, same 272 bytes: fp16 d[8], then
+ *           uint8 u[8][8][4]                   u[j][c][i] = W[c][32b + 4j + i] + 128 (4-value runs per column)
  *   Q4_0  per k-block b, 144 bytes:
  *           fp16 d[8]
  *           uint8 q[4][4][8]                   low nibble  of q[g][c][j] = Wq[c][32b + 8g + j]
@@ -341,8 +343,8 @@ cq_status cq_attention_cached(int64_t t, int64_t s, int64_t heads, int64_t kv_he
  * Element-wise and row kernels (elementwise.c): the work between the GEMMs of a transformer layer.
  *
  * Portable C that the compiler vectorizes for the baseline ISA (NEON on AArch64); on x86-64 the same source is
- * also compiled as an AVX2+FMA copy, used when the default kernel is avx2 or vnni (so VZQ_KERNEL=scalar selects the
- * baseline code, and the two may differ in the last bits). Large calls are shared by the threads (by rows, or by
+ * also compiled as an AVX2+FMA copy, used when the default kernel is avx2 or vnni (so VZQ_KERNEL=scalar selects
+ * the baseline code, and the two may differ in the last bits). Large calls are shared by the threads (by rows, or by
  * 4096-value chunks), small ones run on the calling thread. Results do not depend on the thread count.
  * exp is our own (range reduction to ±ln2/2, degree-6 polynomial, 2^n from exponent bits): within 2e-7 relative
  * of exp for results that are normal floats, correctly 0 below about −104 and +inf above 88.72; NaN stays NaN.

@@ -10,11 +10,15 @@
  * from which 128·Σx (the activation block's `sum`) is subtracted: the same integer as the scalar reference,
  * exactly (|Σ u·x| ≤ 32·255·127 < 2^31). A −128 weight code is u = 0, still exact.
  *
- * Layout as the AVX2 tile: a group (8 k-values × 8 columns) is two registers of 4 columns × 8 bytes, the
- * activation's 8 bytes broadcast to the four 64-bit lanes; vpdpbusd leaves i32 lanes [c0 c0 c1 c1 | c2 c2 c3 c3]
- * (and the same for c4..c7), accumulated over the block's 4 groups in place, then one hadd gives
- * [c0 c1 c4 c5 | c2 c3 c6 c7] and the scales are permuted the same way. fp32 steps as the scalar reference:
+ * Panel (cquant.h): per block fp16 d[8], then u[j][c][i] = W[c][32b + 4j + i] + 128, j = 0…7: one 32-byte
+ * register holds 4 values of each of the 8 columns, so vpdpbusd against the activation's 4 bytes broadcast to
+ * every lane leaves one column per i32 lane (no hadd, no permutes). Each (row, panel) accumulator starts the block
+ * at −128·Σx and takes the 8 vpdpbusd of the block; fp32 steps as the scalar reference:
  * acc = fma(float(isum), dx·dw, acc), block after block.
+ * Two-panel tiles (cq_tile2_q8_0_vnni) share each activation broadcast between 16 columns: with 4 rows that is 8
+ * independent chains and, per 8 vpdpbusd, 2 weight loads and 4 broadcasts. The front end, not the two multiply
+ * pipes, is what still limits (Zen 4: per block of 4 rows × 2 panels, 64 vpdpbusd and about as many other operations);
+ * folding the broadcast into vpdpbusd as an EVEX {1to8} memory operand (inline asm) measured slower.
  *
  * Not built where the compiler lacks the target attributes (internal.h: CQ_HAVE_VNNI); chosen at run time
  * (cpu.c: cq_cpu_has_vnni). Nothing here opens an OpenMP region.
@@ -33,52 +37,98 @@
 #define CQ_VNNI __attribute__((target(CQ_VNNI_TARGET)))
 #define CQ_VNNI_INLINE static inline __attribute__((always_inline, target(CQ_VNNI_TARGET)))
 
-CQ_VNNI_INLINE void q8_0_rows_vnni(const cq_tile *t, const int R) {
+/* P panels (1, or 2 adjacent ones: twice the columns per activation broadcast) × R rows. Each (panel, row) sums a
+ * block in its own i32 register, lanes = columns; one panel alone splits it by even/odd quads, so that there are
+ * 8 independent vpdpbusd chains either way. */
+CQ_VNNI_INLINE void q8_0_rows_vnni(const cq_tile *t, const int R, const int P) {
+    const int S = P == 1 ? 2 : 1;
     const int64_t nb = t->k / CQ_QBLOCK;
+    const size_t panel_bytes = (size_t)nb * CQ_Q8_0_PANEL_BLOCK_BYTES;
     const cq_block_q8x *xr[CQ_TILE_ROWS];
     CQ_UNROLL
     for (int r = 0; r < R; r++) xr[r] = (const cq_block_q8x *)t->x + (int64_t)r * t->x_stride;
-    const __m256i order = hadd_order();
-    __m256 acc[CQ_TILE_ROWS];
+    __m256 acc[2][CQ_TILE_ROWS];
     CQ_UNROLL
-    for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+    for (int p = 0; p < P; p++) {
+        CQ_UNROLL
+        for (int r = 0; r < R; r++) acc[p][r] = _mm256_setzero_ps();
+    }
     const uint8_t *blk = t->panel;
     for (int64_t b = 0; b < nb; b++, blk += CQ_Q8_0_PANEL_BLOCK_BYTES) {
-        __m256i lo[CQ_TILE_ROWS], hi[CQ_TILE_ROWS]; /* i32 [c0 c0 c1 c1 | c2 c2 c3 c3], same for c4..c7 */
-        CQ_UNROLL
-        for (int r = 0; r < R; r++) lo[r] = hi[r] = _mm256_setzero_si256();
-        CQ_UNROLL
-        for (int g = 0; g < 4; g++) {
-            const __m256i u0 = _mm256_loadu_si256((const __m256i *)(blk + 16 + 64 * g));
-            const __m256i u1 = _mm256_loadu_si256((const __m256i *)(blk + 48 + 64 * g));
-            CQ_UNROLL
-            for (int r = 0; r < R; r++) {
-                const __m256i xb = bcast_q8(xr[r][b].q + 8 * g);
-                lo[r] = _mm256_dpbusd_epi32(lo[r], u0, xb);
-                hi[r] = _mm256_dpbusd_epi32(hi[r], u1, xb);
-            }
-        }
-        const __m256 dw = load_scales(blk, order);
+        /* [panel][row][even/odd quad]: −128·Σx + Σ (w + 128)·x = Σ w·x per column, exact (|·| < 2^31) */
+        __m256i sum[2][CQ_TILE_ROWS][2];
         CQ_UNROLL
         for (int r = 0; r < R; r++) {
-            /* Σ (w + 128)·x − 128·Σx, exact */
-            const __m256i isum =
-                _mm256_sub_epi32(_mm256_hadd_epi32(lo[r], hi[r]), _mm256_slli_epi32(_mm256_set1_epi32(xr[r][b].sum), 7));
-            const __m256 s = _mm256_mul_ps(dw, _mm256_set1_ps(xr[r][b].d));
-            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), s, acc[r]);
+            const __m256i offset = _mm256_set1_epi32(-128 * xr[r][b].sum); /* |sum| ≤ 32·127 */
+            CQ_UNROLL
+            for (int p = 0; p < P; p++) {
+                sum[p][r][0] = offset;
+                sum[p][r][1] = _mm256_setzero_si256();
+            }
+        }
+        CQ_UNROLL
+        for (int j = 0; j < CQ_QBLOCK / 4; j++) {
+            __m256i u[2];
+            CQ_UNROLL
+            for (int p = 0; p < P; p++)
+                u[p] = _mm256_loadu_si256((const __m256i *)(blk + p * panel_bytes + CQ_Q8_0_CODES_OFFSET + 32 * j));
+            CQ_UNROLL
+            for (int r = 0; r < R; r++) {
+                int32_t q4;
+                memcpy(&q4, xr[r][b].q + 4 * j, 4);
+                const __m256i xb = _mm256_set1_epi32(q4);
+                CQ_UNROLL
+                for (int p = 0; p < P; p++) {
+                    const int h = S == 2 ? (j & 1) : 0;
+                    sum[p][r][h] = _mm256_dpbusd_epi32(sum[p][r][h], u[p], xb);
+                }
+            }
+        }
+        __m256 dw[2];
+        CQ_UNROLL
+        for (int p = 0; p < P; p++) dw[p] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + p * panel_bytes)));
+        CQ_UNROLL
+        for (int r = 0; r < R; r++) {
+            const __m256 dx = _mm256_set1_ps(xr[r][b].d);
+            CQ_UNROLL
+            for (int p = 0; p < P; p++) {
+                __m256i isum = sum[p][r][0];
+                if (S == 2) isum = _mm256_add_epi32(isum, sum[p][r][1]);
+                acc[p][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw[p], dx), acc[p][r]);
+            }
         }
     }
-    const __m256 bias = load_bias(t);
+    cq_tile lo = *t; /* the first panel's columns */
+    lo.cols = t->cols < CQ_PANEL_COLS ? t->cols : CQ_PANEL_COLS;
+    const __m256 b0 = load_bias(&lo);
     CQ_UNROLL
-    for (int r = 0; r < R; r++) store_row(t, r, _mm256_permutevar8x32_ps(acc[r], order), bias);
+    for (int r = 0; r < R; r++) store_row(&lo, r, acc[0][r], b0);
+    if (P == 2 && t->cols > CQ_PANEL_COLS) {
+        cq_tile hi = *t;
+        hi.cols = t->cols - CQ_PANEL_COLS;
+        hi.y = t->y + CQ_PANEL_COLS;
+        hi.bias = t->bias ? t->bias + CQ_PANEL_COLS : NULL;
+        const __m256 b1 = load_bias(&hi);
+        CQ_UNROLL
+        for (int r = 0; r < R; r++) store_row(&hi, r, acc[1][r], b1);
+    }
 }
 
 CQ_VNNI void cq_tile_q8_0_vnni(const cq_tile *t) {
     switch (t->rows) {
-    case 1: q8_0_rows_vnni(t, 1); break;
-    case 2: q8_0_rows_vnni(t, 2); break;
-    case 3: q8_0_rows_vnni(t, 3); break;
-    default: q8_0_rows_vnni(t, 4); break;
+    case 1: q8_0_rows_vnni(t, 1, 1); break;
+    case 2: q8_0_rows_vnni(t, 2, 1); break;
+    case 3: q8_0_rows_vnni(t, 3, 1); break;
+    default: q8_0_rows_vnni(t, 4, 1); break;
+    }
+}
+
+CQ_VNNI void cq_tile2_q8_0_vnni(const cq_tile *t) {
+    switch (t->rows) {
+    case 1: q8_0_rows_vnni(t, 1, 2); break;
+    case 2: q8_0_rows_vnni(t, 2, 2); break;
+    case 3: q8_0_rows_vnni(t, 3, 2); break;
+    default: q8_0_rows_vnni(t, 4, 2); break;
     }
 }
 

@@ -316,9 +316,19 @@ cq_status cq_rms_norm_rows(const float *x, int64_t rows, int64_t dim, const floa
 /* Key/value rows longer than this are converted in pieces (head dims are 64–256 in practice). */
 #define CQ_ATTN_ROW 512
 
-/* One cache row of n values (F32 or F16) as fp32: in place for F32, converted into buf for F16. */
+/* n values of a cache (F32, F16 or Q8_0; for Q8_0 index and n are multiples of 32) from element `index` on, as
+ * fp32: in place for F32, converted into buf otherwise. */
 CQ_INLINE const float *kv_row(int kv_type, const void *base, int64_t index, int64_t n, float *buf) {
     if (kv_type == CQ_TYPE_F32) return (const float *)base + index;
+    if (kv_type == CQ_TYPE_Q8_0) {
+        const uint8_t *b = (const uint8_t *)base + (index / CQ_QBLOCK) * 34;
+        for (int64_t i0 = 0; i0 < n; i0 += CQ_QBLOCK, b += 34) {
+            const float d = cq_h2f(b);
+            const int8_t *qs = (const int8_t *)(b + 2);
+            for (int i = 0; i < CQ_QBLOCK; i++) buf[i0 + i] = d * (float)qs[i];
+        }
+        return buf;
+    }
     const uint16_t *h = (const uint16_t *)base + index;
 #if CQ_ARCH_ARM && defined(__ARM_FP16_FORMAT_IEEE)
     for (int64_t i = 0; i < n; i++) buf[i] = (float)((const __fp16 *)h)[i];
@@ -397,8 +407,10 @@ cq_status cq_attention_cached(int64_t t, int64_t s, int64_t heads, int64_t kv_he
                               const float *q, int64_t ldq, int kv_type, const void *k, int64_t ldk, const void *v,
                               int64_t ldv, int64_t causal_offset, float *scores, float *out, int64_t ldo) {
     if (t < 0 || s < 0 || heads < 1 || kv_heads < 1 || heads % kv_heads != 0 || hd < 1) return CQ_ERR_INVALID_ARGUMENT;
-    if (kv_type != CQ_TYPE_F32 && kv_type != CQ_TYPE_F16) return CQ_ERR_UNSUPPORTED_TYPE;
+    if (kv_type != CQ_TYPE_F32 && kv_type != CQ_TYPE_F16 && kv_type != CQ_TYPE_Q8_0) return CQ_ERR_UNSUPPORTED_TYPE;
     if (ldq < heads * hd || ldo < heads * hd || ldk < kv_heads * hd || ldv < kv_heads * hd) return CQ_ERR_INVALID_ARGUMENT;
+    /* Q8_0 rows are whole blocks: every head starts a block. */
+    if (kv_type == CQ_TYPE_Q8_0 && (hd % CQ_QBLOCK || ldk % CQ_QBLOCK || ldv % CQ_QBLOCK)) return CQ_ERR_BAD_SHAPE;
     if (t == 0) return CQ_OK;
     if (!q || !out || !scores || (s > 0 && (!k || !v))) return CQ_ERR_INVALID_ARGUMENT;
     if (s == 0) {

@@ -327,9 +327,9 @@ cq_status cq_quantize_activations_k(cq_kernel kernel, const float *x, int64_t m,
 /* ---------------------------------------------------------------------------------------------------------
  * Attention over a KV cache (decode and short chunks)
  *
- * t query rows against the first s rows of a key/value cache kept in F32 or F16 (kv_type), read in that type:
- * nothing is widened or repacked. q and out are [t][heads·hd] (row strides ldq, ldo floats), k and v are
- * [s][kv_heads·hd] (row strides ldk, ldv elements). Query row i sits at position causal_offset + i and sees keys
+ * t query rows against the first s rows of a key/value cache kept in F32, F16 or Q8_0 (kv_type), read in that
+ * type: nothing is widened or repacked. q and out are [t][heads·hd] (row strides ldq, ldo floats), k and v are
+ * [s][kv_heads·hd] (row strides ldk, ldv elements; Q8_0: hd, ldk and ldv multiples of 32, else CQ_ERR_BAD_SHAPE). Query row i sits at position causal_offset + i and sees keys
  * 0 … causal_offset + i (causal_offset < 0: all s). Per head h of KV group g = h / (heads / kv_heads):
  *   S = scale · q_h · k_gᵀ,  P = softmax(S) (cq_softmax_rows' exp and sums),  out_h = P · v_g.
  * The heads of one group share every key and value row they read (one pass over the cache per group, when there

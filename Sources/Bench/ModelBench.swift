@@ -24,7 +24,7 @@ public struct ModelBenchOptions: Sendable {
     public var genTokens: Int
     public var repetitions = 3
     public var warmupRuns = 1
-    public var kvCache: KVCacheType = .f32
+    public var kvCache: KVCacheType = .f16
     public var batch = 256
     public var merge: VisionZip.Merge = .sum
     /// Label of the row group (ratios compare rows with the same setting).

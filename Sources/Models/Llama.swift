@@ -190,11 +190,22 @@ public struct LlamaConfig: Sendable, Equatable {
     }
 }
 
-/// How the KV cache stores keys and values: fp32, or fp16 (half the memory; a decode step's attention reads the
-/// fp16 rows as they are, a prefill widens the rows it reads).
-public enum KVCacheType: Sendable { case f32, f16 }
+/// How the KV cache stores keys and values (llama.cpp's -ctk/-ctv types): fp32, fp16 (half the memory) or Q8_0
+/// (34 bytes per 32 values, 27 % of fp32; rows must be whole blocks). A decode step's attention reads the rows as
+/// stored; a prefill widens the rows it reads into fp32 scratch.
+public enum KVCacheType: String, Sendable, CaseIterable {
+    case f32, f16, q8_0
 
-/// A Llama-style decoder (Llama, Mistral, Qwen2) with an F32 (or optionally F16) KV cache:
+    public var quantType: QuantType {
+        switch self {
+        case .f32: .f32
+        case .f16: .f16
+        case .q8_0: .q8_0
+        }
+    }
+}
+
+/// A Llama-style decoder (Llama, Mistral, Qwen2) with an F32, F16 or Q8_0 KV cache:
 ///   per layer: h = x + o(attn(rope(q(n)), rope(k(n)), v(n))),  n = rmsNorm(x)
 ///              x = h + down(silu(gate(m)) · up(m)),             m = rmsNorm(h)
 ///   logits = output(rmsNorm(x))
@@ -229,16 +240,18 @@ public final class LlamaModel: LanguageModel {
 
     private let arena: Arena
     private let x, xn, q, attn, gate, up, logits, scores: UnsafeMutablePointer<Float>
-    /// Per layer [maxContext, that layer's kvDim] of fp32 or fp16 (`kvCache`).
+    /// Per layer [maxContext, that layer's kvDim] rows of `kvCache`'s type.
     private let keyCache, valueCache: [UnsafeMutableRawPointer]
-    /// F16 cache only: one layer's keys and values widened to fp32 for attention [maxContext, kvDim].
+    /// Bytes of one cache row per layer.
+    private let kvRowBytes: [Int]
+    /// F16/Q8_0 cache only: one layer's keys and values widened to fp32 for attention [maxContext, kvDim].
     private let keyScratch, valueScratch: UnsafeMutablePointer<Float>?
     private let gemmWorkspace, attnWorkspace: UnsafeMutableRawPointer
 
     /// - Parameters:
     ///   - widenToF32: quantized matrices are widened to F32 (the exact reference, 4 bytes a weight) instead of
     ///     packed (or, for types without GEMM kernels, repacked to Q8_0); nil: `VZQ_WIDEN_F32=1`.
-    ///   - kvCache: the KV cache's element type (F16 halves its memory and adds two fp32 rows of scratch).
+    ///   - kvCache: the KV cache's element type (F16 and Q8_0 shrink it and add fp32 scratch for one layer).
     public init(file: GGUFFile, maxContext: Int, maxBatch: Int = 64, widenToF32: Bool? = nil,
                 kvCache: KVCacheType = .f32) throws {
         let c = try LlamaConfig(metadata: file.metadata)
@@ -288,11 +301,19 @@ public final class LlamaModel: LanguageModel {
         let oLogits = plan.floats(b * vocab)
         // Prefill scores one head at a time ([b, S]); a decode step scores all heads at once ([heads, S]).
         let oScores = plan.floats(Attention.scoreFloats(queries: max(b, c.qDim / c.headDim), keys: maxContext))
-        let kvElementBytes = kvCache == .f16 ? 2 : MemoryLayout<Float>.size
-        let oK = (0..<c.layers).map { plan.raw(maxContext * c.kvDim(layer: $0) * kvElementBytes) }
-        let oV = (0..<c.layers).map { plan.raw(maxContext * c.kvDim(layer: $0) * kvElementBytes) }
-        let oKs = kvCache == .f16 ? plan.floats(maxContext * c.kvDim) : nil
-        let oVs = kvCache == .f16 ? plan.floats(maxContext * c.kvDim) : nil
+        guard kvCache != .q8_0 || c.headDim % 32 == 0 else {
+            throw ModelError("a Q8_0 KV cache needs heads of a multiple of 32 values; this model's have \(c.headDim)")
+        }
+        kvRowBytes = try (0..<c.layers).map { l in
+            guard let bytes = kvCache.quantType.rowBytes(c.kvDim(layer: l)) else {
+                throw ModelError("a \(kvCache) KV cache cannot hold rows of \(c.kvDim(layer: l)) values")
+            }
+            return bytes
+        }
+        let oK = kvRowBytes.map { plan.raw(maxContext * $0) }
+        let oV = kvRowBytes.map { plan.raw(maxContext * $0) }
+        let oKs = kvCache != .f32 ? plan.floats(maxContext * c.kvDim) : nil
+        let oVs = kvCache != .f32 ? plan.floats(maxContext * c.kvDim) : nil
         var ws = output.workspaceBytes(rows: b)
         for l in layers { for m in [l.q, l.k, l.v, l.o, l.gate, l.up, l.down] { ws = max(ws, m.workspaceBytes(rows: b)) } }
         let oWs = plan.raw(ws)
@@ -320,11 +341,11 @@ public final class LlamaModel: LanguageModel {
     /// Bytes of the one arena (activations, KV cache, workspaces).
     public var arenaBytes: Int { arena.bytes }
 
-    /// Bytes the KV cache takes in the arena (with the F16 cache's fp32 scratch).
+    /// Bytes the KV cache takes in the arena (with the F16/Q8_0 cache's fp32 scratch).
     public var kvCacheBytes: Int {
-        let cached = (0..<config.layers).reduce(0) { $0 + 2 * maxContext * config.kvDim(layer: $1) }
-        let scratch = maxContext * config.kvDim
-        return kvCache == .f16 ? cached * 2 + 2 * scratch * MemoryLayout<Float>.size : cached * MemoryLayout<Float>.size
+        let cached = kvRowBytes.reduce(0) { $0 + 2 * maxContext * $1 }
+        let scratch = kvCache == .f32 ? 0 : 2 * maxContext * config.kvDim * MemoryLayout<Float>.size
+        return cached + scratch
     }
 
     /// Bytes of packed weight matrices (the embedding table is read in place from the mapping and not counted
@@ -422,7 +443,7 @@ public final class LlamaModel: LanguageModel {
         guard n <= maxBatch, p0 + n <= maxContext else {
             throw ModelError("\(p0 + n) positions exceed the context of \(maxContext) this model was created with")
         }
-        let half = kvCache == .f16
+        let narrow = kvCache != .f32, kvType = kvCache.quantType.rawValue
         // One row (decode): attention reads the cache as it is stored (cq_attention_cached); nothing is widened.
         let decoding = n == 1
         for (l, layer) in layers.enumerated() {
@@ -439,17 +460,18 @@ public final class LlamaModel: LanguageModel {
             try layer.v(xn, rows: n, into: vRows, workspace: gemmWorkspace)
             rope(q, rows: n, heads: c.heads(layer: l), from: p0)
             rope(kRows, rows: n, heads: c.kvHeads(layer: l), from: p0)
-            if half {
-                let f16 = QuantType.f16.rawValue, newCount = Int64(n * kvDim), allCount = Int64((p0 + n) * kvDim)
-                try KernelError.check(cq_quantize_row(f16, kRows, keyCache[l] + p0 * kvDim * 2, newCount))
-                try KernelError.check(cq_quantize_row(f16, vRows, valueCache[l] + p0 * kvDim * 2, newCount))
+            if narrow {
+                // Rows are whole blocks (checked at creation), so n rows quantize as one run of n · kvDim values.
+                let newCount = Int64(n * kvDim), allCount = Int64((p0 + n) * kvDim), at = p0 * kvRowBytes[l]
+                try KernelError.check(cq_quantize_row(kvType, kRows, keyCache[l] + at, newCount))
+                try KernelError.check(cq_quantize_row(kvType, vRows, valueCache[l] + at, newCount))
                 if !decoding {
-                    try KernelError.check(cq_dequantize_row(f16, keyCache[l], keys, allCount))
-                    try KernelError.check(cq_dequantize_row(f16, valueCache[l], values, allCount))
+                    try KernelError.check(cq_dequantize_row(kvType, keyCache[l], keys, allCount))
+                    try KernelError.check(cq_dequantize_row(kvType, valueCache[l], values, allCount))
                 }
             }
             if decoding {
-                try attention[l].cached(q: q, ldq: qDim, k: keyCache[l], v: valueCache[l], type: half ? .f16 : .f32, ld: kvDim,
+                try attention[l].cached(q: q, ldq: qDim, k: keyCache[l], v: valueCache[l], type: kvCache.quantType, ld: kvDim,
                                         queries: n, keys: p0 + n, causalOffset: p0, scores: scores, into: attn, ldo: qDim)
             } else {
                 try attention[l](q: q, ldq: qDim, k: keys, ldk: kvDim, v: values, ldv: kvDim,

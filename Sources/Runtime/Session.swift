@@ -15,7 +15,8 @@ public struct SessionOptions: Sendable {
     public var contextLength: Int?
     /// Rows per prefill step (the arena is planned for this many).
     public var batch: Int = 256
-    public var kvCache: KVCacheType = .f32
+    /// F16 by default, as llama.cpp: half the memory of F32, within the int8 activations' own noise (SmolLM2Tests).
+    public var kvCache: KVCacheType = .f16
     /// nil: `VZQ_WIDEN_F32`.
     public var widenToF32: Bool?
     public var imageOptions = ImageDecodeOptions()
@@ -24,7 +25,7 @@ public struct SessionOptions: Sendable {
     /// unless they ask (it is reserved up front; pages count only once used).
     public static let defaultContextCap = 2048
 
-    public init(contextLength: Int? = nil, batch: Int = 256, kvCache: KVCacheType = .f32, widenToF32: Bool? = nil) {
+    public init(contextLength: Int? = nil, batch: Int = 256, kvCache: KVCacheType = .f16, widenToF32: Bool? = nil) {
         self.contextLength = contextLength
         self.batch = batch
         self.kvCache = kvCache

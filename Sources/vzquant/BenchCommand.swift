@@ -133,8 +133,8 @@ struct BenchModel: ParsableCommand {
     @Option(name: .long, help: "Timed repetitions per row (after one warm-up run).")
     var repetitions = 3
 
-    @Option(name: .customLong("kv-type"), help: "KV cache type: f32 or f16.")
-    var kvType = "f32"
+    @Option(name: [.customLong("cache-type"), .customLong("kv-type")], help: "KV cache type: f32, f16 or q8_0.")
+    var kvType = "f16"
 
     @Option(name: .long, help: "Write the results as JSON (fields in the README).")
     var json: String?
@@ -152,7 +152,7 @@ struct BenchModel: ParsableCommand {
         if preset != nil, mmproj != nil { throw ValidationError("--preset brings its own mmproj") }
         if let preset { do { _ = try ModelPreset.named(preset) } catch { throw ValidationError("\(error)") } }
         guard ["q4_0", "q8_0"].contains(type) else { throw ValidationError("--type must be q4_0 or q8_0") }
-        guard ["f32", "f16"].contains(kvType) else { throw ValidationError("--kv-type must be f32 or f16") }
+        guard KVCacheType(rawValue: kvType) != nil else { throw ValidationError("--cache-type must be f32, f16 or q8_0") }
         if let visualTokens { do { _ = try VisualTokens.list(visualTokens) } catch { throw ValidationError("--visual-tokens: \(error)") } }
         if let promptTokens, promptTokens < 1 { throw ValidationError("--prompt-tokens must be at least 1") }
         if genTokens < 0 { throw ValidationError("--gen-tokens must be ≥ 0") }
@@ -171,8 +171,8 @@ struct BenchModel: ParsableCommand {
                                             genTokens: genTokens)
             options.visualTokens = try visualTokens.map(VisualTokens.list) ?? []
             options.repetitions = repetitions
-            options.kvCache = kvType == "f16" ? .f16 : .f32
-            options.setting = kvType == "f16" ? "kv f16" : ""
+            options.kvCache = KVCacheType(rawValue: kvType) ?? .f32
+            options.setting = kvType == "f16" ? "" : "kv \(kvType)"
             let rowCount = mmprojPath == nil ? 1 : max(options.visualTokens.count, 4)
             let progress = BenchProgress(total: 1 + rowCount * (2 + options.warmupRuns + options.repetitions))
             let (rows, peakPerRow) = try ModelBench.run(options, progress: progress)

@@ -16,17 +16,18 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .customLong("batch-size"), help: "Rows per prefill step.")
     var batch = 256
 
-    @Option(name: .customLong("kv-type"), help: "KV cache element type: f32 or f16 (half the memory).")
-    var kvType = "f32"
+    @Option(name: [.customLong("cache-type"), .customLong("kv-type")],
+            help: "KV cache element type: f32, f16 (half the memory) or q8_0 (27 %), as llama.cpp's -ctk/-ctv.")
+    var kvType = "f16"
 
     func validate() throws {
         if let contextLength, contextLength < 1 { throw ValidationError("--ctx-size must be at least 1") }
         if batch < 1 { throw ValidationError("--batch-size must be at least 1") }
-        guard ["f32", "f16"].contains(kvType) else { throw ValidationError("--kv-type must be f32 or f16") }
+        guard KVCacheType(rawValue: kvType) != nil else { throw ValidationError("--cache-type must be f32, f16 or q8_0") }
     }
 
     var sessionOptions: SessionOptions {
-        SessionOptions(contextLength: contextLength, batch: batch, kvCache: kvType == "f16" ? .f16 : .f32)
+        SessionOptions(contextLength: contextLength, batch: batch, kvCache: KVCacheType(rawValue: kvType) ?? .f32)
     }
 }
 

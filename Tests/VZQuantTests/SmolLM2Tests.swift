@@ -107,4 +107,65 @@ final class SmolLM2Tests: XCTestCase {
         print("smollm2 native + f16 kv: \(half.tokens), margins \(half.margins.map { String(format: "%.2f", $0) })")
         XCTAssertEqual(half.tokens, native.tokens, "F16 KV cache greedy tokens")
     }
+
+    /// F16 and Q8_0 KV caches against the F32 cache on the same weights, teacher-forced along the F32 run's greedy
+    /// tokens (so both see the same history): the largest logit error and how often the top token agrees — in decode
+    /// steps (the cache read as stored) and in one prefill of the same tokens (the cache widened), which must agree
+    /// with each other about as closely as F32 decode and prefill do.
+    func testKVCacheTypesLogitError() throws {
+        guard let path = Self.modelPath() else { throw XCTSkip("\(Self.fileName) not found (tools/setup.sh --dev)") }
+        let file = try GGUFFile(path: path)
+        let tokenizer = try Tokenizer(gguf: file)
+        let prompt = tokenizer.encode("<|im_start|>user\nWrite a short story about a lighthouse keeper.<|im_end|>\n<|im_start|>assistant\n",
+                                      addSpecial: false, parseSpecial: true)
+        let steps = 96, vocabSize = try LlamaModel(file: file, maxContext: 8).vocab
+        func model(_ type: KVCacheType) throws -> LlamaModel {
+            try LlamaModel(file: file, maxContext: prompt.count + steps + 1, maxBatch: 256, kvCache: type)
+        }
+        // Decode: logits of each forced step, per cache type.
+        let types = KVCacheType.allCases
+        let models = try types.map(model)
+        var logits = try models.map { try $0.prefill(embeddings: $0.embeddings(prompt), lastOnly: true) }
+        var decoded = [[Float]](repeating: [], count: types.count), forced: [Int32] = []
+        for _ in 0..<steps {
+            for m in types.indices { decoded[m] += logits[m] }
+            let token = logits[0].withUnsafeBufferPointer { Self.top2($0).0 }
+            forced.append(token)
+            logits = try models.map { Array(try $0.decode(token: token)) }
+        }
+        // Prefill: the same positions in one pass (rows prompt.count − 1 … of prompt + forced).
+        let prefilled = try types.map { t -> [Float] in
+            let lm = try model(t)
+            let all = try lm.prefill(embeddings: lm.embeddings(prompt + forced.dropLast()))
+            return Array(all[((prompt.count - 1) * vocabSize)...])
+        }
+        func compare(_ a: [Float], _ b: [Float]) -> (worst: Float, agree: Int) {
+            var worst: Float = 0, agree = 0
+            for i in 0..<steps {
+                let x = a[(i * vocabSize)..<((i + 1) * vocabSize)], y = b[(i * vocabSize)..<((i + 1) * vocabSize)]
+                worst = max(worst, zip(x, y).map { abs($0 - $1) }.max() ?? 0)
+                if x.indices.max(by: { x[$0] < x[$1] }) == y.indices.max(by: { y[$0] < y[$1] }) { agree += 1 }
+            }
+            return (worst, agree)
+        }
+        let spread = (decoded[0].max() ?? 0) - (decoded[0].min() ?? 0)
+        var results: [KVCacheType: (decode: (worst: Float, agree: Int), prefill: (worst: Float, agree: Int), own: (worst: Float, agree: Int))] = [:]
+        for m in types.indices {
+            results[types[m]] = (compare(decoded[0], decoded[m]), compare(prefilled[0], prefilled[m]), compare(decoded[m], prefilled[m]))
+            let r = results[types[m]]!
+            print("smollm2 \(types[m]) kv over \(steps) forced steps (logit range \(spread)): vs f32 decode max abs "
+                  + "\(r.decode.worst), top-1 \(r.decode.agree)/\(steps); vs f32 prefill \(r.prefill.worst), top-1 \(r.prefill.agree)/\(steps); "
+                  + "own decode vs prefill \(r.own.worst), top-1 \(r.own.agree)/\(steps)")
+        }
+        // The int8 activation quantization makes the F32 cache's own decode and prefill differ (a rounding that flips
+        // in one layer spreads): the narrow caches must stay within about that floor of the F32 cache.
+        let floor = results[.f32]!.own.worst
+        XCTAssertGreaterThan(floor, 0)
+        XCTAssertLessThanOrEqual(results[.f16]!.decode.worst, 1.5 * floor, "f16 cache: logit error beyond the F32 path's own")
+        XCTAssertLessThanOrEqual(results[.q8_0]!.decode.worst, 2 * floor, "q8_0 cache: logit error")
+        for t in [KVCacheType.f16, .q8_0] {
+            XCTAssertGreaterThanOrEqual(results[t]!.decode.agree, steps * 9 / 10, "\(t) top-1 agreement")
+            XCTAssertGreaterThanOrEqual(results[t]!.prefill.agree, steps * 9 / 10, "\(t) top-1 agreement (prefill)")
+        }
+    }
 }

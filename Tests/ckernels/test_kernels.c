@@ -1545,13 +1545,19 @@ static void test_attention_cached(void) {
         {1, 1, 1, 1, 8, 0}, {1, 37, 9, 3, 64, 36}, {1, 300, 8, 8, 64, 299}, {3, 50, 4, 2, 32, 47}, {2, 20, 6, 1, 16, -1},
         {1, 9, 2, 2, 520, 8}, {1, 0, 4, 2, 8, -1}, {4, 33, 12, 4, 80, 29},
     };
+    int q8_cases = 0;
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const int64_t t = cases[c].t, s = cases[c].s, heads = cases[c].heads, kvh = cases[c].kv, hd = cases[c].hd;
-        const int64_t off = cases[c].offset, ldq = heads * hd + 3, ldo = heads * hd + 5, ldk = kvh * hd + 2;
+        /* cache rows padded: by 2 values, or by a whole block where the head dim allows Q8_0 rows */
+        const int64_t off = cases[c].offset, ldq = heads * hd + 3, ldo = heads * hd + 5, ldk = kvh * hd + (hd % 32 ? 2 : 32);
         const float scale = 1.0f / sqrtf((float)hd);
         float *q = xmalloc(sizeof(float) * (size_t)(t * ldq));
         float *k = xmalloc(sizeof(float) * (size_t)(s * ldk + 1)), *v = xmalloc(sizeof(float) * (size_t)(s * ldk + 1));
         uint16_t *kh = xmalloc(2 * (size_t)(s * ldk + 1)), *vh = xmalloc(2 * (size_t)(s * ldk + 1));
+        /* Q8_0 caches (whole blocks per head): the same values quantized, the reference reading them dequantized */
+        const int q8 = hd % 32 == 0 && ldk % 32 == 0;
+        uint8_t *kq = xmalloc((size_t)(s * ldk / 32 * 34 + 1)), *vq = xmalloc((size_t)(s * ldk / 32 * 34 + 1));
+        float *kd = xmalloc(sizeof(float) * (size_t)(s * ldk + 1)), *vd = xmalloc(sizeof(float) * (size_t)(s * ldk + 1));
         float *out = xmalloc(sizeof(float) * (size_t)(t * ldo)), *scores = xmalloc(sizeof(float) * (size_t)(t * heads * s + 1));
         for (int64_t i = 0; i < t * ldq; i++) q[i] = rnd_normalish() * 2.0f;
         for (int64_t i = 0; i < s * ldk; i++) {
@@ -1560,11 +1566,19 @@ static void test_attention_cached(void) {
             k[i] = cq_fp16_to_fp32(kh[i]);
             v[i] = cq_fp16_to_fp32(vh[i]);
         }
-        for (int type = 0; type < 2; type++) {
-            const int kv_type = type ? CQ_TYPE_F16 : CQ_TYPE_F32;
+        if (q8 && s > 0) {
+            CHECK(cq_quantize_row(CQ_TYPE_Q8_0, k, kq, s * ldk) == CQ_OK && cq_quantize_row(CQ_TYPE_Q8_0, v, vq, s * ldk) == CQ_OK &&
+                      cq_dequantize_row(CQ_TYPE_Q8_0, kq, kd, s * ldk) == CQ_OK && cq_dequantize_row(CQ_TYPE_Q8_0, vq, vd, s * ldk) == CQ_OK,
+                  "attention_cached: q8_0 cache made");
+        }
+        for (int type = 0; type < 3; type++) {
+            if (type == 2 && !q8) continue;
+            const int kv_type = type == 2 ? CQ_TYPE_Q8_0 : type ? CQ_TYPE_F16 : CQ_TYPE_F32;
+            const void *kc = type == 2 ? (void *)kq : type ? (void *)kh : (void *)k;
+            const void *vc = type == 2 ? (void *)vq : type ? (void *)vh : (void *)v;
+            const float *kr = type == 2 ? kd : k, *vr = type == 2 ? vd : v; /* what the reference reads */
             for (int64_t i = 0; i < t * ldo; i++) out[i] = NAN;
-            cq_status st = cq_attention_cached(t, s, heads, kvh, hd, scale, q, ldq, kv_type, type ? (void *)kh : (void *)k,
-                                               ldk, type ? (void *)vh : (void *)v, ldk, off, scores, out, ldo);
+            cq_status st = cq_attention_cached(t, s, heads, kvh, hd, scale, q, ldq, kv_type, kc, ldk, vc, ldk, off, scores, out, ldo);
             CHECK(st == CQ_OK, "attention_cached case %zu ran (%s)", c, cq_status_string(st));
             int bad = 0;
             double worst = 0;
@@ -1576,7 +1590,7 @@ static void test_attention_cached(void) {
                     double *p = malloc(sizeof(double) * (size_t)(n + 1)), mx = -INFINITY, sum = 0;
                     for (int64_t j = 0; j < n; j++) {
                         double d = 0;
-                        for (int64_t e = 0; e < hd; e++) d += (double)q[i * ldq + h * hd + e] * k[j * ldk + g * hd + e];
+                        for (int64_t e = 0; e < hd; e++) d += (double)q[i * ldq + h * hd + e] * kr[j * ldk + g * hd + e];
                         p[j] = d * scale;
                         mx = p[j] > mx ? p[j] : mx;
                     }
@@ -1584,8 +1598,8 @@ static void test_attention_cached(void) {
                     for (int64_t e = 0; e < hd; e++) {
                         double want = 0, mag = 0;
                         for (int64_t j = 0; j < n; j++) {
-                            want += p[j] / sum * v[j * ldk + g * hd + e];
-                            mag += p[j] / sum * fabs(v[j * ldk + g * hd + e]);
+                            want += p[j] / sum * vr[j * ldk + g * hd + e];
+                            mag += p[j] / sum * fabs(vr[j * ldk + g * hd + e]);
                         }
                         const double err = fabs(out[i * ldo + h * hd + e] - want);
                         if (!(err <= 2e-5 * (mag + 1e-3))) bad++;
@@ -1594,16 +1608,21 @@ static void test_attention_cached(void) {
                     free(p);
                 }
             }
+            q8_cases += type == 2;
             CHECK(bad == 0, "attention_cached t=%lld s=%lld heads=%lld/%lld hd=%lld %s: %d values off (worst %.3g)",
-                  (long long)t, (long long)s, (long long)heads, (long long)kvh, (long long)hd, type ? "f16" : "f32", bad, worst);
+                  (long long)t, (long long)s, (long long)heads, (long long)kvh, (long long)hd,
+                  type == 2 ? "q8_0" : type ? "f16" : "f32", bad, worst);
         }
-        free(q); free(k); free(v); free(kh); free(vh); free(out); free(scores);
+        free(q); free(k); free(v); free(kh); free(vh); free(kq); free(vq); free(kd); free(vd); free(out); free(scores);
     }
+    CHECK(q8_cases == 3, "attention_cached: %d Q8_0 cases ran", q8_cases);
     float one = 1;
     CHECK(cq_attention_cached(1, 1, 3, 2, 8, 1, &one, 24, CQ_TYPE_F32, &one, 16, &one, 16, 0, &one, &one, 24) ==
               CQ_ERR_INVALID_ARGUMENT, "attention_cached: heads not a multiple of kv heads rejected");
     CHECK(cq_attention_cached(1, 1, 2, 2, 8, 1, &one, 16, CQ_TYPE_Q8_0, &one, 16, &one, 16, 0, &one, &one, 16) ==
-              CQ_ERR_UNSUPPORTED_TYPE, "attention_cached: a Q8_0 cache is not (yet) served");
+              CQ_ERR_BAD_SHAPE, "attention_cached: a Q8_0 cache with heads of 8 values rejected");
+    CHECK(cq_attention_cached(1, 1, 2, 2, 8, 1, &one, 16, CQ_TYPE_Q4_0, &one, 16, &one, 16, 0, &one, &one, 16) ==
+              CQ_ERR_UNSUPPORTED_TYPE, "attention_cached: a Q4_0 cache is not served");
     CHECK(cq_attention_cached(1, 1, 2, 2, 8, 1, &one, 8, CQ_TYPE_F32, &one, 16, &one, 16, 0, &one, &one, 16) ==
               CQ_ERR_INVALID_ARGUMENT, "attention_cached: a query stride shorter than a row rejected");
 }

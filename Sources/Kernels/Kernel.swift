@@ -5,7 +5,7 @@ import CQuant
 
 /// A family of micro-kernels; one is chosen per process from the CPU's features (or `VZQ_KERNEL`).
 public enum Kernel: Int32, Sendable, CaseIterable, CustomStringConvertible {
-    case scalar = 0, avx2 = 1, neon = 2, dotprod = 3, i8mm = 4
+    case scalar = 0, avx2 = 1, neon = 2, dotprod = 3, i8mm = 4, vnni = 5
 
     var c: cq_kernel { cq_kernel(rawValue: UInt32(rawValue)) }
 

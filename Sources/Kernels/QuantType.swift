@@ -73,7 +73,7 @@ public enum KernelError: Error, CustomStringConvertible, Equatable {
         case let .badShape(type, count):
             return "\(count) values is not a whole number of \(type) blocks of \(type.blockElements)"
         case let .status(message): return message
-        case let .unknownKernel(name): return "unknown kernel '\(name)' (scalar, avx2, neon, dotprod, i8mm)"
+        case let .unknownKernel(name): return "unknown kernel '\(name)' (scalar, avx2, vnni, neon, dotprod, i8mm)"
         case let .unsupportedKernel(name): return "this CPU cannot run the \(name) kernel (best: \(Kernel.best))"
         case let .badEnvironment(message): return message
         }

@@ -16,7 +16,7 @@ struct ComputeOptions: ParsableArguments {
     @Option(name: .long, help: "Threads for the kernels (default: VZQ_THREADS, else all cores).")
     var threads: Int?
 
-    @Option(name: .long, help: "Force a kernel: scalar, avx2, neon, dotprod, i8mm (default: VZQ_KERNEL, else the best this CPU runs).")
+    @Option(name: .long, help: "Force a kernel: scalar, avx2, vnni, neon, dotprod, i8mm (default: VZQ_KERNEL, else the best this CPU runs).")
     var kernel: String?
 
     func validate() throws {

@@ -452,7 +452,10 @@ public final class LlamaModel: LanguageModel {
             // fp32 keys/values attention reads: the cache itself, or (F16) the scratch the cache is widened into.
             let keys = keyScratch ?? keyCache[l].assumingMemoryBound(to: Float.self)
             let values = valueScratch ?? valueCache[l].assumingMemoryBound(to: Float.self)
-            let kRows = keys + p0 * kvDim, vRows = values + p0 * kvDim
+            // A decode step's new row in a narrow cache is needed in fp32 only until it is quantized: the scratch's
+            // first row holds it, so decoding never commits scratch pages for later positions.
+            let rowAt = decoding && narrow ? 0 : p0 * kvDim
+            let kRows = keys + rowAt, vRows = values + rowAt
             // Attention: the new keys and values go straight into the cache (F16: narrowed, then all rows widened).
             Ops.rmsNorm(x, rows: n, dim: d, weight: layer.attnNorm, eps: c.rmsEps, into: xn)
             try layer.q(xn, rows: n, into: q, workspace: gemmWorkspace)

@@ -135,7 +135,7 @@ let package = Package(
         // The HTTP server on the library's Conversation API; apart from the umbrella so that only the CLI (and its
         // tests) link Hummingbird.
         .target(name: "VZQServe",
-                dependencies: ["VZQRuntime", "VZQText", "VZQImage", "VZQFormats",
+                dependencies: ["VZQRuntime", "VZQText", "VZQImage", "VZQFormats", "VZQSupport",
                                .product(name: "Hummingbird", package: "hummingbird"),
                                .product(name: "Prometheus", package: "swift-prometheus")],
                 path: "Sources/Serve"),

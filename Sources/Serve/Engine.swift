@@ -2,6 +2,7 @@ import Foundation
 import VZQFormats
 import VZQImage
 import VZQRuntime
+import VZQSupport
 import VZQText
 
 /// What a request's prefill did, sent before any text.
@@ -47,7 +48,8 @@ public final class ChatJob: @unchecked Sendable {
     public let output: AsyncStream<Output>
     let startedSink: AsyncStream<Result<JobStarted, APIError>>.Continuation
     let outputSink: AsyncStream<Output>.Continuation
-    let queuedAt = Date()
+    /// monotonicMilliseconds() when the job was queued.
+    let queuedAt = monotonicMilliseconds()
     private let lock = NSLock()
     private var cancelled = false
 
@@ -155,14 +157,14 @@ public final class Engine: @unchecked Sendable {
                 metrics.queueLength.set(Double(waiting.count))
                 return job
             }
-            let t0 = Date()
+            let t0 = monotonicMilliseconds()
             if job.isCancelled {
                 job.fail(APIError(HTTPStatus.badRequest, "cancelled", code: "cancelled"))
                 metrics.cancelled.increment()
             } else {
                 run(job)
             }
-            let seconds = Date().timeIntervalSince(t0)
+            let seconds = (monotonicMilliseconds() - t0) / 1000
             condition.withLock {
                 busy = false
                 averageSeconds = 0.8 * averageSeconds + 0.2 * seconds
@@ -221,7 +223,7 @@ public final class Engine: @unchecked Sendable {
     /// conversation, else the whole conversation.
     private func prefill(_ job: ChatJob) throws -> JobStarted {
         let r = job.request
-        let queueMs = Date().timeIntervalSince(job.queuedAt) * 1000
+        let queueMs = monotonicMilliseconds() - job.queuedAt
         var reused = false
         if let conversation, let transcript, transcript.system == r.system, transcript.visualTokens == r.visualTokens,
            r.history.count == transcript.messages.count + 1, Array(r.history.dropLast()) == transcript.messages,
@@ -233,9 +235,9 @@ public final class Engine: @unchecked Sendable {
         var images: [EncodedImage] = []
         var imageMs = 0.0
         for (i, bytes) in newImages.enumerated() {
-            let t0 = Date()
+            let t0 = monotonicMilliseconds()
             images.append(try encodeImage(bytes, name: "image \(i + 1)", visualTokens: r.visualTokens))
-            imageMs += Date().timeIntervalSince(t0) * 1000
+            imageMs += monotonicMilliseconds() - t0
         }
         let prefill: Conversation.Prefill
         if reused, let conversation {

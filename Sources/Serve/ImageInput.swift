@@ -3,7 +3,7 @@ import VZQFormats
 
 /// Where a request's image comes from. `data:` URLs (base64 JPEG/PNG) are the API's way; the server fetches
 /// nothing from the network; local paths are read only below the directory `--allow-local-files` names.
-enum ImageInput {
+package enum ImageInput {
     static func bytes(_ url: String, limits: RequestLimits, param: String) throws -> Data {
         func bad(_ message: String) -> APIError { .badRequest("\(param): \(message)", param: param) }
         let lower = url.prefix(16).lowercased()
@@ -18,8 +18,8 @@ enum ImageInput {
         guard let root = limits.localFilesRoot else {
             throw bad("local image paths are refused (the server reads them only below --allow-local-files DIR)")
         }
-        // Resolve links and dot segments before comparing, so that no spelling leaves the directory.
-        let resolved = URL(fileURLWithPath: path).resolvingSymlinksInPath().standardizedFileURL.path
+        // Links and dot segments are resolved before comparing, so that no spelling leaves the directory.
+        let resolved = resolvedPath(path)
         guard resolved.hasPrefix(root.hasSuffix("/") ? root : root + "/") else {
             throw bad("'\(path)' is outside the directory the server may read images from")
         }
@@ -28,6 +28,11 @@ enum ImageInput {
         } catch {
             throw APIError(HTTPStatus.badRequest, "\(param): \(error)", param: param)
         }
+    }
+
+    /// `path` with symbolic links and `.`/`..` resolved (the allowed directory and every requested file alike).
+    package static func resolvedPath(_ path: String) -> String {
+        URL(fileURLWithPath: path).resolvingSymlinksInPath().standardizedFileURL.path
     }
 
     /// `data:[<type>][;base64],<payload>`: only base64 images.

@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import VZQRuntime
+import VZQSupport
 
 /// Where and how the server listens, and what it accepts.
 public struct ServerOptions: Sendable {
@@ -184,7 +185,7 @@ struct ErrorMiddleware: RouterMiddleware {
     let metrics: ServerMetrics
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let t0 = Date()
+        let t0 = monotonicMilliseconds()
         let known = ["/", "/health", "/metrics", "/v1/models", "/v1/chat/completions"]
         let path = known.contains(request.uri.path) ? request.uri.path : "other"
         var response: Response
@@ -206,7 +207,7 @@ struct ErrorMiddleware: RouterMiddleware {
         } catch {
             response = Self.response(APIError(HTTPStatus.internalError, "\(error)"))
         }
-        metrics.request(path: path, status: Int(response.status.code), seconds: Date().timeIntervalSince(t0))
+        metrics.request(path: path, status: Int(response.status.code), seconds: (monotonicMilliseconds() - t0) / 1000)
         return response
     }
 

@@ -78,7 +78,7 @@ struct ServeCommand: AsyncParsableCommand {
                 guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory), isDirectory.boolValue else {
                     throw ValidationError("--allow-local-files: '\(dir)' is not a directory")
                 }
-                localRoot = URL(fileURLWithPath: dir).resolvingSymlinksInPath().standardizedFileURL.path
+                localRoot = ImageInput.resolvedPath(dir)
             }
             let session = try Session(model: modelOptions.model, mmproj: modelOptions.mmproj, options: modelOptions.sessionOptions)
             let template = try chatTemplate.map { try ChatTemplate(name: $0) } ?? ChatTemplate.detect(metadata: session.metadata)

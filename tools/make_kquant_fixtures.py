@@ -33,6 +33,8 @@ import sys
 
 import numpy as np
 
+from quant_manifest import dump_manifest
+
 SEED = 20261207
 GENERATOR = "tools/make_kquant_fixtures.py"  # make_quant_fixtures.py keeps the manifest cases marked with this
 QK_K = 256
@@ -134,31 +136,6 @@ def inputs(rng):
     i2[130] = -np.inf
     g.add("one -inf", i2)
     return g
-
-
-def dump_manifest(manifest):
-    """JSON with one line per group: make_quant_fixtures.py's dump_manifest, repeated here because that module needs
-    gguf-py, which the llama-cpp-python environment need not have. Both must write the same text."""
-    lines = ["{"]
-    for k, v in manifest.items():
-        if k != "cases":
-            lines.append(f" {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)},")
-    lines.append(' "cases": [')
-    for i, case in enumerate(manifest["cases"]):
-        lines.append("  {")
-        items = list(case.items())
-        for j, (k, v) in enumerate(items):
-            end = "," if j + 1 < len(items) else ""
-            if isinstance(v, list) and v:
-                lines.append(f"   {json.dumps(k)}: [")
-                lines += [f"    {json.dumps(e, ensure_ascii=False)}{',' if n + 1 < len(v) else ''}" for n, e in enumerate(v)]
-                lines.append(f"   ]{end}")
-            else:
-                lines.append(f"   {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}{end}")
-        lines.append("  }" + ("," if i + 1 < len(manifest["cases"]) else ""))
-    lines.append(" ]")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
 
 
 def main():

@@ -33,6 +33,7 @@ import sys
 import numpy as np
 
 import gguf
+from quant_manifest import dump_manifest
 import gguf.quants as gq
 from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType as T
 
@@ -609,30 +610,6 @@ def ggml_divergences(qtype, x, y):
                      f"  input {block.tolist()}\n  ggml {ggml_bytes.hex()}\n  gguf {gguf_bytes.hex()}")
         found.append({"block": b, "ggml_bytes": ggml_bytes.hex(), "reason": reason})
     return found
-
-
-def dump_manifest(manifest):
-    """JSON with one line per group, so the manifest stays small and diffable."""
-    lines = ["{"]
-    for k, v in manifest.items():
-        if k != "cases":
-            lines.append(f" {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)},")
-    lines.append(' "cases": [')
-    for i, case in enumerate(manifest["cases"]):
-        lines.append("  {")
-        items = list(case.items())
-        for j, (k, v) in enumerate(items):
-            end = "," if j + 1 < len(items) else ""
-            if isinstance(v, list) and v:
-                lines.append(f"   {json.dumps(k)}: [")
-                lines += [f"    {json.dumps(e, ensure_ascii=False)}{',' if n + 1 < len(v) else ''}" for n, e in enumerate(v)]
-                lines.append(f"   ]{end}")
-            else:
-                lines.append(f"   {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}{end}")
-        lines.append("  }" + ("," if i + 1 < len(manifest["cases"]) else ""))
-    lines.append(" ]")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
 
 
 def main():

@@ -114,7 +114,7 @@ let package = Package(
         .target(name: "VZQKernels", dependencies: ["CQuant"], path: "Sources/Kernels"),
         .target(name: "VZQFormats", dependencies: ["VZQKernels", "VZQSupport"], path: "Sources/Formats"),
         .target(name: "VZQModels", dependencies: ["VZQFormats", "VZQKernels", "VZQSupport", "CQuant"], path: "Sources/Models"),
-        .target(name: "VZQTokenReduction", dependencies: ["VZQModels"], path: "Sources/TokenReduction"),
+        .target(name: "VZQTokenReduction", dependencies: ["VZQModels", "CQuant"], path: "Sources/TokenReduction"),
         .target(name: "VZQText", dependencies: ["VZQFormats"], path: "Sources/Text"),
         .target(name: "VZQImage", dependencies: ["VZQFormats", "CImage"], path: "Sources/Image"),
         .target(name: "VZQFamilies", dependencies: ["VZQModels", "VZQImage", "VZQFormats"], path: "Sources/Families"),
@@ -135,7 +135,7 @@ let package = Package(
         // The HTTP server on the library's Conversation API; apart from the umbrella so that only the CLI (and its
         // tests) link Hummingbird.
         .target(name: "VZQServe",
-                dependencies: ["VZQRuntime", "VZQText", "VZQImage", "VZQFormats", "VZQSupport",
+                dependencies: ["VZQRuntime", "VZQTokenReduction", "VZQText", "VZQImage", "VZQFormats", "VZQSupport",
                                .product(name: "Hummingbird", package: "hummingbird"),
                                .product(name: "Prometheus", package: "swift-prometheus")],
                 path: "Sources/Serve"),

@@ -27,6 +27,8 @@ public struct ModelBenchOptions: Sendable {
     public var kvCache: KVCacheType = .f16
     public var batch = 256
     public var merge: VisionZip.Merge = .sum
+    /// Token reducers by name; each budget other than "all" gets one row per reducer.
+    public var reducers: [String] = ["visionzip"]
     /// Label of the row group (ratios compare rows with the same setting).
     public var setting = ""
 
@@ -51,6 +53,8 @@ public enum ModelBench {
         }
         let picture: RGBImage? = o.mmproj == nil ? nil : try o.image.map { try ImageDecoder.decode(file: $0) } ?? syntheticImage()
         // Visual tokens per budget, to size each row's cache exactly (the pipeline is loaded once for this).
+        let reducers = try o.reducers.map { try TokenReducers.named($0) }
+        guard !reducers.isEmpty else { throw BenchReportError("no token reducer to measure") }
         var budgets: [(VisualTokens?, Int)] = [(nil, 0)]
         if let mmproj = o.mmproj, let picture {
             progress?.step("planning")
@@ -61,10 +65,14 @@ public enum ModelBench {
         var rows: [ModelBenchRow] = []
         var peakPerRow = true
         for (budget, visual) in budgets {
-            // Freed memory of the previous row goes back to the system, or "RSS before load" would grow row by row.
-            cq_release_free_memory()
-            peakPerRow = MemoryProbe.resetPeak() && peakPerRow
-            rows.append(try row(o, budget: budget, visualTokens: visual, picture: picture, progress: progress))
+            let rowReducers: [(any TokenReducer)?] = budget == nil || budget == .all ? [nil] : reducers
+            for reducer in rowReducers {
+                // Freed memory of the previous row goes back to the system, or "RSS before load" would grow row by row.
+                cq_release_free_memory()
+                peakPerRow = MemoryProbe.resetPeak() && peakPerRow
+                rows.append(try row(o, budget: budget, reducer: reducer, visualTokens: visual, picture: picture,
+                                    progress: progress))
+            }
         }
         return (rows, peakPerRow)
     }
@@ -109,9 +117,10 @@ public enum ModelBench {
         return Array(ids.prefix(count))
     }
 
-    private static func row(_ o: ModelBenchOptions, budget: VisualTokens?, visualTokens visualCount: Int, picture: RGBImage?,
+    private static func row(_ o: ModelBenchOptions, budget: VisualTokens?, reducer: (any TokenReducer)?,
+                            visualTokens visualCount: Int, picture: RGBImage?,
                             progress: BenchProgress?) throws -> ModelBenchRow {
-        let label = budget.map { "visual tokens \($0)" } ?? "text"
+        let label = budget.map { "visual tokens \($0)" + (reducer.map { " \($0.name)" } ?? "") } ?? "text"
         progress?.step("\(label): loading")
         let rssBefore = MemoryProbe.rssBytes()
         var samples = PhaseSamples()
@@ -140,7 +149,8 @@ public enum ModelBench {
                     image = try ImageDecoder.decode(file: path)
                     imageMs += monotonicMilliseconds() - d0
                 }
-                let encoded = try vision.encode(image, visualTokens: budget, merge: o.merge)
+                let encoded = try vision.encode(image, visualTokens: budget, merge: o.merge,
+                                                reducer: reducer ?? VisionZipReducer())
                 imageMs += encoded.timings.preprocessMs
                 if timed {
                     samples.image.append(imageMs)
@@ -188,7 +198,9 @@ public enum ModelBench {
             weightsMapping: "repacked", promptTokens: o.promptTokens, prefillTokens: o.promptTokens + (last?.tokens ?? 0),
             genTokens: o.genTokens, decodeTokens: max(o.genTokens - 1, 0), images: last == nil ? 0 : 1, crops: cropCount,
             tokensBefore: last.map { $0.crops.map(\.tokensBefore).reduce(0, +) },
-            dominantTokens: split.map { $0.dominant }, contextualTokens: split.map { $0.contextual },
+            dominantTokens: reducer is DivPruneReducer ? split.map { $0.total } : split.map { $0.dominant },
+            contextualTokens: reducer is DivPruneReducer ? split.map { _ in 0 } : split.map { $0.contextual },
+            tokenReducer: reducer?.name,
             samples: samples, memory: memory)
     }
 

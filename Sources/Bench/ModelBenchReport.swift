@@ -151,6 +151,8 @@ public struct ModelBenchRow: Sendable, Equatable {
     public var setting: String
     /// "all" or the VisionZip budget; nil for text-only models.
     public var visualTokens: BenchVisualTokens?
+    /// The token reducer of a budget row ("visionzip", "divprune"); nil for "all" and text-only rows.
+    public var tokenReducer: String?
     /// VisionZip's dominant and contextual tokens per crop (nil when VisionZip is off).
     public var dominantTokens: Int?
     public var contextualTokens: Int?
@@ -204,7 +206,7 @@ public struct ModelBenchRow: Sendable, Equatable {
     public init(setting: String, visualTokens: BenchVisualTokens?, type: String, kernel: String, threads: Int,
                 weightsMapping: String, promptTokens: Int, prefillTokens: Int, genTokens: Int,
                 decodeTokens: Int? = nil, images: Int = 0, crops: Int = 0, tokensBefore: Int? = nil,
-                dominantTokens: Int? = nil, contextualTokens: Int? = nil, samples: PhaseSamples,
+                dominantTokens: Int? = nil, contextualTokens: Int? = nil, tokenReducer: String? = nil, samples: PhaseSamples,
                 memory: BenchMemory) throws {
         let decodeCount = decodeTokens ?? Swift.max(0, genTokens - 1)
         let counts: [(String, Int?)] = [
@@ -231,6 +233,7 @@ public struct ModelBenchRow: Sendable, Equatable {
         }
         self.setting = setting
         self.visualTokens = visualTokens
+        self.tokenReducer = tokenReducer
         self.dominantTokens = dominantTokens
         self.contextualTokens = contextualTokens
         self.images = images
@@ -263,7 +266,8 @@ public struct ModelBenchRow: Sendable, Equatable {
 
     /// "setting · budget" (or just one of them), the row's name in tables and charts.
     public var label: String {
-        let budget = visualTokens.map { "\($0) visual" }
+        let reducer = tokenReducer.map { $0 == "visionzip" ? "" : " \($0)" } ?? ""
+        let budget = visualTokens.map { "\($0) visual\(reducer)" }
         return [setting.isEmpty ? nil : setting, budget].compactMap { $0 }.joined(separator: " · ")
     }
 }
@@ -274,7 +278,7 @@ extension ModelBenchRow: Codable {
     /// Every key a row writes, in the order the README documents them. Absent values are written as null so that
     /// every row has every key.
     public static let jsonKeys: [String] = [
-        "setting", "visual_tokens", "dominant_tokens", "contextual_tokens", "images", "crops", "tokens_before",
+        "setting", "visual_tokens", "token_reducer", "dominant_tokens", "contextual_tokens", "images", "crops", "tokens_before",
         "prompt_tokens", "prefill_tokens", "gen_tokens", "decode_tokens", "type", "kernel", "threads",
         "weights_mapping", "repetitions",
         "load_ms", "load_ms_min", "load_ms_max", "image_ms", "image_ms_min", "image_ms_max",
@@ -306,6 +310,7 @@ extension ModelBenchRow: Codable {
         }
         try put("setting", setting)
         try put("visual_tokens", visualTokens)
+        try put("token_reducer", tokenReducer)
         try put("dominant_tokens", dominantTokens)
         try put("contextual_tokens", contextualTokens)
         try put("images", images)
@@ -360,6 +365,7 @@ extension ModelBenchRow: Codable {
         }
         setting = try get("setting")
         visualTokens = try maybe("visual_tokens")
+        tokenReducer = try maybe("token_reducer")
         dominantTokens = try maybe("dominant_tokens")
         contextualTokens = try maybe("contextual_tokens")
         images = try get("images")
@@ -499,6 +505,7 @@ public struct ModelBenchReport: Sendable, Equatable, Codable {
     static let timingColumns: [Column] = [
         Column(title: "setting", left: true) { $0.setting.isEmpty ? "-" : $0.setting },
         Column(title: "visual") { $0.visualTokens?.description ?? "-" },
+        Column(title: "reducer", left: true) { $0.tokenReducer ?? "-" },
         Column(title: "prefill tok") { String($0.prefillTokens) },
         Column(title: "load ms") { Units.ms($0.load?.median) },
         Column(title: "image ms") { Units.ms($0.image?.median) },
@@ -518,6 +525,7 @@ public struct ModelBenchReport: Sendable, Equatable, Codable {
     static let memoryColumns: [Column] = [
         Column(title: "setting", left: true) { $0.setting.isEmpty ? "-" : $0.setting },
         Column(title: "visual") { $0.visualTokens?.description ?? "-" },
+        Column(title: "reducer", left: true) { $0.tokenReducer ?? "-" },
         Column(title: "type", left: true) { $0.type },
         Column(title: "weights") { Units.bytes($0.memory.weightBytes) },
         Column(title: "mapping", left: true) { $0.weightsMapping },

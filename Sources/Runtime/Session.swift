@@ -119,13 +119,14 @@ public final class Session {
     /// Decodes and encodes an image file (nil mmproj: an error naming --mmproj). `keepCrops`: keep the processed
     /// crops in the result (for `--visionzip-map`).
     public func encodeImage(path: String, visualTokens: VisualTokens, merge: VisionZip.Merge = .sum,
-                            options: ImageDecodeOptions = .init(),
+                            reducer: any TokenReducer = VisionZipReducer(), options: ImageDecodeOptions = .init(),
                             keepCrops: Bool = false) throws -> (EncodedImage, decodeMs: Double) {
         guard let vision else { throw ModelError("\(path): images need a vision file (an mmproj GGUF with the tower and projector)") }
         let t0 = monotonicMilliseconds()
         let image = try ImageDecoder.decode(file: path, options: options)
         let decodeMs = monotonicMilliseconds() - t0
-        return (try vision.encode(image, visualTokens: visualTokens, merge: merge, keepCrops: keepCrops), decodeMs)
+        return (try vision.encode(image, visualTokens: visualTokens, merge: merge, reducer: reducer,
+                                   keepCrops: keepCrops), decodeMs)
     }
 
     /// Token ids of a text piece (special tokens written in it are recognised; no BOS).

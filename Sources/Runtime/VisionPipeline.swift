@@ -177,6 +177,23 @@ public final class VisionPipeline {
         let gridColumns = input.grouped ? out.gridColumns / projector.scaleFactor : out.gridColumns
         var selection: VisionZip.Selection?
         var kept = input.hidden
+        if let budget, reducer.featureSpace == .projected {
+            // The reducer chooses among the rows the language model would get: project every unit, then keep some.
+            t0 = monotonicMilliseconds()
+            let dropped = !input.grouped && projector.dropsClassToken ? 1 : 0
+            let all = input.grouped ? try projector.projectShuffled(input.hidden) : try projector(features: input.hidden)
+            timings.projectorMs += monotonicMilliseconds() - t0
+            t0 = monotonicMilliseconds()
+            var rows = input
+            (rows.hidden, rows.width, rows.hasClassToken) = (all, projector.outputs, false)
+            let reduced = try reducer.reduce(rows, budget: budget, merge: merge)
+            timings.visionZipMs += monotonicMilliseconds() - t0
+            // Indices count the encoder's tokens (CLS = 0) as every report does.
+            let s = reduced.selection.shifted(by: dropped, tokensBefore: input.tokens)
+            let report = CropReport(tokensBefore: input.tokens, tokensAfter: reduced.rows.count / projector.outputs,
+                                    selection: s, gridRows: gridRows, gridColumns: gridColumns)
+            return (reduced.rows, report)
+        }
         if let budget {
             let reduced = try reducer.reduce(input, budget: budget, merge: merge)
             (kept, selection) = (reduced.rows, reduced.selection)

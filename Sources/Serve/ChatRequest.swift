@@ -1,5 +1,6 @@
 import Foundation
 import VZQRuntime
+import VZQTokenReduction
 import VZQText
 import VZQFormats
 
@@ -174,6 +175,8 @@ public struct ChatJobRequest: Sendable, Equatable {
     public var stream: Bool
     public var includeUsage: Bool
     public var visualTokens: VisualTokens
+    /// `token_reducer`: "visionzip" (default) or "divprune".
+    public var tokenReducer: String
 
     /// Parses and checks a request body. Throws `APIError` (400 or 413) naming what is wrong.
     public static func parse(_ body: Data, limits: RequestLimits) throws -> ChatJobRequest {
@@ -192,9 +195,10 @@ public struct ChatJobRequest: Sendable, Equatable {
     init(_ r: ChatCompletionRequest, limits: RequestLimits) throws {
         func bad(_ message: String, _ param: String) -> APIError { .badRequest("\(param): \(message)", param: param) }
         if let n = r.n, n != 1 { throw bad("only n = 1 is served", "n") }
-        if let reducer = r.tokenReducer, reducer != "visionzip" {
-            throw bad("unknown token reducer '\(reducer)' (served: visionzip)", "token_reducer")
+        if let reducer = r.tokenReducer, !TokenReducers.names.contains(reducer) {
+            throw bad("unknown token reducer '\(reducer)' (served: \(TokenReducers.names.joined(separator: ", ")))", "token_reducer")
         }
+        tokenReducer = r.tokenReducer ?? "visionzip"
         let requested = r.maxCompletionTokens ?? r.maxTokens
         if let m = requested, !(1...limits.maxTokens).contains(m) {
             throw bad("\(m) is outside 1…\(limits.maxTokens) (the server's cap)", r.maxCompletionTokens != nil ? "max_completion_tokens" : "max_tokens")

@@ -2,6 +2,7 @@ import Foundation
 import VZQFormats
 import VZQImage
 import VZQRuntime
+import VZQTokenReduction
 import VZQSupport
 import VZQText
 
@@ -111,6 +112,7 @@ public final class Engine: @unchecked Sendable {
         var messages: [ChatMessage]
         var images: [Data]
         var visualTokens: VisualTokens
+        var tokenReducer: String
     }
 
     public init(session: Session, template: ChatTemplate, modelName: String, options: Options, metrics: ServerMetrics) {
@@ -197,7 +199,7 @@ public final class Engine: @unchecked Sendable {
                 onText: { job.outputSink.yield(.text($0)) },
                 interrupted: { job.isCancelled })
             transcript = Transcript(system: r.system, messages: r.history + [.assistant(reply.text)], images: r.images,
-                                    visualTokens: r.visualTokens)
+                                    visualTokens: r.visualTokens, tokenReducer: r.tokenReducer)
             let report = reply.report
             let reason: String
             switch report.stopReason {
@@ -226,6 +228,7 @@ public final class Engine: @unchecked Sendable {
         let queueMs = monotonicMilliseconds() - job.queuedAt
         var reused = false
         if let conversation, let transcript, transcript.system == r.system, transcript.visualTokens == r.visualTokens,
+           transcript.tokenReducer == r.tokenReducer,
            r.history.count == transcript.messages.count + 1, Array(r.history.dropLast()) == transcript.messages,
            r.images.count >= transcript.images.count, Array(r.images.prefix(transcript.images.count)) == transcript.images {
             reused = conversation.session === session
@@ -236,7 +239,8 @@ public final class Engine: @unchecked Sendable {
         var imageMs = 0.0
         for (i, bytes) in newImages.enumerated() {
             let t0 = monotonicMilliseconds()
-            images.append(try encodeImage(bytes, name: "image \(i + 1)", visualTokens: r.visualTokens))
+            images.append(try encodeImage(bytes, name: "image \(i + 1)", visualTokens: r.visualTokens,
+                                          reducer: try TokenReducers.named(r.tokenReducer)))
             imageMs += monotonicMilliseconds() - t0
         }
         let prefill: Conversation.Prefill
@@ -255,10 +259,11 @@ public final class Engine: @unchecked Sendable {
                           visualTokensBefore: before, visualTokensAfter: after, imageMs: imageMs, queueMs: queueMs)
     }
 
-    private func encodeImage(_ bytes: Data, name: String, visualTokens: VisualTokens) throws -> EncodedImage {
+    private func encodeImage(_ bytes: Data, name: String, visualTokens: VisualTokens,
+                             reducer: any TokenReducer) throws -> EncodedImage {
         guard let vision = session.vision else { throw APIError.badRequest("this server has no vision model (start it with --mmproj)") }
         let image = try ImageDecoder.decode(data: bytes, name: name, options: options.imageDecode)
-        return try vision.encode(image, visualTokens: visualTokens, merge: .sum)
+        return try vision.encode(image, visualTokens: visualTokens, merge: .sum, reducer: reducer)
     }
 
     /// Library errors as API errors: the request's fault (400), too large (413), or the server's (500).

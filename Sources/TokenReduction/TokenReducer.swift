@@ -14,6 +14,34 @@ public protocol TokenReducer: Sendable {
     var probe: AttentionProbe { get }
     /// The kept and merged rows [D + C, width] and the report of the choice.
     func reduce(_ input: ReducerInput, budget: VisionZip.Budget, merge: VisionZip.Merge) throws -> VisionZip.Output
+    /// Which rows it chooses among: the projector's input units (default) or the projected rows.
+    var featureSpace: ReducerFeatureSpace { get }
+}
+
+/// Where a reducer looks at the tokens.
+public enum ReducerFeatureSpace: Sendable {
+    /// The projector's input units (encoder tokens or pixel-shuffle groups); kept rows are projected afterwards.
+    case encoder
+    /// The language model's input rows: every unit is projected first and the reducer keeps projected rows
+    /// (CLS excluded where the projector drops it).
+    case projected
+}
+
+extension TokenReducer {
+    public var featureSpace: ReducerFeatureSpace { .encoder }
+}
+
+/// The reducers by name (`--token-reducer`, the server's `token_reducer`).
+public enum TokenReducers {
+    public static let names = ["visionzip", "divprune"]
+
+    public static func named(_ name: String) throws -> any TokenReducer {
+        switch name {
+        case "visionzip": return VisionZipReducer()
+        case "divprune": return DivPruneReducer()
+        default: throw VisionZipError("unknown token reducer '\(name)' (known: \(names.joined(separator: ", ")))")
+        }
+    }
 }
 
 /// One crop's candidate tokens for a reducer, in the projector's units, with what the encoder measured of them.

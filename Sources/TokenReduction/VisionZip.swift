@@ -38,6 +38,8 @@ public enum VisionZip {
         /// Scores computed by the caller: received attention summed over the patches a pixel-shuffle connector
         /// (Idefics3/SmolVLM) folds into one token, whose tokens are then what VisionZip keeps or merges.
         case groupedReceivedAttention = "received-attention-grouped"
+        /// DivPrune's max-min feature diversity (no attention; nothing merged).
+        case diversity = "max-min-diversity"
     }
 
     /// The attention input: the full probabilities or, for the CLS rule, only what it reads.
@@ -115,9 +117,21 @@ public enum VisionZip {
             return remaining.map { slotOf[$0] ?? -1 }
         }
 
+        /// The same selection with every index moved by `offset` (rows counted after a dropped CLS token → the
+        /// encoder's token indices), over `tokensBefore` tokens.
+        public func shifted(by offset: Int, tokensBefore t: Int) -> Selection {
+            var s = self
+            s.dominant = dominant.map { $0 + offset }
+            s.remaining = (0..<offset).map { $0 } + remaining.map { $0 + offset }
+            s.contextual = contextual.map { Contextual(target: $0.target + offset, members: $0.members.map { $0 + offset }) }
+            s.tokensBefore = t
+            return s
+        }
+
         /// One line for logs: "VisionZip cls-attention 577 → 64 tokens (54 dominant + 10 contextual, merge sum)".
         public func summary(merge: Merge) -> String {
-            "VisionZip \(rule.rawValue) \(tokensBefore) → \(tokensAfter) tokens "
+            if rule == .diversity { return "DivPrune \(rule.rawValue) \(tokensBefore) → \(tokensAfter) tokens" }
+            return "VisionZip \(rule.rawValue) \(tokensBefore) → \(tokensAfter) tokens "
                 + "(\(dominant.count) dominant + \(contextual.count) contextual, merge \(merge.rawValue))"
         }
     }
@@ -293,6 +307,8 @@ public enum VisionZip {
             for j in 0..<t { scores[j] = given[j] }
         case (.scores, _), (_, .groupedReceivedAttention):
             throw VisionZipError("precomputed scores go with the grouped received-attention rule only")
+        case (_, .diversity):
+            throw VisionZipError("the diversity rule is DivPrune's; VisionZip scores by attention")
         }
     }
 

@@ -124,6 +124,9 @@ struct BenchModel: ParsableCommand {
     @Option(name: .customLong("visual-tokens"), help: "Comma-separated budgets per image/crop; 'all' = VisionZip off (default: all and 1/3, 2/9, 1/9 of a crop's tokens: all,192,128,64 for LLaVA-1.5).")
     var visualTokens: String?
 
+    @Option(name: .customLong("token-reducer"), help: "Comma-separated token reducers, one row each per budget: visionzip, divprune (default visionzip).")
+    var tokenReducer = "visionzip"
+
     @Option(name: .customLong("prompt-tokens"), help: "Text tokens in the prompt (default: 20 with an image, 512 without).")
     var promptTokens: Int?
 
@@ -147,6 +150,8 @@ struct BenchModel: ParsableCommand {
 
     @OptionGroup var compute: ComputeOptions
 
+    var reducerNames: [String] { tokenReducer.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+
     func validate() throws {
         guard (model == nil) != (preset == nil) else { throw ValidationError("give either -m MODEL.gguf or --preset NAME") }
         if preset != nil, mmproj != nil { throw ValidationError("--preset brings its own mmproj") }
@@ -154,6 +159,9 @@ struct BenchModel: ParsableCommand {
         guard ["q4_0", "q8_0"].contains(type) else { throw ValidationError("--type must be q4_0 or q8_0") }
         guard KVCacheType(rawValue: kvType) != nil else { throw ValidationError("--cache-type must be f32, f16 or q8_0") }
         if let visualTokens { do { _ = try VisualTokens.list(visualTokens) } catch { throw ValidationError("--visual-tokens: \(error)") } }
+        for name in reducerNames {
+            do { _ = try TokenReducers.named(name) } catch { throw ValidationError("--token-reducer: \(error)") }
+        }
         if let promptTokens, promptTokens < 1 { throw ValidationError("--prompt-tokens must be at least 1") }
         if genTokens < 0 { throw ValidationError("--gen-tokens must be ≥ 0") }
         if repetitions < 1 { throw ValidationError("--repetitions must be at least 1") }
@@ -171,9 +179,10 @@ struct BenchModel: ParsableCommand {
                                             genTokens: genTokens)
             options.visualTokens = try visualTokens.map(VisualTokens.list) ?? []
             options.repetitions = repetitions
+            options.reducers = reducerNames
             options.kvCache = KVCacheType(rawValue: kvType) ?? .f32
             options.setting = kvType == "f16" ? "" : "kv \(kvType)"
-            let rowCount = mmprojPath == nil ? 1 : max(options.visualTokens.count, 4)
+            let rowCount = mmprojPath == nil ? 1 : max(options.visualTokens.count, 4) * reducerNames.count
             let progress = BenchProgress(total: 1 + rowCount * (2 + options.warmupRuns + options.repetitions))
             let (rows, peakPerRow) = try ModelBench.run(options, progress: progress)
             progress.finish()

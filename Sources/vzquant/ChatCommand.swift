@@ -50,7 +50,7 @@ struct ChatCommand: ParsableCommand {
 
         func attach(_ path: String) {
             do {
-                let (encoded, _) = try session.encodeImage(path: path, visualTokens: visualTokens, merge: imageOptions.mergeMode,
+                let (encoded, _) = try session.encodeImage(path: path, visualTokens: visualTokens, merge: imageOptions.mergeMode, reducer: imageOptions.reducer,
                                                            options: imageOptions.decodeOptions)
                 pending.append(encoded)
                 note(RunCommand.imageLine(path, encoded))

@@ -45,6 +45,9 @@ struct ImageOptions: ParsableArguments {
     @Option(name: .long, help: "VisionZip contextual tokens; with --dominant.")
     var contextual: Int?
 
+    @Option(name: .customLong("token-reducer"), help: "Which visual tokens to keep: visionzip (attention: dominant + merged contextual tokens) or divprune (feature diversity, no attention).")
+    var tokenReducer = "visionzip"
+
     @Option(name: .long, help: "How contextual tokens merge: sum (target + mean of members, the reference) or mean.")
     var merge = "sum"
 
@@ -60,6 +63,7 @@ struct ImageOptions: ParsableArguments {
     func validate() throws {
         _ = try parsedVisualTokens()
         guard VisionZip.Merge(rawValue: merge) != nil else { throw ValidationError("--merge must be sum or mean") }
+        do { _ = try TokenReducers.named(tokenReducer) } catch { throw ValidationError("--token-reducer: \(error)") }
         guard maxImagePixels > 0, maxImageBytes > 0 else { throw ValidationError("image limits must be positive") }
     }
 
@@ -83,6 +87,9 @@ struct ImageOptions: ParsableArguments {
     }
 
     var mergeMode: VisionZip.Merge { VisionZip.Merge(rawValue: merge) ?? .sum }
+
+    /// The reducer `--token-reducer` names (validated).
+    var reducer: any TokenReducer { (try? TokenReducers.named(tokenReducer)) ?? VisionZipReducer() }
 
     var decodeOptions: ImageDecodeOptions { ImageDecodeOptions(maxPixels: maxImagePixels, maxFileBytes: maxImageBytes) }
 }

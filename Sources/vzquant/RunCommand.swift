@@ -69,7 +69,7 @@ struct RunCommand: ParsableCommand {
         var images: [EncodedImage] = []
         var imageReports: [RunReport.Image] = []
         for path in imageOptions.image {
-            let (encoded, decodeMs) = try session.encodeImage(path: path, visualTokens: visualTokens, merge: imageOptions.mergeMode,
+            let (encoded, decodeMs) = try session.encodeImage(path: path, visualTokens: visualTokens, merge: imageOptions.mergeMode, reducer: imageOptions.reducer,
                                                              options: imageOptions.decodeOptions,
                                                              keepCrops: imageOptions.visionZipMap != nil)
             timings.imageDecodeMs += decodeMs

@@ -125,7 +125,7 @@ final class ModelBenchReportTests: XCTestCase {
 
     /// Every key a row must carry: the list plus the documented rest. Renaming any of them breaks readers.
     private static let documentedRowKeys: Set<String> = [
-        "setting", "visual_tokens", "dominant_tokens", "contextual_tokens", "images", "crops", "tokens_before",
+        "setting", "visual_tokens", "token_reducer", "dominant_tokens", "contextual_tokens", "images", "crops", "tokens_before",
         "prompt_tokens", "prefill_tokens", "gen_tokens", "decode_tokens", "type", "kernel", "threads",
         "weights_mapping", "repetitions",
         "load_ms", "load_ms_min", "load_ms_max", "image_ms", "image_ms_min", "image_ms_max",

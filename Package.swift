@@ -117,7 +117,7 @@ let package = Package(
         .target(name: "VZQTokenReduction", dependencies: ["VZQModels", "CQuant"], path: "Sources/TokenReduction"),
         .target(name: "VZQText", dependencies: ["VZQFormats"], path: "Sources/Text"),
         .target(name: "VZQImage", dependencies: ["VZQFormats", "CImage"], path: "Sources/Image"),
-        .target(name: "VZQFamilies", dependencies: ["VZQModels", "VZQImage", "VZQFormats"], path: "Sources/Families"),
+        .target(name: "VZQFamilies", dependencies: ["VZQModels", "VZQTokenReduction", "VZQImage", "VZQFormats"], path: "Sources/Families"),
         .target(name: "VZQRuntime",
                 dependencies: ["VZQFamilies", "VZQTokenReduction", "VZQModels", "VZQText", "VZQImage", "VZQFormats",
                                "VZQKernels", "VZQSupport", "CQuant"],

@@ -60,7 +60,10 @@ public enum ModelBench {
             progress?.step("planning")
             let vision = try VisionPipeline(path: mmproj)
             let list = o.visualTokens.isEmpty ? try defaultBudgets(tokensPerCrop: vision.tokensPerCrop) : o.visualTokens
-            budgets = list.map { ($0, vision.tokens(for: picture, visualTokens: $0)) }
+            // The family's layout text (tile markers) takes cache positions too.
+            let tokenizer = try Tokenizer(gguf: GGUFFile(path: o.model))
+            let count: (String) -> Int = { tokenizer.encode($0, addSpecial: false, parseSpecial: true).count }
+            budgets = list.map { ($0, vision.tokens(for: picture, visualTokens: $0, countText: count)) }
         }
         var rows: [ModelBenchRow] = []
         var peakPerRow = true

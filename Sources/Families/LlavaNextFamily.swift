@@ -5,6 +5,17 @@ import VZQFormats
 /// LLaVA-NeXT AnyRes: the grid resolution (`clip.vision.image_grid_pinpoints`) that keeps most of the image is
 /// chosen, the image fitted into it and padded with black, centred, and cut into tiles of the encoder's size; the
 /// whole image resized to one tile comes first (transformers' LlavaNextImageProcessor).
+///
+/// Rows (transformers' `pack_image_features`): the base tile's rows as they are, then the tiles' patch rows
+/// stitched into one (rows·g) × (columns·g) grid, cropped back to the image's aspect ratio ("unpadding": the
+/// padded band removed evenly from both ends of the longer axis, int(round(side·scale, 7)) kept), each grid row
+/// followed by the learned `image_newline` row.
+///
+/// With a token reducer the official VisionZip code (dvlab-research/VisionZip, `llava_arch.py`) is followed: the
+/// base tile gives its D + C rows as they are; every grid tile's kept patch rows are placed at their positions in
+/// the stitched grid and read in raster order over the whole grid (no unpadding, no newline rows); then every
+/// tile's CLS row, then every tile's contextual rows, tile after tile: (tiles + 1) · (D + C) rows. A reducer that
+/// keeps no CLS or contextual rows (DivPrune) gives only the stitched patches.
 struct LlavaNextFamily: VLMFamily {
     let processor: ImageProcessor
     /// (height, width) resolutions an image may be fitted into.
@@ -44,6 +55,88 @@ struct LlavaNextFamily: VLMFamily {
             }
         }
         return out
+    }
+
+    /// Tiles of the grid (rows, columns) for a width × height image.
+    func grid(width: Int, height: Int) -> (rows: Int, columns: Int) {
+        let (th, tw) = Self.bestResolution(height: height, width: width, candidates: gridPinpoints)
+        return ((th + side - 1) / side, (tw + side - 1) / side)
+    }
+
+    /// The stitched grid's [top, bottom) rows and [left, right) columns of patches kept by unpadding
+    /// (transformers' `unpad_image` on a gridHeight × gridWidth map of a width × height image).
+    static func unpadded(gridHeight h: Int, gridWidth w: Int, width: Int, height: Int) -> (top: Int, bottom: Int, left: Int, right: Int) {
+        func keep(_ v: Double) -> Int { Int(((v * 1e7).rounded() / 1e7).rounded(.towardZero)) }
+        let originalAspect = Double(width) / Double(height), currentAspect = Double(w) / Double(h)
+        if originalAspect > currentAspect {
+            let newHeight = keep(Double(height) * (Double(w) / Double(width)))
+            let pad = (h - newHeight) / 2
+            return (pad, h - pad, 0, w)
+        }
+        let newWidth = keep(Double(width) * (Double(h) / Double(height)))
+        let pad = (w - newWidth) / 2
+        return (0, h, pad, w - pad)
+    }
+
+    func rowCount(width: Int, height: Int, rowsPerCrop: Int, reduced: Bool) -> Int {
+        let (rows, cols) = grid(width: width, height: height)
+        if reduced { return rowsPerCrop * (rows * cols + 1) }
+        let g = Int(Double(rowsPerCrop).squareRoot().rounded())
+        let u = Self.unpadded(gridHeight: rows * g, gridWidth: cols * g, width: width, height: height)
+        return rowsPerCrop + (u.bottom - u.top) * (u.right - u.left + 1)
+    }
+
+    func pack(_ crops: [CropRows], width: Int, height: Int, newline: [Float]?) throws -> PackedImage {
+        let (rows, cols) = grid(width: width, height: height)
+        guard crops.count == rows * cols + 1, let base = crops.first else {
+            throw ModelError("LLaVA-NeXT: \(crops.count) crops for a \(cols)×\(rows) grid and its base image")
+        }
+        let d = base.rows.count / max(base.count, 1)
+        let g = (gr: base.gridRows, gc: base.gridColumns)
+        let tiles = Array(crops.dropFirst())
+        guard tiles.allSatisfy({ $0.gridRows == g.gr && $0.gridColumns == g.gc }) else {
+            throw ModelError("LLaVA-NeXT: the tiles' patch grids differ")
+        }
+        let (h, w) = (rows * g.gr, cols * g.gc)
+        var out = base.rows
+        if tiles.allSatisfy({ $0.selection == nil }) {
+            // Every patch: stitch, unpad, a newline row after each grid row.
+            guard tiles.allSatisfy({ $0.count == g.gr * g.gc }) else {
+                throw ModelError("LLaVA-NeXT: a tile gives \(tiles.map(\.count)) rows, not its \(g.gr)×\(g.gc) patches")
+            }
+            guard let newline, newline.count == d else {
+                throw ModelError("LLaVA-NeXT: the mmproj has no image_newline row of width \(d) (v.image_newline)")
+            }
+            let u = Self.unpadded(gridHeight: h, gridWidth: w, width: width, height: height)
+            for y in u.top..<u.bottom {
+                let (ty, py) = (y / g.gr, y % g.gr)
+                for x in u.left..<u.right {
+                    let (tx, px) = (x / g.gc, x % g.gc)
+                    let row = py * g.gc + px
+                    out += tiles[ty * cols + tx].rows[row * d ..< (row + 1) * d]
+                }
+                out += newline
+            }
+        } else {
+            // Kept patches in raster order over the stitched grid, then CLS rows, then contextual rows.
+            var atCell = [(tile: Int, row: Int)?](repeating: nil, count: h * w)
+            var classRows: [(Int, Int)] = [], contextualRows: [(Int, Int)] = []
+            for (t, tile) in tiles.enumerated() {
+                guard let s = tile.selection else { throw ModelError("LLaVA-NeXT: some tiles were reduced and some not") }
+                let offset = tile.hasClassToken ? 1 : 0
+                for (row, index) in s.dominant.enumerated() {
+                    if tile.hasClassToken && index == 0 { classRows.append((t, row)); continue }
+                    let p = index - offset
+                    let (ty, tx) = (t / cols, t % cols)
+                    atCell[(ty * g.gr + p / g.gc) * w + tx * g.gc + p % g.gc] = (t, row)
+                }
+                for c in 0..<s.contextual.count { contextualRows.append((t, s.dominant.count + c)) }
+            }
+            let order = atCell.compactMap { $0.map { ($0.tile, $0.row) } } + classRows + contextualRows
+            for (t, row) in order { out += tiles[t].rows[row * d ..< (row + 1) * d] }
+        }
+        let tokens = out.count / max(d, 1)
+        return PackedImage(embeddings: out, tokens: tokens, layout: [.rows(0..<tokens)])
     }
 
     func cropCount(width: Int, height: Int) -> Int {

@@ -1,10 +1,12 @@
 import VZQModels
 import VZQImage
 import VZQFormats
+import VZQTokenReduction
 
-/// A vision-language model family: how its images become the crops and pixels its encoder was trained on. One
-/// file per family (LLaVA-1.5, LLaVA-NeXT, SmolVLM/Idefics3, and plain encoders); `VLMFamilies.make` picks the
-/// family from what the mmproj says, so nothing else in the runtime branches on the family.
+/// A vision-language model family: how its images become the crops and pixels its encoder was trained on, and how
+/// the crops' projected rows become the image's place in the prompt. One file per family (LLaVA-1.5, LLaVA-NeXT,
+/// SmolVLM/Idefics3, and plain encoders); `VLMFamilies.make` picks the family from what the mmproj says, so
+/// nothing else in the runtime branches on the family.
 public protocol VLMFamily: Sendable {
     /// For reports ("llava-1.5", "llava-next", "idefics3", "encoder").
     var name: String { get }
@@ -14,21 +16,65 @@ public protocol VLMFamily: Sendable {
     func crops(of image: RGBImage) -> [RGBImage]
     /// How many crops `crops(of:)` makes of a width × height image, without touching pixels.
     func cropCount(width: Int, height: Int) -> Int
-    /// The image's place in the prompt: the crops' rows in order, with the text the family's processor writes
-    /// around them (tile markers, newlines). The default is the rows alone.
+    /// The image's place in the prompt when its rows are the crops' rows in order: those rows with the text the
+    /// family's processor writes around them (tile markers, newlines). The default is the rows alone.
     func promptLayout(width: Int, height: Int, cropCount: Int) -> [ImageLayoutPiece]
+    /// The language model's rows of a width × height image from its crops' projected rows, and their layout.
+    /// The default concatenates the crops in order under `promptLayout`; LLaVA-NeXT stitches its grid.
+    func pack(_ crops: [CropRows], width: Int, height: Int, newline: [Float]?) throws -> PackedImage
+    /// Rows a width × height image gives when each crop gives `rowsPerCrop` (`reduced`: a token reducer chose
+    /// them), for planning before encoding; layout text is not counted.
+    func rowCount(width: Int, height: Int, rowsPerCrop: Int, reduced: Bool) -> Int
 }
 
 /// One piece of an image's place in a prompt.
 public enum ImageLayoutPiece: Sendable, Equatable {
-    /// Text written around the rows (tokenized with special tokens recognised).
+    /// Text written around the rows (tokenized with special tokens recognised; adjacent text pieces are
+    /// tokenized as one string, as a processor's expanded prompt is).
     case text(String)
-    /// All rows of crop i.
+    /// All rows of crop i (the image's rows are its crops' rows one after another).
     case crop(Int)
+    /// Rows [lowerBound, upperBound) of the image's rows (a family that rearranges rows across crops).
+    case rows(Range<Int>)
+}
+
+/// One crop's projected rows [count, width] with what chose them.
+public struct CropRows: Sendable {
+    public var rows: [Float]
+    public var count: Int
+    /// nil: every unit of the crop in raster order (CLS dropped where the projector drops it).
+    public var selection: VisionZip.Selection?
+    /// The crop's grid of units (patches, or pixel-shuffle groups).
+    public var gridRows: Int
+    public var gridColumns: Int
+    /// Unit indices in `selection` count a CLS token at 0.
+    public var hasClassToken: Bool
+
+    public init(rows: [Float], count: Int, selection: VisionZip.Selection?, gridRows: Int, gridColumns: Int,
+                hasClassToken: Bool) {
+        (self.rows, self.count, self.selection) = (rows, count, selection)
+        (self.gridRows, self.gridColumns, self.hasClassToken) = (gridRows, gridColumns, hasClassToken)
+    }
+}
+
+/// An image's rows for the language model and where they go in the prompt.
+public struct PackedImage: Sendable {
+    public var embeddings: [Float]
+    public var tokens: Int
+    public var layout: [ImageLayoutPiece]
 }
 
 extension VLMFamily {
     public func promptLayout(width: Int, height: Int, cropCount: Int) -> [ImageLayoutPiece] { (0..<cropCount).map { .crop($0) } }
+
+    public func pack(_ crops: [CropRows], width: Int, height: Int, newline: [Float]?) throws -> PackedImage {
+        PackedImage(embeddings: crops.flatMap(\.rows), tokens: crops.map(\.count).reduce(0, +),
+                    layout: promptLayout(width: width, height: height, cropCount: crops.count))
+    }
+
+    public func rowCount(width: Int, height: Int, rowsPerCrop: Int, reduced: Bool) -> Int {
+        rowsPerCrop * cropCount(width: width, height: height)
+    }
 }
 
 /// What a family reads from the mmproj.

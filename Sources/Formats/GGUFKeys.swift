@@ -56,6 +56,8 @@ public enum GGUFKey {
         public static let aspectRatio = "clip.vision.image_aspect_ratio"
         public static let patchMergeType = "clip.vision.mm_patch_merge_type"
         public static let projectorScaleFactor = "clip.vision.projector.scale_factor"
+        /// Idefics3/SmolVLM: the longest edge an image is first resized to (the processor's size.longest_edge).
+        public static let preprocessImageSize = "clip.vision.preproc_image_size"
     }
 
     /// vzquant's own keys: what llama.cpp's files leave to be guessed.
@@ -72,6 +74,8 @@ public enum GGUFKey {
         public static let featureSelect = "vzquant.vision.feature_select"
         /// Set on files with seeded random weights (presets).
         public static let synthetic = "vzquant.synthetic"
+        /// Idefics3/SmolVLM: whether images are cut into tiles (the processor's do_image_splitting; default true).
+        public static let imageSplitting = "vzquant.vision.image_splitting"
     }
 
     /// `tokenizer.*` (llama.cpp's vocabulary keys).

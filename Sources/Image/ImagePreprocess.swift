@@ -8,8 +8,21 @@ import CImage
 public enum ResampleFilter: Sendable {
     case bicubic   // Pillow BICUBIC (a = −0.5), support 2
     case bilinear  // Pillow BILINEAR (triangle), support 1
+    case lanczos   // Pillow LANCZOS (sinc windowed by sinc(x/3)), support 3
 
-    var support: Double { self == .bicubic ? 2 : 1 }
+    var support: Double {
+        switch self {
+        case .bicubic: return 2
+        case .bilinear: return 1
+        case .lanczos: return 3
+        }
+    }
+
+    private static func sinc(_ x: Double) -> Double {
+        guard x != 0 else { return 1 }
+        let px = x * Double.pi
+        return sin(px) / px
+    }
 
     func weight(_ x: Double) -> Double {
         let x = abs(x)
@@ -21,6 +34,8 @@ public enum ResampleFilter: Sendable {
             return 0
         case .bilinear:
             return x < 1 ? 1 - x : 0
+        case .lanczos:
+            return x < 3 ? Self.sinc(x) * Self.sinc(x / 3) : 0
         }
     }
 }

@@ -24,6 +24,9 @@ public final class Projector {
     public let scaleFactor: Int
     /// Whether the CLS token (row 0 of the features) is dropped before projecting.
     public let dropsClassToken: Bool
+    /// LLaVA-NeXT's learned row ending each row of the stitched crop grid [outputs] (`v.image_newline`, or
+    /// `model.image_newline` in older llama.cpp files); nil when the file has none.
+    public let imageNewline: [Float]?
 
     /// Every buffer one projection of up to `rows` rows needs.
     struct Scratch {
@@ -74,6 +77,12 @@ public final class Projector {
             dropsClassToken = false
         }
         outputs = second?.outputs ?? first.outputs
+        let width = second?.outputs ?? first.outputs
+        if let name = ["v.image_newline", "model.image_newline"].first(where: { w.has($0) }) {
+            imageNewline = Array(UnsafeBufferPointer(start: try w.vector(name, count: width), count: width))
+        } else {
+            imageNewline = nil
+        }
         var rows = 1
         if m.contains(GGUFKey.Vision.imageSize), m.contains(GGUFKey.Vision.patchSize) {
             let side = try m.int(GGUFKey.Vision.imageSize, in: Limits.imageSide) / (try m.int(GGUFKey.Vision.patchSize, in: Limits.patchSide))

@@ -153,20 +153,33 @@ public final class Session {
                 guard img.embeddings.count == img.tokens * d else {
                     throw ModelError("image rows have width \(img.embeddings.count / max(img.tokens, 1)), the model takes \(d)")
                 }
-                // The family's layout: each crop's rows, with its text around them.
+                // The family's layout: rows (a crop's, or a range of the image's), with its text around them.
                 var start = [0]
                 for c in img.crops { start.append(start.last! + c.tokensAfter) }
-                guard start.last == img.tokens else { throw ModelError("image crops hold \(start.last!) rows, the image \(img.tokens)") }
+                func splice(_ r: Range<Int>) {
+                    rows += img.embeddings[(r.lowerBound * d)..<(r.upperBound * d)]
+                    ids += [Int32](repeating: -1, count: r.count)
+                    imageTokens += r.count
+                }
+                var text = ""  // adjacent text pieces are tokenized as one string
                 for piece in img.layout {
+                    if case let .text(s) = piece { text += s; continue }
+                    try flushText(tokenize(text))
+                    text = ""
                     switch piece {
-                    case let .text(s): try flushText(tokenize(s))
+                    case .text: break
                     case let .crop(i):
+                        guard start.last == img.tokens else { throw ModelError("image crops hold \(start.last!) rows, the image \(img.tokens)") }
                         guard img.crops.indices.contains(i) else { throw ModelError("image layout names crop \(i) of \(img.crops.count)") }
-                        rows += img.embeddings[(start[i] * d)..<(start[i + 1] * d)]
-                        ids += [Int32](repeating: -1, count: start[i + 1] - start[i])
-                        imageTokens += start[i + 1] - start[i]
+                        splice(start[i]..<start[i + 1])
+                    case let .rows(r):
+                        guard r.lowerBound >= 0, r.upperBound <= img.tokens else {
+                            throw ModelError("image layout names rows \(r) of \(img.tokens)")
+                        }
+                        splice(r)
                     }
                 }
+                try flushText(tokenize(text))
             }
         }
         let n = ids.count

@@ -101,8 +101,9 @@ public final class VisionPipeline {
         return c.tokens(height: h, width: w) - (projector.dropsClassToken ? 1 : 0)
     }
 
-    /// Rows `image` gives with `visualTokens`, before encoding it (for planning context length).
-    public func tokens(for image: RGBImage, visualTokens: VisualTokens) -> Int {
+    /// Rows `image` gives with `visualTokens`, before encoding it (for planning context length), plus the
+    /// tokens of the family's layout text around them when `countText` counts a text's tokens.
+    public func tokens(for image: RGBImage, visualTokens: VisualTokens, countText: ((String) -> Int)? = nil) -> Int {
         let (h, w) = processor.outputSize
         // VisionZip picks among the encoder's tokens (CLS included), or the connector's groups (idefics3).
         let candidates = projector.kind == .idefics3 ? tokensPerCrop : encoder.config.tokens(height: h, width: w)
@@ -111,7 +112,17 @@ public final class VisionPipeline {
         case .all: perCrop = tokensPerCrop
         case let .budget(b): perCrop = min(b.total, candidates)
         }
-        return perCrop * cropCount(width: image.width, height: image.height)
+        var n = family.rowCount(width: image.width, height: image.height, rowsPerCrop: perCrop, reduced: visualTokens != .all)
+        if let countText {
+            let layout = family.promptLayout(width: image.width, height: image.height,
+                                             cropCount: cropCount(width: image.width, height: image.height))
+            var text = ""  // adjacent pieces are tokenized together, as the prompt does
+            for piece in layout {
+                if case let .text(s) = piece { text += s } else { n += text.isEmpty ? 0 : countText(text); text = "" }
+            }
+            n += text.isEmpty ? 0 : countText(text)
+        }
+        return n
     }
 
     /// How many crops `crops(of:)` cuts a width × height image into, without touching pixels.
@@ -128,19 +139,21 @@ public final class VisionPipeline {
         let prepared = try crops(of: image).map { try processor.prepare($0) }
         let pixels = prepared.map { $0.normalizedCHW(mean: processor.mean, std: processor.std) }
         let preprocessMs = monotonicMilliseconds() - t0
-        var encoded = try encode(pixelCrops: pixels, visualTokens: visualTokens, merge: merge, reducer: reducer)
-        encoded.layout = family.promptLayout(width: image.width, height: image.height, cropCount: prepared.count)
+        var encoded = try encode(pixelCrops: pixels, visualTokens: visualTokens, merge: merge, reducer: reducer,
+                                 imageSize: (image.width, image.height))
         encoded.timings.preprocessMs = preprocessMs
         encoded.processedCrops = keepCrops ? prepared : nil
         return encoded
     }
 
-    /// Encodes already normalised crops, each [3, height, width] at the processor's output size.
+    /// Encodes already normalised crops, each [3, height, width] at the processor's output size, as the crops of a
+    /// width × height image (`imageSize`; nil: the crops' rows one after another, no family layout).
     public func encode(pixelCrops: [[Float]], visualTokens: VisualTokens, merge: VisionZip.Merge = .sum,
-                       reducer: any TokenReducer = VisionZipReducer()) throws -> EncodedImage {
+                       reducer: any TokenReducer = VisionZipReducer(),
+                       imageSize: (width: Int, height: Int)? = nil) throws -> EncodedImage {
         var timings = ImageTimings()
         let (h, w) = processor.outputSize
-        var rows: [Float] = []
+        var cropRows: [CropRows] = []
         var reports: [CropReport] = []
         let budget: VisionZip.Budget?
         if case let .budget(b) = visualTokens { budget = b } else { budget = nil }
@@ -149,12 +162,20 @@ public final class VisionPipeline {
             // The encoder measures only what the reducer asks for (VisionZip: no [heads, T, T] maps).
             let out = try encoder(pixels: p, height: h, width: w, probe: budget == nil ? [] : reducer.probe)
             timings.visionMs += monotonicMilliseconds() - t0
-            let (cropRows, report) = try reduceAndProject(out, budget: budget, merge: merge, reducer: reducer, timings: &timings)
-            rows += cropRows
+            let (rows, report) = try reduceAndProject(out, budget: budget, merge: merge, reducer: reducer, timings: &timings)
+            cropRows.append(CropRows(rows: rows, count: report.tokensAfter, selection: report.selection,
+                                     gridRows: report.gridRows, gridColumns: report.gridColumns,
+                                     hasClassToken: encoder.config.hasClassToken && projector.kind != .idefics3))
             reports.append(report)
         }
-        return EncodedImage(embeddings: rows, tokens: rows.count / projector.outputs, crops: reports, timings: timings,
-                            merge: merge, processedCrops: nil)
+        guard let imageSize else {
+            let rows = cropRows.flatMap(\.rows)
+            return EncodedImage(embeddings: rows, tokens: rows.count / projector.outputs, crops: reports, timings: timings,
+                                merge: merge, processedCrops: nil)
+        }
+        let packed = try family.pack(cropRows, width: imageSize.width, height: imageSize.height, newline: projector.imageNewline)
+        return EncodedImage(embeddings: packed.embeddings, tokens: packed.tokens, crops: reports, timings: timings,
+                            merge: merge, processedCrops: nil, layout: packed.layout)
     }
 
     /// One crop's encoder output → the reducer (when there is a budget) on the projector's units → projected rows.

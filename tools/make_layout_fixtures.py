@@ -9,10 +9,13 @@ Writes, under FIXTURES = Tests/VZQuantTests/Fixtures:
   hf/llava-next-5x/  the same weights, BF16, under transformers 5.x in-memory names (model.vision_tower.*,
                      model.multi_modal_projector.*, model.language_model.*, lm_head.weight, model.image_newline).
                      The weights are rounded so F16 and BF16 hold exactly the same values.
-  hf/idefics3/       Idefics3ForConditionalGeneration (SigLIP-like ViT, pixel-shuffle connector, Llama), F32
-  hf/smolvlm/        SmolVLMForConditionalGeneration, same shapes, BF16
-                     Each has config.json, model.safetensors, the tokenizer (trained here, see make_hf_checkpoints.py)
-                     and the processor's files as its save_pretrained writes them.
+  hf/idefics3/       Idefics3ForConditionalGeneration (SigLIP-like ViT, pixel-shuffle connector, Llama), F16
+  hf/smolvlm/        SmolVLMForConditionalGeneration, same shapes, BF16 (both: model.vision_model.*,
+                     model.connector.modality_projection.proj.weight, model.text_model.*, lm_head.weight)
+                     Each has config.json, model.safetensors, the tokenizer (trained here, see make_hf_checkpoints.py;
+                     BOS added for llava-next and idefics3, not for smolvlm, as the released tokenizers do) and the
+                     processor's files as its save_pretrained writes them (processor_config.json with the image
+                     processor nested, chat_template.jinja), plus the flat preprocessor_config.json of hub checkpoints.
   layouts/images/    deterministic PNGs (gradients and a few shapes): 160x120 75x250 250x75 20x16 96x96 300x130
   layouts/<family>/cases.json   per case: the text, the processor's input_ids, image token counts, crops (count,
                      rows/cols or image_sizes), per-crop pixel sums, and the float32 prefill logits of the model (loaded
@@ -24,8 +27,7 @@ The reference logits come from the checkpoint as stored (F16/BF16 weights widene
 reads the files gets the same model. Everything is seeded and single-threaded: re-running reproduces the same bytes.
 
 Needs: pip install --find-links /opt/wheels 'torch==2.13.0+cpu' 'transformers==5.25.0' safetensors pillow num2words
-(no torchvision: the PIL image processors are used, and SmolVLM's torchvision-only video processor is built without
-running its __init__, since no video is processed).
+(no torchvision: the PIL image processors are used; SmolVLM's video processor is saved but never run).
 """
 import argparse
 import json
@@ -40,6 +42,7 @@ from PIL import Image, ImageDraw
 from safetensors import safe_open
 from safetensors.torch import save_file
 from transformers import (
+    AutoTokenizer,
     CLIPVisionConfig,
     Idefics3Config,
     Idefics3ForConditionalGeneration,
@@ -55,10 +58,18 @@ from transformers import (
     SmolVLMForConditionalGeneration,
     SmolVLMImageProcessorPil,
     SmolVLMProcessor,
-    SmolVLMVideoProcessor,
     SmolVLMVisionConfig,
 )
 from transformers.models.llava_next.modeling_llava_next import image_size_to_num_patches
+
+# transformers' top-level name is a placeholder that refuses to work without torchvision; the class itself only needs
+# torchvision to process videos, which this script never does
+from transformers.models.smolvlm.video_processing_smolvlm import SmolVLMVideoProcessor  # noqa: E402
+from transformers.processing_utils import transformers_module  # noqa: E402
+from transformers.video_processing_utils import VideoProcessorMixin  # noqa: E402
+
+if not hasattr(transformers_module, "VideoProcessorMixin"):  # ProcessorMixin looks the video base class up there
+    transformers_module.VideoProcessorMixin = VideoProcessorMixin
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -158,8 +169,15 @@ def save_state(state: dict, d: str, dtype) -> None:
     save_file(state, os.path.join(d, "model.safetensors"), metadata={"format": "pt"})
 
 
-def write_config(config, d: str) -> None:
-    config.architectures = [config.architectures[0]] if config.architectures else None
+def save_processor(processor, d: str) -> None:
+    """processor_config.json (5.x: the image processor nested in it) and the tokenizer/chat template files as the
+    processor's save_pretrained writes them, plus the flat preprocessor_config.json that hub checkpoints carry."""
+    processor.save_pretrained(d)
+    processor.image_processor.save_pretrained(d)
+
+
+def write_config(config, d: str, dtype) -> None:
+    config.dtype = dtype  # what the safetensors file holds, as released checkpoints record it
     config.save_pretrained(d)
 
 
@@ -213,13 +231,13 @@ def build_llava_next(hf: str):
     state = model.state_dict()
     d4 = os.path.join(hf, "llava-next")
     d5 = os.path.join(hf, "llava-next-5x")
-    for d in (d4, d5):
+    for d, dtype in ((d4, torch.float16), (d5, torch.bfloat16)):
         clear(d)
-        processor.save_pretrained(d)
-        write_config(config, d)
+        save_processor(processor, d)
+        write_config(config, d, dtype)
     save_state({llava_4x_name(k): v for k, v in state.items()}, d4, torch.float16)
     save_state(dict(state), d5, torch.bfloat16)
-    return d4, [d5]
+    return d4, [d5], {k: v.clone() for k, v in state.items()}
 
 
 def build_idefics(hf: str, family: str):
@@ -235,31 +253,20 @@ def build_idefics(hf: str, family: str):
     cls_config = SmolVLMConfig if smol else Idefics3Config
     config = cls_config(
         vision_config=vision, text_config=text_config(tok), scale_factor=2, image_token_id=image_token,
-        tie_word_embeddings=False,
+        tie_word_embeddings=False, pad_token_id=None,
     )
     config.architectures = ["SmolVLMForConditionalGeneration" if smol else "Idefics3ForConditionalGeneration"]
     cls_model = SmolVLMForConditionalGeneration if smol else Idefics3ForConditionalGeneration
     torch.manual_seed(3030 if smol else 3003)
     model = cls_model(config).eval()
     randomise(model, 3031 if smol else 3004)
-    if smol:
-        round_f16_bf16(model)
+    round_f16_bf16(model)
+    dtype = torch.bfloat16 if smol else torch.float16
 
     ip_cls = SmolVLMImageProcessorPil if smol else Idefics3ImageProcessorPil
     image_processor = ip_cls(size={"longest_edge": 128}, max_image_size={"longest_edge": 32}, do_image_splitting=True)
     if smol:
-        # SmolVLMProcessor requires a video processor, whose __init__ needs torchvision: make one without it
-        # (videos are never processed here; save_pretrained only serialises its attributes).
-        video = SmolVLMVideoProcessor.__new__(SmolVLMVideoProcessor)
-        for k in ("resample", "image_mean", "image_std", "do_resize", "do_rescale", "do_normalize",
-                  "do_convert_rgb", "do_pad", "do_sample_frames"):
-            setattr(video, k, getattr(SmolVLMVideoProcessor, k))
-        video.size = {"longest_edge": 128}
-        video.max_image_size = {"longest_edge": 32}
-        video.rescale_factor = 1 / 255
-        video.fps = 1
-        video.num_frames = 64
-        video.model_input_names = list(SmolVLMVideoProcessor.model_input_names)
+        video = SmolVLMVideoProcessor(size={"longest_edge": 128}, max_image_size={"longest_edge": 32})
         processor = SmolVLMProcessor(image_processor=image_processor, tokenizer=tok, video_processor=video,
                                      image_seq_len=4, chat_template=IDEFICS_CHAT_TEMPLATE)
     else:
@@ -268,10 +275,10 @@ def build_idefics(hf: str, family: str):
 
     d = os.path.join(hf, family)
     clear(d)
-    processor.save_pretrained(d)
-    write_config(config, d)
-    save_state(model.state_dict(), d, torch.bfloat16 if smol else torch.float32)
-    return d, []
+    save_processor(processor, d)
+    write_config(config, d, dtype)
+    save_state(model.state_dict(), d, dtype)
+    return d, [], {k: v.clone() for k, v in model.state_dict().items()}
 
 
 # MARK: - References
@@ -302,30 +309,29 @@ def rows_for(n: int) -> list:
     return rows
 
 
-def run_family(family: str, ckpt: str, alt_ckpts: list, cases: list, images_dir: str, out_dir: str) -> list:
+def run_family(family: str, ckpt: str, alt_ckpts: list, state: dict, cases: list, images_dir: str, out_dir: str) -> list:
     """cases: (name, [image names], text, extra processor kwargs)."""
     proc_cls = {"llava-next": LlavaNextProcessor, "idefics3": Idefics3Processor, "smolvlm": SmolVLMProcessor}[family]
     model_cls = {"llava-next": LlavaNextForConditionalGeneration, "idefics3": Idefics3ForConditionalGeneration,
                  "smolvlm": SmolVLMForConditionalGeneration}[family]
-    if family == "smolvlm":
-        # reload everything but the (torchvision-only) video processor from the saved files
-        from transformers import AutoTokenizer
-        saved = json.load(open(os.path.join(ckpt, "processor_config.json")))
-        ip = SmolVLMImageProcessorPil.from_pretrained(ckpt)
-        tok = AutoTokenizer.from_pretrained(ckpt)
-        video = SmolVLMVideoProcessor.__new__(SmolVLMVideoProcessor)
-        video.num_frames, video.fps = 64, 1
-        processor = SmolVLMProcessor(image_processor=ip, tokenizer=tok, video_processor=video,
-                                     image_seq_len=saved["image_seq_len"])
+    if family == "smolvlm":  # AutoVideoProcessor refuses without torchvision: load the parts from the saved files
+        saved = json.load(open(os.path.join(ckpt, "processor_config.json"), encoding="utf-8"))
+        processor = SmolVLMProcessor(
+            image_processor=SmolVLMImageProcessorPil.from_pretrained(ckpt),
+            tokenizer=AutoTokenizer.from_pretrained(ckpt),
+            video_processor=SmolVLMVideoProcessor.from_pretrained(ckpt),
+            image_seq_len=saved["image_seq_len"],
+        )
     else:
         processor = proc_cls.from_pretrained(ckpt)
     model = model_cls.from_pretrained(ckpt, dtype=torch.float32).eval()
     alts = [model_cls.from_pretrained(d, dtype=torch.float32).eval() for d in alt_ckpts]
-    # the 4.x-named and 5.x-named files load to the same weights
-    ref_state = model.state_dict()
-    for alt in alts:
-        for k, v in alt.state_dict().items():
-            assert torch.equal(v, ref_state[k]), k
+    # every file loads to exactly the weights built here (the 4.x names of llava-next included)
+    for m in [model] + alts:
+        loaded = m.state_dict()
+        assert sorted(loaded) == sorted(state), set(loaded) ^ set(state)
+        for k, v in loaded.items():
+            assert v.dtype == torch.float32 and torch.equal(v, state[k]), k
     image_token_id = processor.image_token_id
     clear(out_dir)
     records = []
@@ -436,13 +442,13 @@ def main() -> None:
         "idefics3": (build_idefics(hf, "idefics3"), IDEFICS_PROMPT, IDEFICS_PROMPT_2),
         "smolvlm": (build_idefics(hf, "smolvlm"), IDEFICS_PROMPT, IDEFICS_PROMPT_2),
     }
-    for family, ((ckpt, alts), prompt, prompt2) in families.items():
+    for family, ((ckpt, alts, state), prompt, prompt2) in families.items():
         cases = [(os.path.splitext(n)[0], [n], prompt, {}) for n in single]
         cases.append(("two_images", pair, prompt2, {}))
         if family == "idefics3":
             cases += [(os.path.splitext(n)[0] + "_nosplit", [n], prompt, {"do_image_splitting": False})
                       for n in (names[(160, 120)], names[(75, 250)])]
-        records = run_family(family, ckpt, alts, cases, images_dir, os.path.join(layouts, family))
+        records = run_family(family, ckpt, alts, state, cases, images_dir, os.path.join(layouts, family))
         manifest = {
             "format": 1,
             "generator": "tools/make_layout_fixtures.py",

@@ -22,6 +22,10 @@ public struct HFConfig: Decodable, Sendable {
     public var multimodalProjectorBias: Bool?
     public var projectorHiddenAct: String?
     public var tieWordEmbeddings: Bool?
+    /// LLaVA-NeXT: the AnyRes resolutions as [height, width] pairs.
+    public var imageGridPinpoints: [[Int]]?
+    /// Idefics3/SmolVLM: the connector's pixel-shuffle factor.
+    public var scaleFactor: Int?
     /// The top level itself read as a text config (…ForCausalLM) and as a vision config (…VisionModel).
     public var asText: HFTextConfig
     public var asVision: HFVisionConfig
@@ -37,10 +41,14 @@ public struct HFConfig: Decodable, Sendable {
         case multimodalProjectorBias = "multimodal_projector_bias"
         case projectorHiddenAct = "projector_hidden_act"
         case tieWordEmbeddings = "tie_word_embeddings"
+        case imageGridPinpoints = "image_grid_pinpoints"
+        case scaleFactor = "scale_factor"
     }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
+        imageGridPinpoints = try c.decodeIfPresent([[Int]].self, forKey: .imageGridPinpoints)
+        scaleFactor = try c.decodeIntegerIfPresent(forKey: .scaleFactor)
         architectures = try c.decodeIfPresent([String].self, forKey: .architectures)
         modelType = try c.decodeIfPresent(String.self, forKey: .modelType)
         nameOrPath = try c.decodeIfPresent(String.self, forKey: .nameOrPath)
@@ -249,14 +257,39 @@ public struct HFVisionConfig: Decodable, Sendable {
     }
 }
 
-/// `preprocessor_config.json`: only the normalization the mmproj records.
+/// `preprocessor_config.json`: the normalization and the sizes the mmproj records.
 public struct HFPreprocessorConfig: Decodable, Sendable {
+    public struct Size: Decodable, Sendable {
+        public var longestEdge: Int?
+        enum CodingKeys: String, CodingKey { case longestEdge = "longest_edge" }
+    }
     public var imageMean: [Double]?
     public var imageStd: [Double]?
+    /// Idefics3/SmolVLM: step 1 resizes the longest edge to size.longest_edge; tiles are max_image_size.
+    public var size: Size?
+    public var maxImageSize: Size?
+    public var doImageSplitting: Bool?
+    /// LLaVA-NeXT's processor repeats the model's pinpoints.
+    public var imageGridPinpoints: [[Int]]?
 
     enum CodingKeys: String, CodingKey {
         case imageMean = "image_mean"
         case imageStd = "image_std"
+        case size
+        case maxImageSize = "max_image_size"
+        case doImageSplitting = "do_image_splitting"
+        case imageGridPinpoints = "image_grid_pinpoints"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        imageMean = try c.decodeIfPresent([Double].self, forKey: .imageMean)
+        imageStd = try c.decodeIfPresent([Double].self, forKey: .imageStd)
+        // CLIP processors write size as {"shortest_edge": n} (or a bare number in old files): only longest_edge is read.
+        size = (try? c.decodeIfPresent(Size.self, forKey: .size)) ?? nil
+        maxImageSize = (try? c.decodeIfPresent(Size.self, forKey: .maxImageSize)) ?? nil
+        doImageSplitting = try c.decodeIfPresent(Bool.self, forKey: .doImageSplitting)
+        imageGridPinpoints = try c.decodeIfPresent([[Int]].self, forKey: .imageGridPinpoints)
     }
 
     /// nil when the file is absent; an error when it is present but unreadable.

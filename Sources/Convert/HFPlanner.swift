@@ -12,8 +12,8 @@ enum HFPlanner {
     static func plan(directory dir: String, options: ConvertOptions, note: (String) -> Void) throws -> [FilePlan] {
         let config = try HFConfig.load(directory: dir)
         let arch = try HFArchitecture.detect(config, directory: dir)
-        if arch == .llava, options.mmprojOutput == nil {
-            throw ConvertError("\(dir) is a vision-language model (LlavaForConditionalGeneration): its vision tower and projector need an mmproj output")
+        if arch.isVLM, options.mmprojOutput == nil {
+            throw ConvertError("\(dir) is a vision-language model (\(arch.rawValue)): its vision tower and projector need an mmproj output (--mmproj-out)")
         }
         if !arch.hasVision, let mm = options.mmprojOutput {
             note("mmproj output \(mm) ignored: \(arch.rawValue) has no vision tower")
@@ -45,17 +45,20 @@ enum HFPlanner {
     private static func planVision(_ config: HFConfig, _ arch: HFArchitecture, directory dir: String, options: ConvertOptions,
                                    index: inout ComponentIndex, name: String, note: (String) -> Void) throws -> FilePlan {
         let policy = options.policy
-        let family: VisionFamily = arch == .siglipVision ? .siglip : arch == .dinov2 ? .dinov2 : .clip
-        let vcfg = arch == .llava ? (config.visionConfig ?? config.asVision) : config.asVision
-        if arch == .llava, let t = vcfg.modelType, t != "clip_vision_model" {
+        let family: VisionFamily = arch == .siglipVision || arch.isIdefics3 ? .siglip : arch == .dinov2 ? .dinov2 : .clip
+        let vcfg = arch.isVLM ? (config.visionConfig ?? config.asVision) : config.asVision
+        if arch.isLlava, let t = vcfg.modelType, t != "clip_vision_model" {
             throw ConvertError("\(dir)/config.json: LLaVA vision tower '\(t)' is not supported (clip_vision_model only)")
+        }
+        if arch.isIdefics3, let t = vcfg.modelType, !["idefics3_vision", "smolvlm_vision", "siglip_vision_model"].contains(t) {
+            throw ConvertError("\(dir)/config.json: \(arch.rawValue) vision tower '\(t)' is not supported (idefics3_vision, smolvlm_vision)")
         }
         var v = try VisionParams(vcfg, family: family, directory: dir)
         let layers = v.sourceLayers
         var kept = layers
         var featureLayer: Int?
         var featureSelect: String?
-        if arch == .llava {
+        if arch.isLlava {
             // Which encoder tokens feed the projector: the runtime reads this instead of guessing (transformers'
             // default is "default", i.e. the patches without CLS).
             featureSelect = config.visionFeatureSelectStrategy ?? "default"
@@ -76,16 +79,33 @@ enum HFPlanner {
             featureLayer = fl
         }
         v.config.blockCount = kept
-        var specs = VisionTable.plan(v, keptLayers: kept, postNorm: arch != .llava)
+        var specs = VisionTable.plan(v, keptLayers: kept, postNorm: !arch.isLlava)
         var tensors = try index.resolve(specs, component: .vision, policy: policy, file: options.mmprojOutput ?? options.output, note: note)
         index.markUsed(.vision, layersFrom: kept, blockPrefix: VisionTable.names(family).blockPrefix)
         index.markUsedIfPresent(.vision, "\(VisionTable.names(family).postNorm).weight", "\(VisionTable.names(family).postNorm).bias")
-        if arch == .llava {
-            let t = try TextParams(config.textConfig ?? config.asText, tiedDefault: config.tieWordEmbeddings, directory: dir)
-            specs = ProjectorTable.plan(visionHidden: v.hidden, textHidden: t.hidden, bias: config.multimodalProjectorBias ?? true)
-            tensors += try index.resolve(specs, component: .projector, policy: policy, file: options.mmprojOutput!, note: note)
-        }
         let pre = try HFPreprocessorConfig.load(directory: dir)
+        var familyMeta: [(String, GGUFValue)] = []
+        if arch.isVLM {
+            let t = try TextParams(config.textConfig ?? config.asText, tiedDefault: config.tieWordEmbeddings, directory: dir)
+            if arch.isLlava {
+                specs = ProjectorTable.plan(visionHidden: v.hidden, textHidden: t.hidden, bias: config.multimodalProjectorBias ?? true)
+            } else {
+                let s = try bounded(config.scaleFactor ?? 2, "scale_factor", Limits.scaleFactor, directory: dir)
+                guard v.patchesPerSide % s == 0 else {
+                    throw ConvertError("\(dir)/config.json: scale_factor \(s) does not divide the \(v.patchesPerSide)×\(v.patchesPerSide) patch grid")
+                }
+                specs = ProjectorTable.planIdefics3(visionHidden: v.hidden, textHidden: t.hidden, scaleFactor: s)
+                familyMeta += [(GGUFKey.Vision.projectorType, .string("idefics3")),
+                               (GGUFKey.Vision.projectorScaleFactor, .uint32(UInt32(s)))]
+                familyMeta += try idefics3Sizes(pre, tile: v.imageSize, directory: dir)
+            }
+            tensors += try index.resolve(specs, component: .projector, policy: policy, file: options.mmprojOutput!, note: note)
+            if arch == .llavaNext {
+                tensors += try index.resolve(ProjectorTable.planNewline(textHidden: t.hidden), component: .newline, policy: policy,
+                                             file: options.mmprojOutput!, note: note)
+                familyMeta += try pinpoints(config.imageGridPinpoints ?? pre?.imageGridPinpoints, tile: v.imageSize, directory: dir)
+            }
+        }
         for (field, values) in [("image_mean", pre?.imageMean), ("image_std", pre?.imageStd)] {
             guard let values else { continue }
             guard values.count == 3, values.allSatisfy(\.isFinite), field == "image_mean" || !values.contains(0) else {
@@ -101,9 +121,10 @@ enum HFPlanner {
             (GGUFKey.General.quantizationVersion, .uint32(2)),
             (GGUFKey.Vision.hasTextEncoder, .bool(false)),
             (GGUFKey.Vision.hasVisionEncoder, .bool(true)),
-            (GGUFKey.Vision.hasLlavaProjector, .bool(arch == .llava)),
+            (GGUFKey.Vision.hasLlavaProjector, .bool(arch.isLlava)),
         ]
-        if arch == .llava { meta.append((GGUFKey.Vision.projectorType, .string("mlp"))) }
+        if arch.isLlava { meta.append((GGUFKey.Vision.projectorType, .string("mlp"))) }
+        meta += familyMeta
         meta += v.metadata()
         if let featureLayer { meta.append((GGUFKey.VZQ.featureLayer, .int32(Int32(featureLayer)))) }
         if let featureSelect { meta.append((GGUFKey.VZQ.featureSelect, .string(featureSelect))) }
@@ -113,16 +134,39 @@ enum HFPlanner {
         meta.append((GGUFKey.VZQ.visionFamily, .string(family.rawValue)))
         meta.append((GGUFKey.VZQ.visionHiddenAct, .string(v.hiddenAct)))
         // A standalone encoder has only this file: -o names it unless --mmproj-out does.
-        return FilePlan(path: arch == .llava ? options.mmprojOutput! : (options.mmprojOutput ?? options.output),
+        return FilePlan(path: arch.isVLM ? options.mmprojOutput! : (options.mmprojOutput ?? options.output),
                           metadata: meta, tensors: tensors)
+    }
+
+    /// LLaVA-NeXT's AnyRes resolutions, flattened (height, width) pairs as the runtime and llama.cpp's legacy
+    /// converter store them, with the patch-merge type llama.cpp expects.
+    private static func pinpoints(_ list: [[Int]]?, tile: Int, directory dir: String) throws -> [(String, GGUFValue)] {
+        guard let list, !list.isEmpty else {
+            throw ConvertError("\(dir)/config.json: a LLaVA-NeXT model needs image_grid_pinpoints")
+        }
+        guard list.count <= 64, list.allSatisfy({ $0.count == 2 && $0.allSatisfy { $0 >= tile && $0 <= 8192 && $0 % tile == 0 } }) else {
+            throw ConvertError("\(dir)/config.json: image_grid_pinpoints \(list) are not [height, width] pairs of multiples of \(tile) (at most 64)")
+        }
+        return [(GGUFKey.Vision.gridPinpoints, .int32s(list.flatMap { $0.map { Int32($0) } })),
+                (GGUFKey.Vision.patchMergeType, .string("spatial_unpad"))]
+    }
+
+    /// Idefics3/SmolVLM's processor sizes: the longest edge of step 1 and whether images are split into tiles.
+    private static func idefics3Sizes(_ pre: HFPreprocessorConfig?, tile: Int, directory dir: String) throws -> [(String, GGUFValue)] {
+        let longest = try bounded(pre?.size?.longestEdge ?? 4 * tile, "preprocessor size.longest_edge", tile...8192, directory: dir)
+        if let m = pre?.maxImageSize?.longestEdge, m != tile {
+            throw ConvertError("\(dir)/preprocessor_config.json: max_image_size.longest_edge \(m) differs from the tower's image_size \(tile)")
+        }
+        return [(GGUFKey.Vision.preprocessImageSize, .uint32(UInt32(longest))),
+                (GGUFKey.VZQ.imageSplitting, .bool(pre?.doImageSplitting ?? true))]
     }
 
     /// The text model: decoder tensors, llama.cpp's metadata and the tokenizer.
     private static func planText(_ config: HFConfig, _ arch: HFArchitecture, directory dir: String, options: ConvertOptions,
                                  index: inout ComponentIndex, name: String, note: (String) -> Void) throws -> FilePlan {
         let policy = options.policy
-        var t = try TextParams(arch == .llava ? (config.textConfig ?? config.asText) : config.asText,
-                               tiedDefault: arch == .llava ? config.tieWordEmbeddings : nil, directory: dir)
+        var t = try TextParams(arch.isVLM ? (config.textConfig ?? config.asText) : config.asText,
+                               tiedDefault: arch.isVLM ? config.tieWordEmbeddings : nil, directory: dir)
         guard let embed = index.lookup(.text, "embed_tokens.weight") else {
             throw ConvertError("\(dir): the checkpoint has no token embedding ('embed_tokens.weight' of the text model)")
         }
@@ -244,6 +288,7 @@ struct ComponentIndex {
         case .lmHead: "lm_head"
         case .vision: "vision tower"
         case .projector: "multi-modal projector"
+        case .newline: "image_newline"
         }
     }
 }

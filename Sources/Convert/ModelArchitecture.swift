@@ -10,6 +10,9 @@ import CQuant
 /// config.json with transformers' defaults filled in.
 public enum HFArchitecture: String, CaseIterable, Sendable {
     case llava = "LlavaForConditionalGeneration"
+    case llavaNext = "LlavaNextForConditionalGeneration"
+    case idefics3 = "Idefics3ForConditionalGeneration"
+    case smolvlm = "SmolVLMForConditionalGeneration"
     case llama = "LlamaForCausalLM"
     case mistral = "MistralForCausalLM"
     case qwen2 = "Qwen2ForCausalLM"
@@ -28,8 +31,14 @@ public enum HFArchitecture: String, CaseIterable, Sendable {
         throw ConvertError("unsupported architecture \(names.joined(separator: ", ")) in \(directory)/config.json; supported: \(supportedList)")
     }
 
-    public var hasText: Bool { self == .llava || self == .llama || self == .mistral || self == .qwen2 }
+    public var hasText: Bool { isVLM || self == .llama || self == .mistral || self == .qwen2 }
     public var hasVision: Bool { !(self == .llama || self == .mistral || self == .qwen2) }
+    /// A vision-language model: a text model in text_config, a tower in vision_config and a projector.
+    public var isVLM: Bool { isLlava || isIdefics3 }
+    /// LLaVA-1.5 or LLaVA-NeXT: CLIP tower read at vision_feature_layer, mlp projector.
+    public var isLlava: Bool { self == .llava || self == .llavaNext }
+    /// Idefics3 or SmolVLM: SigLIP-like tower with its post-norm, pixel-shuffle connector.
+    public var isIdefics3: Bool { self == .idefics3 || self == .smolvlm }
 }
 
 /// The converter's single error: one line, no file left behind.

@@ -19,7 +19,7 @@ import CQuant
 ///   same CLIP; projector 1024 → 5120 → 5120.
 /// - llava-next-7b (liuhaotian/llava-v1.6-vicuna-7b): as llava-1.5-7b, plus AnyRes: grid pinpoints
 ///   [[336,672],[672,336],[672,672],[1008,336],[336,1008]], crop resolution 336, "spatial_unpad" merging and the
-///   `model.image_newline` row.
+///   `v.image_newline` row (llama.cpp's current name; older files say `model.image_newline`).
 /// - smolvlm-256m (HuggingFaceTB/SmolVLM-256M-Instruct): text = SmolLM2-135M shape (hidden 576, 30 layers, 9
 ///   heads, 3 kv heads, ffn 1536, rope theta 100000, context 8192) with the 49280-token vocabulary; vision =
 ///   SigLIP base patch16 at 512 (hidden 768, 12 layers, 12 heads, ffn 3072, gelu_pytorch_tanh, mean/std 0.5);

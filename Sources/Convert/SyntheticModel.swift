@@ -221,7 +221,7 @@ public enum SyntheticModel {
         }
         if p.anyRes != nil {
             // Appended after each row of crop features (LLaVA-NeXT); an embedding-like row, kept f32 as llama.cpp does.
-            tensors.append(SyntheticTensor(name: "model.image_newline", dims: [textHidden], type: .f32, fill: .random(std: 0.02)))
+            tensors.append(SyntheticTensor(name: "v.image_newline", dims: [textHidden], type: .f32, fill: .random(std: 0.02)))
         }
 
         var meta: [(key: String, value: GGUFValue)] = common(p, policy)
@@ -234,8 +234,11 @@ public enum SyntheticModel {
         case .mlp:
             meta += [(GGUFKey.Vision.hasLlavaProjector, .bool(true)), (GGUFKey.Vision.projectorType, .string("mlp"))]
         case let .idefics3(s):
+            // SmolVLM's processor: longest edge 4 × the tile, split into tiles (SmolVLM-256M: 2048 and 512).
             meta += [(GGUFKey.Vision.hasLlavaProjector, .bool(false)), (GGUFKey.Vision.projectorType, .string("idefics3")),
-                     (GGUFKey.Vision.projectorScaleFactor, .uint32(UInt32(s)))]
+                     (GGUFKey.Vision.projectorScaleFactor, .uint32(UInt32(s))),
+                     (GGUFKey.Vision.preprocessImageSize, .uint32(UInt32(4 * v.imageSize))),
+                     (GGUFKey.VZQ.imageSplitting, .bool(true))]
         }
         meta += v.metadata().map { (key: $0.0, value: $0.1) }
         if let a = p.anyRes {

@@ -28,13 +28,18 @@ public struct SyntheticVocabulary: Sendable {
         switch chat {
         // LLaVA's image placeholder, recognised in any text as one token.
         case .vicuna: [("<image>", .userDefined)]
+        // SmolVLM's tokens around each tile's rows (`<row_R_col_C>` for grids up to 6×6, as its tokenizer has),
+        // and "\n" / "\n\n" as pieces of their own: llama.cpp's mtmd looks all of these up as single tokens.
         case .smolvlm: [("<|im_start|>", .control), ("<|im_end|>", .control), ("<end_of_utterance>", .control),
                         ("<fake_token_around_image>", .userDefined), ("<global-img>", .userDefined), ("<image>", .userDefined)]
+            + (1...6).flatMap { r in (1...6).map { c in ("<row_\(r)_col_\(c)>", Tokenizer.TokenType.userDefined) } }
         }
     }
 
     /// <unk>, <s>, </s>, 256 bytes, ▁, 94 printable characters twice, and the specials.
-    static func minimumSize(_ chat: ModelPreset.ChatFamily) -> Int { 3 + 256 + 1 + 2 * 94 + specials(chat).count }
+    static func minimumSize(_ chat: ModelPreset.ChatFamily) -> Int {
+        3 + 256 + 1 + (chat == .smolvlm ? 2 : 0) + 2 * 94 + specials(chat).count
+    }
 
     public init(chat: ModelPreset.ChatFamily, size: Int) {
         var tokens = ["<unk>", "<s>", "</s>"]
@@ -53,6 +58,7 @@ public struct SyntheticVocabulary: Sendable {
             normal.append(s)
         }
         add("▁")
+        if chat == .smolvlm { add("\n"); add("\n\n") }
         for c in 0x21...0x7E {
             let ch = String(UnicodeScalar(UInt8(c)))
             add(ch)

@@ -38,20 +38,27 @@ public struct TensorSpec: Sendable, Equatable {
 }
 
 /// Where each component's tensors live in a checkpoint; the first matching prefix wins (longest listed first).
-public enum HFComponent: Sendable { case text, lmHead, vision, projector }
+public enum HFComponent: Sendable { case text, lmHead, vision, projector, newline }
 
 struct HFNamePrefixes {
     let prefixes: [(String, HFComponent)]
 
     static func forArchitecture(_ a: HFArchitecture) -> HFNamePrefixes {
         switch a {
-        case .llava:
+        case .llava, .llavaNext:
             HFNamePrefixes(prefixes: [
+                ("model.image_newline", .newline), ("image_newline", .newline),
                 ("model.language_model.", .text), ("language_model.model.", .text),
                 ("language_model.lm_head.", .lmHead), ("lm_head.", .lmHead),
                 ("model.vision_tower.vision_model.", .vision), ("vision_tower.vision_model.", .vision),
                 ("model.vision_tower.", .vision), ("vision_tower.", .vision),
                 ("model.multi_modal_projector.", .projector), ("multi_modal_projector.", .projector),
+            ])
+        case .idefics3, .smolvlm:
+            // the same names in transformers 4.x and 5.x
+            HFNamePrefixes(prefixes: [
+                ("model.text_model.", .text), ("lm_head.", .lmHead), ("model.vision_model.", .vision),
+                ("model.connector.modality_projection.", .projector),
             ])
         case .llama, .mistral, .qwen2:
             HFNamePrefixes(prefixes: [("model.", .text), ("lm_head.", .lmHead)])
@@ -249,9 +256,19 @@ enum VisionTable {
     }
 }
 
-// MARK: - LLaVA projector
+// MARK: - Projectors
 
 enum ProjectorTable {
+    /// Idefics3/SmolVLM's connector: one bias-free linear layer over s×s shuffled patches.
+    static func planIdefics3(visionHidden: Int, textHidden: Int, scaleFactor s: Int) -> [TensorSpec] {
+        [TensorSpec(gguf: "mm.model.fc.weight", hf: "proj.weight", shape: [textHidden, visionHidden * s * s], role: .matrix)]
+    }
+
+    /// LLaVA-NeXT's learned row after each row of the stitched crop grid (llama.cpp's current name).
+    static func planNewline(textHidden: Int) -> [TensorSpec] {
+        [TensorSpec(gguf: "v.image_newline", hf: "", shape: [textHidden], role: .vector)]
+    }
+
     /// linear_1 → mm.0, linear_2 → mm.2 (llama.cpp's numbering of the nn.Sequential(Linear, GELU, Linear)).
     static func plan(visionHidden: Int, textHidden: Int, bias: Bool) -> [TensorSpec] {
         var out = [

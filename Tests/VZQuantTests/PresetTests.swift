@@ -134,7 +134,7 @@ final class PresetTests: XCTestCase {
         XCTAssertEqual(m["clip.vision.image_grid_pinpoints"], .int32s([336, 672, 672, 336, 672, 672, 1008, 336, 336, 1008]))
         XCTAssertEqual(m["clip.vision.image_crop_resolution"], .uint32(336))
         XCTAssertEqual(m["clip.vision.mm_patch_merge_type"], .string("spatial_unpad"))
-        let newline = try XCTUnwrap(next.mmproj.tensors.first { $0.name == "model.image_newline" })
+        let newline = try XCTUnwrap(next.mmproj.tensors.first { $0.name == "v.image_newline" })
         XCTAssertEqual(newline.dims, [4096])
         XCTAssertEqual(newline.type, .f32)
 

@@ -39,7 +39,6 @@ import numpy as np
 import torch
 import transformers
 from PIL import Image, ImageDraw
-from safetensors import safe_open
 from safetensors.torch import save_file
 from transformers import (
     AutoTokenizer,

@@ -37,6 +37,10 @@ struct Idefics3Family: VLMFamily {
         processor = try ImageProcessor(resize: .exact(width: side, height: side), mean: c.mean, std: c.std, filter: .lanczos)
     }
 
+    init(processor: ImageProcessor, side: Int, longestEdge: Int, splitting: Bool) {
+        (self.processor, self.side, self.longestEdge, self.splitting) = (processor, side, longestEdge, splitting)
+    }
+
     /// Step 1: the longest edge to L, the other side int(L / aspect) rounded up to even (at least 1), then at most
     /// 4096 on the longest side (the processor's upper bound).
     func firstResize(width w: Int, height h: Int) -> (width: Int, height: Int) {

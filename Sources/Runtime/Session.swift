@@ -130,7 +130,10 @@ public final class Session {
     }
 
     /// Token ids of a text piece (special tokens written in it are recognised; no BOS).
-    public func tokenize(_ text: String) -> [Int32] { tokenizer.encode(text, addSpecial: false, parseSpecial: true) }
+    /// `continuing`: the text follows earlier text or image rows of the same prompt (no first-only space prefix).
+    public func tokenize(_ text: String, continuing: Bool = false) -> [Int32] {
+        tokenizer.encode(text, addSpecial: false, parseSpecial: true, continuing: continuing)
+    }
 
     /// Prefills `pieces` after what the cache holds. `addBOS`: prepend BOS when the file says so (first turn only).
     @discardableResult
@@ -139,16 +142,26 @@ public final class Session {
         var rows: [Float] = []
         var ids: [Int32] = []
         var imageTokens = 0
+        // The prompt is one text as far as the tokenizer is concerned: only its very start (not a later turn, not
+        // the text after an image) gets a first-only space prefix. BOS is not part of the text.
+        var continuing = position > 0
         func flushText(_ t: [Int32]) throws {
             guard !t.isEmpty else { return }
             rows += try model.embeddings(t)
             ids += t
         }
+        func flushText(_ s: String) throws {
+            guard !s.isEmpty else { return }
+            try flushText(tokenize(s, continuing: continuing))
+            continuing = true
+        }
         if addBOS, tokenizer.addBOS, let bos = tokenizer.bos { try flushText([bos]) }
         for p in pieces {
             switch p {
-            case let .text(s): try flushText(tokenize(s))
-            case let .tokens(t): try flushText(t)
+            case let .text(s): try flushText(s)
+            case let .tokens(t):
+                try flushText(t)
+                continuing = continuing || !t.isEmpty
             case let .image(img):
                 guard img.embeddings.count == img.tokens * d else {
                     throw ModelError("image rows have width \(img.embeddings.count / max(img.tokens, 1)), the model takes \(d)")
@@ -157,6 +170,7 @@ public final class Session {
                 var start = [0]
                 for c in img.crops { start.append(start.last! + c.tokensAfter) }
                 func splice(_ r: Range<Int>) {
+                    continuing = true
                     rows += img.embeddings[(r.lowerBound * d)..<(r.upperBound * d)]
                     ids += [Int32](repeating: -1, count: r.count)
                     imageTokens += r.count
@@ -164,7 +178,7 @@ public final class Session {
                 var text = ""  // adjacent text pieces are tokenized as one string
                 for piece in img.layout {
                     if case let .text(s) = piece { text += s; continue }
-                    try flushText(tokenize(text))
+                    try flushText(text)
                     text = ""
                     switch piece {
                     case .text: break
@@ -179,7 +193,7 @@ public final class Session {
                         splice(r)
                     }
                 }
-                try flushText(tokenize(text))
+                try flushText(text)
             }
         }
         let n = ids.count

@@ -185,6 +185,10 @@ public final class VisionPipeline {
     private func reduceAndProject(_ out: VisionOutput, budget: VisionZip.Budget?, merge: VisionZip.Merge,
                                   reducer: any TokenReducer, timings: inout ImageTimings) throws -> ([Float], CropReport) {
         let c = encoder.config
+        // The projector takes the tower's last hidden state: through the final layernorm when the file has one
+        // (Idefics3/SmolVLM, as transformers and llama.cpp apply it; LLaVA's files stop before it).
+        var out = out
+        if let normalized = out.normalized { out.features = normalized }
         var t0 = monotonicMilliseconds()
         let input: ReducerInput
         if projector.kind == .idefics3 {

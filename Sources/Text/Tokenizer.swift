@@ -287,8 +287,10 @@ public struct Tokenizer: Sendable {
 
     /// Token ids for `text`. `addSpecial`: BOS/EOS as tokenizer.ggml.add_bos_token/add_eos_token say (defaults as
     /// llama.cpp: BOS for "llama" and Llama-3, none otherwise). `parseSpecial`: control tokens written in the text
-    /// become their ids (otherwise they are tokenized as plain text).
-    public func encode(_ text: String, addSpecial: Bool = true, parseSpecial: Bool = false) -> [Int32] {
+    /// become their ids (otherwise they are tokenized as plain text). `continuing`: the text goes on a prompt that
+    /// already has text or image rows before it, so Hugging Face's first-only space prefix does not apply (as when
+    /// transformers tokenizes the whole prompt as one string).
+    public func encode(_ text: String, addSpecial: Bool = true, parseSpecial: Bool = false, continuing: Bool = false) -> [Int32] {
         var out: [Int32] = []
         if addSpecial, addBOS, let bos { out.append(bos) }
         let bytes = Array(text.utf8)
@@ -296,7 +298,7 @@ public struct Tokenizer: Sendable {
         var afterSpecial = true
         func flush(_ end: Int) {
             guard runStart < end else { return }
-            encodeRun(bytes[runStart ..< end], atStart: runStart == 0, afterSpecial: afterSpecial, into: &out)
+            encodeRun(bytes[runStart ..< end], atStart: runStart == 0 && !continuing, afterSpecial: afterSpecial, into: &out)
             afterSpecial = false
         }
         if specials.isEmpty {

@@ -189,9 +189,6 @@ extension ModelFiles {
                         guard let s = item["SpecialToken"]?["id"]?.string, !s.isEmpty else { return nil }
                         return s
                     }
-                    // Beyond gguf-py: a template that is the sequence alone adds nothing, so transformers adds no
-                    // BOS; saying so keeps llama.cpp (and this runtime) from adding the SentencePiece default one.
-                    if single.count == 1, specialID(single[0]) == nil, addFlags["bos"] == nil { addFlags["bos"] = false }
                     if single.count > 1 {
                         first = specialID(single[0])
                         if let f = first {

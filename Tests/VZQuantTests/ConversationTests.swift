@@ -94,7 +94,9 @@ final class ConversationTests: XCTestCase {
                 } else {
                     delta = "And now?"
                 }
-                XCTAssertEqual(Array(session.history[before.count...]), session.tokenize(delta), "\(family) \(ending)")
+                // A later turn continues the conversation's text: no first-only space prefix (as one tokenization of the
+                // whole rendered conversation gives).
+                XCTAssertEqual(Array(session.history[before.count...]), session.tokenize(delta, continuing: true), "\(family) \(ending)")
 
                 // The cache gives what a fresh prefill of the same rows gives.
                 let fresh = try Session(model: text, options: SessionOptions(contextLength: 512, batch: 64))
@@ -125,7 +127,8 @@ final class ConversationTests: XCTestCase {
                                crops: one.crops + one.crops, timings: .init(), merge: .sum,
                                layout: [.text("<a>"), .crop(1), .text("\n"), .crop(0)])
         try session.prefill([.image(two)], addBOS: false)
-        let a = session.tokenize("<a>"), nl = session.tokenize("\n")
+        // The text after rows continues the prompt: no first-only space prefix.
+        let a = session.tokenize("<a>"), nl = session.tokenize("\n", continuing: true)
         XCTAssertEqual(session.history, a + [Int32](repeating: -1, count: n) + nl + [Int32](repeating: -1, count: n))
         let fresh = try Session(model: text, options: SessionOptions(contextLength: 256, batch: 64))
         let second = EncodedImage(embeddings: Array(two.embeddings[(n * d)...]), tokens: n, crops: [one.crops[0]], timings: .init(), merge: .sum)

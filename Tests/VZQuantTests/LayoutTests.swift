@@ -83,7 +83,9 @@ final class LayoutTests: XCTestCase {
                 }
                 if !segment.isEmpty { pieces.append(.text(segment)) }
             }
-            try session.prefill(pieces, addBOS: true)
+            // The SmolVLM fixture's tokenizer ran without BOS (set in memory; its saved LlamaTokenizer config adds
+            // one, as the converted file does): BOS follows the reference, the layout is what is compared.
+            try session.prefill(pieces, addBOS: c.input_ids.first == session.tokenizer.bos)
             let ids = session.history.map { $0 < 0 ? c.image_token_id : $0 }
             XCTAssertEqual(ids, c.input_ids, "\(c.name): prompt token ids")
             XCTAssertEqual(ids.filter { $0 == c.image_token_id }.count, c.num_image_tokens, "\(c.name): image tokens")

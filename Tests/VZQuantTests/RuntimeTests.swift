@@ -240,7 +240,8 @@ final class RuntimeTests: XCTestCase {
         XCTAssertEqual(vision.tokens(for: image, visualTokens: .all), 52)
         // Each crop's rows are the connector applied to the tower's features.
         let pixels = try vision.processor.pixelValues(crops[0])
-        let features = try vision.encoder(pixels: pixels).features
+        let tower = try vision.encoder(pixels: pixels)
+        let features = tower.normalized ?? tower.features  // the last hidden state, after the post-norm
         let direct = try vision.projector(features: features, gridRows: 8, gridColumns: 8)
         XCTAssertEqual(Array(all.embeddings[0 ..< direct.count]), direct)
 

@@ -23,6 +23,10 @@ struct LlavaNextFamily: VLMFamily {
     let side: Int
     var name: String { "llava-next" }
 
+    init(processor: ImageProcessor, gridPinpoints: [(height: Int, width: Int)], side: Int) {
+        (self.processor, self.gridPinpoints, self.side) = (processor, gridPinpoints, side)
+    }
+
     /// nil without grid pinpoints.
     init?(context c: VLMFamilyContext) throws {
         let pinpoints = try c.metadata.ints(GGUFKey.Vision.gridPinpoints, default: [])

@@ -6,6 +6,7 @@ import XCTest
 @testable import VZQRuntime
 @testable import VZQConvert
 @testable import VZQFormats
+@testable import VZQTokenReduction
 
 /// Image-token layouts of LLaVA-NeXT, Idefics3 and SmolVLM against transformers' own processors and models
 /// (Fixtures/layouts from tools/make_layout_fixtures.py on the tiny checkpoints in Fixtures/hf): the converted
@@ -97,6 +98,39 @@ final class LayoutTests: XCTestCase {
         }
         print("layouts \(checkpoint): \(checked) prompts, token ids equal, last logits max abs error \(worst) (pass-order cases excluded)")
         XCTAssertGreaterThanOrEqual(checked, 5)
+    }
+
+    /// LLaVA-NeXT's packing on a 1×2 grid of 2×2-patch tiles, one value per row: all patches stitched with a
+    /// newline per map row; with VisionZip selections, the official code's order (kept patches in raster order
+    /// over the stitched map, then the tiles' CLS rows, then their contextual rows; the overview as it is).
+    func testLlavaNextPacking() throws {
+        let family = LlavaNextFamily(processor: try .clip(size: 32, crop: 32), gridPinpoints: [(32, 64)], side: 32)
+        func crop(_ v: [Float], _ s: VisionZip.Selection? = nil) -> CropRows {
+            CropRows(rows: v, count: v.count, selection: s, gridRows: 2, gridColumns: 2, hasClassToken: true)
+        }
+        let all = try family.pack([crop([0, 1, 2, 3]), crop([10, 11, 12, 13]), crop([20, 21, 22, 23])],
+                                  width: 64, height: 32, newline: [-1])
+        XCTAssertEqual(all.embeddings, [0, 1, 2, 3, 10, 11, 20, 21, -1, 12, 13, 22, 23, -1])
+        XCTAssertEqual(family.rowCount(width: 64, height: 32, rowsPerCrop: 4, reduced: false), 14)
+        // A 64×16 picture: unpadding keeps int(round(16 · 4/64, 7)) = 1 map row, so the pad is (2 − 1) / 2 = 0 rows
+        // at each end and, as transformers' slice [0, 2) gives, both rows stay.
+        let wide = try family.pack([crop([0, 1, 2, 3]), crop([10, 11, 12, 13]), crop([20, 21, 22, 23])],
+                                   width: 64, height: 16, newline: [-1])
+        XCTAssertEqual(wide.embeddings, all.embeddings)
+
+        func selection(_ dominant: [Int], contextual: Int) -> VisionZip.Selection {
+            VisionZip.Selection(dominant: dominant, remaining: [], contextual: (0..<contextual).map { .init(target: 10 + $0, members: []) },
+                                step: 1, rule: .classAttention, requested: .init(dominant: dominant.count, contextual: contextual),
+                                applied: .init(dominant: dominant.count, contextual: contextual), tokensBefore: 5)
+        }
+        // Tile 0 keeps CLS and patch 1 (encoder index 2); tile 1 keeps CLS, patches 0 and 3 (indices 1, 4).
+        let zipped = try family.pack([crop([100, 101, 102], selection([0, 3], contextual: 1)),
+                                      crop([10, 11, 12], selection([0, 2], contextual: 1)),
+                                      crop([20, 21, 22, 23], selection([0, 1, 4], contextual: 1))],
+                                     width: 64, height: 32, newline: [-1])
+        // Map 2×4: (0,1) = tile 0 patch 1 → 11; (0,2) = tile 1 patch 0 → 21; (1,3) = tile 1 patch 3 → 22.
+        XCTAssertEqual(zipped.embeddings, [100, 101, 102, 11, 21, 22, 10, 20, 12, 23])
+        XCTAssertEqual(zipped.layout, [.rows(0..<10)])
     }
 
     /// Idefics3 without image splitting: one global image, its text, the step-1 image squeezed to a tile.

@@ -2,8 +2,8 @@ import Foundation
 import VZQFormats
 import CImage
 
-/// Resampling filters, computed as Pillow's `Image.resize` does for 8-bit images: separable passes (horizontal
-/// first, each skipped when that side keeps its size), per-output-pixel kernels widened by the scale factor when
+/// Resampling filters, computed as Pillow's `Image.resize` does for 8-bit images: separable passes (in Pillow 13's
+/// order, see `resized`; each skipped when that side keeps its size), per-output-pixel kernels widened by the scale factor when
 /// shrinking, coefficients normalised and rounded to 22-bit fixed point, each pass rounded and clipped to 8 bits.
 public enum ResampleFilter: Sendable {
     case bicubic   // Pillow BICUBIC (a = −0.5), support 2
@@ -104,33 +104,39 @@ extension RGBImage {
         }
     }
 
-    /// Resized to width × height as Pillow's `Image.resize(size, filter)` (no reducing_gap, whole-image box):
-    /// a horizontal pass, then a vertical one, each skipped when that side keeps its size.
+    /// Resized to width × height as Pillow's `Image.resize(size, filter)` (no reducing_gap, whole-image box): two
+    /// separable passes, each skipped when that side keeps its size. Horizontal first, except — as Pillow 13 does —
+    /// when the height shrinks by more than twice what the width shrinks (h − newH > 2·(w − newW)): then vertical
+    /// first, so the horizontal pass runs on fewer rows. The order shows in the 8-bit rounding between the passes.
     public func resized(width newW: Int, height newH: Int, filter: ResampleFilter = .bicubic) -> RGBImage {
         precondition(newW > 0 && newH > 0 && width > 0 && height > 0, "resize: sizes must be positive")
         if newW == width && newH == height { return self }
-        var cur = self
-        if newW != width {
-            let ks = Self.kernels(inSize: width, outSize: newW, filter: filter)
-            var out = [UInt8](repeating: 0, count: newW * height * 3)
-            cur.pixels.withUnsafeBufferPointer { src in
-                Self.convolve(src, kernels: ks, lines: height, srcLineStride: width * 3, srcTapStride: 3,
-                              dstLineStride: newW * 3, dstSampleStride: 3, into: &out)
-            }
-            cur = RGBImage(width: newW, height: height, pixels: out)
+        let verticalFirst = height - newH > 0 && height - newH > 2 * (width - newW)
+        return verticalFirst ? resizedVertically(newH, filter).resizedHorizontally(newW, filter)
+                             : resizedHorizontally(newW, filter).resizedVertically(newH, filter)
+    }
+
+    private func resizedHorizontally(_ newW: Int, _ filter: ResampleFilter) -> RGBImage {
+        guard newW != width else { return self }
+        let ks = Self.kernels(inSize: width, outSize: newW, filter: filter)
+        var out = [UInt8](repeating: 0, count: newW * height * 3)
+        pixels.withUnsafeBufferPointer { src in
+            Self.convolve(src, kernels: ks, lines: height, srcLineStride: width * 3, srcTapStride: 3,
+                          dstLineStride: newW * 3, dstSampleStride: 3, into: &out)
         }
-        if newH != height {
-            let ks = Self.kernels(inSize: height, outSize: newH, filter: filter)
-            let w = cur.width
-            var out = [UInt8](repeating: 0, count: w * newH * 3)
-            // columns are the lines here: taps and output samples step by whole rows
-            cur.pixels.withUnsafeBufferPointer { src in
-                Self.convolve(src, kernels: ks, lines: w, srcLineStride: 3, srcTapStride: w * 3,
-                              dstLineStride: 3, dstSampleStride: w * 3, into: &out)
-            }
-            cur = RGBImage(width: w, height: newH, pixels: out)
+        return RGBImage(width: newW, height: height, pixels: out)
+    }
+
+    private func resizedVertically(_ newH: Int, _ filter: ResampleFilter) -> RGBImage {
+        guard newH != height else { return self }
+        let ks = Self.kernels(inSize: height, outSize: newH, filter: filter)
+        var out = [UInt8](repeating: 0, count: width * newH * 3)
+        // columns are the lines here: taps and output samples step by whole rows
+        pixels.withUnsafeBufferPointer { src in
+            Self.convolve(src, kernels: ks, lines: width, srcLineStride: 3, srcTapStride: width * 3,
+                          dstLineStride: 3, dstSampleStride: width * 3, into: &out)
         }
-        return cur
+        return RGBImage(width: width, height: newH, pixels: out)
     }
 
     /// Output size for transformers' `shortest_edge` resize: the short side becomes `size`, the long side

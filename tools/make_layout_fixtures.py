@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Tiny random LLaVA-NeXT, Idefics3 and SmolVLM checkpoints plus what their real transformers processors and
-models make of a few images, so vzquant's prompt layout, preprocessing and prefill can be checked against them.
+models make of a few images (and the same for LLaVA-1.5 with the existing hf/llava-4x checkpoint), so vzquant's
+prompt layout, preprocessing and prefill can be checked against them.
 
 Writes, under FIXTURES = Tests/VZQuantTests/Fixtures:
   hf/llava-next/     LlavaNextForConditionalGeneration (CLIP ViT 32x32/patch 8 + Llama), F16, under the names
@@ -16,6 +17,13 @@ Writes, under FIXTURES = Tests/VZQuantTests/Fixtures:
                      BOS added for llava-next and idefics3, not for smolvlm, as the released tokenizers do) and the
                      processor's files as its save_pretrained writes them (processor_config.json with the image
                      processor nested, chat_template.jinja), plus the flat preprocessor_config.json of hub checkpoints.
+  hf/llava-4x/       read only (written by make_hf_checkpoints.py, F16, 4.x names; its tokenizer adds no BOS): the
+                     "llava" family's model. It has no processor files, so the LLaVA-1.5 processor is built here as
+                     llava-hf's checkpoints configure it, scaled to CLIP 32x32/patch 8: LlavaImageProcessorPil with
+                     do_pad=True (pad to a square with the mean colour, as LLaVA's expand2square does), resize
+                     shortest_edge 32 BICUBIC, center crop 32x32, CLIP mean/std; LlavaProcessor with patch_size 8,
+                     strategy "default", 1 additional token, so 16 <image> tokens per image (see "processor" in
+                     layouts/llava/cases.json).
   layouts/images/    deterministic PNGs (gradients and a few shapes): 160x120 75x250 250x75 20x16 96x96 300x130
   layouts/<family>/cases.json   per case: the text, the processor's input_ids, image token counts, crops (count,
                      rows/cols or image_sizes), per-crop pixel sums, and the float32 prefill logits of the model (loaded
@@ -39,7 +47,7 @@ import numpy as np
 import torch
 import transformers
 from PIL import Image, ImageDraw
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from transformers import (
     AutoTokenizer,
     CLIPVisionConfig,
@@ -49,10 +57,13 @@ from transformers import (
     Idefics3Processor,
     Idefics3VisionConfig,
     LlamaConfig,
+    LlavaForConditionalGeneration,
+    LlavaImageProcessorPil,
     LlavaNextConfig,
     LlavaNextForConditionalGeneration,
     LlavaNextImageProcessorPil,
     LlavaNextProcessor,
+    LlavaProcessor,
     SmolVLMConfig,
     SmolVLMForConditionalGeneration,
     SmolVLMImageProcessorPil,
@@ -280,6 +291,47 @@ def build_idefics(hf: str, family: str):
     return d, [], {k: v.clone() for k, v in model.state_dict().items()}
 
 
+def llava_5x_name(k: str) -> str:
+    """Name in hf/llava-4x's file (what transformers 5.x save_pretrained writes for LlavaForConditionalGeneration)
+    -> the in-memory name."""
+    if k.startswith("language_model.model."):
+        return "model.language_model." + k[len("language_model.model."):]
+    if k == "language_model.lm_head.weight":
+        return "lm_head.weight"
+    assert k.startswith(("vision_tower.", "multi_modal_projector.")), k
+    return "model." + k
+
+
+LLAVA_IMAGE_PROCESSOR = dict(
+    size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, resample=3,  # PIL BICUBIC
+    do_pad=True, do_resize=True, do_center_crop=True, do_rescale=True, do_normalize=True, do_convert_rgb=True,
+)
+LLAVA_PROCESSOR = dict(patch_size=8, vision_feature_select_strategy="default", num_additional_image_tokens=1,
+                       image_token="<image>")
+
+
+def llava_processor(ckpt: str) -> LlavaProcessor:
+    return LlavaProcessor(image_processor=LlavaImageProcessorPil(**LLAVA_IMAGE_PROCESSOR),
+                          tokenizer=AutoTokenizer.from_pretrained(ckpt), **LLAVA_PROCESSOR)
+
+
+def load_llava(hf: str):
+    """The existing LLaVA-1.5 checkpoint (left untouched) and its weights widened to float32, under 5.x names."""
+    d = os.path.join(hf, "llava-4x")
+    state = {llava_5x_name(k): v.to(torch.float32) for k, v in load_file(os.path.join(d, "model.safetensors")).items()}
+    return d, [], state
+
+
+def expand2square(im: Image.Image, colour: tuple) -> Image.Image:
+    """LLaVA's own padding (llava/mm_utils.py), to check the processor's."""
+    w, h = im.size
+    if w == h:
+        return im
+    out = Image.new(im.mode, (max(w, h), max(w, h)), colour)
+    out.paste(im, (0, (w - h) // 2) if w > h else ((h - w) // 2, 0))
+    return out
+
+
 # MARK: - References
 
 
@@ -310,9 +362,10 @@ def rows_for(n: int) -> list:
 
 def run_family(family: str, ckpt: str, alt_ckpts: list, state: dict, cases: list, images_dir: str, out_dir: str) -> list:
     """cases: (name, [image names], text, extra processor kwargs)."""
-    proc_cls = {"llava-next": LlavaNextProcessor, "idefics3": Idefics3Processor, "smolvlm": SmolVLMProcessor}[family]
+    proc_cls = {"llava-next": LlavaNextProcessor, "idefics3": Idefics3Processor, "smolvlm": SmolVLMProcessor,
+                "llava": LlavaProcessor}[family]
     model_cls = {"llava-next": LlavaNextForConditionalGeneration, "idefics3": Idefics3ForConditionalGeneration,
-                 "smolvlm": SmolVLMForConditionalGeneration}[family]
+                 "smolvlm": SmolVLMForConditionalGeneration, "llava": LlavaForConditionalGeneration}[family]
     if family == "smolvlm":  # AutoVideoProcessor refuses without torchvision: load the parts from the saved files
         saved = json.load(open(os.path.join(ckpt, "processor_config.json"), encoding="utf-8"))
         processor = SmolVLMProcessor(
@@ -321,6 +374,8 @@ def run_family(family: str, ckpt: str, alt_ckpts: list, state: dict, cases: list
             video_processor=SmolVLMVideoProcessor.from_pretrained(ckpt),
             image_seq_len=saved["image_seq_len"],
         )
+    elif family == "llava":  # the checkpoint has no processor files
+        processor = llava_processor(ckpt)
     else:
         processor = proc_cls.from_pretrained(ckpt)
     model = model_cls.from_pretrained(ckpt, dtype=torch.float32).eval()
@@ -361,6 +416,20 @@ def run_family(family: str, ckpt: str, alt_ckpts: list, state: dict, cases: list
                 per_image.append({"image_size": hw, "best_resolution": list(best), "num_crops": n,
                                   "num_image_tokens": expected[i],
                                   "crops": crop_stats(pv[i, :n])})
+        elif family == "llava":
+            ip = processor.image_processor
+            expected = processor._get_num_multimodal_tokens(
+                image_sizes=[[im.height, im.width] for im in images])["num_image_tokens"]
+            assert expected == [16] * len(images) and sum(expected) == n_image_tokens, (expected, n_image_tokens)
+            assert pv.shape == (len(images), 3, 32, 32), pv.shape
+            mean_colour = tuple(int(x * 255) for x in ip.image_mean)
+            plain = LlavaImageProcessorPil(**{**LLAVA_IMAGE_PROCESSOR, "do_pad": False})
+            for i, im in enumerate(images):
+                # the processor's padding is LLaVA's expand2square with the mean colour
+                ref = plain(expand2square(im, mean_colour), return_tensors="np")["pixel_values"][0]
+                assert np.array_equal(ref, pv[i]), i
+                per_image.append({"image_size": [im.height, im.width], "num_crops": 1,
+                                  "num_image_tokens": expected[i], "crops": crop_stats(pv[i:i + 1])})
         else:
             ip = processor.image_processor
             info = ip([images], return_row_col_info=True, **kwargs)
@@ -440,6 +509,7 @@ def main() -> None:
         "llava-next": (build_llava_next(hf), LLAVA_PROMPT, LLAVA_PROMPT_2),
         "idefics3": (build_idefics(hf, "idefics3"), IDEFICS_PROMPT, IDEFICS_PROMPT_2),
         "smolvlm": (build_idefics(hf, "smolvlm"), IDEFICS_PROMPT, IDEFICS_PROMPT_2),
+        "llava": (load_llava(hf), LLAVA_PROMPT, LLAVA_PROMPT_2),
     }
     for family, ((ckpt, alts, state), prompt, prompt2) in families.items():
         cases = [(os.path.splitext(n)[0], [n], prompt, {}) for n in single]
@@ -459,8 +529,14 @@ def main() -> None:
             "notes": "input_ids are the processor's (raw text, no chat template); logits are float32 from the "
                      "checkpoint's weights widened to float32; per_image.crops lists each real crop of "
                      "pixel_values in order ([3,H,W], sums in float64); pixel_values_shape includes batch padding",
-            "cases": records,
         }
+        if family == "llava":  # built here, not saved in the checkpoint
+            manifest["processor"] = {
+                "class": "LlavaProcessor", "tokenizer": "the checkpoint's (AutoTokenizer), adds no BOS",
+                **LLAVA_PROCESSOR, "image_processor_class": "LlavaImageProcessorPil",
+                "image_processor": llava_processor(ckpt).image_processor.to_dict(),
+            }
+        manifest["cases"] = records
         dump_cases(os.path.join(layouts, family, "cases.json"), manifest)
 
     total = 0

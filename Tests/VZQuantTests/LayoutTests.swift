@@ -8,7 +8,7 @@ import XCTest
 @testable import VZQFormats
 @testable import VZQTokenReduction
 
-/// Image-token layouts of LLaVA-NeXT, Idefics3 and SmolVLM against transformers' own processors and models
+/// Image-token layouts of LLaVA-1.5, LLaVA-NeXT, Idefics3 and SmolVLM against transformers' own processors and models
 /// (Fixtures/layouts from tools/make_layout_fixtures.py on the tiny checkpoints in Fixtures/hf): the converted
 /// files, the crops' pixels, the whole prompt's token ids (image rows as the image token) and the prefill logits.
 final class LayoutTests: XCTestCase {
@@ -38,6 +38,7 @@ final class LayoutTests: XCTestCase {
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: temp) }
 
+    func testLlava15() throws { try check(checkpoint: "llava-4x", family: "llava") }
     func testLlavaNext() throws { try check(checkpoint: "llava-next", family: "llava-next") }
     func testLlavaNext5x() throws { try check(checkpoint: "llava-next-5x", family: "llava-next") }
     func testIdefics3() throws { try check(checkpoint: "idefics3", family: "idefics3") }
@@ -77,8 +78,8 @@ final class LayoutTests: XCTestCase {
                 }
                 if !segment.isEmpty { pieces.append(.text(segment)) }
             }
-            // The SmolVLM fixture's tokenizer ran without BOS (set in memory; its saved LlamaTokenizer config adds
-            // one, as the converted file does): BOS follows the reference, the layout is what is compared.
+            // BOS follows the reference ids: the tiny tokenizers ran with BOS settings their saved configs do not all
+            // carry (SmolVLM's was switched off in memory); the layout is what is compared.
             try session.prefill(pieces, addBOS: c.input_ids.first == session.tokenizer.bos)
             let ids = session.history.map { $0 < 0 ? c.image_token_id : $0 }
             XCTAssertEqual(ids, c.input_ids, "\(c.name): prompt token ids")

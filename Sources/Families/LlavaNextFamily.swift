@@ -131,6 +131,9 @@ struct LlavaNextFamily: VLMFamily {
                 for (row, index) in s.dominant.enumerated() {
                     if tile.hasClassToken && index == 0 { classRows.append((t, row)); continue }
                     let p = index - offset
+                    guard (0 ..< g.gr * g.gc).contains(p), row < tile.count else {
+                        throw ModelError("LLaVA-NeXT: tile \(t) keeps token \(index), outside its \(g.gr)×\(g.gc) patches")
+                    }
                     let (ty, tx) = (t / cols, t % cols)
                     atCell[(ty * g.gr + p / g.gc) * w + tx * g.gc + p % g.gc] = (t, row)
                 }

@@ -185,10 +185,10 @@ public final class VisionPipeline {
     private func reduceAndProject(_ out: VisionOutput, budget: VisionZip.Budget?, merge: VisionZip.Merge,
                                   reducer: any TokenReducer, timings: inout ImageTimings) throws -> ([Float], CropReport) {
         let c = encoder.config
-        // The projector takes the tower's last hidden state: through the final layernorm when the file has one
-        // (Idefics3/SmolVLM, as transformers and llama.cpp apply it; LLaVA's files stop before it).
+        // Idefics3/SmolVLM's connector takes the tower's last_hidden_state, after the final layernorm (as
+        // transformers and llama.cpp apply it); LLaVA reads an inner layer, before any post-norm a file may carry.
         var out = out
-        if let normalized = out.normalized { out.features = normalized }
+        if projector.kind == .idefics3, let normalized = out.normalized { out.features = normalized }
         var t0 = monotonicMilliseconds()
         let input: ReducerInput
         if projector.kind == .idefics3 {

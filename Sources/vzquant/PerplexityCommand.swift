@@ -33,7 +33,10 @@ struct PerplexityCommand: ParsableCommand {
     @Option(name: [.customLong("cache-type"), .customLong("kv-type")], help: "KV cache type: f32, f16 or q8_0.")
     var kvType = "f16"
 
-    @Flag(name: .long, help: "Print {\"perplexity\", \"tokens\", \"chunks\"} as the last line.")
+    @Option(name: .customLong("kl-base"), help: "Reference model (e.g. the dense one of a pruned model): also report the mean KL divergence from it.")
+    var klBase: String?
+
+    @Flag(name: .long, help: "Print {\"perplexity\", \"tokens\", \"chunks\"} (and \"kl_divergence\" with --kl-base) as the last line.")
     var json = false
 
     @OptionGroup var compute: ComputeOptions
@@ -50,20 +53,25 @@ struct PerplexityCommand: ParsableCommand {
         do {
             let bytes = try InputFile.read(file, limit: Limits.textFileBytes)
             guard let text = String(validating: bytes, as: UTF8.self) else { fail("\(file): not UTF-8 text") }
-            let session = try Session(model: model, options: SessionOptions(
-                contextLength: contextLength, batch: min(batch, contextLength), kvCache: KVCacheType(rawValue: kvType) ?? .f16))
+            let options = SessionOptions(contextLength: contextLength, batch: min(batch, contextLength),
+                                         kvCache: KVCacheType(rawValue: kvType) ?? .f16)
+            let session = try Session(model: model, options: options)
+            let reference = try klBase.map { try Session(model: $0, options: options) }
             let tokens = Perplexity.tokenize(text, with: session.tokenizer)
             FileHandle.standardError.write(Data("\(tokens.count) tokens, chunks of \(contextLength)\n".utf8))
-            let result = try Perplexity.measure(tokens: tokens, session: session, context: contextLength, maxChunks: chunks) { c, n, ppl in
+            let result = try Perplexity.measure(tokens: tokens, session: session, context: contextLength, maxChunks: chunks,
+                                               reference: reference) { c, n, ppl in
                 FileHandle.standardError.write(Data(String(format: "[%d/%d] %.4f\n", c, n, ppl).utf8))
             }
             if json {
-                let object: [String: Any] = ["perplexity": result.perplexity, "tokens": result.tokens, "chunks": result.chunks]
+                var object: [String: Any] = ["perplexity": result.perplexity, "tokens": result.tokens, "chunks": result.chunks]
+                if let kl = result.klDivergence { object["kl_divergence"] = kl }
                 let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
                 print(String(decoding: data, as: UTF8.self))
             } else {
                 print(String(format: "perplexity %.4f over %d tokens (%d chunks of %d)", result.perplexity, result.tokens,
                              result.chunks, contextLength))
+                if let kl = result.klDivergence { print(String(format: "KL divergence from %@: %.6f nats per token", klBase ?? "", kl)) }
             }
         } catch {
             fail("\(error)")

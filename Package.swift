@@ -127,10 +127,13 @@ let package = Package(
         .target(name: "VZQBench",
                 dependencies: ["VZQRuntime", "VZQConvert", "VZQTokenReduction", "VZQText", "VZQModels", "VZQImage", "VZQFormats", "VZQKernels", "VZQSupport", "CQuant"],
                 path: "Sources/Bench"),
+        .target(name: "VZQPrune",
+                dependencies: ["VZQRuntime", "VZQModels", "VZQText", "VZQFormats", "VZQKernels", "VZQSupport"],
+                path: "Sources/Prune"),
         // Everything above as one import.
         .target(name: "VZQuant",
                 dependencies: ["VZQSupport", "VZQKernels", "VZQFormats", "VZQModels", "VZQTokenReduction", "VZQText", "VZQImage",
-                               "VZQFamilies", "VZQRuntime", "VZQConvert", "VZQBench"],
+                               "VZQFamilies", "VZQRuntime", "VZQConvert", "VZQBench", "VZQPrune"],
                 path: "Sources/VZQuant"),
         // The HTTP server on the library's Conversation API; apart from the umbrella so that only the CLI (and its
         // tests) link Hummingbird.

@@ -57,7 +57,7 @@ public enum LanguageModels {
         let llama: Loader = { file, o in
             try LlamaModel(file: file, maxContext: o.maxContext, maxBatch: o.maxBatch, widenToF32: o.widenToF32, kvCache: o.kvCache)
         }
-        return ["llama": llama, "mistral": llama, "qwen2": llama]
+        return ["llama": llama, "mistral": llama, "deci": llama, "qwen2": llama]
     }()
 
     public static var architectures: [String] { loaders.keys.sorted() }

@@ -122,9 +122,10 @@ public struct LlamaConfig: Sendable, Equatable {
     public init(metadata m: GGUFMetadata) throws {
         let a = try m.string(GGUFKey.General.architecture)
         switch a {
-        case "llama", "mistral": ropeLayout = .interleaved
+        // "deci": llama.cpp's Llama with per-layer head / KV-head / FFN counts (DeciLM, and pruned Llama models).
+        case "llama", "mistral", "deci": ropeLayout = .interleaved
         case "qwen2": ropeLayout = .halfSplit
-        default: throw ModelError("\(m.file): architecture '\(a)' is not a supported decoder (llama, mistral, qwen2)")
+        default: throw ModelError("\(m.file): architecture '\(a)' is not a supported decoder (llama, mistral, deci, qwen2)")
         }
         architecture = a
         let key = GGUFKey.Decoder(a)
@@ -219,6 +220,8 @@ public final class LlamaModel: LanguageModel {
     public let kvCache: KVCacheType
     /// Positions already in the KV cache; the next row processed sits here.
     public private(set) var position = 0
+    /// When set, every forward pass adds its o_proj and down_proj inputs here (calibration for pruning).
+    public var statistics: ActivationStatistics?
 
     struct Layer {
         let attnNorm, ffnNorm: UnsafePointer<Float>
@@ -481,6 +484,7 @@ public final class LlamaModel: LanguageModel {
                                  queries: n, keys: p0 + n, causalOffset: p0, scores: scores, workspace: attnWorkspace,
                                  into: attn, ldo: qDim)
             }
+            statistics?.addAttention(layer: l, attn, rows: n)
             try layer.o(attn, rows: n, into: xn, workspace: gemmWorkspace)
             Ops.add(x, xn, count: n * d)
             // SwiGLU MLP.
@@ -489,8 +493,10 @@ public final class LlamaModel: LanguageModel {
             try layer.up(xn, rows: n, into: up, workspace: gemmWorkspace)
             Ops.silu(gate, count: n * ff)
             Ops.mul(gate, up, count: n * ff)
+            statistics?.addFeedForward(layer: l, gate, rows: n)
             try layer.down(gate, rows: n, into: xn, workspace: gemmWorkspace)
             Ops.add(x, xn, count: n * d)
+            statistics?.addResidual(layer: l, x, count: n * d)
         }
         let k = min(logitRows ?? n, n), tail = x + (n - k) * d
         if k > 0 {

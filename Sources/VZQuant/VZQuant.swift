@@ -11,3 +11,4 @@
 @_exported import VZQRuntime
 @_exported import VZQConvert
 @_exported import VZQBench
+@_exported import VZQPrune

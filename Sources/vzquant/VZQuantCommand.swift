@@ -6,7 +6,7 @@ struct VZQuantCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vzquant",
         abstract: "Quantized edge runtime for vision-language models.",
-        subcommands: [RunCommand.self, ChatCommand.self, ServeCommand.self, TokenizeCommand.self, PerplexityCommand.self, BenchCommand.self, ConvertCommand.self,
+        subcommands: [RunCommand.self, ChatCommand.self, ServeCommand.self, TokenizeCommand.self, PerplexityCommand.self, PruneCommand.self, BenchCommand.self, ConvertCommand.self,
                       Info.self]
     )
 }

@@ -1,0 +1,61 @@
+/// Per-channel sums of the inputs of each decoder layer's two output projections over calibration tokens: the
+/// attention output entering o_proj [q heads · head dim] and the SwiGLU product entering down_proj [ffn width].
+/// Structured pruning scores heads and neurons from them (their variance, and their mean for bias compensation).
+public final class ActivationStatistics {
+    public struct Channels {
+        public var sum: [Double]
+        public var sumOfSquares: [Double]
+        init(_ n: Int) { (sum, sumOfSquares) = ([Double](repeating: 0, count: n), [Double](repeating: 0, count: n)) }
+
+        mutating func add(_ x: UnsafePointer<Float>, rows: Int, width: Int) {
+            for r in 0..<rows {
+                for j in 0..<width {
+                    let v = Double(x[r * width + j])
+                    sum[j] += v
+                    sumOfSquares[j] += v * v
+                }
+            }
+        }
+
+        /// Mean of channel j over `count` rows.
+        public func mean(_ j: Int, count: Int) -> Double { sum[j] / Double(max(count, 1)) }
+        /// Variance (population) of channel j over `count` rows.
+        public func variance(_ j: Int, count: Int) -> Double {
+            let m = mean(j, count: count)
+            return max(sumOfSquares[j] / Double(max(count, 1)) - m * m, 0)
+        }
+    }
+
+    /// Per layer: o_proj inputs and down_proj inputs.
+    public private(set) var attention: [Channels]
+    public private(set) var feedForward: [Channels]
+    /// Per layer: Σ ‖h‖² of the residual stream after the layer, over the rows seen (the scale a layer's output
+    /// error is measured against).
+    public private(set) var residualSquares: [Double]
+    /// Rows (tokens) seen.
+    public private(set) var count = 0
+
+    /// Mean ‖h‖² of the residual stream after layer l.
+    public func residualMeanSquare(layer l: Int) -> Double { residualSquares[l] / Double(max(count, 1)) }
+
+    public init(config c: LlamaConfig) {
+        attention = (0..<c.layers).map { Channels(c.qDim(layer: $0)) }
+        feedForward = (0..<c.layers).map { Channels(c.feedForward(layer: $0)) }
+        residualSquares = [Double](repeating: 0, count: c.layers)
+    }
+
+    func addResidual(layer l: Int, _ x: UnsafePointer<Float>, count n: Int) {
+        var s = 0.0
+        for i in 0..<n { s += Double(x[i]) * Double(x[i]) }
+        residualSquares[l] += s
+    }
+
+    func addAttention(layer l: Int, _ x: UnsafePointer<Float>, rows: Int) {
+        attention[l].add(x, rows: rows, width: attention[l].sum.count)
+    }
+
+    func addFeedForward(layer l: Int, _ x: UnsafePointer<Float>, rows: Int) {
+        feedForward[l].add(x, rows: rows, width: feedForward[l].sum.count)
+        if l == feedForward.count - 1 { count += rows }
+    }
+}

@@ -1,0 +1,91 @@
+import Foundation
+import XCTest
+@testable import VZQuant
+@testable import VZQPrune
+@testable import VZQRuntime
+@testable import VZQModels
+@testable import VZQFormats
+
+/// `vzquant prune` on the tiny Qwen2 fixture (q/k/v biases, grouped-query attention): nothing removed gives the
+/// dense model's logits; removed structures leave a file whose shapes, per-layer counts and biases agree, that loads
+/// and runs; both allocations reach the target.
+final class PruneTests: XCTestCase {
+    var temp: URL!
+
+    override func setUpWithError() throws {
+        temp = FileManager.default.temporaryDirectory.appendingPathComponent("vzq-prune-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: temp, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: temp) }
+
+    func calibration() throws -> String {
+        let root = try XCTUnwrap(Bundle.module.url(forResource: "Fixtures", withExtension: nil))
+        return try String(contentsOf: root.appendingPathComponent("perplexity/text.txt"), encoding: .utf8)
+    }
+
+    func prune(_ source: String, target: Double, allocation: StructuredPruning.Allocation, name: String) throws -> (String, Pruner.Report) {
+        let out = temp.appendingPathComponent(name).path
+        var o = Pruner.Options(source: source, output: out, target: target)
+        o.allocation = allocation
+        o.calibrationText = try calibration()
+        o.sequences = 4
+        o.sequenceLength = 32
+        return (out, try Pruner.run(o))
+    }
+
+    func logits(_ path: String, _ ids: [Int32]) throws -> [Float] {
+        let s = try Session(model: path, options: SessionOptions(contextLength: 64, kvCache: .f32))
+        try s.prefill([.tokens(ids)], addBOS: false)
+        return s.lastLogits
+    }
+
+    func testNothingRemovedKeepsTheModel() throws {
+        let (dense, _) = try LlavaModelTests.convert("qwen2", .f32, into: temp, mmproj: false)
+        let (pruned, report) = try prune(dense, target: 0, allocation: .adaptive, name: "p0.gguf")
+        XCTAssertEqual(report.plan.removedParameters, 0)
+        let ids: [Int32] = [5, 17, 42, 99, 123, 7, 250, 31]
+        XCTAssertEqual(try logits(pruned, ids), try logits(dense, ids), "zero biases and whole matrices: the same logits")
+    }
+
+    func testBothAllocationsReachTheTargetAndRun() throws {
+        let (dense, _) = try LlavaModelTests.convert("qwen2", .f32, into: temp, mmproj: false)
+        let ids: [Int32] = [5, 17, 42, 99, 123, 7, 250, 31]
+        let base = try logits(dense, ids)
+        for allocation in StructuredPruning.Allocation.allCases {
+            let (path, r) = try prune(dense, target: 0.3, allocation: allocation, name: "p30-\(allocation).gguf")
+            // Granularity: a KV group or a block of 32 neurons per layer.
+            XCTAssertEqual(r.plan.removedFraction, 0.3, accuracy: 0.15, "\(allocation)")
+            XCTAssertGreaterThan(r.plan.removedParameters, 0)
+            // Matrices removed, less the new output biases, plus the q/k/v bias entries of removed groups (qwen2).
+            let removedGroups = r.plan.layers.map { 2 - $0.keptGroups.count }.reduce(0, +)
+            XCTAssertEqual(r.parametersBefore - r.parametersAfter,
+                           r.plan.removedParameters - biasParameters(r) + removedGroups * (2 + 2) * 16, "\(allocation)")
+            let file = try GGUFFile(path: path)
+            let c = try LlamaConfig(metadata: file.metadata)
+            for (l, p) in r.plan.layers.enumerated() {
+                XCTAssertEqual(c.kvHeads(layer: l), p.keptGroups.count)
+                XCTAssertEqual(c.heads(layer: l), 2 * p.keptGroups.count)  // 4 heads over 2 KV groups
+                XCTAssertEqual(c.feedForward(layer: l), p.keptNeurons.count)
+                XCTAssertEqual(c.feedForward(layer: l) % 32, 0)
+                XCTAssertNotNil(file.tensorInfo("blk.\(l).attn_output.bias"))
+                XCTAssertNotNil(file.tensorInfo("blk.\(l).ffn_down.bias"))
+                XCTAssertEqual(file.tensorInfo("blk.\(l).attn_k.bias")?.dims, [p.keptGroups.count * 16])
+            }
+            XCTAssertEqual(try file.metadata.string("vzquant.prune.allocation"), allocation.rawValue)
+            let out = try logits(path, ids)
+            XCTAssertTrue(out.allSatisfy(\.isFinite))
+            XCTAssertNotEqual(out, base)
+        }
+    }
+
+    func testBadTargetsAreRefused() throws {
+        let (dense, _) = try LlavaModelTests.convert("qwen2", .f32, into: temp, mmproj: false)
+        XCTAssertThrowsError(try prune(dense, target: 1.0, allocation: .uniform, name: "bad.gguf"))
+        XCTAssertThrowsError(try prune(dense, target: -0.1, allocation: .uniform, name: "bad.gguf"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: temp.appendingPathComponent("bad.gguf").path))
+    }
+
+    /// The new bias vectors: hidden values per layer for each of the two projections.
+    func biasParameters(_ r: Pruner.Report) -> Int { 2 * r.config.layers * r.config.hidden }
+}

@@ -1,4 +1,5 @@
 import Foundation
+import VZQConvert
 import VZQFormats
 import VZQKernels
 import VZQModels
@@ -21,6 +22,9 @@ public enum Pruner {
         public var sequences = 16
         public var sequenceLength = 128
         public var seed: UInt64 = 1
+        /// Re-quantize the output as `vzquant convert --type` would (q4_0 … q6_k, llama.cpp's mixes, f16); nil:
+        /// every tensor keeps its own type.
+        public var policy: TypePolicy?
         public init(source: String, output: String, target: Double) {
             (self.source, self.output, self.target) = (source, output, target)
         }
@@ -64,7 +68,7 @@ public enum Pruner {
         let downType = try tensor(file, "blk.0.ffn_down.weight").type
         let plan = try StructuredPruning.plan(config: config, scores: scores, target: o.target, allocation: o.allocation,
                                               neuronBlock: max(32, downType.blockElements))
-        try write(file, config: config, plan: plan, statistics: statistics, to: o.output)
+        try write(file, config: config, plan: plan, statistics: statistics, policy: o.policy, to: o.output)
         let before = file.tensors.reduce(0) { $0 + $1.elementCount }
         let after = try GGUFFile(path: o.output).tensors.reduce(0) { $0 + $1.elementCount }
         return Report(plan: plan, config: config, calibrationTokens: statistics.count, parametersBefore: before,
@@ -139,7 +143,7 @@ public enum Pruner {
     }
 
     static func write(_ file: GGUFFile, config c: LlamaConfig, plan: StructuredPruning.Plan,
-                      statistics: ActivationStatistics, to path: String) throws {
+                      statistics: ActivationStatistics, policy: TypePolicy? = nil, to path: String) throws {
         let hd = c.headDim
         var slices: [String: Slice] = [:]
         for (l, p) in plan.layers.enumerated() {
@@ -210,6 +214,21 @@ public enum Pruner {
         // decoder with per-layer counts. A pruned llama file is written as deci (keys renamed); qwen2 stays qwen2
         // (its rotary layout differs; vzquant runs it, llama.cpp's qwen2 loader does not take per-layer heads).
         let arch = c.architecture == "qwen2" ? "qwen2" : "deci"
+        if let policy {
+            // Every tensor through the converter's choice for its role and (pruned) shape; data re-quantized from f32.
+            let mix = MixContext(tensorNames: outs.map(\.name), groupedKV: c.kvHeads < c.heads)
+            outs = try outs.map { o in
+                let role: TensorRole = o.name == "token_embd.weight" ? .tokenEmbedding : o.dims.count >= 2 ? .matrix : .vector
+                let (type, _) = policy.choose(role: role, dims: o.dims, name: o.name, file: mix)
+                guard type != o.type else { return o }
+                return Out(name: o.name, dims: o.dims, type: type) {
+                    let bytes = try o.make()
+                    let count = o.dims.reduce(1, *)
+                    let values = try bytes.withUnsafeBytes { try o.type.dequantize($0, count: count) }
+                    return try type.quantize(values)
+                }
+            }
+        }
         let writer = GGUFWriter(alignment: file.alignment)
         for key in file.metadata.keys where key != GGUF.alignmentKey {
             guard let v = file.metadata[key] else { continue }
@@ -227,6 +246,7 @@ public enum Pruner {
         writer.metadata.set(k.keyLength, .uint32(UInt32(hd)))
         writer.metadata.set(k.valueLength, .uint32(UInt32(hd)))
         writer.metadata.set(k.feedForwardLength, .int32s(plan.layers.map { Int32($0.keptNeurons.count) }))
+        if let policy { writer.metadata.set(GGUFKey.General.fileType, .uint32(policy.fileType)) }
         writer.metadata.set("vzquant.prune.criterion", .string("flap-fluctuation-bias-compensated"))
         writer.metadata.set("vzquant.prune.allocation", .string(plan.allocation.rawValue))
         writer.metadata.set("vzquant.prune.target", .float32(Float(plan.target)))

@@ -41,11 +41,15 @@ struct PruneCommand: ParsableCommand {
     @Option(name: .long, help: "Seed of the self-written calibration.")
     var seed: UInt64 = 1
 
+    @Option(name: .long, help: "Re-quantize the output as convert --type does (q4_0, q4_1, q5_0, q5_1, q8_0, q4_k, q5_k, q6_k, the mixes q4_k_m, q4_k_s, q5_k_m, q5_k_s, f16, f32); default: each tensor keeps its type.")
+    var type: String?
+
     @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
         guard (0 ..< 1).contains(target) else { throw ValidationError("--target must be in [0, 1)") }
         guard StructuredPruning.Allocation(rawValue: allocation) != nil else { throw ValidationError("--allocation must be adaptive or uniform") }
+        if let type { do { _ = try TypePolicy(named: type) } catch { throw ValidationError("--type: \(error)") } }
         guard sequences >= 1, sequenceLength >= 8 else { throw ValidationError("--sequences must be ≥ 1 and --sequence-length ≥ 8") }
     }
 
@@ -57,6 +61,7 @@ struct PruneCommand: ParsableCommand {
             o.sequences = sequences
             o.sequenceLength = sequenceLength
             o.seed = seed
+            o.policy = try type.map { try TypePolicy(named: $0) }
             if let calibration {
                 let bytes = try InputFile.read(calibration, limit: Limits.textFileBytes)
                 guard let text = String(validating: bytes, as: UTF8.self) else { fail("\(calibration): not UTF-8 text") }

@@ -5,6 +5,7 @@ import XCTest
 @testable import VZQRuntime
 @testable import VZQModels
 @testable import VZQFormats
+@testable import VZQConvert
 
 /// `vzquant prune` on the tiny Qwen2 fixture (q/k/v biases, grouped-query attention): nothing removed gives the
 /// dense model's logits; removed structures leave a file whose shapes, per-layer counts and biases agree, that loads
@@ -77,6 +78,28 @@ final class PruneTests: XCTestCase {
             XCTAssertTrue(out.allSatisfy(\.isFinite))
             XCTAssertNotEqual(out, base)
         }
+    }
+
+    /// --type re-quantizes the pruned file as convert --type would: matrices q8_0, vectors f32; close to f32.
+    func testTypePolicyRequantizes() throws {
+        let (dense, _) = try LlavaModelTests.convert("qwen2", .f32, into: temp, mmproj: false)
+        let out = temp.appendingPathComponent("p20-q8.gguf").path
+        var o = Pruner.Options(source: dense, output: out, target: 0.2)
+        o.calibrationText = try calibration()
+        (o.sequences, o.sequenceLength) = (4, 32)
+        o.policy = try TypePolicy(named: "q8_0")
+        _ = try Pruner.run(o)
+        let (f32, _) = try prune(dense, target: 0.2, allocation: .adaptive, name: "p20-f32.gguf")
+        let file = try GGUFFile(path: out)
+        XCTAssertEqual(file.tensorInfo("blk.0.ffn_down.weight")?.type, .q8_0)
+        XCTAssertEqual(file.tensorInfo("blk.0.attn_q.weight")?.type, .q8_0)
+        XCTAssertEqual(file.tensorInfo("blk.0.ffn_down.bias")?.type, .f32)
+        XCTAssertEqual(file.tensorInfo("output_norm.weight")?.type, .f32)
+        let ids: [Int32] = [5, 17, 42, 99, 123, 7, 250, 31]
+        let a = try logits(out, ids), b = try logits(f32, ids)
+        let dot = zip(a, b).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+        let na = a.reduce(0.0) { $0 + Double($1) * Double($1) }, nb = b.reduce(0.0) { $0 + Double($1) * Double($1) }
+        XCTAssertGreaterThan(dot / (na * nb).squareRoot(), 0.99, "q8_0 stays close to the f32 pruned model")
     }
 
     func testBadTargetsAreRefused() throws {

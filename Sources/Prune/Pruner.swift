@@ -40,9 +40,24 @@ public enum Pruner {
 
     public static func run(_ o: Options, note: (String) -> Void = { _ in }) throws -> Report {
         try OutputPath.validate(o.output)
-        let file = try GGUFFile(path: o.source)
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: o.source, isDirectory: &isDirectory), isDirectory.boolValue else {
+            return try run(o, gguf: o.source, note: note)
+        }
+        // A Hugging Face checkpoint: converted to an f16 GGUF beside the output first (removed afterwards), so
+        // calibration and slicing read one format; --type then decides the output's types (default: f16).
+        let directory = (o.output as NSString).deletingLastPathComponent
+        let converted = (directory.isEmpty ? "" : directory + "/") + ".\((o.output as NSString).lastPathComponent).source-\(getpid()).gguf"
+        defer { try? FileManager.default.removeItem(atPath: converted) }
+        _ = try Converter.run(ConvertOptions(source: o.source, output: converted, mmprojOutput: nil,
+                                             policy: try TypePolicy(type: .f16), threads: Threads.count), note: note)
+        return try run(o, gguf: converted, note: note)
+    }
+
+    static func run(_ o: Options, gguf source: String, note: (String) -> Void) throws -> Report {
+        let file = try GGUFFile(path: source)
         let config = try LlamaConfig(metadata: file.metadata)
-        let session = try Session(model: o.source, options: SessionOptions(contextLength: o.sequenceLength,
+        let session = try Session(model: source, options: SessionOptions(contextLength: o.sequenceLength,
                                                                           batch: min(128, o.sequenceLength), kvCache: .f32))
         guard let model = session.model as? LlamaModel else { throw ModelError("\(o.source): pruning takes Llama-family decoders") }
 

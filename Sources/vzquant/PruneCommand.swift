@@ -17,7 +17,7 @@ struct PruneCommand: ParsableCommand {
             """
     )
 
-    @Argument(help: "Source GGUF decoder (llama, mistral, qwen2).")
+    @Argument(help: "Source: a GGUF decoder (llama, mistral, deci, qwen2) or a Hugging Face checkpoint directory (converted to f16 on the way).")
     var source: String
 
     @Option(name: [.customShort("o"), .long], help: "Output GGUF.")

@@ -102,6 +102,19 @@ final class PruneTests: XCTestCase {
         XCTAssertGreaterThan(dot / (na * nb).squareRoot(), 0.99, "q8_0 stays close to the f32 pruned model")
     }
 
+    /// A Hugging Face directory as the source: converted on the way (f16), nothing left behind but the output.
+    func testHuggingFaceSource() throws {
+        let out = temp.appendingPathComponent("hf-p20.gguf").path
+        var o = Pruner.Options(source: try LlavaModelTests.fixture("hf/qwen2").path, output: out, target: 0.2)
+        o.calibrationText = try calibration()
+        (o.sequences, o.sequenceLength) = (4, 32)
+        let r = try Pruner.run(o)
+        XCTAssertGreaterThan(r.plan.removedParameters, 0)
+        XCTAssertEqual(try GGUFFile(path: out).tensorInfo("blk.0.ffn_down.weight")?.type, .f16)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: temp.path), ["hf-p20.gguf"])
+        XCTAssertTrue(try logits(out, [5, 17, 42]).allSatisfy(\.isFinite))
+    }
+
     func testBadTargetsAreRefused() throws {
         let (dense, _) = try LlavaModelTests.convert("qwen2", .f32, into: temp, mmproj: false)
         XCTAssertThrowsError(try prune(dense, target: 1.0, allocation: .uniform, name: "bad.gguf"))

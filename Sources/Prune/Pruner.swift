@@ -9,8 +9,8 @@ import VZQText
 
 /// `vzquant prune`: calibrate a GGUF decoder, score and allocate (`StructuredPruning`), and write the pruned file
 /// with the structures physically gone — per-layer head / KV-head / FFN counts as llama.cpp's per-layer arrays,
-/// the bias compensation as `attn_output.bias` / `ffn_down.bias`, sliced matrices re-quantized in their own type —
-/// tensor by tensor, atomically.
+/// the bias compensation as `attn_output.bias` / `ffn_down.bias`, sliced matrices re-quantized in their own type
+/// (or all tensors in `policy`'s) — tensor by tensor, atomically.
 public enum Pruner {
     public struct Options: Sendable {
         public var source: String
@@ -40,6 +40,10 @@ public enum Pruner {
 
     public static func run(_ o: Options, note: (String) -> Void = { _ in }) throws -> Report {
         try OutputPath.validate(o.output)
+        guard (0 ..< 1).contains(o.target) else { throw ModelError("the pruning target must be in [0, 1), got \(o.target)") }
+        guard o.sequences >= 1, o.sequenceLength >= 8 else {
+            throw ModelError("calibration needs at least 1 sequence of at least 8 tokens (got \(o.sequences) × \(o.sequenceLength))")
+        }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: o.source, isDirectory: &isDirectory), isDirectory.boolValue else {
             return try run(o, gguf: o.source, note: note)

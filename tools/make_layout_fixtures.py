@@ -84,6 +84,7 @@ if not hasattr(transformers_module, "VideoProcessorMixin"):  # ProcessorMixin lo
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from make_hf_checkpoints import llama_tokenizer  # noqa: E402
+from quant_manifest import dump_manifest  # noqa: E402
 
 FIXTURES = os.path.join(HERE, "..", "Tests", "VZQuantTests", "Fixtures")
 
@@ -472,25 +473,6 @@ def run_family(family: str, ckpt: str, alt_ckpts: list, state: dict, cases: list
     return records
 
 
-def dump_cases(path: str, manifest: dict) -> None:
-    """One line per case field, values compact, so the file stays small and diffable."""
-    lines = ["{"]
-    for k, v in manifest.items():
-        if k != "cases":
-            lines.append(f" {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)},")
-    lines.append(' "cases": [')
-    for i, case in enumerate(manifest["cases"]):
-        lines.append("  {")
-        items = list(case.items())
-        for j, (k, v) in enumerate(items):
-            end = "," if j + 1 < len(items) else ""
-            lines.append(f"   {json.dumps(k)}: {json.dumps(v, ensure_ascii=False, separators=(',', ':'))}{end}")
-        lines.append("  }" + ("," if i + 1 < len(manifest["cases"]) else ""))
-    lines += [" ]", "}"]
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write("\n".join(lines) + "\n")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fixtures", default=FIXTURES)
@@ -537,7 +519,8 @@ def main() -> None:
                 "image_processor": llava_processor(ckpt).image_processor.to_dict(),
             }
         manifest["cases"] = records
-        dump_cases(os.path.join(layouts, family, "cases.json"), manifest)
+        with open(os.path.join(layouts, family, "cases.json"), "w", encoding="utf-8") as fh:
+            fh.write(dump_manifest(manifest, compact_values=True))
 
     total = 0
     for root in [os.path.join(hf, d) for d in ("llava-next", "llava-next-5x", "idefics3", "smolvlm")] + [layouts]:

@@ -193,7 +193,7 @@ public enum ModelBench {
                                  peakRSSBytes: MemoryProbe.peakRSSBytes(), rssBeforeLoadBytes: rssBefore)
         let mainType = model.weightTypes.max { $0.value < $1.value }?.key.description ?? "?"
         var split: VisionZip.Budget?
-        if case let .budget(b)? = budget { split = b }
+        if case let .budget(b)? = budget { split = reducer?.keptSplit(for: b) ?? b }
         let cropCount = last?.crops.count ?? 0
         return try ModelBenchRow(
             setting: o.setting, visualTokens: budget.flatMap { BenchVisualTokens($0.description) },
@@ -201,8 +201,7 @@ public enum ModelBench {
             weightsMapping: "repacked", promptTokens: o.promptTokens, prefillTokens: o.promptTokens + (last?.tokens ?? 0),
             genTokens: o.genTokens, decodeTokens: max(o.genTokens - 1, 0), images: last == nil ? 0 : 1, crops: cropCount,
             tokensBefore: last.map { $0.crops.map(\.tokensBefore).reduce(0, +) },
-            dominantTokens: reducer is DivPruneReducer ? split.map { $0.total } : split.map { $0.dominant },
-            contextualTokens: reducer is DivPruneReducer ? split.map { _ in 0 } : split.map { $0.contextual },
+            dominantTokens: split.map { $0.dominant }, contextualTokens: split.map { $0.contextual },
             tokenReducer: reducer?.name,
             samples: samples, memory: memory)
     }

@@ -38,6 +38,21 @@ public enum ImageLayoutPiece: Sendable, Equatable {
     case rows(Range<Int>)
 }
 
+extension Array where Element == ImageLayoutPiece {
+    /// The same layout with adjacent text pieces joined: how it is tokenized (and counted).
+    public var mergingText: [ImageLayoutPiece] {
+        var out: [ImageLayoutPiece] = []
+        for piece in self {
+            if case let .text(s) = piece, case let .text(previous)? = out.last {
+                out[out.count - 1] = .text(previous + s)
+            } else {
+                out.append(piece)
+            }
+        }
+        return out
+    }
+}
+
 /// One crop's projected rows [count, width] with what chose them.
 public struct CropRows: Sendable {
     public var rows: [Float]

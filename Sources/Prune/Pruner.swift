@@ -187,6 +187,14 @@ public enum Pruner {
         // The output's tensors: each source tensor (its slice), and after each folded projection its bias.
         struct Out { let name: String; let dims: [Int]; let type: QuantType; let make: () throws -> [UInt8] }
         var outs: [Out] = []
+        // A folded projection is written just before its bias: both read the same dequantized matrix, kept here.
+        var dequantized: (name: String, values: [Float])?
+        func values(of t: GGUFTensorInfo) throws -> [Float] {
+            if let d = dequantized, d.name == t.name { return d.values }
+            let w = try t.type.dequantize(file.bytes(of: t), count: t.elementCount)
+            dequantized = (t.name, w)
+            return w
+        }
         for t in file.tensors {
             if t.name.hasSuffix("attn_output.bias") || t.name.hasSuffix("ffn_down.bias") {
                 throw ModelError("\(file.path): '\(t.name)' exists already; pruning a model with output biases is not supported")
@@ -211,7 +219,7 @@ public enum Pruner {
                 let cols = t.dims[0], rows = t.elementCount / cols
                 let type = fitting(t.type, cols: keep.count)
                 outs.append(Out(name: t.name, dims: [keep.count, rows], type: type) {
-                    let w = try t.type.dequantize(file.bytes(of: t), count: t.elementCount)
+                    let w = try values(of: t)
                     var out = [Float](repeating: 0, count: keep.count * rows)
                     for r in 0..<rows { for (k, j) in keep.enumerated() { out[r * keep.count + k] = w[r * cols + j] } }
                     return try type.quantize(out)
@@ -220,7 +228,8 @@ public enum Pruner {
                     let kept = Set(keep)
                     outs.append(Out(name: bias.name, dims: [rows], type: .f32) {
                         // b = Σ over removed columns j of W[:, j] · mean(x_j): the removed inputs held at their mean.
-                        let w = try t.type.dequantize(file.bytes(of: t), count: t.elementCount)
+                        let w = try values(of: t)
+                        dequantized = nil
                         var b = [Double](repeating: 0, count: rows)
                         for r in 0..<rows { for j in 0..<cols where !kept.contains(j) { b[r] += Double(w[r * cols + j]) * bias.means[j] } }
                         return b.map { Float($0) }.withUnsafeBytes { Array($0) }

@@ -95,26 +95,27 @@ public enum Perplexity {
     /// KL(p ‖ q) of the softmaxes of row `row` of `p` and `q` [rows, vocab], in nats.
     static func klDivergence(_ p: UnsafeBufferPointer<Float>, _ q: UnsafeBufferPointer<Float>, row: Int, vocab: Int) -> Double {
         let base = row * vocab
-        var mp = -Double.infinity, mq = -Double.infinity
-        for j in 0..<vocab { mp = max(mp, Double(p[base + j])); mq = max(mq, Double(q[base + j])) }
-        var sp = 0.0, sq = 0.0
-        for j in 0..<vocab { sp += exp(Double(p[base + j]) - mp); sq += exp(Double(q[base + j]) - mq) }
-        let lp = log(sp), lq = log(sq)
+        let lp = logSumExp(p, row: row, vocab: vocab), lq = logSumExp(q, row: row, vocab: vocab)
         var kl = 0.0
         for j in 0..<vocab {
-            let logP = Double(p[base + j]) - mp - lp, logQ = Double(q[base + j]) - mq - lq
+            let logP = Double(p[base + j]) - lp, logQ = Double(q[base + j]) - lq
             kl += exp(logP) * (logP - logQ)
         }
         return max(kl, 0)
     }
 
-    /// log softmax(logits[row])[index], with the row's maximum subtracted first.
-    static func logSoftmax(_ l: UnsafeBufferPointer<Float>, row: Int, vocab: Int, at index: Int) -> Double {
+    /// log Σ_j exp(logits[row][j]), with the row's maximum subtracted first.
+    static func logSumExp(_ l: UnsafeBufferPointer<Float>, row: Int, vocab: Int) -> Double {
         let base = row * vocab
         var m = -Double.infinity
         for j in 0..<vocab { m = max(m, Double(l[base + j])) }
         var sum = 0.0
         for j in 0..<vocab { sum += exp(Double(l[base + j]) - m) }
-        return Double(l[base + index]) - m - log(sum)
+        return m + log(sum)
+    }
+
+    /// log softmax(logits[row])[index].
+    static func logSoftmax(_ l: UnsafeBufferPointer<Float>, row: Int, vocab: Int, at index: Int) -> Double {
+        Double(l[row * vocab + index]) - logSumExp(l, row: row, vocab: vocab)
     }
 }

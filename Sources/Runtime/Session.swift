@@ -175,13 +175,9 @@ public final class Session {
                     ids += [Int32](repeating: -1, count: r.count)
                     imageTokens += r.count
                 }
-                var text = ""  // adjacent text pieces are tokenized as one string
-                for piece in img.layout {
-                    if case let .text(s) = piece { text += s; continue }
-                    try flushText(text)
-                    text = ""
+                for piece in img.layout.mergingText {
                     switch piece {
-                    case .text: break
+                    case let .text(s): try flushText(s)
                     case let .crop(i):
                         guard start.last == img.tokens else { throw ModelError("image crops hold \(start.last!) rows, the image \(img.tokens)") }
                         guard img.crops.indices.contains(i) else { throw ModelError("image layout names crop \(i) of \(img.crops.count)") }
@@ -193,7 +189,6 @@ public final class Session {
                         splice(r)
                     }
                 }
-                try flushText(text)
             }
         }
         let n = ids.count

@@ -116,11 +116,7 @@ public final class VisionPipeline {
         if let countText {
             let layout = family.promptLayout(width: image.width, height: image.height,
                                              cropCount: cropCount(width: image.width, height: image.height))
-            var text = ""  // adjacent pieces are tokenized together, as the prompt does
-            for piece in layout {
-                if case let .text(s) = piece { text += s } else { n += text.isEmpty ? 0 : countText(text); text = "" }
-            }
-            n += text.isEmpty ? 0 : countText(text)
+            for case let .text(s) in layout.mergingText { n += countText(s) }
         }
         return n
     }

@@ -85,6 +85,11 @@ public struct DivPruneReducer: TokenReducer {
     /// The language model's input space, as the paper prunes.
     public var featureSpace: ReducerFeatureSpace { .projected }
 
+    /// Every kept row is kept as it is: the whole budget, nothing merged.
+    public func keptSplit(for budget: VisionZip.Budget) -> VisionZip.Budget {
+        VisionZip.Budget(dominant: budget.total, contextual: 0)
+    }
+
     public func reduce(_ input: ReducerInput, budget: VisionZip.Budget, merge: VisionZip.Merge) throws -> VisionZip.Output {
         let t = input.tokens
         let keep = try input.hidden.withUnsafeBufferPointer {

@@ -16,6 +16,8 @@ public protocol TokenReducer: Sendable {
     func reduce(_ input: ReducerInput, budget: VisionZip.Budget, merge: VisionZip.Merge) throws -> VisionZip.Output
     /// Which rows it chooses among: the projector's input units (default) or the projected rows.
     var featureSpace: ReducerFeatureSpace { get }
+    /// The dominant + contextual split a budget gives per crop, for reports (default: the budget's own).
+    func keptSplit(for budget: VisionZip.Budget) -> VisionZip.Budget
 }
 
 /// Where a reducer looks at the tokens.
@@ -29,6 +31,7 @@ public enum ReducerFeatureSpace: Sendable {
 
 extension TokenReducer {
     public var featureSpace: ReducerFeatureSpace { .encoder }
+    public func keptSplit(for budget: VisionZip.Budget) -> VisionZip.Budget { budget }
 }
 
 /// The reducers by name (`--token-reducer`, the server's `token_reducer`).

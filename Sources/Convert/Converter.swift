@@ -267,10 +267,11 @@ struct PlannedTensor {
     let permuteHeads: Int?
     var elementCount: Int { dims.reduce(1, *) }
 
-    /// An F32 1-D tensor the converter computes itself (llama3's rope_freqs), stored as F32.
-    static func generated(name: String, values: [Float]) -> PlannedTensor {
+    /// An F32 tensor the converter computes itself (llama3's rope_freqs, Qwen's per-frame patch kernels), stored
+    /// as F32; `dims` innermost first (default: 1-D).
+    static func generated(name: String, dims: [Int]? = nil, values: [Float]) -> PlannedTensor {
         let storage = GeneratedStorage(values)
-        return PlannedTensor(name: name, dims: [values.count], type: .f32,
+        return PlannedTensor(name: name, dims: dims ?? [values.count], type: .f32,
                              source: TensorSourceRef(type: .f32, bytes: UnsafeRawBufferPointer(rebasing: storage.memory[0..<(values.count * 4)]),
                                                      owner: storage),
                              permuteHeads: nil)

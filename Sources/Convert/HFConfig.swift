@@ -105,8 +105,11 @@ public struct HFRope: Decodable, Sendable, Equatable {
     public var attnFactor: Double?
     public var betaFast: Double?
     public var betaSlow: Double?
+    /// Qwen2-VL's M-RoPE: rotary pairs per (temporal, height, width) position stream.
+    public var mropeSection: [Int]?
 
     enum CodingKeys: String, CodingKey {
+        case mropeSection = "mrope_section"
         case ropeTheta = "rope_theta"
         case ropeType = "rope_type"
         case type, factor
@@ -139,6 +142,7 @@ public struct HFRope: Decodable, Sendable, Equatable {
         attnFactor = num(.attnFactor)
         betaFast = num(.betaFast)
         betaSlow = num(.betaSlow)
+        mropeSection = (try? c.decodeIfPresent([Int].self, forKey: .mropeSection)) ?? nil
     }
 
     /// "linear", "yarn", "llama3", …; nil for no scaling ("default" or absent). rope_type wins over the older
@@ -224,8 +228,28 @@ public struct HFVisionConfig: Decodable, Sendable {
     public var layerNormEps: Double?
     public var hiddenAct: String?
     public var mlpRatio: Double?
+    // Qwen2-VL / Qwen2.5-VL vision_config
+    public var embedDim: Int?
+    public var depth: Int?
+    public var numHeads: Int?
+    public var inChannels: Int?
+    public var spatialMergeSize: Int?
+    public var temporalPatchSize: Int?
+    public var windowSize: Int?
+    public var fullattBlockIndexes: [Int]?
+    public var outHiddenSize: Int?
 
     enum CodingKeys: String, CodingKey {
+        case embedDim = "embed_dim"
+        case depth
+        case numHeads = "num_heads"
+        case inChannels = "in_channels"
+        case inChans = "in_chans"
+        case spatialMergeSize = "spatial_merge_size"
+        case temporalPatchSize = "temporal_patch_size"
+        case windowSize = "window_size"
+        case fullattBlockIndexes = "fullatt_block_indexes"
+        case outHiddenSize = "out_hidden_size"
         case modelType = "model_type"
         case hiddenSize = "hidden_size"
         case intermediateSize = "intermediate_size"
@@ -254,6 +278,15 @@ public struct HFVisionConfig: Decodable, Sendable {
         layerNormEps = try c.decodeIfPresent(Double.self, forKey: .layerNormEps)
         hiddenAct = try c.decodeIfPresent(String.self, forKey: .hiddenAct)
         mlpRatio = try c.decodeIfPresent(Double.self, forKey: .mlpRatio)
+        embedDim = try c.decodeIntegerIfPresent(forKey: .embedDim)
+        depth = try c.decodeIntegerIfPresent(forKey: .depth)
+        numHeads = try c.decodeIntegerIfPresent(forKey: .numHeads)
+        inChannels = try c.decodeIntegerIfPresent(forKey: .inChannels) ?? c.decodeIntegerIfPresent(forKey: .inChans)
+        spatialMergeSize = try c.decodeIntegerIfPresent(forKey: .spatialMergeSize)
+        temporalPatchSize = try c.decodeIntegerIfPresent(forKey: .temporalPatchSize)
+        windowSize = try c.decodeIntegerIfPresent(forKey: .windowSize)
+        fullattBlockIndexes = try c.decodeIfPresent([Int].self, forKey: .fullattBlockIndexes)
+        outHiddenSize = try c.decodeIntegerIfPresent(forKey: .outHiddenSize)
     }
 }
 
@@ -261,7 +294,11 @@ public struct HFVisionConfig: Decodable, Sendable {
 public struct HFPreprocessorConfig: Decodable, Sendable {
     public struct Size: Decodable, Sendable {
         public var longestEdge: Int?
-        enum CodingKeys: String, CodingKey { case longestEdge = "longest_edge" }
+        public var shortestEdge: Int?
+        enum CodingKeys: String, CodingKey {
+            case longestEdge = "longest_edge"
+            case shortestEdge = "shortest_edge"
+        }
     }
     public var imageMean: [Double]?
     public var imageStd: [Double]?
@@ -271,8 +308,14 @@ public struct HFPreprocessorConfig: Decodable, Sendable {
     public var doImageSplitting: Bool?
     /// LLaVA-NeXT's processor repeats the model's pinpoints.
     public var imageGridPinpoints: [[Int]]?
+    /// Qwen2-VL: the resized image's area bounds (4.x: min_pixels / max_pixels; 5.x: size.shortest_edge /
+    /// size.longest_edge hold the same numbers).
+    public var minPixels: Int?
+    public var maxPixels: Int?
 
     enum CodingKeys: String, CodingKey {
+        case minPixels = "min_pixels"
+        case maxPixels = "max_pixels"
         case imageMean = "image_mean"
         case imageStd = "image_std"
         case size
@@ -290,6 +333,8 @@ public struct HFPreprocessorConfig: Decodable, Sendable {
         maxImageSize = (try? c.decodeIfPresent(Size.self, forKey: .maxImageSize)) ?? nil
         doImageSplitting = try c.decodeIfPresent(Bool.self, forKey: .doImageSplitting)
         imageGridPinpoints = try c.decodeIfPresent([[Int]].self, forKey: .imageGridPinpoints)
+        minPixels = (try? c.decodeIfPresent(Int.self, forKey: .minPixels)) ?? nil
+        maxPixels = (try? c.decodeIfPresent(Int.self, forKey: .maxPixels)) ?? nil
     }
 
     /// nil when the file is absent; an error when it is present but unreadable.

@@ -26,7 +26,9 @@ enum HFPlanner {
         let name = modelName(config, directory: dir)
         var plans: [FilePlan] = []
         // Vision first: if anything about it is wrong we fail before the (bigger) text model is planned.
-        if arch.hasVision {
+        if arch.isQwenVL {
+            plans.append(try planQwenVision(config, arch, directory: dir, options: options, index: &index, name: name, note: note))
+        } else if arch.hasVision {
             plans.append(try planVision(config, arch, directory: dir, options: options, index: &index, name: name, note: note))
         }
         if arch.hasText {
@@ -271,12 +273,18 @@ struct ComponentIndex {
                 throw ConvertError("\(t.file): tensor '\(t.name)' has shape \(t.shape), but config.json implies \(s.shape) (for \(s.gguf))")
             }
             let srcType = try t.quantType()
+            var bytes = t.bytes
+            if let rows = s.sourceRows, let outer = s.shape.first, outer > 0 {
+                // Rows of the outermost dim are contiguous: a slice of the bytes.
+                let rowBytes = t.bytes.count / outer
+                bytes = UnsafeRawBufferPointer(rebasing: t.bytes[(rows.lowerBound * rowBytes)..<(rows.upperBound * rowBytes)])
+            }
             let dims = s.ggmlDims
             let (type, why) = policy.choose(role: s.role, dims: dims, name: s.gguf, file: mixContext)
             if let why { note("\(s.gguf): \(why)") }
             used.insert(t.name)
             out.append(PlannedTensor(name: s.gguf, dims: dims, type: type,
-                                     source: TensorSourceRef(type: srcType, bytes: t.bytes, owner: t.mapping),
+                                     source: TensorSourceRef(type: srcType, bytes: bytes, owner: t.mapping),
                                      permuteHeads: s.permuteHeads))
         }
         return out

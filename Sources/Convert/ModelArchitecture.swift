@@ -13,6 +13,8 @@ public enum HFArchitecture: String, CaseIterable, Sendable {
     case llavaNext = "LlavaNextForConditionalGeneration"
     case idefics3 = "Idefics3ForConditionalGeneration"
     case smolvlm = "SmolVLMForConditionalGeneration"
+    case qwen2vl = "Qwen2VLForConditionalGeneration"
+    case qwen25vl = "Qwen2_5_VLForConditionalGeneration"
     case llama = "LlamaForCausalLM"
     case mistral = "MistralForCausalLM"
     case qwen2 = "Qwen2ForCausalLM"
@@ -34,11 +36,13 @@ public enum HFArchitecture: String, CaseIterable, Sendable {
     public var hasText: Bool { isVLM || self == .llama || self == .mistral || self == .qwen2 }
     public var hasVision: Bool { !(self == .llama || self == .mistral || self == .qwen2) }
     /// A vision-language model: a text model in text_config, a tower in vision_config and a projector.
-    public var isVLM: Bool { isLlava || isIdefics3 }
+    public var isVLM: Bool { isLlava || isIdefics3 || isQwenVL }
     /// LLaVA-1.5 or LLaVA-NeXT: CLIP tower read at vision_feature_layer, mlp projector.
     public var isLlava: Bool { self == .llava || self == .llavaNext }
     /// Idefics3 or SmolVLM: SigLIP-like tower with its post-norm, pixel-shuffle connector.
     public var isIdefics3: Bool { self == .idefics3 || self == .smolvlm }
+    /// Qwen2-VL or Qwen2.5-VL: dynamic-resolution tower with 2-D RoPE, 2×2 patch merger, M-RoPE decoder.
+    public var isQwenVL: Bool { self == .qwen2vl || self == .qwen25vl }
 }
 
 /// The converter's single error: one line, no file left behind.
@@ -102,11 +106,12 @@ public struct TextParams: Sendable, Equatable {
         switch type {
         case "llama", "mistral": arch = "llama"
         case "qwen2": arch = "qwen2"
+        case "qwen2_vl", "qwen2_5_vl", "qwen2_vl_text", "qwen2_5_vl_text": arch = "qwen2vl"
         default:
-            throw ConvertError("unsupported text model_type '\(type)' in \(directory)/config.json; supported: llama, mistral, qwen2")
+            throw ConvertError("unsupported text model_type '\(type)' in \(directory)/config.json; supported: llama, mistral, qwen2, qwen2_vl, qwen2_5_vl")
         }
         // transformers' defaults for each config class (used only when config.json leaves a field out).
-        let mistral = type == "mistral", qwen = type == "qwen2"
+        let mistral = type == "mistral", qwen = arch == "qwen2" || arch == "qwen2vl"
         let d = directory
         let hidden = try bounded(c.hiddenSize ?? 4096, "hidden_size", Limits.width, directory: d)
         let feedForward = try bounded(c.intermediateSize ?? (mistral ? 14336 : qwen ? 22016 : 11008), "intermediate_size", Limits.width, directory: d)
@@ -131,6 +136,14 @@ public struct TextParams: Sendable, Equatable {
                                       directory: directory)
         tiedEmbeddings = c.tieWordEmbeddings ?? tiedDefault ?? false
         qkvBias = qwen || (c.attentionBias ?? false)
+        if arch == "qwen2vl" {
+            // M-RoPE: rotary pairs per (temporal, height, width) stream, from rope_scaling (4.x) or rope_parameters (5.x).
+            guard let sections = (c.ropeParameters ?? c.ropeScaling)?.mropeSection, sections.count == 3,
+                  sections.allSatisfy({ $0 >= 0 }), sections.reduce(0, +) == headDim / 2 else {
+                throw ConvertError("\(directory)/config.json: a Qwen2-VL text model needs mrope_section: 3 counts of rotary pairs summing to head_dim / 2 (\(headDim / 2))")
+            }
+            config.ropeSections = sections
+        }
     }
 
     /// The `<arch>.*` keys llama.cpp reads for this decoder, with `vocab` token rows.
@@ -293,6 +306,8 @@ public struct VisionParams: Sendable, Equatable {
             patchSize = c.patchSize ?? 16
             eps = c.layerNormEps ?? 1e-6
             hiddenAct = c.hiddenAct ?? "gelu"
+        case .qwen2vl, .qwen25vl:
+            throw ConvertError("\(directory)/config.json: a Qwen vision tower is read with its own fields (init(qwen:))")
         }
         let d = directory
         _ = try bounded(hidden, "hidden_size", Limits.width, directory: d)
@@ -310,6 +325,48 @@ public struct VisionParams: Sendable, Equatable {
         config = VisionConfig(family: family, imageSize: imageSize, patchSize: patchSize, hidden: hidden, feedForward: feedForward,
                               heads: heads, blockCount: layers, eps: Float(eps), hiddenAct: hiddenAct, projectionDim: projectionDim,
                               sourceBlockCount: layers)
+        (imageMean, imageStd) = family.defaultNormalization
+    }
+
+    /// Qwen2-VL's vision_config (embed_dim, depth, num_heads, mlp_ratio; transformers' defaults are the released
+    /// towers') or Qwen2.5-VL's (hidden_size, depth, num_heads, intermediate_size, window_size,
+    /// fullatt_block_indexes). Image size is what llama.cpp records (560; the tower takes any multiple of 28).
+    init(qwen c: HFVisionConfig, family: VisionFamily, directory d: String) throws {
+        let v25 = family == .qwen25vl
+        let hidden = try bounded((v25 ? c.hiddenSize : c.embedDim) ?? 1280, v25 ? "hidden_size" : "embed_dim", Limits.width, directory: d)
+        let feedForward: Int
+        if v25 {
+            feedForward = try bounded(c.intermediateSize ?? 3420, "intermediate_size", Limits.width, directory: d)
+        } else {
+            let ratio = try boundedFloat(c.mlpRatio ?? 4, "mlp_ratio", 1e-3...1e3, directory: d)
+            feedForward = try bounded(Int(Double(hidden) * ratio), "embed_dim × mlp_ratio", Limits.width, directory: d)
+        }
+        let layers = try bounded(c.depth ?? 32, "depth", Limits.layers, directory: d)
+        let heads = try bounded(c.numHeads ?? 16, "num_heads", Limits.heads, directory: d)
+        let patch = try bounded(c.patchSize ?? 14, "patch_size", Limits.patchSide, directory: d)
+        _ = try bounded(c.inChannels ?? 3, "in_channels", 3...3, directory: d)
+        _ = try bounded(c.spatialMergeSize ?? 2, "spatial_merge_size", 2...2, directory: d)
+        _ = try bounded(c.temporalPatchSize ?? 2, "temporal_patch_size", 2...2, directory: d)
+        guard hidden % heads == 0, (hidden / heads) % 4 == 0 else {
+            throw ConvertError("\(d)/config.json: bad vision shape (width \(hidden), heads \(heads)): heads must be a multiple of 4 values")
+        }
+        let act = c.hiddenAct ?? (v25 ? "silu" : "quick_gelu")
+        guard act == (v25 ? "silu" : "quick_gelu") else {
+            throw ConvertError("\(d)/config.json: vision hidden_act '\(act)' is not supported (\(v25 ? "silu" : "quick_gelu"))")
+        }
+        config = VisionConfig(family: family, imageSize: 40 * patch, patchSize: patch, hidden: hidden, feedForward: feedForward,
+                              heads: heads, blockCount: layers, eps: 1e-6, hiddenAct: act, projectionDim: hidden,
+                              sourceBlockCount: layers)
+        config.mergeSize = 2
+        if v25 {
+            let window = try bounded(c.windowSize ?? 112, "window_size", patch...Limits.imageSide.upperBound, directory: d)
+            config.windowPatches = window / patch
+            let full = c.fullattBlockIndexes ?? [7, 15, 23, 31]
+            guard full.allSatisfy({ (0..<layers).contains($0) }) else {
+                throw ConvertError("\(d)/config.json: fullatt_block_indexes \(full) are outside the \(layers)-layer tower")
+            }
+            config.fullAttentionLayers = full
+        }
         (imageMean, imageStd) = family.defaultNormalization
     }
 

@@ -28,10 +28,14 @@ public struct TensorSpec: Sendable, Equatable {
     public var permuteHeads: Int?
     /// Absent in the checkpoint is fine (e.g. an optional bias).
     public var optional = false
+    /// Only these rows of the source's outermost dimension (Qwen's fused qkv split into q, k and v); nil: all.
+    public var sourceRows: Range<Int>? = nil
 
-    /// The GGUF dims (innermost first): the shape with leading 1s dropped (DINOv2's [1, 1, D] class token), reversed.
+    /// The GGUF dims (innermost first): the shape (its outermost dim cut to `sourceRows`) with leading 1s dropped
+    /// (DINOv2's [1, 1, D] class token), reversed.
     public var ggmlDims: [Int] {
         var s = shape[...]
+        if let sourceRows, !s.isEmpty { s[s.startIndex] = sourceRows.count }
         while s.count > 1, s.first == 1 { s = s.dropFirst() }
         return Array(s.reversed())
     }
@@ -59,6 +63,13 @@ struct HFNamePrefixes {
             HFNamePrefixes(prefixes: [
                 ("model.text_model.", .text), ("lm_head.", .lmHead), ("model.vision_model.", .vision),
                 ("model.connector.modality_projection.", .projector),
+            ])
+        case .qwen2vl, .qwen25vl:
+            // 4.x: visual.*, model.* (text), lm_head; 5.x: model.visual.*, model.language_model.*, lm_head. The
+            // merger sits inside the visual module.
+            HFNamePrefixes(prefixes: [
+                ("model.visual.", .vision), ("visual.", .vision), ("model.language_model.", .text),
+                ("lm_head.", .lmHead), ("model.", .text),
             ])
         case .llama, .mistral, .qwen2:
             HFNamePrefixes(prefixes: [("model.", .text), ("lm_head.", .lmHead)])
@@ -172,6 +183,8 @@ enum VisionTable {
 
     static func names(_ f: VisionFamily) -> Names {
         switch f {
+        case .qwen2vl, .qwen25vl:
+            preconditionFailure("Qwen towers are planned by QwenVisionTable")
         case .clip:
             Names(patchWeight: "embeddings.patch_embedding.weight", patchBias: "embeddings.patch_embedding.bias",
                   patchBiasRequired: false,

@@ -14,7 +14,7 @@ struct EncoderFamily: VLMFamily {
         case .dinov2:
             // Dinov2's BitImageProcessor: shortest edge 256, center crop 224 (its position grid is resized to fit).
             processor = try .clip(size: 256, crop: 224, mean: c.mean, std: c.std)
-        case .clip:
+        case .clip, .qwen2vl, .qwen25vl:
             processor = try .clip(size: c.encoder.imageSize, crop: c.encoder.imageSize, mean: c.mean, std: c.std)
         }
     }

@@ -77,6 +77,8 @@ public struct PackedImage: Sendable {
     public var embeddings: [Float]
     public var tokens: Int
     public var layout: [ImageLayoutPiece]
+    /// Each row's (row, column) in the image's grid [tokens · 2] (Qwen2-VL's multimodal positions); nil: none.
+    public var gridPositions: [Int32]? = nil
 }
 
 extension VLMFamily {
@@ -100,6 +102,8 @@ public struct VLMFamilyContext {
     /// Image mean and std of the file, else the encoder family's defaults.
     public let mean: [Float]
     public let std: [Float]
+    /// The caller's bound on an image's resized area (`--max-image-pixels`), for families that resize to it.
+    public let maxImagePixels: Int?
 }
 
 /// The registry: each family's test on the mmproj, most specific first.
@@ -107,6 +111,7 @@ public enum VLMFamilies {
     typealias Maker = @Sendable (VLMFamilyContext) throws -> (any VLMFamily)?
 
     static let makers: [Maker] = [
+        { try QwenVLFamily(context: $0) },
         { try Idefics3Family(context: $0) },
         { try LlavaNextFamily(context: $0) },
         { try Llava15Family(context: $0) },
@@ -114,11 +119,13 @@ public enum VLMFamilies {
     ]
 
     /// The family of an mmproj (plain encoders when no VLM family claims it).
-    public static func make(metadata m: GGUFMetadata, encoder: VisionConfig, projector: Projector.Kind) throws -> any VLMFamily {
+    public static func make(metadata m: GGUFMetadata, encoder: VisionConfig, projector: Projector.Kind,
+                            maxImagePixels: Int? = nil) throws -> any VLMFamily {
         let defaults = encoder.family.defaultNormalization
         let context = VLMFamilyContext(metadata: m, encoder: encoder, projector: projector,
                                        mean: try m.floats(GGUFKey.Vision.imageMean, default: defaults.mean.map { Float($0) }),
-                                       std: try m.floats(GGUFKey.Vision.imageStd, default: defaults.std.map { Float($0) }))
+                                       std: try m.floats(GGUFKey.Vision.imageStd, default: defaults.std.map { Float($0) }),
+                                       maxImagePixels: maxImagePixels)
         for make in makers { if let f = try make(context) { return f } }
         throw ModelError("\(m.file): no image family fits this mmproj")
     }

@@ -28,6 +28,8 @@ public enum GGUFKey {
         public var rmsEpsilon: String { "\(arch).attention.layer_norm_rms_epsilon" }
         public var ropeDimensionCount: String { "\(arch).rope.dimension_count" }
         public var ropeFreqBase: String { "\(arch).rope.freq_base" }
+        /// qwen2vl: the rotary pairs given to each position stream (temporal, height, width, unused), M-RoPE.
+        public var ropeDimensionSections: String { "\(arch).rope.dimension_sections" }
         public var vocabSize: String { "\(arch).vocab_size" }
         /// `<arch>.rope.scaling.<field>`: type, factor, original_context_length, yarn_ext_factor, yarn_attn_factor,
         /// yarn_beta_fast, yarn_beta_slow.
@@ -41,6 +43,7 @@ public enum GGUFKey {
         public static let hasLlavaProjector = "clip.has_llava_projector"
         public static let projectorType = "clip.projector_type"
         public static let useGelu = "clip.use_gelu"
+        public static let useSilu = "clip.use_silu"
         public static let imageSize = "clip.vision.image_size"
         public static let patchSize = "clip.vision.patch_size"
         public static let embeddingLength = "clip.vision.embedding_length"
@@ -58,6 +61,11 @@ public enum GGUFKey {
         public static let projectorScaleFactor = "clip.vision.projector.scale_factor"
         /// Idefics3/SmolVLM: the longest edge an image is first resized to (the processor's size.longest_edge).
         public static let preprocessImageSize = "clip.vision.preproc_image_size"
+        /// Qwen2.5-VL: the attention window's side in pixels, and which layers attend to the whole image (every
+        /// n_wa_pattern-th, or the listed ones).
+        public static let windowSize = "clip.vision.window_size"
+        public static let windowAttentionPattern = "clip.vision.n_wa_pattern"
+        public static let fullAttentionLayers = "clip.vision.wa_layer_indexes"
     }
 
     /// vzquant's own keys: what llama.cpp's files leave to be guessed.
@@ -76,6 +84,9 @@ public enum GGUFKey {
         public static let synthetic = "vzquant.synthetic"
         /// Idefics3/SmolVLM: whether images are cut into tiles (the processor's do_image_splitting; default true).
         public static let imageSplitting = "vzquant.vision.image_splitting"
+        /// Qwen2-VL / Qwen2.5-VL: the processor's min_pixels and max_pixels (the resized image's area bounds).
+        public static let minPixels = "vzquant.vision.min_pixels"
+        public static let maxPixels = "vzquant.vision.max_pixels"
     }
 
     /// `tokenizer.*` (llama.cpp's vocabulary keys).

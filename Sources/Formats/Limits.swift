@@ -25,6 +25,8 @@ public enum Limits {
     public static let imageSide = 1...(1 << 15)
     /// One side of a patch, in pixels.
     public static let patchSide = 1...1024
+    /// Pixels of one image after resizing (Qwen2-VL's min/max pixels): 16384².
+    public static let imagePixels = 1...(1 << 28)
     /// A pixel-shuffle or merge factor per side.
     public static let scaleFactor = 1...64
     /// Normalisation epsilons (0 is allowed: some checkpoints rely on the variance alone).

@@ -214,6 +214,10 @@ public struct ImageProcessor: Sendable {
         case shortestEdgeThenCrop(shortestEdge: Int, cropWidth: Int, cropHeight: Int)
         /// SiglipImageProcessor: plain resize to width × height (aspect ratio not kept), no crop.
         case exact(width: Int, height: Int)
+        /// Qwen2VLImageProcessor's smart_resize: each side to the nearest multiple of `factor` (Python's round,
+        /// halves to even), then, when the area leaves [minPixels, maxPixels], both sides scaled by one factor
+        /// (floored to multiples when too big, ceiled when too small); the aspect ratio at most 200.
+        case multiple(factor: Int, minPixels: Int, maxPixels: Int)
     }
 
     public var resize: Resize
@@ -236,6 +240,11 @@ public struct ImageProcessor: Sendable {
         switch resize {
         case let .shortestEdgeThenCrop(edge, cw, ch): sides = [edge, cw, ch]
         case let .exact(w, h): sides = [w, h]
+        case let .multiple(factor, minPixels, maxPixels):
+            sides = [factor]
+            guard minPixels >= 1, minPixels <= maxPixels, maxPixels <= Self.maxSide * Self.maxSide else {
+                throw ImageProcessorError("image pixel bounds \(minPixels)…\(maxPixels) must be ordered and at most \(Self.maxSide)²")
+            }
         }
         guard sides.allSatisfy({ $0 >= 1 && $0 <= Self.maxSide }) else {
             throw ImageProcessorError("image sizes \(sides) must be between 1 and \(Self.maxSide)")
@@ -266,12 +275,40 @@ public struct ImageProcessor: Sendable {
         try .init(resize: .exact(width: size, height: size), mean: mean, std: std)
     }
 
-    /// Output height and width.
+    /// Output height and width of a fixed-size processor; a `.multiple` processor's for a square of maxPixels.
     public var outputSize: (height: Int, width: Int) {
         switch resize {
         case let .shortestEdgeThenCrop(_, cw, ch): return (ch, cw)
         case let .exact(w, h): return (h, w)
+        case let .multiple(factor, _, maxPixels):
+            let side = max(factor, Int(Double(maxPixels).squareRoot()) / factor * factor)
+            return (side, side)
         }
+    }
+
+    /// Output height and width for a width × height image (nil: an aspect ratio `.multiple` refuses).
+    public func outputSize(width: Int, height: Int) -> (height: Int, width: Int)? {
+        guard case let .multiple(factor, minPixels, maxPixels) = resize else { return outputSize }
+        return Self.smartResize(width: width, height: height, factor: factor, minPixels: minPixels, maxPixels: maxPixels)
+    }
+
+    /// Qwen2-VL's smart_resize in Double, as Python computes it; nil when the longer side is over 200 × the other.
+    public static func smartResize(width w: Int, height h: Int, factor f: Int, minPixels: Int,
+                                   maxPixels: Int) -> (height: Int, width: Int)? {
+        guard w > 0, h > 0, Double(max(w, h)) / Double(min(w, h)) <= 200 else { return nil }
+        let fd = Double(f)
+        var hBar = Int((Double(h) / fd).rounded(.toNearestOrEven)) * f
+        var wBar = Int((Double(w) / fd).rounded(.toNearestOrEven)) * f
+        if hBar * wBar > maxPixels {
+            let beta = (Double(h) * Double(w) / Double(maxPixels)).squareRoot()
+            hBar = max(f, Int((Double(h) / beta / fd).rounded(.down)) * f)
+            wBar = max(f, Int((Double(w) / beta / fd).rounded(.down)) * f)
+        } else if hBar * wBar < minPixels {
+            let beta = (Double(minPixels) / (Double(h) * Double(w))).squareRoot()
+            hBar = Int((Double(h) * beta / fd).rounded(.up)) * f
+            wBar = Int((Double(w) * beta / fd).rounded(.up)) * f
+        }
+        return (hBar, wBar)
     }
 
     /// The image after padding, resizing and cropping, still 8-bit (what the processor normalises). A thin image
@@ -293,6 +330,12 @@ public struct ImageProcessor: Sendable {
                                        "image \(img.width)×\(img.height) resized to a shortest edge of \(edge)")
             img = img.resized(width: s.width, height: s.height, filter: filter).centerCropped(width: cw, height: ch)
         case let .exact(w, h):
+            img = img.resized(width: w, height: h, filter: filter)
+        case .multiple:
+            guard let (h, w) = outputSize(width: img.width, height: img.height) else {
+                throw ImageProcessorError("image \(img.width)×\(img.height) is too thin (the longer side is over 200 × the shorter)")
+            }
+            try Self.checkIntermediate(width: w, height: h, "image \(img.width)×\(img.height) resized")
             img = img.resized(width: w, height: h, filter: filter)
         }
         return img

@@ -3,14 +3,21 @@ import VZQFormats
 import VZQKernels
 import VZQSupport
 
-/// The ViT families the vision tower runs (and the mmproj writer knows).
+/// The ViT families the vision towers run (and the mmproj writer knows).
 public enum VisionFamily: String, Sendable {
     case clip, siglip, dinov2
+    /// Qwen2-VL's tower (LayerNorm, quick-GELU MLP, 2-D rotary positions) and Qwen2.5-VL's (RMSNorm, SwiGLU,
+    /// windowed attention); both `QwenVisionEncoder`.
+    case qwen2vl
+    case qwen25vl = "qwen2.5vl"
+
+    /// Towers of 14×14 patches over two frames with 2-D rotary positions and a 2×2 patch merger.
+    public var isQwen: Bool { self == .qwen2vl || self == .qwen25vl }
 
     /// image_mean / image_std each family's processor uses when a file (or preprocessor_config.json) does not say.
     public var defaultNormalization: (mean: [Double], std: [Double]) {
         switch self {
-        case .clip: ([0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711])
+        case .clip, .qwen2vl, .qwen25vl: ([0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711])
         case .siglip: ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5])
         case .dinov2: ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
         }
@@ -20,7 +27,7 @@ public enum VisionFamily: String, Sendable {
 /// The vision tower's shape, from an mmproj GGUF's `clip.vision.*` metadata (what llama.cpp reads) plus
 /// vzquant's `vzquant.vision.*` keys when present.
 public struct VisionConfig: Sendable, Equatable {
-    public enum Activation: String, Sendable { case gelu, geluTanh, quickGelu }
+    public enum Activation: String, Sendable { case gelu, geluTanh, quickGelu, silu }
 
     /// From `vzquant.vision.family`; files without it (llama.cpp's) are CLIP unless their tensors say otherwise
     /// (see `VisionEncoder.init`).
@@ -43,9 +50,15 @@ public struct VisionConfig: Sendable, Equatable {
     public var hiddenAct: String?
     /// `clip.vision.projection_dim` (CLIP's projection head, written for llama.cpp; the runtime does not use it).
     public var projectionDim: Int?
+    /// Qwen2.5-VL: attention runs within windows of this many patches a side (window_size / patch_size) except in
+    /// `fullAttentionLayers`; nil: every layer attends to the whole image.
+    public var windowPatches: Int?
+    public var fullAttentionLayers: [Int] = []
+    /// Qwen: patches merged into one language-model row per side (2).
+    public var mergeSize = 1
 
-    /// CLIP and DINOv2 prepend a class token; SigLIP has none.
-    public var hasClassToken: Bool { family != .siglip }
+    /// CLIP and DINOv2 prepend a class token; SigLIP and Qwen have none.
+    public var hasClassToken: Bool { family == .clip || family == .dinov2 }
     public var headDim: Int { hidden / heads }
     /// The grid the position embedding was trained on (imageSize / patchSize per side).
     public var patchesPerSide: Int { imageSize / patchSize }
@@ -76,6 +89,7 @@ public struct VisionConfig: Sendable, Equatable {
         case "gelu": .gelu
         case "gelu_pytorch_tanh", "gelu_new", "gelu_fast": .geluTanh
         case "quick_gelu": .quickGelu
+        case "silu": .silu
         default: nil
         }
     }
@@ -83,7 +97,18 @@ public struct VisionConfig: Sendable, Equatable {
     /// The `clip.*` keys llama.cpp reads for the tower (the inverse of `init(metadata:)` for them), with the
     /// image normalisation; the `vzquant.*` keys are the writer's to add.
     public func metadata(mean: [Float], std: [Float]) -> [(String, GGUFValue)] {
-        [
+        var qwen: [(String, GGUFValue)] = []
+        if family == .qwen25vl {
+            qwen.append((GGUFKey.Vision.useSilu, .bool(true)))
+            // llama.cpp's n_wa_pattern when the full-attention layers are every n-th, else the list.
+            let n = (fullAttentionLayers.first ?? -1) + 1
+            if n > 0, fullAttentionLayers == (0..<blockCount).filter({ ($0 + 1) % n == 0 }) {
+                qwen.append((GGUFKey.Vision.windowAttentionPattern, .uint32(UInt32(n))))
+            } else {
+                qwen.append((GGUFKey.Vision.fullAttentionLayers, .int32s(fullAttentionLayers.map { Int32($0) })))
+            }
+        }
+        return qwen + [
             (GGUFKey.Vision.useGelu, .bool((hiddenAct ?? "").hasPrefix("gelu"))),
             (GGUFKey.Vision.imageSize, .uint32(UInt32(imageSize))),
             (GGUFKey.Vision.patchSize, .uint32(UInt32(patchSize))),
@@ -99,7 +124,10 @@ public struct VisionConfig: Sendable, Equatable {
     }
 
     public init(metadata m: GGUFMetadata) throws {
-        let familyName = try m.string(GGUFKey.VZQ.visionFamily, default: VisionFamily.clip.rawValue)
+        // llama.cpp's files name no family: Qwen's mergers say it through the projector type.
+        let projector = try m.string(GGUFKey.Vision.projectorType, default: "")
+        let implied: VisionFamily = projector == "qwen2vl_merger" ? .qwen2vl : projector == "qwen2.5vl_merger" ? .qwen25vl : .clip
+        let familyName = try m.string(GGUFKey.VZQ.visionFamily, default: implied.rawValue)
         guard let f = VisionFamily(rawValue: familyName) else {
             throw ModelError("\(m.file): vision family '\(familyName)' is not supported (clip, siglip, dinov2)")
         }
@@ -124,9 +152,30 @@ public struct VisionConfig: Sendable, Equatable {
         featureSelect = try m.string(GGUFKey.VZQ.featureSelect, default: "default")
         featureLayer = m.contains(GGUFKey.VZQ.featureLayer) ? try m.int(GGUFKey.VZQ.featureLayer, in: -Limits.layers.upperBound...Limits.layers.upperBound) : nil
         sourceBlockCount = m.contains(GGUFKey.VZQ.sourceBlockCount) ? try m.int(GGUFKey.VZQ.sourceBlockCount, in: Limits.layers) : nil
+        if f.isQwen {
+            mergeSize = 2
+            activation = f == .qwen25vl ? .silu : .quickGelu
+            if f == .qwen25vl {
+                let windowPixels = try m.int(GGUFKey.Vision.windowSize, in: Limits.imageSide, default: 112)
+                windowPatches = max(1, windowPixels / patchSize)
+                fullAttentionLayers = try Self.fullAttentionLayers(m, blocks: blockCount)
+            }
+        }
         guard imageSize > 0, patchSize > 0, imageSize % patchSize == 0, heads > 0, hidden % heads == 0, blockCount > 0 else {
             throw ModelError("\(m.file): inconsistent clip.vision metadata (image \(imageSize), patch \(patchSize), hidden \(hidden), heads \(heads), blocks \(blockCount))")
         }
+    }
+}
+
+extension VisionConfig {
+    /// Qwen2.5-VL's full-attention layers: `clip.vision.wa_layer_indexes` when the file lists them, else every
+    /// layer i with (i + 1) a multiple of `clip.vision.n_wa_pattern` (llama.cpp's two ways of saying it).
+    static func fullAttentionLayers(_ m: GGUFMetadata, blocks: Int) throws -> [Int] {
+        if m.contains(GGUFKey.Vision.fullAttentionLayers) {
+            return try m.ints(GGUFKey.Vision.fullAttentionLayers, in: 0...(blocks - 1))
+        }
+        let pattern = try m.int(GGUFKey.Vision.windowAttentionPattern, in: 1...Limits.layers.upperBound)
+        return (0..<blocks).filter { ($0 + 1) % pattern == 0 }
     }
 }
 
@@ -215,6 +264,7 @@ public final class VisionEncoder {
                 c.activation = .geluTanh
             }
         }
+        guard !c.family.isQwen else { throw ModelError("\(file.path): a Qwen vision tower runs in QwenVisionEncoder") }
         config = c
         weights = w
         try w.requireBlocks(c.blockCount, key: GGUFKey.Vision.blockCount) { "v.blk.\($0).ln1.weight" }
@@ -353,6 +403,7 @@ public final class VisionEncoder {
             case .gelu: Ops.gelu(s.ff, count: t * c.feedForward)
             case .geluTanh: Ops.geluTanh(s.ff, count: t * c.feedForward)
             case .quickGelu: Ops.quickGelu(s.ff, count: t * c.feedForward)
+            case .silu: Ops.silu(s.ff, count: t * c.feedForward)
             }
             try b.down(s.ff, rows: t, into: xn, workspace: s.gemmWorkspace)
             if let ls2 = b.ls2 { Ops.scaleColumns(xn, rows: t, dim: d, scale: ls2) }

@@ -4,7 +4,7 @@ import VZQSupport
 import CQuant
 
 /// A decoder the runtime drives: token embeddings and image rows in, logits out, its KV cache inside. Each family
-/// (Llama/Mistral/Qwen2 today; Gemma 3, Qwen2-VL's M-RoPE next) is one file conforming to this, registered in
+/// (Llama/Mistral/Qwen2/Qwen2-VL today) is one file conforming to this, registered in
 /// `LanguageModels` by the `general.architecture` its files carry; sessions and the bench see only this.
 public protocol LanguageModel: AnyObject {
     /// `general.architecture` of the file.
@@ -20,8 +20,13 @@ public protocol LanguageModel: AnyObject {
     /// Token embeddings [tokens.count, hidden].
     func embeddings(_ tokens: [Int32]) throws -> [Float]
     /// Runs `embeddings` [n, hidden] from the current position; the logits of every row [n, vocab], or with
-    /// `lastOnly` those of the last row [vocab].
-    func prefill(embeddings: [Float], lastOnly: Bool) throws -> [Float]
+    /// `lastOnly` those of the last row [vocab]. `positions`: each row's (temporal, height, width) rotary position
+    /// [n · 3] for a decoder with multimodal positions (image rows); nil: consecutive text positions.
+    func prefill(embeddings: [Float], positions: [Int32]?, lastOnly: Bool) throws -> [Float]
+    /// Whether image rows take (temporal, height, width) positions (Qwen2-VL's M-RoPE) rather than the next ones.
+    var usesMultimodalPositions: Bool { get }
+    /// The rotary position the next text row gets (`position` unless multimodal positions came before).
+    var ropePosition: Int { get }
     /// One token in at the current position, its logits [vocab] out (valid until the next call).
     func decode(token: Int32) throws -> UnsafeBufferPointer<Float>
     /// Forgets the cache.
@@ -35,6 +40,13 @@ public protocol LanguageModel: AnyObject {
     var arenaBytes: Int { get }
     /// Packed matrix element types in use, with the count of matrices of each.
     var weightTypes: [QuantType: Int] { get }
+}
+
+extension LanguageModel {
+    /// Text rows (or rows at consecutive positions).
+    public func prefill(embeddings: [Float], lastOnly: Bool) throws -> [Float] {
+        try prefill(embeddings: embeddings, positions: nil, lastOnly: lastOnly)
+    }
 }
 
 /// How a session sizes a language model.
@@ -57,7 +69,7 @@ public enum LanguageModels {
         let llama: Loader = { file, o in
             try LlamaModel(file: file, maxContext: o.maxContext, maxBatch: o.maxBatch, widenToF32: o.widenToF32, kvCache: o.kvCache)
         }
-        return ["llama": llama, "mistral": llama, "deci": llama, "qwen2": llama]
+        return ["llama": llama, "mistral": llama, "deci": llama, "qwen2": llama, "qwen2vl": llama]
     }()
 
     public static var architectures: [String] { loaders.keys.sorted() }

@@ -4,7 +4,7 @@ import VZQFormats
 import VZQKernels
 import VZQSupport
 
-/// A Llama-family decoder's shape, from `<arch>.*` GGUF metadata (llama, qwen2 — llama.cpp's keys).
+/// A Llama-family decoder's shape, from `<arch>.*` GGUF metadata (llama, qwen2, qwen2vl — llama.cpp's keys).
 public struct LlamaConfig: Sendable, Equatable {
     /// Which dims a rotation pairs: llama files hold Q/K rows permuted so pairs are adjacent (2i, 2i+1);
     /// qwen2 keeps Hugging Face's halves (i, i + d/2), what llama.cpp calls NEOX.
@@ -30,6 +30,9 @@ public struct LlamaConfig: Sendable, Equatable {
     public var ropeLayout: RopeLayout
     /// `<arch>.rope.scaling.*` (nil: none).
     public var ropeScaling: RopeScaling?
+    /// Multimodal RoPE (Qwen2-VL's M-RoPE): how many rotary pairs, from the first, follow each position stream
+    /// (temporal, height, width); nil: one position per row. Pairs past the sections' sum follow the temporal one.
+    public var ropeSections: [Int]?
 
     /// Context-extension RoPE scaling as llama.cpp reads and applies it.
     public struct RopeScaling: Sendable, Equatable {
@@ -87,13 +90,14 @@ public struct LlamaConfig: Sendable, Equatable {
     public init(architecture: String, hidden: Int, layers: Int, heads: Int, kvHeads: Int, feedForward: Int,
                 headDim: Int? = nil, contextLength: Int, ropeBase: Float, rmsEps: Float) {
         self.architecture = architecture
-        ropeLayout = architecture == "qwen2" ? .halfSplit : .interleaved
+        ropeLayout = architecture == "qwen2" || architecture == "qwen2vl" ? .halfSplit : .interleaved
         (self.hidden, self.layers, self.heads, self.kvHeads, self.feedForward) = (hidden, layers, heads, kvHeads, feedForward)
         (layerHeads, layerKVHeads, layerFeedForward) = ([Int](repeating: heads, count: layers), [Int](repeating: kvHeads, count: layers),
                                                         [Int](repeating: feedForward, count: layers))
         self.headDim = headDim ?? hidden / heads
         ropeDim = self.headDim
         (self.contextLength, self.ropeBase, self.rmsEps, ropeScaling) = (contextLength, ropeBase, rmsEps, nil)
+        ropeSections = nil
     }
 
     /// The `<arch>.*` keys llama.cpp reads, the inverse of `init(metadata:)` for a config of uniform layers, with
@@ -116,6 +120,11 @@ public struct LlamaConfig: Sendable, Equatable {
             meta.append((key.keyLength, .uint32(UInt32(headDim))))
             meta.append((key.valueLength, .uint32(UInt32(headDim))))
         }
+        if let ropeSections {
+            // llama.cpp's array has four entries (the fourth stream is unused by Qwen2-VL).
+            let four = (ropeSections + [0, 0, 0, 0]).prefix(4)
+            meta.append((key.ropeDimensionSections, .int32s(four.map { Int32($0) })))
+        }
         return meta
     }
 
@@ -124,8 +133,8 @@ public struct LlamaConfig: Sendable, Equatable {
         switch a {
         // "deci": llama.cpp's Llama with per-layer head / KV-head / FFN counts (DeciLM, and pruned Llama models).
         case "llama", "mistral", "deci": ropeLayout = .interleaved
-        case "qwen2": ropeLayout = .halfSplit
-        default: throw ModelError("\(m.file): architecture '\(a)' is not a supported decoder (llama, mistral, deci, qwen2)")
+        case "qwen2", "qwen2vl": ropeLayout = .halfSplit
+        default: throw ModelError("\(m.file): architecture '\(a)' is not a supported decoder (llama, mistral, deci, qwen2, qwen2vl)")
         }
         architecture = a
         let key = GGUFKey.Decoder(a)
@@ -153,6 +162,15 @@ public struct LlamaConfig: Sendable, Equatable {
         ropeScaling = try Self.ropeScaling(m, a)
         guard ropeDim % 2 == 0, ropeDim <= headDim else {
             throw ModelError("\(m.file): \(a).rope.dimension_count \(ropeDim) must be even and at most the head size \(headDim)")
+        }
+        if a == "qwen2vl" {
+            // Streams past the third carry video/extra positions Qwen2-VL does not use; they must be empty.
+            let sections = try m.ints(key.ropeDimensionSections, in: 0...Limits.width.upperBound)
+            guard (3...4).contains(sections.count), sections.dropFirst(3).allSatisfy({ $0 == 0 }),
+                  sections.reduce(0, +) > 0 else {
+                throw ModelError("\(m.file): \(key.ropeDimensionSections) \(sections) must be 3 non-empty sections (temporal, height, width) of rotary pairs")
+            }
+            ropeSections = Array(sections.prefix(3))
         }
     }
 
@@ -220,6 +238,11 @@ public final class LlamaModel: LanguageModel {
     public let kvCache: KVCacheType
     /// Positions already in the KV cache; the next row processed sits here.
     public private(set) var position = 0
+    /// The rotary position the next text row gets: `position` unless image rows with their own positions (M-RoPE)
+    /// came before, then one past the largest position so far (transformers' get_rope_index).
+    public private(set) var ropePosition = 0
+    /// `ropePosition` after each cache slot, so a truncation restores it.
+    private var ropePositionAfter: [Int32] = []
     /// When set, every forward pass adds its o_proj and down_proj inputs here (calibration for pruning).
     public var statistics: ActivationStatistics?
 
@@ -325,6 +348,7 @@ public final class LlamaModel: LanguageModel {
         arena = a
         (x, xn, q, attn) = (a.floats(oX), a.floats(oXn), a.floats(oQ), a.floats(oAttn))
         (gate, up, logits, scores) = (a.floats(oGate), a.floats(oUp), a.floats(oLogits), a.floats(oScores))
+        ropePositionAfter.reserveCapacity(maxContext)
         keyCache = oK.map { a.raw($0) }
         valueCache = oV.map { a.raw($0) }
         keyScratch = oKs.map { a.floats($0) }
@@ -339,6 +363,7 @@ public final class LlamaModel: LanguageModel {
     }
 
     public var architecture: String { config.architecture }
+    public var usesMultimodalPositions: Bool { config.ropeSections != nil }
     public var hidden: Int { config.hidden }
 
     /// Bytes of the one arena (activations, KV cache, workspaces).
@@ -367,12 +392,18 @@ public final class LlamaModel: LanguageModel {
     }
 
     /// Forgets the cache: the next call starts at position 0.
-    public func reset() { position = 0 }
+    public func reset() {
+        position = 0
+        ropePosition = 0
+        ropePositionAfter.removeAll(keepingCapacity: true)
+    }
 
     /// Forgets every position from `p` on (their keys and values are overwritten by the next rows).
     public func truncate(to p: Int) {
         precondition(p >= 0 && p <= position, "truncate: \(p) is outside 0…\(position)")
         position = p
+        ropePosition = p == 0 ? 0 : Int(ropePositionAfter[p - 1])
+        ropePositionAfter.removeSubrange(p...)
     }
 
     // MARK: embeddings
@@ -399,9 +430,14 @@ public final class LlamaModel: LanguageModel {
     /// Prefill: runs `embeddings` [n, hidden] (token embeddings with any image rows spliced in) from the current
     /// position, in chunks of `maxBatch`; returns the logits of every row [n, vocab], or with `lastOnly` those of
     /// the last row [vocab] (generation needs no more, and the output matrix then runs on one row, not n).
-    public func prefill(embeddings: [Float], lastOnly: Bool = false) throws -> [Float] {
+    /// `positions`: each row's (temporal, height, width) rotary position [n · 3] (M-RoPE image rows); nil: text rows,
+    /// at `ropePosition` on.
+    public func prefill(embeddings: [Float], positions: [Int32]? = nil, lastOnly: Bool = false) throws -> [Float] {
         let d = config.hidden, n = embeddings.count / d
         guard n * d == embeddings.count else { throw ModelError("\(embeddings.count) values are not rows of \(d)") }
+        if let positions, positions.count != 3 * n {
+            throw ModelError("\(positions.count) rotary positions for \(n) rows (3 per row expected)")
+        }
         guard position + n <= maxContext else {
             throw ModelError("\(position + n) positions exceed the context of \(maxContext) this model was created with")
         }
@@ -412,12 +448,13 @@ public final class LlamaModel: LanguageModel {
                 while start < n {
                     let m = min(maxBatch, n - start)
                     x.update(from: e.baseAddress! + start * d, count: m * d)
+                    let chunkPositions = positions.map { Array($0[(3 * start)..<(3 * (start + m))]) }
                     if lastOnly {
                         // Only the final chunk's last row needs logits.
-                        try forward(rows: m, logitRows: start + m == n ? 1 : 0)
+                        try forward(rows: m, positions: chunkPositions, logitRows: start + m == n ? 1 : 0)
                         if start + m == n { o.baseAddress!.update(from: logits, count: vocab) }
                     } else {
-                        try forward(rows: m)
+                        try forward(rows: m, positions: chunkPositions)
                         (o.baseAddress! + start * vocab).update(from: logits, count: m * vocab)
                     }
                     start += m
@@ -439,13 +476,15 @@ public final class LlamaModel: LanguageModel {
         return UnsafeBufferPointer(start: logits, count: vocab)
     }
 
-    /// The decoder on the `n` rows in `x`, at positions position ..< position + n; logits into `logits`.
+    /// The decoder on the `n` rows in `x`, in cache slots position ..< position + n; logits into `logits`.
+    /// `positions`: the rows' rotary positions [n · 3] (M-RoPE streams); nil: ropePosition, ropePosition + 1, …
     /// `logitRows`: how many of the last rows get logits (nil: all n), written from the start of `logits`.
-    private func forward(rows n: Int, logitRows: Int? = nil) throws {
+    private func forward(rows n: Int, positions: [Int32]? = nil, logitRows: Int? = nil) throws {
         let c = config, d = c.hidden, p0 = position
         guard n <= maxBatch, p0 + n <= maxContext else {
             throw ModelError("\(p0 + n) positions exceed the context of \(maxContext) this model was created with")
         }
+        let rotary = RotaryPositions(start: ropePosition, explicit: positions)
         let narrow = kvCache != .f32, kvType = kvCache.quantType.rawValue
         // One row (decode): attention reads the cache as it is stored (cq_attention_cached); nothing is widened.
         let decoding = n == 1
@@ -464,8 +503,8 @@ public final class LlamaModel: LanguageModel {
             try layer.q(xn, rows: n, into: q, workspace: gemmWorkspace)
             try layer.k(xn, rows: n, into: kRows, workspace: gemmWorkspace)
             try layer.v(xn, rows: n, into: vRows, workspace: gemmWorkspace)
-            rope(q, rows: n, heads: c.heads(layer: l), from: p0)
-            rope(kRows, rows: n, heads: c.kvHeads(layer: l), from: p0)
+            rope(q, rows: n, heads: c.heads(layer: l), at: rotary)
+            rope(kRows, rows: n, heads: c.kvHeads(layer: l), at: rotary)
             if narrow {
                 // Rows are whole blocks (checked at creation), so n rows quantize as one run of n · kvDim values.
                 let newCount = Int64(n * kvDim), allCount = Int64((p0 + n) * kvDim), at = p0 * kvRowBytes[l]
@@ -504,14 +543,39 @@ public final class LlamaModel: LanguageModel {
             try output(xn, rows: k, into: logits, workspace: gemmWorkspace)
         }
         position += n
+        for r in 0..<n {
+            ropePosition = max(ropePosition, rotary.largest(row: r) + 1)
+            ropePositionAfter.append(Int32(ropePosition))
+        }
     }
 
-    /// Rotates the first ropeDim dims of each head of `rows` rows ([rows, heads·headDim]) at positions p0, p0+1, …
-    private func rope(_ v: UnsafeMutablePointer<Float>, rows: Int, heads: Int, from p0: Int) {
+    /// Rows' rotary positions: consecutive from `start`, or three streams per row given by the caller.
+    struct RotaryPositions {
+        let start: Int
+        let explicit: [Int32]?
+
+        func position(row r: Int, stream s: Int) -> Int { explicit.map { Int($0[3 * r + s]) } ?? start + r }
+        func largest(row r: Int) -> Int { explicit.map { Int(max($0[3 * r], $0[3 * r + 1], $0[3 * r + 2])) } ?? start + r }
+    }
+
+    /// Which position stream rotary pair i follows: with M-RoPE sections (t, h, w) the pairs are split among them
+    /// in order, repeating past the sections' sum as ggml's rope_multi does (Qwen2-VL's sections fill the head
+    /// exactly); else stream 0.
+    private lazy var pairStream: [Int] = {
+        let half = config.ropeDim / 2
+        guard let sections = config.ropeSections else { return [Int](repeating: 0, count: half) }
+        var cycle: [Int] = []
+        for (s, count) in sections.enumerated() { cycle += [Int](repeating: s, count: count) }
+        return (0..<half).map { cycle[$0 % cycle.count] }
+    }()
+
+    /// Rotates the first ropeDim dims of each head of `rows` rows ([rows, heads·headDim]) at their positions.
+    private func rope(_ v: UnsafeMutablePointer<Float>, rows: Int, heads: Int, at positions: RotaryPositions) {
         let hd = config.headDim, half = config.ropeDim / 2
+        let streams = pairStream
         for r in 0..<rows {
-            let pos = Float(p0 + r)
             for i in 0..<half {
+                let pos = Float(positions.position(row: r, stream: streams[i]))
                 let angle = pos * inverseFrequencies[i]
                 let cs = Foundation.cos(angle) * ropeMagnitude, sn = Foundation.sin(angle) * ropeMagnitude
                 for h in 0..<heads {

@@ -3,18 +3,24 @@ import VZQKernels
 import VZQSupport
 import CQuant
 
-/// The multi-modal projector: vision features → LLM embedding rows. Three kinds, from `clip.projector_type`:
+/// The multi-modal projector: vision features → LLM embedding rows. Four kinds, from `clip.projector_type`:
 ///   mlp       LLaVA's mlp2x_gelu: y = mm.2(gelu(mm.0(x)))
 ///   linear    y = mm.0(x)  (also an `mlp` file without mm.2 tensors, as llama.cpp reads it)
 ///   idefics3  SmolVLM / Idefics3's connector: y = mm.model.fc(pixelShuffle(x)), no bias; the shuffle folds each
 ///             s×s block of the patch grid into one token of width inputs·s² (s = clip.vision.projector.scale_factor)
+///   qwen2vl_merger / qwen2.5vl_merger  Qwen2-VL's PatchMerger: y = mm.2(gelu(mm.0(fold₂ₓ₂(x)))) on the tower's
+///             normalised features (its ln_q is the tower's post_ln); the fold is the same as idefics3's with s = 2
 /// For mlp and linear the rows fed are the vision features `vzquant.vision.feature_select` names — "default"
 /// (or absent, llama.cpp's files): patches only, CLS dropped. Idefics3's SigLIP tower has no CLS.
 ///
 /// The hidden buffer and GEMM workspace live in one scratch arena planned for `maxRows` projected rows; a bigger
 /// input grows it once (like VisionEncoder). Not safe to call from two threads at once.
 public final class Projector {
-    public enum Kind: String, Sendable { case mlp, linear, idefics3 }
+    public enum Kind: String, Sendable {
+        case mlp, linear, idefics3
+        /// Qwen2-VL's and Qwen2.5-VL's merger (llama.cpp's `qwen2.5vl_merger` is read as this too).
+        case qwenMerger = "qwen2vl_merger"
+    }
 
     public let kind: Kind
     /// Width of one vision feature row (the tower's hidden size).
@@ -49,8 +55,8 @@ public final class Projector {
         weights = w
         let m = file.metadata
         let name = try m.string(GGUFKey.Vision.projectorType, default: Kind.mlp.rawValue)
-        guard let k = Kind(rawValue: name) else {
-            throw ModelError("\(file.path): projector type '\(name)' is not supported (mlp, linear, idefics3)")
+        guard let k = name == "qwen2.5vl_merger" ? .qwenMerger : Kind(rawValue: name) else {
+            throw ModelError("\(file.path): projector type '\(name)' is not supported (mlp, linear, idefics3, qwen2vl_merger, qwen2.5vl_merger)")
         }
         switch k {
         case .mlp, .linear:
@@ -73,6 +79,20 @@ public final class Projector {
             inputs = first.inputs / (s * s)
             if m.contains(GGUFKey.Vision.embeddingLength), try m.int(GGUFKey.Vision.embeddingLength) != inputs {
                 throw ModelError("\(file.path): mm.model.fc takes \(first.inputs) = \(s)² × \(inputs) values, but the vision width is \(try m.int(GGUFKey.Vision.embeddingLength))")
+            }
+            dropsClassToken = false
+        case .qwenMerger:
+            let s = 2
+            first = try Linear(w, "mm.0")
+            second = try Linear(w, "mm.2", cols: first.outputs)
+            kind = .qwenMerger
+            scaleFactor = s
+            guard first.inputs % (s * s) == 0 else {
+                throw ModelError("\(file.path): mm.0 takes rows of \(first.inputs), not 2×2 patches")
+            }
+            inputs = first.inputs / (s * s)
+            if m.contains(GGUFKey.Vision.embeddingLength), try m.int(GGUFKey.Vision.embeddingLength) != inputs {
+                throw ModelError("\(file.path): mm.0 takes \(first.inputs) = 4 × \(inputs) values, but the vision width is \(try m.int(GGUFKey.Vision.embeddingLength))")
             }
             dropsClassToken = false
         }
@@ -98,6 +118,10 @@ public final class Projector {
         let a = try Arena(plan, for: "the projector's scratch for \(n) rows")
         return Scratch(rows: n, arena: a, hidden: oHidden.map { a.floats($0) }, workspace: a.raw(oWs))
     }
+
+    /// Whether s×s blocks of patches fold into one row (idefics3, Qwen's merger): the units a reducer keeps are
+    /// those groups, and the projector reads the tower's normalised features (its last_hidden_state).
+    public var foldsPatches: Bool { kind == .idefics3 || kind == .qwenMerger }
 
     /// Values in one row `project` takes: a vision feature (mlp, linear) or a shuffled group (idefics3, inputs·s²).
     public var projectionInputs: Int { first.inputs }
@@ -125,7 +149,7 @@ public final class Projector {
     /// `callAsFunction(features:gridRows:gridColumns:)` for others.
     public func callAsFunction(features: [Float]) throws -> [Float] {
         let rows = try rowCount(features, width: inputs)
-        if kind == .idefics3 {
+        if foldsPatches {
             let side = Int(Double(rows).squareRoot().rounded())
             guard side * side == rows else {
                 throw ModelError("\(rows) patches are not a square grid; pass gridRows and gridColumns")

@@ -20,6 +20,8 @@ public struct SessionOptions: Sendable {
     /// nil: `VZQ_WIDEN_F32`.
     public var widenToF32: Bool?
     public var imageOptions = ImageDecodeOptions()
+    /// A bound on an image's resized area below the mmproj's (Qwen2-VL's max_pixels; `--max-image-pixels`).
+    public var maxImagePixels: Int?
 
     /// A KV cache for 2048 positions of a 7B model is already 2 GiB in f32 (1 GiB in f16): boards want no more
     /// unless they ask (it is reserved up front; pages count only once used).
@@ -59,6 +61,9 @@ public struct PrefillReport: Sendable {
     public var tokens: Int
     public var imageTokens: Int
     public var milliseconds: Double
+    /// The rows' (temporal, height, width) rotary positions [tokens · 3] when the decoder takes multimodal
+    /// positions (Qwen2-VL's M-RoPE); nil otherwise.
+    public var ropePositions: [Int32]? = nil
     public var tokensPerSecond: Double { milliseconds > 0 ? Double(tokens) / milliseconds * 1000 : 0 }
 }
 
@@ -90,7 +95,7 @@ public final class Session {
         }
         model = try LanguageModels.load(file, LanguageModelOptions(maxContext: context, maxBatch: options.batch,
                                                                    widenToF32: options.widenToF32, kvCache: options.kvCache))
-        vision = try mmproj.map { try VisionPipeline(path: $0) }
+        vision = try mmproj.map { try VisionPipeline(path: $0, maxImagePixels: options.maxImagePixels) }
         if let vision, vision.outputWidth != model.hidden {
             throw ModelError("\(mmproj!): the projector makes rows of \(vision.outputWidth), the language model takes \(model.hidden)")
         }
@@ -142,6 +147,15 @@ public final class Session {
         var rows: [Float] = []
         var ids: [Int32] = []
         var imageTokens = 0
+        // Multimodal positions (Qwen2-VL): text rows advance all three streams together; an image's rows sit at
+        // start + (0, row, column), and what follows continues one past the largest.
+        let multimodal = model.usesMultimodalPositions
+        var positions: [Int32] = []
+        var next = model.ropePosition
+        func textPositions(_ count: Int) {
+            guard multimodal else { return }
+            for _ in 0..<count { positions += [Int32(next), Int32(next), Int32(next)]; next += 1 }
+        }
         // The prompt is one text as far as the tokenizer is concerned: only its very start (not a later turn, not
         // the text after an image) gets a first-only space prefix. BOS is not part of the text.
         var continuing = position > 0
@@ -149,6 +163,7 @@ public final class Session {
             guard !t.isEmpty else { return }
             rows += try model.embeddings(t)
             ids += t
+            textPositions(t.count)
         }
         func flushText(_ s: String) throws {
             guard !s.isEmpty else { return }
@@ -169,11 +184,22 @@ public final class Session {
                 // The family's layout: rows (a crop's, or a range of the image's), with its text around them.
                 var start = [0]
                 for c in img.crops { start.append(start.last! + c.tokensAfter) }
+                if let grid = img.gridPositions, grid.count != 2 * img.tokens {
+                    throw ModelError("image has \(grid.count / 2) grid positions for \(img.tokens) rows")
+                }
                 func splice(_ r: Range<Int>) {
                     continuing = true
                     rows += img.embeddings[(r.lowerBound * d)..<(r.upperBound * d)]
                     ids += [Int32](repeating: -1, count: r.count)
                     imageTokens += r.count
+                    guard multimodal else { return }
+                    guard let grid = img.gridPositions else { return textPositions(r.count) }
+                    let base = next
+                    for k in r {
+                        let (row, column) = (Int(grid[2 * k]), Int(grid[2 * k + 1]))
+                        positions += [Int32(base), Int32(base + row), Int32(base + column)]
+                        next = max(next, base + max(row, column) + 1)
+                    }
                 }
                 for piece in img.layout.mergingText {
                     switch piece {
@@ -200,10 +226,10 @@ public final class Session {
             throw ContextFull(needed: position + n, capacity: contextLength)
         }
         let t0 = monotonicMilliseconds()
-        lastLogits = try model.prefill(embeddings: rows, lastOnly: true)
+        lastLogits = try model.prefill(embeddings: rows, positions: multimodal ? positions : nil, lastOnly: true)
         let ms = monotonicMilliseconds() - t0
         history += ids
-        return PrefillReport(tokens: n, imageTokens: imageTokens, milliseconds: ms)
+        return PrefillReport(tokens: n, imageTokens: imageTokens, milliseconds: ms, ropePositions: multimodal ? positions : nil)
     }
 
     /// One generated token in, its logits kept for the next sampling step.

@@ -52,12 +52,16 @@ public struct EncodedImage: Sendable {
     public var processedCrops: [RGBImage]?
     /// Where the rows go in the prompt, with the family's text around them (default: every crop's rows in order).
     public var layout: [ImageLayoutPiece]
+    /// Each row's (row, column) in the image's grid [tokens · 2], for decoders with multimodal positions (Qwen2-VL);
+    /// nil: the rows take consecutive positions.
+    public var gridPositions: [Int32]?
 
     public init(embeddings: [Float], tokens: Int, crops: [CropReport], timings: ImageTimings, merge: VisionZip.Merge,
-                processedCrops: [RGBImage]? = nil, layout: [ImageLayoutPiece]? = nil) {
+                processedCrops: [RGBImage]? = nil, layout: [ImageLayoutPiece]? = nil, gridPositions: [Int32]? = nil) {
         (self.embeddings, self.tokens, self.crops, self.timings, self.merge) = (embeddings, tokens, crops, timings, merge)
         self.processedCrops = processedCrops
         self.layout = layout ?? (0..<crops.count).map { .crop($0) }
+        self.gridPositions = gridPositions
     }
 }
 
@@ -67,7 +71,7 @@ public struct EncodedImage: Sendable {
 ///   image → crops (AnyRes for LLaVA-NeXT files, else one) → pixels → encoder → H, A, K of the feature layer
 ///         → VisionZip(A, K, H) = D + C rows (or the projector's own token selection) → projector → rows
 public final class VisionPipeline {
-    public let encoder: VisionEncoder
+    public let encoder: any VisionTower
     public let projector: Projector
     /// How images become crops and pixels (LLaVA-1.5, LLaVA-NeXT, Idefics3, or a plain encoder).
     public let family: any VLMFamily
@@ -75,41 +79,46 @@ public final class VisionPipeline {
 
     public var processor: ImageProcessor { family.processor }
 
-    public convenience init(path: String) throws { try self.init(file: GGUFFile(path: path)) }
+    /// `maxImagePixels`: a bound on an image's resized area below the file's (Qwen2-VL's max_pixels).
+    public convenience init(path: String, maxImagePixels: Int? = nil) throws {
+        try self.init(file: GGUFFile(path: path), maxImagePixels: maxImagePixels)
+    }
 
-    public init(file: GGUFFile) throws {
+    public init(file: GGUFFile, maxImagePixels: Int? = nil) throws {
         path = file.path
         let m = file.metadata
         guard try m.string(GGUFKey.General.architecture, default: "") == "clip" else {
             throw ModelError("\(file.path): not an mmproj file (general.architecture is not 'clip')")
         }
-        encoder = try VisionEncoder(file: file)
+        encoder = try VisionTowers.load(file)
         projector = try Projector(file: file)
-        family = try VLMFamilies.make(metadata: m, encoder: encoder.config, projector: projector.kind)
+        family = try VLMFamilies.make(metadata: m, encoder: encoder.config, projector: projector.kind,
+                                      maxImagePixels: maxImagePixels)
     }
 
     /// Language-model embedding width.
     public var outputWidth: Int { projector.outputs }
 
-    /// LLM rows one crop gives without VisionZip (LLaVA-1.5: 576; SmolVLM: 64).
-    public var tokensPerCrop: Int {
-        let (h, w) = processor.outputSize
+    /// LLM rows one crop gives without VisionZip (LLaVA-1.5: 576; SmolVLM: 64; Qwen: a square of max pixels).
+    public var tokensPerCrop: Int { tokensPerCrop(height: processor.outputSize.height, width: processor.outputSize.width) }
+
+    /// LLM rows a crop of height × width pixels (as the processor outputs it) gives without VisionZip.
+    func tokensPerCrop(height h: Int, width w: Int) -> Int {
         let c = encoder.config
-        if projector.kind == .idefics3 {
-            return projector.tokens(gridRows: h / c.patchSize, gridColumns: w / c.patchSize)
-        }
+        if projector.foldsPatches { return projector.tokens(gridRows: h / c.patchSize, gridColumns: w / c.patchSize) }
         return c.tokens(height: h, width: w) - (projector.dropsClassToken ? 1 : 0)
     }
 
     /// Rows `image` gives with `visualTokens`, before encoding it (for planning context length), plus the
     /// tokens of the family's layout text around them when `countText` counts a text's tokens.
     public func tokens(for image: RGBImage, visualTokens: VisualTokens, countText: ((String) -> Int)? = nil) -> Int {
-        let (h, w) = processor.outputSize
-        // VisionZip picks among the encoder's tokens (CLS included), or the connector's groups (idefics3).
-        let candidates = projector.kind == .idefics3 ? tokensPerCrop : encoder.config.tokens(height: h, width: w)
+        let (h, w) = processor.outputSize(width: image.width, height: image.height) ?? processor.outputSize
+        let all = tokensPerCrop(height: h, width: w)
+        // VisionZip picks among the encoder's tokens (CLS included), or the connector's groups (idefics3, Qwen).
+        let candidates = projector.foldsPatches ? all : encoder.config.tokens(height: h, width: w)
         let perCrop: Int
         switch visualTokens {
-        case .all: perCrop = tokensPerCrop
+        case .all: perCrop = all
         case let .budget(b): perCrop = min(b.total, candidates)
         }
         var n = family.rowCount(width: image.width, height: image.height, rowsPerCrop: perCrop, reduced: visualTokens != .all)
@@ -136,24 +145,29 @@ public final class VisionPipeline {
         let pixels = prepared.map { $0.normalizedCHW(mean: processor.mean, std: processor.std) }
         let preprocessMs = monotonicMilliseconds() - t0
         var encoded = try encode(pixelCrops: pixels, visualTokens: visualTokens, merge: merge, reducer: reducer,
-                                 imageSize: (image.width, image.height))
+                                 imageSize: (image.width, image.height),
+                                 cropSizes: prepared.map { ($0.height, $0.width) })
         encoded.timings.preprocessMs = preprocessMs
         encoded.processedCrops = keepCrops ? prepared : nil
         return encoded
     }
 
-    /// Encodes already normalised crops, each [3, height, width] at the processor's output size, as the crops of a
-    /// width × height image (`imageSize`; nil: the crops' rows one after another, no family layout).
+    /// Encodes already normalised crops, each [3, height, width] at `cropSizes` (nil: the processor's output size),
+    /// as the crops of a width × height image (`imageSize`; nil: the crops' rows one after another, no family
+    /// layout).
     public func encode(pixelCrops: [[Float]], visualTokens: VisualTokens, merge: VisionZip.Merge = .sum,
-                       reducer: any TokenReducer = VisionZipReducer(),
-                       imageSize: (width: Int, height: Int)? = nil) throws -> EncodedImage {
+                       reducer: any TokenReducer = VisionZipReducer(), imageSize: (width: Int, height: Int)? = nil,
+                       cropSizes: [(height: Int, width: Int)]? = nil) throws -> EncodedImage {
         var timings = ImageTimings()
-        let (h, w) = processor.outputSize
         var cropRows: [CropRows] = []
         var reports: [CropReport] = []
         let budget: VisionZip.Budget?
         if case let .budget(b) = visualTokens { budget = b } else { budget = nil }
-        for p in pixelCrops {
+        if let cropSizes, cropSizes.count != pixelCrops.count {
+            throw ModelError("\(cropSizes.count) crop sizes for \(pixelCrops.count) crops")
+        }
+        for (i, p) in pixelCrops.enumerated() {
+            let (h, w) = cropSizes?[i] ?? processor.outputSize
             let t0 = monotonicMilliseconds()
             // The encoder measures only what the reducer asks for (VisionZip: no [heads, T, T] maps).
             let out = try encoder(pixels: p, height: h, width: w, probe: budget == nil ? [] : reducer.probe)
@@ -161,7 +175,7 @@ public final class VisionPipeline {
             let (rows, report) = try reduceAndProject(out, budget: budget, merge: merge, reducer: reducer, timings: &timings)
             cropRows.append(CropRows(rows: rows, count: report.tokensAfter, selection: report.selection,
                                      gridRows: report.gridRows, gridColumns: report.gridColumns,
-                                     hasClassToken: encoder.config.hasClassToken && projector.kind != .idefics3))
+                                     hasClassToken: encoder.config.hasClassToken && !projector.foldsPatches))
             reports.append(report)
         }
         guard let imageSize else {
@@ -171,23 +185,24 @@ public final class VisionPipeline {
         }
         let packed = try family.pack(cropRows, width: imageSize.width, height: imageSize.height, newline: projector.imageNewline)
         return EncodedImage(embeddings: packed.embeddings, tokens: packed.tokens, crops: reports, timings: timings,
-                            merge: merge, processedCrops: nil, layout: packed.layout)
+                            merge: merge, processedCrops: nil, layout: packed.layout, gridPositions: packed.gridPositions)
     }
 
     /// One crop's encoder output → the reducer (when there is a budget) on the projector's units → projected rows.
-    /// Pixel-shuffle connectors (idefics3) fold s×s patches into one unit: those groups are what the reducer keeps
+    /// Pixel-shuffle connectors (idefics3) and Qwen's merger fold s×s patches into one unit: those groups are what the reducer keeps
     /// or merges, and the kept rows go through the connector's linear layer. Selection indices count the units
     /// (encoder tokens with CLS at 0, or groups in raster order).
     private func reduceAndProject(_ out: VisionOutput, budget: VisionZip.Budget?, merge: VisionZip.Merge,
                                   reducer: any TokenReducer, timings: inout ImageTimings) throws -> ([Float], CropReport) {
         let c = encoder.config
         // Idefics3/SmolVLM's connector takes the tower's last_hidden_state, after the final layernorm (as
-        // transformers and llama.cpp apply it); LLaVA reads an inner layer, before any post-norm a file may carry.
+        // transformers and llama.cpp apply it), and Qwen's merger its ln_q output (the tower's post_ln); LLaVA reads
+        // an inner layer, before any post-norm a file may carry.
         var out = out
-        if projector.kind == .idefics3, let normalized = out.normalized { out.features = normalized }
+        if projector.foldsPatches, let normalized = out.normalized { out.features = normalized }
         var t0 = monotonicMilliseconds()
         let input: ReducerInput
-        if projector.kind == .idefics3 {
+        if projector.foldsPatches {
             let s = projector.scaleFactor
             let shuffled = try projector.shuffle(features: out.features, gridRows: out.gridRows, gridColumns: out.gridColumns)
             input = .groups(out, config: c, scale: s, shuffled: shuffled, width: projector.projectionInputs)

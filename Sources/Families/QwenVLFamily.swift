@@ -9,8 +9,11 @@ import VZQTokenReduction
 ///   - its rows are the merged 2×2 patch groups in raster order, written between `<|vision_start|>` and
 ///     `<|vision_end|>` (the processor's `<|image_pad|>` run);
 ///   - each row's multimodal position is (t, h, w) = start + (0, group row, group column), and text after the
-///     image continues one past the largest (transformers' get_rope_index); the session adds `start`.
-/// With a token reducer, kept groups keep their own (row, column) and a merged contextual row takes its target's.
+///     image continues at start + max(group rows, group columns) (transformers' get_rope_index); the session
+///     adds `start`.
+/// With a token reducer, kept groups keep their own (row, column), a merged contextual row takes its target's, and
+/// the text after the image keeps the positions it has without reduction (as the official VisionZip code for
+/// Qwen2.5-VL, which computes positions on the whole sequence and then drops the pruned rows).
 struct QwenVLFamily: VLMFamily {
     let processor: ImageProcessor
     let name: String
@@ -43,7 +46,9 @@ struct QwenVLFamily: VLMFamily {
 
     func pack(_ crops: [CropRows], width: Int, height: Int, newline: [Float]?) throws -> PackedImage {
         var positions: [Int32] = []
+        var span = 0
         for crop in crops {
+            span = max(span, crop.gridRows, crop.gridColumns)
             let columns = crop.gridColumns
             let units: [Int]
             if let s = crop.selection {
@@ -58,6 +63,6 @@ struct QwenVLFamily: VLMFamily {
         }
         return PackedImage(embeddings: crops.flatMap(\.rows), tokens: crops.map(\.count).reduce(0, +),
                            layout: promptLayout(width: width, height: height, cropCount: crops.count),
-                           gridPositions: positions)
+                           gridPositions: positions, positionSpan: span)
     }
 }

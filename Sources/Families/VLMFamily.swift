@@ -79,6 +79,8 @@ public struct PackedImage: Sendable {
     public var layout: [ImageLayoutPiece]
     /// Each row's (row, column) in the image's grid [tokens · 2] (Qwen2-VL's multimodal positions); nil: none.
     public var gridPositions: [Int32]? = nil
+    /// How far the image moves the positions of what follows it: max(grid rows, grid columns), kept rows or not.
+    public var positionSpan: Int? = nil
 }
 
 extension VLMFamily {

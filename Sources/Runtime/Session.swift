@@ -200,6 +200,8 @@ public final class Session {
                         positions += [Int32(base), Int32(base + row), Int32(base + column)]
                         next = max(next, base + max(row, column) + 1)
                     }
+                    // Pruned rows keep their places: what follows sits where it would after the whole image.
+                    if let span = img.positionSpan { next = max(next, base + span) }
                 }
                 for piece in img.layout.mergingText {
                     switch piece {

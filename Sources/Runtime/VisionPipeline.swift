@@ -55,13 +55,17 @@ public struct EncodedImage: Sendable {
     /// Each row's (row, column) in the image's grid [tokens · 2], for decoders with multimodal positions (Qwen2-VL);
     /// nil: the rows take consecutive positions.
     public var gridPositions: [Int32]?
+    /// How far the image moves the multimodal positions of what follows (max of its grid's sides); nil: by the
+    /// largest of `gridPositions`.
+    public var positionSpan: Int?
 
     public init(embeddings: [Float], tokens: Int, crops: [CropReport], timings: ImageTimings, merge: VisionZip.Merge,
-                processedCrops: [RGBImage]? = nil, layout: [ImageLayoutPiece]? = nil, gridPositions: [Int32]? = nil) {
+                processedCrops: [RGBImage]? = nil, layout: [ImageLayoutPiece]? = nil, gridPositions: [Int32]? = nil,
+                positionSpan: Int? = nil) {
         (self.embeddings, self.tokens, self.crops, self.timings, self.merge) = (embeddings, tokens, crops, timings, merge)
         self.processedCrops = processedCrops
         self.layout = layout ?? (0..<crops.count).map { .crop($0) }
-        self.gridPositions = gridPositions
+        (self.gridPositions, self.positionSpan) = (gridPositions, positionSpan)
     }
 }
 
@@ -185,7 +189,8 @@ public final class VisionPipeline {
         }
         let packed = try family.pack(cropRows, width: imageSize.width, height: imageSize.height, newline: projector.imageNewline)
         return EncodedImage(embeddings: packed.embeddings, tokens: packed.tokens, crops: reports, timings: timings,
-                            merge: merge, processedCrops: nil, layout: packed.layout, gridPositions: packed.gridPositions)
+                            merge: merge, processedCrops: nil, layout: packed.layout, gridPositions: packed.gridPositions,
+                            positionSpan: packed.positionSpan)
     }
 
     /// One crop's encoder output → the reducer (when there is a budget) on the projector's units → projected rows.
@@ -213,7 +218,9 @@ public final class VisionPipeline {
         let gridColumns = input.grouped ? out.gridColumns / projector.scaleFactor : out.gridColumns
         var selection: VisionZip.Selection?
         var kept = input.hidden
-        if let budget, reducer.featureSpace == .projected {
+        // Qwen's merger: every reducer chooses among merged rows, as the official VisionZip code for Qwen2.5-VL does
+        // (scores and keys still come from the tower, per 2×2 group).
+        if let budget, reducer.featureSpace == .projected || projector.kind == .qwenMerger {
             // The reducer chooses among the rows the language model would get: project every unit, then keep some.
             t0 = monotonicMilliseconds()
             let dropped = !input.grouped && projector.dropsClassToken ? 1 : 0

@@ -20,14 +20,23 @@ struct ModelOptions: ParsableArguments {
             help: "KV cache element type: f32, f16 (half the memory) or q8_0 (27 %), as llama.cpp's -ctk/-ctv.")
     var kvType = "f16"
 
+    @Option(name: .customLong("max-image-pixels"),
+            help: "Qwen2-VL / Qwen2.5-VL: resize images to at most this many pixels (lowers the mmproj's max_pixels; fewer visual tokens).")
+    var maxImagePixels: Int?
+
     func validate() throws {
         if let contextLength, contextLength < 1 { throw ValidationError("--ctx-size must be at least 1") }
+        if let maxImagePixels, !Limits.imagePixels.contains(maxImagePixels) {
+            throw ValidationError("--max-image-pixels must be between 1 and \(Limits.imagePixels.upperBound)")
+        }
         if batch < 1 { throw ValidationError("--batch-size must be at least 1") }
         guard KVCacheType(rawValue: kvType) != nil else { throw ValidationError("--cache-type must be f32, f16 or q8_0") }
     }
 
     var sessionOptions: SessionOptions {
-        SessionOptions(contextLength: contextLength, batch: batch, kvCache: KVCacheType(rawValue: kvType) ?? .f32)
+        var o = SessionOptions(contextLength: contextLength, batch: batch, kvCache: KVCacheType(rawValue: kvType) ?? .f32)
+        o.maxImagePixels = maxImagePixels
+        return o
     }
 }
 
@@ -54,8 +63,8 @@ struct ImageOptions: ParsableArguments {
     @Option(name: .customLong("visionzip-map"), help: "Write the image as the encoder saw it with VisionZip's kept patches highlighted (.png or .ppm).")
     var visionZipMap: String?
 
-    @Option(name: .customLong("max-image-pixels"), help: "Refuse images larger than this many pixels (decompression bombs).")
-    var maxImagePixels = 64_000_000
+    @Option(name: .customLong("max-decode-pixels"), help: "Refuse image files larger than this many pixels (decompression bombs).")
+    var maxDecodePixels = 64_000_000
 
     @Option(name: .customLong("max-image-bytes"), help: "Refuse image files larger than this many bytes.")
     var maxImageBytes = 256 << 20
@@ -64,7 +73,7 @@ struct ImageOptions: ParsableArguments {
         _ = try parsedVisualTokens()
         guard VisionZip.Merge(rawValue: merge) != nil else { throw ValidationError("--merge must be sum or mean") }
         do { _ = try TokenReducers.named(tokenReducer) } catch { throw ValidationError("--token-reducer: \(error)") }
-        guard maxImagePixels > 0, maxImageBytes > 0 else { throw ValidationError("image limits must be positive") }
+        guard maxDecodePixels > 0, maxImageBytes > 0 else { throw ValidationError("image limits must be positive") }
     }
 
     /// `--visual-tokens N|all`, or `--dominant D --contextual C` (both or neither) instead.
@@ -91,7 +100,7 @@ struct ImageOptions: ParsableArguments {
     /// The reducer `--token-reducer` names (validated).
     var reducer: any TokenReducer { (try? TokenReducers.named(tokenReducer)) ?? VisionZipReducer() }
 
-    var decodeOptions: ImageDecodeOptions { ImageDecodeOptions(maxPixels: maxImagePixels, maxFileBytes: maxImageBytes) }
+    var decodeOptions: ImageDecodeOptions { ImageDecodeOptions(maxPixels: maxDecodePixels, maxFileBytes: maxImageBytes) }
 }
 
 /// The prompt format (run, chat).

@@ -47,8 +47,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-image-bytes"), help: "Largest image (decoded bytes).")
     var maxImageBytes = 32 << 20
 
-    @Option(name: .customLong("max-image-pixels"), help: "Largest image (width × height).")
-    var maxImagePixels = 32_000_000
+    @Option(name: .customLong("max-decode-pixels"), help: "Largest image a request may send (width × height).")
+    var maxDecodePixels = 32_000_000
 
     @Option(name: .customLong("visual-tokens"), help: "Visual tokens per image/crop when a request does not say (a number, or 'all').")
     var visualTokens = String(VisualTokens.defaultBudget)
@@ -60,7 +60,7 @@ struct ServeCommand: AsyncParsableCommand {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0…65535") }
         guard maxQueue >= 0 else { throw ValidationError("--max-queue must be ≥ 0") }
         guard maxTokens >= 1 else { throw ValidationError("--max-tokens must be ≥ 1") }
-        guard maxBodyBytes >= 1024, maxImageBytes >= 1, maxImagePixels >= 1 else {
+        guard maxBodyBytes >= 1024, maxImageBytes >= 1, maxDecodePixels >= 1 else {
             throw ValidationError("--max-body-bytes must be ≥ 1024 and the image limits ≥ 1")
         }
         do { _ = try VisualTokens(visualTokens) } catch { throw ValidationError("--visual-tokens: \(error)") }
@@ -83,7 +83,7 @@ struct ServeCommand: AsyncParsableCommand {
             let session = try Session(model: modelOptions.model, mmproj: modelOptions.mmproj, options: modelOptions.sessionOptions)
             let template = try chatTemplate.map { try ChatTemplate(name: $0) } ?? ChatTemplate.detect(metadata: session.metadata)
             let name = alias ?? URL(fileURLWithPath: modelOptions.model).deletingPathExtension().lastPathComponent
-            let decode = ImageDecodeOptions(maxPixels: maxImagePixels, maxFileBytes: maxImageBytes)
+            let decode = ImageDecodeOptions(maxPixels: maxDecodePixels, maxFileBytes: maxImageBytes)
             engine = Engine(session: session, template: template, modelName: name,
                             options: .init(maxQueue: maxQueue, imageDecode: decode), metrics: ServerMetrics())
             let key = apiKey ?? ProcessInfo.processInfo.environment["VZQ_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }

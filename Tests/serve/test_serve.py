@@ -189,7 +189,7 @@ def test_errors_are_openai_error_objects(server):
 def test_limits_api_key_and_queue(start_server, llava, vzquant):
     text, mmproj = llava
     s = start_server("-m", text, "--mmproj", mmproj, "--api-key", "sesame", "--max-body-bytes", "60000",
-                     "--max-image-bytes", "20000", "--max-image-pixels", "1000", "--max-tokens", "200", "--max-queue", "1")
+                     "--max-image-bytes", "20000", "--max-decode-pixels", "1000", "--max-tokens", "200", "--max-queue", "1")
     good = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
     assert post(s, good)[0] == 401
     status, headers, answer = post(s, good, {"Authorization": "Bearer wrong"})
@@ -209,7 +209,7 @@ def test_limits_api_key_and_queue(start_server, llava, vzquant):
     blob = "data:image/jpeg;base64," + base64.b64encode(os.urandom(30000)).decode()
     status, _, answer = post(s, {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": blob}}]}]}, auth)
     assert status == 413 and answer["error"]["code"] == "image_too_large"
-    # image pixels over --max-image-pixels: 64×48 = 3072 > 1000
+    # image pixels over --max-decode-pixels: 64×48 = 3072 > 1000
     status, _, answer = post(s, {"messages": [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": data_url(FIXTURES / "images" / "gray64x48.png")}}]}]}, auth)
     assert status == 413 and "pixels" in answer["error"]["message"]

@@ -31,6 +31,8 @@ public struct ModelBenchOptions: Sendable {
     public var reducers: [String] = ["visionzip"]
     /// Label of the row group (ratios compare rows with the same setting).
     public var setting = ""
+    /// Qwen2-VL / Qwen2.5-VL: a lower max_pixels than the mmproj's (`--max-image-pixels`).
+    public var maxImagePixels: Int?
 
     public init(model: String, mmproj: String? = nil, image: String? = nil, promptTokens: Int? = nil, genTokens: Int = 16) {
         self.model = model
@@ -58,8 +60,8 @@ public enum ModelBench {
         var budgets: [(VisualTokens?, Int)] = [(nil, 0)]
         if let mmproj = o.mmproj, let picture {
             progress?.step("planning")
-            let vision = try VisionPipeline(path: mmproj)
-            let list = o.visualTokens.isEmpty ? try defaultBudgets(tokensPerCrop: vision.tokensPerCrop) : o.visualTokens
+            let vision = try VisionPipeline(path: mmproj, maxImagePixels: o.maxImagePixels)
+            let list = o.visualTokens.isEmpty ? try defaultBudgets(tokensPerCrop: vision.tokensPerCrop(for: picture)) : o.visualTokens
             // The family's layout text (tile markers) takes cache positions too.
             let tokenizer = try Tokenizer(gguf: GGUFFile(path: o.model))
             let count: (String) -> Int = { tokenizer.encode($0, addSpecial: false, parseSpecial: true).count }
@@ -81,7 +83,7 @@ public enum ModelBench {
     }
 
     /// VisionZip off, then the paper's LLaVA-1.5 budgets scaled to the encoder: T/3, 2T/9 and T/9 of the T tokens a
-    /// crop gives (576 → 192, 128, 64; SmolVLM's 64 → 21, 14, 7).
+    /// crop gives (576 → 192, 128, 64; SmolVLM's 64 → 21, 14, 7; Qwen2.5-VL's 1024×768 picture: 999 → 333, 222, 111).
     public static func defaultBudgets(tokensPerCrop t: Int) throws -> [VisualTokens] {
         let sizes = [t / 3, 2 * t / 9, t / 9].map { max($0, 1) }
         var out: [VisualTokens] = [.all]
@@ -130,8 +132,9 @@ public enum ModelBench {
         // The cache holds exactly this row's prompt + visual tokens + generated tokens.
         let context = o.promptTokens + visualCount + max(o.genTokens, 1)
         let t0 = monotonicMilliseconds()
-        let session = try Session(model: o.model, mmproj: o.mmproj,
-                                  options: SessionOptions(contextLength: context, batch: o.batch, kvCache: o.kvCache))
+        var sessionOptions = SessionOptions(contextLength: context, batch: o.batch, kvCache: o.kvCache)
+        sessionOptions.maxImagePixels = o.maxImagePixels
+        let session = try Session(model: o.model, mmproj: o.mmproj, options: sessionOptions)
         samples.load = [monotonicMilliseconds() - t0]
         let tokenizer = session.tokenizer
         let prompt = promptIds(tokenizer, count: o.promptTokens)

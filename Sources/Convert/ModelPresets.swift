@@ -25,7 +25,15 @@ import CQuant
 ///   SigLIP base patch16 at 512 (hidden 768, 12 layers, 12 heads, ffn 3072, gelu_pytorch_tanh, mean/std 0.5);
 ///   Idefics3 connector: pixel shuffle by 4 (768·16 = 12288) → 576, no bias. Its lm_head is a separate matrix
 ///   (not tied): only then do the parts add up to the published 256 M parameters (tied: 228 M).
-/// - tiny-llava / tiny-smolvlm: a few layers of small widths (multiples of 32), for tests and CI.
+/// - qwen2.5-vl-3b (Qwen/Qwen2.5-VL-3B-Instruct): text = Qwen2.5-3B shape (hidden 2048, 36 layers, 16 heads, 2 kv
+///   heads, ffn 11008, vocab 151936, rope theta 1e6, rms eps 1e-6, context 128000, q/k/v biases, tied embeddings,
+///   M-RoPE sections [16, 24, 24]); vision = 32 blocks of 1280 (16 heads, SwiGLU 3420, RMSNorm), windows of 112 px
+///   with full attention in blocks 7, 15, 23, 31; merger 4·1280 → 5120 → 2048. 3,754,622,976 parameters, as
+///   transformers counts Qwen2_5_VLForConditionalGeneration of that config. Processor: 56² … 12,845,056 pixels.
+/// - qwen2-vl-2b (Qwen/Qwen2-VL-2B-Instruct): text = Qwen2-1.5B shape (hidden 1536, 28 layers, 12 heads, 2 kv heads,
+///   ffn 8960, vocab 151936, context 32768, tied); vision = 32 blocks of 1280 (16 heads, quick-GELU MLP 5120,
+///   LayerNorm); merger 5120 → 5120 → 1536. 2,208,985,600 parameters (transformers' count). Processor: 56² … 28²·1280.
+/// - tiny-llava / tiny-smolvlm / tiny-qwen2.5-vl: a few layers of small widths (multiples of 32), for tests and CI.
 public struct ModelPreset: Sendable, Equatable {
     public var name: String
     public var summary: String
@@ -42,9 +50,13 @@ public struct ModelPreset: Sendable, Equatable {
         case vicuna
         /// SmolVLM: "<|im_start|>User: …<end_of_utterance>\nAssistant:" (llama.cpp calls it "smolvlm").
         case smolvlm
+        /// Qwen2-VL / Qwen2.5-VL: ChatML with a default system prompt; images between <|vision_start|> and
+        /// <|vision_end|>.
+        case qwenChatML = "qwen-chatml"
     }
 
-    public static let all: [ModelPreset] = [llava15_7b, llava15_13b, llavaNext7b, smolvlm256m, tinyLlava, tinySmolvlm]
+    public static let all: [ModelPreset] = [llava15_7b, llava15_13b, llavaNext7b, smolvlm256m, qwen25vl3b, qwen2vl2b,
+                                            tinyLlava, tinySmolvlm, tinyQwen25vl]
 
     public static var names: [String] { all.map(\.name) }
 
@@ -102,6 +114,41 @@ public struct ModelPreset: Sendable, Equatable {
                              eps: 1e-6, projectionDim: 768, imageMean: [0.5, 0.5, 0.5], imageStd: [0.5, 0.5, 0.5]),
         projector: .idefics3(scaleFactor: 4), anyRes: nil, chat: .smolvlm)
 
+    /// A Qwen2-VL decoder: Qwen2 with q/k/v biases and M-RoPE sections over the head's rotary pairs.
+    static func qwenDecoder(hidden: Int, layers: Int, heads: Int, kvHeads: Int, feedForward: Int, context: Int,
+                            vocab: Int = 151_936, sections: [Int]) -> TextParams {
+        var config = LlamaConfig(architecture: "qwen2vl", hidden: hidden, layers: layers, heads: heads, kvHeads: kvHeads,
+                                 feedForward: feedForward, contextLength: context, ropeBase: 1_000_000, rmsEps: 1e-6)
+        config.ropeSections = sections
+        var t = TextParams(config, vocab: vocab, tiedEmbeddings: true)
+        t.qkvBias = true
+        return t
+    }
+
+    /// A Qwen vision tower (image size 560 as llama.cpp records it; the tower takes any multiple of 28 px).
+    static func qwenTower(_ family: VisionFamily, hidden: Int, feedForward: Int, heads: Int, layers: Int,
+                          fullAttention: [Int] = []) -> VisionParams {
+        var v = VisionParams(family: family, imageSize: 560, patchSize: 14, hidden: hidden, feedForward: feedForward,
+                             heads: heads, sourceLayers: layers, featureLayer: nil, featureSelect: "full",
+                             hiddenAct: family == .qwen25vl ? "silu" : "quick_gelu", eps: 1e-6, projectionDim: hidden,
+                             imageMean: clipL336.imageMean, imageStd: clipL336.imageStd)
+        v.config.mergeSize = 2
+        if family == .qwen25vl { (v.config.windowPatches, v.config.fullAttentionLayers) = (8, fullAttention) }
+        return v
+    }
+
+    public static let qwen25vl3b = ModelPreset(
+        name: "qwen2.5-vl-3b", summary: "Qwen2.5-VL-3B-Instruct: Qwen2.5-3B shape + windowed ViT 1280×32 + 2×2 merger",
+        text: qwenDecoder(hidden: 2048, layers: 36, heads: 16, kvHeads: 2, feedForward: 11008, context: 128_000, sections: [16, 24, 24]),
+        vision: qwenTower(.qwen25vl, hidden: 1280, feedForward: 3420, heads: 16, layers: 32, fullAttention: [7, 15, 23, 31]),
+        projector: .qwenMerger(minPixels: 56 * 56, maxPixels: 12_845_056), anyRes: nil, chat: .qwenChatML)
+
+    public static let qwen2vl2b = ModelPreset(
+        name: "qwen2-vl-2b", summary: "Qwen2-VL-2B-Instruct: Qwen2-1.5B shape + ViT 1280×32 + 2×2 merger",
+        text: qwenDecoder(hidden: 1536, layers: 28, heads: 12, kvHeads: 2, feedForward: 8960, context: 32768, sections: [16, 24, 24]),
+        vision: qwenTower(.qwen2vl, hidden: 1280, feedForward: 5120, heads: 16, layers: 32),
+        projector: .qwenMerger(minPixels: 56 * 56, maxPixels: 28 * 28 * 1280), anyRes: nil, chat: .qwenChatML)
+
     public static let tinyLlava = ModelPreset(
         name: "tiny-llava", summary: "a 2-layer LLaVA-shaped model for tests",
         text: decoder(hidden: 64, layers: 2, heads: 4, kvHeads: 2, feedForward: 128, vocab: 1024, context: 256,
@@ -119,6 +166,13 @@ public struct ModelPreset: Sendable, Equatable {
                              sourceLayers: 2, featureLayer: nil, featureSelect: "full", hiddenAct: "gelu_pytorch_tanh",
                              eps: 1e-6, projectionDim: 64, imageMean: [0.5, 0.5, 0.5], imageStd: [0.5, 0.5, 0.5]),
         projector: .idefics3(scaleFactor: 4), anyRes: nil, chat: .smolvlm)
+
+    public static let tinyQwen25vl = ModelPreset(
+        name: "tiny-qwen2.5-vl", summary: "a 2-layer Qwen2.5-VL-shaped model for tests",
+        text: qwenDecoder(hidden: 64, layers: 2, heads: 4, kvHeads: 2, feedForward: 128, context: 512, vocab: 1024,
+                          sections: [2, 3, 3]),
+        vision: qwenTower(.qwen25vl, hidden: 64, feedForward: 128, heads: 4, layers: 2, fullAttention: [1]),
+        projector: .qwenMerger(minPixels: 56 * 56, maxPixels: 28 * 28 * 64), anyRes: nil, chat: .qwenChatML)
 }
 
 /// What maps vision features to text embeddings.
@@ -128,6 +182,9 @@ public enum ProjectorPreset: Sendable, Equatable {
     /// Idefics3 / SmolVLM: pixel shuffle by `scaleFactor` (scale² neighbouring patches concatenated), then one
     /// bias-free linear `mm.model.fc` (vision hidden · scale² → text hidden); llama.cpp's projector_type "idefics3".
     case idefics3(scaleFactor: Int)
+    /// Qwen2-VL / Qwen2.5-VL's merger: the tower's ln_q (v.post_ln), 2×2 patches concatenated, mm.0 (4·vision →
+    /// 4·vision), GELU, mm.2 (→ text hidden); the processor's pixel bounds with it.
+    case qwenMerger(minPixels: Int, maxPixels: Int)
 }
 
 /// LLaVA-NeXT any-resolution settings, as llama.cpp's mmproj stores them.

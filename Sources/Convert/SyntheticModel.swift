@@ -172,6 +172,11 @@ public enum SyntheticModel {
                 }
                 add("blk.\(i).\(suffix)", dims, role)
             }
+            if t.qkvBias {
+                add("blk.\(i).attn_q.bias", [t.heads * t.headDim], .vector)
+                add("blk.\(i).attn_k.bias", [t.kvDim], .vector)
+                add("blk.\(i).attn_v.bias", [t.kvDim], .vector)
+            }
         }
         add("output_norm.weight", [t.hidden], .vector)
         if !t.tiedEmbeddings { add("output.weight", [t.hidden, vocab], .matrix) }
@@ -184,6 +189,9 @@ public enum SyntheticModel {
     }
 
     static func mmprojFile(_ p: ModelPreset, _ policy: TypePolicy) -> SyntheticFile {
+        if case let .qwenMerger(minPixels, maxPixels) = p.projector {
+            return qwenMmprojFile(p, policy, minPixels: minPixels, maxPixels: maxPixels)
+        }
         let v = p.vision, textHidden = p.text.hidden
         var tensors: [SyntheticTensor] = []
         func add(_ name: String, _ dims: [Int], _ role: TensorRole) {
@@ -218,6 +226,8 @@ public enum SyntheticModel {
             if bias { add("mm.2.bias", [textHidden], .vector) }
         case let .idefics3(s):
             add("mm.model.fc.weight", [v.hidden * s * s, textHidden], .matrix)
+        case .qwenMerger:
+            break  // qwenMmprojFile
         }
         if p.anyRes != nil {
             // Appended after each row of crop features (LLaVA-NeXT); an embedding-like row, kept f32 as llama.cpp does.
@@ -239,6 +249,8 @@ public enum SyntheticModel {
                      (GGUFKey.Vision.projectorScaleFactor, .uint32(UInt32(s))),
                      (GGUFKey.Vision.preprocessImageSize, .uint32(UInt32(4 * v.imageSize))),
                      (GGUFKey.VZQ.imageSplitting, .bool(true))]
+        case .qwenMerger:
+            break
         }
         meta += v.metadata().map { (key: $0.0, value: $0.1) }
         if let a = p.anyRes {
@@ -256,6 +268,38 @@ public enum SyntheticModel {
             (GGUFKey.VZQ.sourceBlockCount, .uint32(UInt32(v.sourceLayers))),
             (GGUFKey.VZQ.visionFamily, .string(v.family.rawValue)),
             (GGUFKey.VZQ.visionHiddenAct, .string(v.hiddenAct)),
+        ]
+        return SyntheticFile(role: .mmproj, metadata: meta, tensors: tensors)
+    }
+
+    /// Qwen2-VL / Qwen2.5-VL's mmproj, as the converter writes it (`QwenVisionTable`): two per-frame patch
+    /// kernels, the blocks, ln_q as v.post_ln and the merger's mm.0 / mm.2.
+    static func qwenMmprojFile(_ p: ModelPreset, _ policy: TypePolicy, minPixels: Int, maxPixels: Int) -> SyntheticFile {
+        let v = p.vision
+        var tensors: [SyntheticTensor] = []
+        // Two frames of one image: each kernel sees the same pixels, so each gets half the variance.
+        for name in ["v.patch_embd.weight", "v.patch_embd.weight.1"] {
+            tensors.append(SyntheticTensor(name: name, dims: [v.patchSize, v.patchSize, v.channels, v.hidden], type: .f32,
+                                           fill: .random(std: 1 / Float(2 * v.channels * v.patchSize * v.patchSize).squareRoot())))
+        }
+        for spec in QwenVisionTable.plan(v, textHidden: p.text.hidden) {
+            tensors.append(tensor(spec.gguf, spec.ggmlDims, spec.role, policy))
+        }
+        var meta: [(key: String, value: GGUFValue)] = common(p, policy)
+        meta += [
+            (GGUFKey.General.architecture, .string("clip")),
+            (GGUFKey.Vision.hasTextEncoder, .bool(false)),
+            (GGUFKey.Vision.hasVisionEncoder, .bool(true)),
+            (GGUFKey.Vision.projectorType, .string(v.family == .qwen25vl ? "qwen2.5vl_merger" : "qwen2vl_merger")),
+        ]
+        var config = v.config
+        config.projectionDim = p.text.hidden
+        meta += config.metadata(mean: v.imageMean.map { Float($0) }, std: v.imageStd.map { Float($0) }).map { (key: $0.0, value: $0.1) }
+        meta += [
+            (GGUFKey.VZQ.visionFamily, .string(v.family.rawValue)),
+            (GGUFKey.VZQ.visionHiddenAct, .string(v.hiddenAct)),
+            (GGUFKey.VZQ.minPixels, .uint32(UInt32(minPixels))),
+            (GGUFKey.VZQ.maxPixels, .uint32(UInt32(maxPixels))),
         ]
         return SyntheticFile(role: .mmproj, metadata: meta, tensors: tensors)
     }

@@ -33,12 +33,15 @@ public struct SyntheticVocabulary: Sendable {
         case .smolvlm: [("<|im_start|>", .control), ("<|im_end|>", .control), ("<end_of_utterance>", .control),
                         ("<fake_token_around_image>", .userDefined), ("<global-img>", .userDefined), ("<image>", .userDefined)]
             + (1...6).flatMap { r in (1...6).map { c in ("<row_\(r)_col_\(c)>", Tokenizer.TokenType.userDefined) } }
+        // Qwen2-VL's control tokens (llama.cpp's mtmd looks up <|vision_start|> / <|vision_end|> around images).
+        case .qwenChatML: ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+                           "<|image_pad|>", "<|video_pad|>"].map { ($0, .control) }
         }
     }
 
     /// <unk>, <s>, </s>, 256 bytes, ▁, 94 printable characters twice, and the specials.
     static func minimumSize(_ chat: ModelPreset.ChatFamily) -> Int {
-        3 + 256 + 1 + (chat == .smolvlm ? 2 : 0) + 2 * 94 + specials(chat).count
+        3 + 256 + 1 + (chat == .vicuna ? 0 : 2) + 2 * 94 + specials(chat).count
     }
 
     public init(chat: ModelPreset.ChatFamily, size: Int) {
@@ -58,7 +61,7 @@ public struct SyntheticVocabulary: Sendable {
             normal.append(s)
         }
         add("▁")
-        if chat == .smolvlm { add("\n"); add("\n\n") }
+        if chat != .vicuna { add("\n"); add("\n\n") }
         for c in 0x21...0x7E {
             let ch = String(UnicodeScalar(UInt8(c)))
             add(ch)
@@ -106,6 +109,18 @@ public struct SyntheticVocabulary: Sendable {
             chatTemplate = """
                 <|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}: {{ message['content'] }}\
                 <end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}
+                """
+        case .qwenChatML:
+            bos = tokens.firstIndex(of: "<|endoftext|>")!
+            eos = tokens.firstIndex(of: "<|im_end|>")!
+            addBOS = false
+            chatTemplate = """
+                {% for message in messages %}{% if loop.first and message['role'] != 'system' %}<|im_start|>system
+                You are a helpful assistant.<|im_end|>
+                {% endif %}<|im_start|>{{ message['role'] }}
+                {{ message['content'] }}<|im_end|>
+                {% endfor %}{% if add_generation_prompt %}<|im_start|>assistant
+                {% endif %}
                 """
         }
     }

@@ -106,6 +106,13 @@ public final class VisionPipeline {
     /// LLM rows one crop gives without VisionZip (LLaVA-1.5: 576; SmolVLM: 64; Qwen: a square of max pixels).
     public var tokensPerCrop: Int { tokensPerCrop(height: processor.outputSize.height, width: processor.outputSize.width) }
 
+    /// LLM rows one crop of `image` gives without VisionZip (the processor's size for this image: Qwen resizes
+    /// each image to its own).
+    public func tokensPerCrop(for image: RGBImage) -> Int {
+        let (h, w) = processor.outputSize(width: image.width, height: image.height) ?? processor.outputSize
+        return tokensPerCrop(height: h, width: w)
+    }
+
     /// LLM rows a crop of height × width pixels (as the processor outputs it) gives without VisionZip.
     func tokensPerCrop(height h: Int, width w: Int) -> Int {
         let c = encoder.config

@@ -139,6 +139,9 @@ struct BenchModel: ParsableCommand {
     @Option(name: [.customLong("cache-type"), .customLong("kv-type")], help: "KV cache type: f32, f16 or q8_0.")
     var kvType = "f16"
 
+    @Option(name: .customLong("max-image-pixels"), help: "Qwen2-VL / Qwen2.5-VL: resize the picture to at most this many pixels (lowers the mmproj's max_pixels).")
+    var maxImagePixels: Int?
+
     @Option(name: .long, help: "Write the results as JSON (fields in the README).")
     var json: String?
 
@@ -165,6 +168,9 @@ struct BenchModel: ParsableCommand {
         if let promptTokens, promptTokens < 1 { throw ValidationError("--prompt-tokens must be at least 1") }
         if genTokens < 0 { throw ValidationError("--gen-tokens must be ≥ 0") }
         if repetitions < 1 { throw ValidationError("--repetitions must be at least 1") }
+        if let maxImagePixels, !Limits.imagePixels.contains(maxImagePixels) {
+            throw ValidationError("--max-image-pixels must be between 1 and \(Limits.imagePixels.upperBound)")
+        }
     }
 
     func run() throws {
@@ -181,6 +187,7 @@ struct BenchModel: ParsableCommand {
             options.repetitions = repetitions
             options.reducers = reducerNames
             options.kvCache = KVCacheType(rawValue: kvType) ?? .f32
+            options.maxImagePixels = maxImagePixels
             options.setting = kvType == "f16" ? "" : "kv \(kvType)"
             let rowCount = mmprojPath == nil ? 1 : max(options.visualTokens.count, 4) * reducerNames.count
             let progress = BenchProgress(total: 1 + rowCount * (2 + options.warmupRuns + options.repetitions))

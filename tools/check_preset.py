@@ -88,6 +88,31 @@ def idefics3_vision_and_connector(vision: dict, text_hidden: int, scale: int) ->
         return n_params(Idefics3VisionTransformer(cfg.vision_config)), n_params(Idefics3Connector(cfg))
 
 
+QWEN25_VL_3B_TEXT = dict(hidden_size=2048, num_hidden_layers=36, num_attention_heads=16, num_key_value_heads=2,
+                         intermediate_size=11008, vocab_size=151936, max_position_embeddings=128000, rms_norm_eps=1e-6,
+                         tie_word_embeddings=True,
+                         rope_parameters={"rope_type": "default", "mrope_section": [16, 24, 24], "rope_theta": 1e6})
+QWEN25_VL_3B_VISION = dict(depth=32, hidden_size=1280, num_heads=16, intermediate_size=3420, out_hidden_size=2048,
+                           window_size=112, fullatt_block_indexes=[7, 15, 23, 31])
+QWEN2_VL_2B_TEXT = dict(hidden_size=1536, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
+                        intermediate_size=8960, vocab_size=151936, max_position_embeddings=32768, rms_norm_eps=1e-6,
+                        tie_word_embeddings=True,
+                        rope_parameters={"rope_type": "default", "mrope_section": [16, 24, 24], "rope_theta": 1e6})
+QWEN2_VL_2B_VISION = dict(depth=32, embed_dim=1280, num_heads=16, mlp_ratio=4, hidden_size=1536)
+
+
+def qwen_vl_counts(v25: bool) -> dict:
+    """Text (language model + lm_head, tied) and mmproj (the visual module: tower and merger)."""
+    import torch
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLConfig, Qwen2VLForConditionalGeneration
+    config_class, model_class = (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration) if v25 else (Qwen2VLConfig, Qwen2VLForConditionalGeneration)
+    text, vision = (QWEN25_VL_3B_TEXT, QWEN25_VL_3B_VISION) if v25 else (QWEN2_VL_2B_TEXT, QWEN2_VL_2B_VISION)
+    with torch.device("meta"):
+        m = model_class(config_class(text_config=text, vision_config=vision, tie_word_embeddings=True))
+    total, visual = n_params(m), n_params(m.model.visual)
+    return {"text": total - visual, "mmproj": visual, "total": total}
+
+
 def counts() -> None:
     clip = clip_count(CLIP_L_336, -2)
     smol_vision, smol_connector = idefics3_vision_and_connector(SIGLIP_B16_512, 576, 4)
@@ -99,6 +124,8 @@ def counts() -> None:
                           "mmproj": clip + llava_projector_count(1024, 4096) + 4096},
         "smolvlm-256m": {"text": text_count({**SMOLLM2_135M, "vocab_size": 49280}, False),
                          "mmproj": smol_vision + smol_connector},
+        "qwen2.5-vl-3b": qwen_vl_counts(True),
+        "qwen2-vl-2b": qwen_vl_counts(False),
         # references from the model cards' totals, to tie the above to published numbers
         "smollm2-135m-text": text_count(SMOLLM2_135M, True),
         "clip-vit-l-14-336-full-tower": full_clip_count(CLIP_L_336),

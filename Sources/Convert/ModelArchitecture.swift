@@ -356,7 +356,7 @@ public struct VisionParams: Sendable, Equatable {
         }
         config = VisionConfig(family: family, imageSize: 40 * patch, patchSize: patch, hidden: hidden, feedForward: feedForward,
                               heads: heads, blockCount: layers, eps: 1e-6, hiddenAct: act, projectionDim: hidden,
-                              sourceBlockCount: layers)
+                              featureSelect: "full", sourceBlockCount: layers)
         config.mergeSize = 2
         if v25 {
             let window = try bounded(c.windowSize ?? 112, "window_size", patch...Limits.imageSide.upperBound, directory: d)

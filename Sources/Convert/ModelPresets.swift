@@ -126,11 +126,11 @@ public struct ModelPreset: Sendable, Equatable {
     }
 
     /// A Qwen vision tower (image size 560 as llama.cpp records it; the tower takes any multiple of 28 px).
-    static func qwenTower(_ family: VisionFamily, hidden: Int, feedForward: Int, heads: Int, layers: Int,
+    static func qwenTower(_ family: VisionFamily, hidden: Int, feedForward: Int, heads: Int, layers: Int, textHidden: Int,
                           fullAttention: [Int] = []) -> VisionParams {
         var v = VisionParams(family: family, imageSize: 560, patchSize: 14, hidden: hidden, feedForward: feedForward,
                              heads: heads, sourceLayers: layers, featureLayer: nil, featureSelect: "full",
-                             hiddenAct: family == .qwen25vl ? "silu" : "quick_gelu", eps: 1e-6, projectionDim: hidden,
+                             hiddenAct: family == .qwen25vl ? "silu" : "quick_gelu", eps: 1e-6, projectionDim: textHidden,
                              imageMean: clipL336.imageMean, imageStd: clipL336.imageStd)
         v.config.mergeSize = 2
         if family == .qwen25vl { (v.config.windowPatches, v.config.fullAttentionLayers) = (8, fullAttention) }
@@ -140,13 +140,14 @@ public struct ModelPreset: Sendable, Equatable {
     public static let qwen25vl3b = ModelPreset(
         name: "qwen2.5-vl-3b", summary: "Qwen2.5-VL-3B-Instruct: Qwen2.5-3B shape + windowed ViT 1280×32 + 2×2 merger",
         text: qwenDecoder(hidden: 2048, layers: 36, heads: 16, kvHeads: 2, feedForward: 11008, context: 128_000, sections: [16, 24, 24]),
-        vision: qwenTower(.qwen25vl, hidden: 1280, feedForward: 3420, heads: 16, layers: 32, fullAttention: [7, 15, 23, 31]),
+        vision: qwenTower(.qwen25vl, hidden: 1280, feedForward: 3420, heads: 16, layers: 32, textHidden: 2048,
+                          fullAttention: [7, 15, 23, 31]),
         projector: .qwenMerger(minPixels: 56 * 56, maxPixels: 12_845_056), anyRes: nil, chat: .qwenChatML)
 
     public static let qwen2vl2b = ModelPreset(
         name: "qwen2-vl-2b", summary: "Qwen2-VL-2B-Instruct: Qwen2-1.5B shape + ViT 1280×32 + 2×2 merger",
         text: qwenDecoder(hidden: 1536, layers: 28, heads: 12, kvHeads: 2, feedForward: 8960, context: 32768, sections: [16, 24, 24]),
-        vision: qwenTower(.qwen2vl, hidden: 1280, feedForward: 5120, heads: 16, layers: 32),
+        vision: qwenTower(.qwen2vl, hidden: 1280, feedForward: 5120, heads: 16, layers: 32, textHidden: 1536),
         projector: .qwenMerger(minPixels: 56 * 56, maxPixels: 28 * 28 * 1280), anyRes: nil, chat: .qwenChatML)
 
     public static let tinyLlava = ModelPreset(
@@ -171,7 +172,7 @@ public struct ModelPreset: Sendable, Equatable {
         name: "tiny-qwen2.5-vl", summary: "a 2-layer Qwen2.5-VL-shaped model for tests",
         text: qwenDecoder(hidden: 64, layers: 2, heads: 4, kvHeads: 2, feedForward: 128, context: 512, vocab: 1024,
                           sections: [2, 3, 3]),
-        vision: qwenTower(.qwen25vl, hidden: 64, feedForward: 128, heads: 4, layers: 2, fullAttention: [1]),
+        vision: qwenTower(.qwen25vl, hidden: 64, feedForward: 128, heads: 4, layers: 2, textHidden: 64, fullAttention: [1]),
         projector: .qwenMerger(minPixels: 56 * 56, maxPixels: 28 * 28 * 64), anyRes: nil, chat: .qwenChatML)
 }
 

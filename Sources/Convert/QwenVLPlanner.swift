@@ -119,7 +119,10 @@ extension HFPlanner {
             (GGUFKey.Vision.projectorType, .string(family == .qwen25vl ? "qwen2.5vl_merger" : "qwen2vl_merger")),
         ]
         meta += v.metadata()
-        meta += [(GGUFKey.VZQ.visionFamily, .string(family.rawValue)),
+        // Every patch feeds the merger (there is no CLS to drop).
+        meta += [(GGUFKey.VZQ.featureSelect, .string(v.featureSelect)),
+                 (GGUFKey.VZQ.sourceBlockCount, .uint32(UInt32(v.sourceLayers))),
+                 (GGUFKey.VZQ.visionFamily, .string(family.rawValue)),
                  (GGUFKey.VZQ.visionHiddenAct, .string(v.hiddenAct)),
                  (GGUFKey.VZQ.minPixels, .uint32(UInt32(minPixels))),
                  (GGUFKey.VZQ.maxPixels, .uint32(UInt32(maxPixels)))]

@@ -292,10 +292,10 @@ public enum SyntheticModel {
             (GGUFKey.Vision.hasVisionEncoder, .bool(true)),
             (GGUFKey.Vision.projectorType, .string(v.family == .qwen25vl ? "qwen2.5vl_merger" : "qwen2vl_merger")),
         ]
-        var config = v.config
-        config.projectionDim = p.text.hidden
-        meta += config.metadata(mean: v.imageMean.map { Float($0) }, std: v.imageStd.map { Float($0) }).map { (key: $0.0, value: $0.1) }
+        meta += v.metadata().map { (key: $0.0, value: $0.1) }
         meta += [
+            (GGUFKey.VZQ.featureSelect, .string(v.featureSelect)),
+            (GGUFKey.VZQ.sourceBlockCount, .uint32(UInt32(v.sourceLayers))),
             (GGUFKey.VZQ.visionFamily, .string(v.family.rawValue)),
             (GGUFKey.VZQ.visionHiddenAct, .string(v.hiddenAct)),
             (GGUFKey.VZQ.minPixels, .uint32(UInt32(minPixels))),

@@ -41,7 +41,7 @@ final class PresetTests: XCTestCase {
 
     func testPlannedParameterCountsMatchTransformers() throws {
         let reference = try referenceCounts()
-        for preset in [ModelPreset.llava15_7b, .llava15_13b, .llavaNext7b, .smolvlm256m] {
+        for preset in [ModelPreset.llava15_7b, .llava15_13b, .llavaNext7b, .smolvlm256m, .qwen25vl3b, .qwen2vl2b] {
             let plan = try SyntheticModel.plan(preset: preset, type: .q4_0)
             let want = try XCTUnwrap(reference[preset.name] as? [String: Int], preset.name)
             XCTAssertEqual(plan.text.parameters, want["text"], "\(preset.name) text")
@@ -57,6 +57,9 @@ final class PresetTests: XCTestCase {
         smolLM2.text.tiedEmbeddings = true
         XCTAssertEqual(try SyntheticModel.plan(preset: smolLM2, type: .q8_0).text.parameters, reference["smollm2-135m-text"] as? Int)
         XCTAssertEqual(try SyntheticModel.plan(preset: smolLM2, type: .q8_0).text.parameters, 134_515_008)
+        // Qwen2.5-VL-3B-Instruct 3.75 B and Qwen2-VL-2B-Instruct 2.21 B in all (their model cards).
+        XCTAssertEqual(try SyntheticModel.plan(preset: .qwen25vl3b, type: .q4_0).parameters, 3_754_622_976)
+        XCTAssertEqual(try SyntheticModel.plan(preset: .qwen2vl2b, type: .q4_0).parameters, 2_208_985_600)
         let smol = try SyntheticModel.plan(preset: .smolvlm256m, type: .q8_0)
         XCTAssertEqual(Double(smol.parameters) / 1e6, 256.5, accuracy: 0.5)
         // CLIP ViT-L/14-336 (0.30 B, 303,507,456 in transformers) minus the dropped 24th layer and post-norm.
@@ -214,6 +217,36 @@ final class PresetTests: XCTestCase {
         XCTAssertTrue(try XCTUnwrap(out.normalized).allSatisfy(\.isFinite))
         let mm = try GGUFFile(path: mmproj)
         XCTAssertEqual(mm.tensors.first { $0.name == "mm.model.fc.weight" }?.dims, [64 * 16, 64])
+    }
+
+    /// tiny-qwen2.5-vl through every loader: the M-RoPE decoder, the windowed tower, the merger, the family's
+    /// resize, and a prompt with an image (VisionZip on) that generates.
+    func testTinyQwenLoadsAndRuns() throws {
+        let text = path("qwen.gguf"), mmproj = path("qwen-mmproj.gguf")
+        try SyntheticModel.write(preset: .tinyQwen25vl, type: .q8_0, textPath: text, mmprojPath: mmproj, seed: 3)
+        let config = try LlamaConfig(metadata: GGUFFile(path: text).metadata)
+        XCTAssertEqual(config, ModelPreset.tinyQwen25vl.text.config)
+        XCTAssertEqual(config.ropeSections, [2, 3, 3])
+        let vision = try VisionPipeline(path: mmproj)
+        XCTAssertEqual(vision.encoder.config, ModelPreset.tinyQwen25vl.vision.config)
+        XCTAssertEqual(vision.encoder.config.windowPatches, 8)
+        XCTAssertEqual(vision.encoder.config.fullAttentionLayers, [1])
+        XCTAssertEqual(vision.family.name, "qwen2.5-vl")
+        let session = try Session(model: text, mmproj: mmproj, options: SessionOptions(contextLength: 256))
+        let picture = ModelBench.syntheticImage(width: 300, height: 200)
+        // 28²·64 pixels at most: 300×200 → 252×168 px → 9×6 merged rows.
+        XCTAssertEqual(vision.tokens(for: picture, visualTokens: .all), 54)
+        let image = try vision.encode(picture, visualTokens: .budget(.init(dominant: 8, contextual: 2)))
+        XCTAssertEqual(image.tokens, 10)
+        let conversation = Conversation(session: session, template: nil)
+        let prefill = try conversation.add(user: "What is this?", images: [image])
+        XCTAssertEqual(prefill.report.imageTokens, 10)
+        let before = session.position
+        _ = try conversation.generate(maxTokens: 4, stopTokens: [], sample: { logits, _ in
+            Int32(logits.indices.max { logits[$0] < logits[$1] }!)
+        })
+        XCTAssertEqual(session.position, before + 4)
+        XCTAssertTrue(session.lastLogits.allSatisfy(\.isFinite))
     }
 
     func testSameSeedSameBytes() throws {

@@ -31,7 +31,7 @@ public struct LlamaConfig: Sendable, Equatable {
     /// `<arch>.rope.scaling.*` (nil: none).
     public var ropeScaling: RopeScaling?
     /// Multimodal RoPE (Qwen2-VL's M-RoPE): how many rotary pairs, from the first, follow each position stream
-    /// (temporal, height, width); nil: one position per row. Pairs past the sections' sum follow the temporal one.
+    /// (temporal, height, width); nil: one position per row. Pairs past the sections' sum take them again in turn.
     public var ropeSections: [Int]?
 
     /// Context-extension RoPE scaling as llama.cpp reads and applies it.

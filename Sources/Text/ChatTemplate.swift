@@ -108,7 +108,7 @@ public struct ChatTemplate: Sendable, Equatable {
     ///   "<|start_header_id|>" → llama3; "[INST]" → llama2; "USER:" or "ASSISTANT:" → vicuna.
     /// No template, or one with none of these: by architecture. "llama" → vicuna, because LLaVA-1.5 files made
     /// by llama.cpp's tools carry no template and Vicuna is the format it was trained on (llama.cpp itself falls
-    /// back to chatml); "qwen2" → chatml without a default system prompt; anything else → raw.
+    /// back to chatml); "qwen2", "qwen2vl" → chatml without a default system prompt; anything else → raw.
     public static func detect(templateText: String?, architecture: String) -> ChatTemplate {
         if let text = templateText, !text.isEmpty {
             if text.contains("<end_of_utterance>") { return ChatTemplate(family: .smolvlm) }
@@ -123,7 +123,7 @@ public struct ChatTemplate: Sendable, Equatable {
         }
         switch architecture {
         case "llama": return ChatTemplate(family: .vicuna)
-        case "qwen2": return ChatTemplate(family: .chatml)
+        case "qwen2", "qwen2vl": return ChatTemplate(family: .chatml)
         default: return ChatTemplate(family: .raw)
         }
     }

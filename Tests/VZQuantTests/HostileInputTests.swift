@@ -168,6 +168,44 @@ final class HostileInputTests: XCTestCase {
         XCTAssertEqual(try snapshot(), before, "no file changed")
     }
 
+    /// Qwen2-VL files and checkpoints: M-RoPE sections, window keys, thin images and a missing mrope_section each get
+    /// a one-line error naming what is wrong; `--max-image-pixels` lowers the resize bound.
+    func testQwenFilesAndImagesAreChecked() throws {
+        let (text, converted) = try LlavaModelTests.convert("qwen2.5-vl", .f32, into: temp, mmproj: true)
+        let mm = try XCTUnwrap(converted)
+        let noSections = try rewritten(text, "no-sections.gguf") { $0.set("qwen2vl.rope.dimension_sections", .int32s([0, 0, 0, 0])) }
+        let video = try rewritten(text, "video.gguf") { $0.set("qwen2vl.rope.dimension_sections", .int32s([2, 3, 3, 8])) }
+        let noPattern = try rewritten(mm, "no-pattern.gguf") { $0.set("clip.vision.n_wa_pattern", .uint32(0)) }
+        let farLayer = try rewritten(mm, "far-layer.gguf") { $0.set("clip.vision.wa_layer_indexes", .int32s([1, 99])) }
+        let image = path("thin.png")
+        try VisionZipMap.write(RGBImage(width: 1, height: 300, fill: (9, 9, 9)), to: image)
+        let before = try snapshot()
+        try expectFailure(["run", "-m", noSections, "-p", "hi"], ["qwen2vl.rope.dimension_sections", "non-empty sections"])
+        try expectFailure(["run", "-m", video, "-p", "hi"], ["qwen2vl.rope.dimension_sections", "[2, 3, 3, 8]"])
+        try expectFailure(["run", "-m", text, "--mmproj", noPattern, "-p", "hi"], ["clip.vision.n_wa_pattern", "0"])
+        try expectFailure(["run", "-m", text, "--mmproj", farLayer, "-p", "hi"], ["clip.vision.wa_layer_indexes"])
+        try expectFailure(["run", "-m", text, "--mmproj", mm, "--image", image, "-p", "hi"], ["1×300", "too thin"])
+        XCTAssertEqual(try snapshot(), before, "no file changed")
+
+        // 160×120 → 112×168 px (24 rows); at most 56² pixels → 28×56 px: 2 rows.
+        let picture = try ImageDecoder.decode(file: try fixture("layouts/images/img_160x120.png").path)
+        XCTAssertEqual(try VisionPipeline(path: mm).encode(picture, visualTokens: .all).tokens, 24)
+        let small = try VisionPipeline(path: mm, maxImagePixels: 56 * 56)
+        XCTAssertEqual(small.tokens(for: picture, visualTokens: .all), 2)
+        XCTAssertEqual(try small.encode(picture, visualTokens: .all).tokens, 2)
+
+        // A checkpoint whose text config lost its mrope_section is refused before anything is written.
+        let source = try fixture("hf/qwen2-vl"), dir = path("no-mrope")
+        try FileManager.default.copyItem(at: source, to: URL(fileURLWithPath: dir))
+        let configPath = URL(fileURLWithPath: dir + "/config.json")
+        var config = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: configPath)) as? [String: Any])
+        config["rope_scaling"] = ["type": "default"]
+        try JSONSerialization.data(withJSONObject: config).write(to: configPath)
+        let out = path("q.gguf"), outMM = path("q-mm.gguf")
+        try expectFailure(["convert", dir, "-o", out, "--mmproj-out", outMM, "--type", "f32"], ["mrope_section"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out) || FileManager.default.fileExists(atPath: outMM))
+    }
+
     // MARK: sizes users ask for
 
     func testRequestedSizesAreCheckedAgainstTheMemoryTheProcessCanGet() throws {

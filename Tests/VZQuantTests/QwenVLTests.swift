@@ -118,6 +118,49 @@ final class QwenVLTests: XCTestCase {
         print("\(checkpoint): \(ref.cases.count) prompts; merger rows max relative error \(worstFeature), last logits max abs error \(worstLogit)")
     }
 
+    /// A conversation in turns (prefill, 3 decoded tokens, a truncation, another prefill) reaches the same logits as
+    /// one prefill of the whole text: the M-RoPE positions continue across decode steps, later turns and
+    /// truncation, with the image whole and pruned by VisionZip (whose text keeps the unpruned positions).
+    func testPositionsContinueAcrossTurns() throws {
+        let root = try XCTUnwrap(Bundle.module.url(forResource: "Fixtures", withExtension: nil))
+        let (text, converted) = try LlavaModelTests.convert("qwen2.5-vl", .f32, into: temp, mmproj: true)
+        let mmproj = try XCTUnwrap(converted)
+        let picture = try ImageDecoder.decode(file: root.appendingPathComponent("layouts/images/img_300x130.png").path)
+        for budget in [VisualTokens.all, .budget(.init(dominant: 9, contextual: 3))] {
+            func session() throws -> Session {
+                try Session(model: text, mmproj: mmproj, options: SessionOptions(contextLength: 256, kvCache: .f32))
+            }
+            let turns = try session()
+            let image = try XCTUnwrap(turns.vision).encode(picture, visualTokens: budget)
+            let first: [PromptPiece] = [.text("<|im_start|>user\n"), .image(image), .text("What is it?<|im_end|>\n<|im_start|>assistant\n")]
+            try turns.prefill(first, addBOS: false)
+            var generated: [Int32] = []
+            for _ in 0..<3 {
+                let next = Int32(turns.lastLogits.indices.max { turns.lastLogits[$0] < turns.lastLogits[$1] }!)
+                generated.append(next)
+                try turns.decode(next)
+            }
+            // A stop string's tokens are taken back: drop the last one and feed it again.
+            turns.truncate(to: turns.position - 1)
+            try turns.prefill([.tokens([generated[2]]), .text("<|im_end|>\n<|im_start|>user\nAnd now?")], addBOS: false)
+            let whole = try session()
+            try whole.prefill(first + [.tokens(generated), .text("<|im_end|>\n<|im_start|>user\nAnd now?")], addBOS: false)
+            XCTAssertEqual(turns.history, whole.history)
+            XCTAssertEqual(turns.model.ropePosition, whole.model.ropePosition)
+            let e = zip(turns.lastLogits, whole.lastLogits).reduce(Float(0)) { max($0, abs($1.0 - $1.1)) }
+            XCTAssertLessThanOrEqual(e, 1e-4, "\(budget): logits after turns vs one prefill")
+            if budget != .all {
+                // The pruned image moves the text after it as far as the whole image does.
+                let full = try session()
+                let all = try XCTUnwrap(full.vision).encode(picture, visualTokens: .all)
+                try full.prefill([.text("<|im_start|>user\n"), .image(all), .text("What")], addBOS: false)
+                let pruned = try session()
+                try pruned.prefill([.text("<|im_start|>user\n"), .image(image), .text("What")], addBOS: false)
+                XCTAssertEqual(full.model.ropePosition, pruned.model.ropePosition)
+            }
+        }
+    }
+
     /// The processor's pixel_values [patches, 3·2·14·14]: merge groups in raster order, their 2×2 patches TL, TR,
     /// BL, BR, each row [channel][frame][y][x] with both frames the image — rebuilt from our CHW pixels.
     func checkPatchRows(_ chw: [Float], height h: Int, width w: Int, against url: URL, shape: [Int], name: String) throws {

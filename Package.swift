@@ -128,7 +128,8 @@ let package = Package(
                 dependencies: ["VZQRuntime", "VZQConvert", "VZQTokenReduction", "VZQText", "VZQModels", "VZQImage", "VZQFormats", "VZQKernels", "VZQSupport", "CQuant"],
                 path: "Sources/Bench"),
         .target(name: "VZQPrune",
-                dependencies: ["VZQRuntime", "VZQConvert", "VZQModels", "VZQText", "VZQFormats", "VZQKernels", "VZQSupport"],
+                dependencies: ["VZQRuntime", "VZQConvert", "VZQFamilies", "VZQModels", "VZQText", "VZQImage", "VZQFormats", "VZQKernels",
+                               "VZQSupport"],
                 path: "Sources/Prune"),
         // Everything above as one import.
         .target(name: "VZQuant",

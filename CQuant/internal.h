@@ -194,6 +194,20 @@ void cq_tile_q6_k_avx2(const cq_tile *t);
 int cq_cpu_has_vnni(void);
 void cq_tile_q8_0_vnni(const cq_tile *t);
 void cq_tile2_q8_0_vnni(const cq_tile *t); /* two adjacent panels, as cq_tile2_f32_avx2 */
+void cq_tile_q4_0_vnni(const cq_tile *t);  /* the nibble and K-quant types read the AVX2 level's panels */
+void cq_tile2_q4_0_vnni(const cq_tile *t);
+void cq_tile_q4_1_vnni(const cq_tile *t);
+void cq_tile2_q4_1_vnni(const cq_tile *t);
+void cq_tile_q5_0_vnni(const cq_tile *t);
+void cq_tile2_q5_0_vnni(const cq_tile *t);
+void cq_tile_q5_1_vnni(const cq_tile *t);
+void cq_tile2_q5_1_vnni(const cq_tile *t);
+void cq_tile_q4_k_vnni(const cq_tile *t);
+void cq_tile2_q4_k_vnni(const cq_tile *t);
+void cq_tile_q5_k_vnni(const cq_tile *t);
+void cq_tile2_q5_k_vnni(const cq_tile *t);
+void cq_tile_q6_k_vnni(const cq_tile *t);
+void cq_tile2_q6_k_vnni(const cq_tile *t);
 #define CQ_VNNI_FN(f) f
 #else
 #define CQ_VNNI_FN(f) NULL

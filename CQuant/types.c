@@ -700,7 +700,8 @@ static const cq_type_traits k_traits[CQ_TYPE_COUNT] = {
         .tile = {[CQ_KERNEL_SCALAR] = cq_tile_q4_0_scalar, [CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile_q4_0_avx2),
                  [CQ_KERNEL_NEON] = CQ_ARM_FN(cq_tile_q4_0_neon), [CQ_KERNEL_DOTPROD] = CQ_ARM_FN(cq_tile_q4_0_dotprod),
                  [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_q4_0_i8mm),
-                 [CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile_q4_0_avx2)},
+                 [CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile_q4_0_vnni)},
+        .tile2 = {[CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile2_q4_0_vnni)},
     },
     [CQ_TYPE_Q4_1] = {
         /* multiplied natively: panels hold the file's bytes */
@@ -711,7 +712,8 @@ static const cq_type_traits k_traits[CQ_TYPE_COUNT] = {
         .tile = {[CQ_KERNEL_SCALAR] = cq_tile_q4_1_scalar, [CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile_q4_1_avx2),
                  [CQ_KERNEL_NEON] = CQ_ARM_FN(cq_tile_q4_1_neon), [CQ_KERNEL_DOTPROD] = CQ_ARM_FN(cq_tile_q4_1_dotprod),
                  [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_q4_1_i8mm),
-                 [CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile_q4_1_avx2)},
+                 [CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile_q4_1_vnni)},
+        .tile2 = {[CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile2_q4_1_vnni)},
     },
     [CQ_TYPE_Q5_0] = {
         /* multiplied natively: panels hold the file's bytes */
@@ -722,7 +724,8 @@ static const cq_type_traits k_traits[CQ_TYPE_COUNT] = {
         .tile = {[CQ_KERNEL_SCALAR] = cq_tile_q5_0_scalar, [CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile_q5_0_avx2),
                  [CQ_KERNEL_NEON] = CQ_ARM_FN(cq_tile_q5_0_neon), [CQ_KERNEL_DOTPROD] = CQ_ARM_FN(cq_tile_q5_0_dotprod),
                  [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_q5_0_i8mm),
-                 [CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile_q5_0_avx2)},
+                 [CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile_q5_0_vnni)},
+        .tile2 = {[CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile2_q5_0_vnni)},
     },
     [CQ_TYPE_Q5_1] = {
         /* multiplied natively: panels hold the file's bytes */
@@ -733,7 +736,8 @@ static const cq_type_traits k_traits[CQ_TYPE_COUNT] = {
         .tile = {[CQ_KERNEL_SCALAR] = cq_tile_q5_1_scalar, [CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile_q5_1_avx2),
                  [CQ_KERNEL_NEON] = CQ_ARM_FN(cq_tile_q5_1_neon), [CQ_KERNEL_DOTPROD] = CQ_ARM_FN(cq_tile_q5_1_dotprod),
                  [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_q5_1_i8mm),
-                 [CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile_q5_1_avx2)},
+                 [CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile_q5_1_vnni)},
+        .tile2 = {[CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile2_q5_1_vnni)},
     },
     /* K-quants: 256-value activation blocks (cq_block_q8k); panels hold the file's bytes, regrouped */
     [CQ_TYPE_Q4_K] = {
@@ -744,7 +748,8 @@ static const cq_type_traits k_traits[CQ_TYPE_COUNT] = {
         .tile = {[CQ_KERNEL_SCALAR] = cq_tile_q4_k_scalar, [CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile_q4_k_avx2),
                  [CQ_KERNEL_NEON] = CQ_ARM_FN(cq_tile_q4_k_neon), [CQ_KERNEL_DOTPROD] = CQ_ARM_FN(cq_tile_q4_k_dotprod),
                  [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_q4_k_i8mm),
-                 [CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile_q4_k_avx2)},
+                 [CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile_q4_k_vnni)},
+        .tile2 = {[CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile2_q4_k_vnni)},
     },
     [CQ_TYPE_Q5_K] = {
         .info = {"q5_K", 256, 176, 1, 1},
@@ -754,7 +759,8 @@ static const cq_type_traits k_traits[CQ_TYPE_COUNT] = {
         .tile = {[CQ_KERNEL_SCALAR] = cq_tile_q5_k_scalar, [CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile_q5_k_avx2),
                  [CQ_KERNEL_NEON] = CQ_ARM_FN(cq_tile_q5_k_neon), [CQ_KERNEL_DOTPROD] = CQ_ARM_FN(cq_tile_q5_k_dotprod),
                  [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_q5_k_i8mm),
-                 [CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile_q5_k_avx2)},
+                 [CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile_q5_k_vnni)},
+        .tile2 = {[CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile2_q5_k_vnni)},
     },
     [CQ_TYPE_Q6_K] = {
         .info = {"q6_K", 256, 210, 1, 1},
@@ -764,7 +770,8 @@ static const cq_type_traits k_traits[CQ_TYPE_COUNT] = {
         .tile = {[CQ_KERNEL_SCALAR] = cq_tile_q6_k_scalar, [CQ_KERNEL_AVX2] = CQ_X86_FN(cq_tile_q6_k_avx2),
                  [CQ_KERNEL_NEON] = CQ_ARM_FN(cq_tile_q6_k_neon), [CQ_KERNEL_DOTPROD] = CQ_ARM_FN(cq_tile_q6_k_dotprod),
                  [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_q6_k_i8mm),
-                 [CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile_q6_k_avx2)},
+                 [CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile_q6_k_vnni)},
+        .tile2 = {[CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile2_q6_k_vnni)},
     },
 };
 

@@ -75,7 +75,7 @@ public enum Converter {
     /// Before anything is written every destination must be a regular file or a new name in an existing
     /// directory, and no two may be the same file. While renaming, each file being replaced keeps a hard link,
     /// so a rename that fails halfway puts the earlier files back as they were.
-    static func writeAllOrNothing<T>(_ paths: [String], _ write: (Int, String) throws -> T) throws -> [T] {
+    public static func writeAllOrNothing<T>(_ paths: [String], _ write: (Int, String) throws -> T) throws -> [T] {
         for path in paths { try OutputPath.validate(path) }
         try OutputPath.validateDistinct(paths)
         var temps: [(temp: String, final: String)] = []

@@ -86,6 +86,10 @@ public enum GGUFKey {
         public static let imageSplitting = "vzquant.vision.image_splitting"
         /// Qwen2-VL / Qwen2.5-VL: the processor's min_pixels and max_pixels (the resized image's area bounds).
         public static let minPixels = "vzquant.vision.min_pixels"
+        /// A structurally pruned tower: per block, its attention heads and FFN width (int32 arrays; absent: every
+        /// block has clip.vision.attention.head_count / feed_forward_length).
+        public static let visionLayerHeads = "vzquant.vision.layer_head_count"
+        public static let visionLayerFeedForward = "vzquant.vision.layer_feed_forward_length"
         public static let maxPixels = "vzquant.vision.max_pixels"
     }
 

@@ -1,5 +1,6 @@
-/// Per-channel sums of the inputs of each decoder layer's two output projections over calibration tokens: the
-/// attention output entering o_proj [q heads · head dim] and the SwiGLU product entering down_proj [ffn width].
+/// Per-channel sums of the inputs of each layer's two output projections over calibration tokens: the attention
+/// output entering o_proj / attn_out [heads · head dim] and the activation entering down_proj / ffn_down [ffn width]
+/// (a decoder's SwiGLU product, a vision block's GELU output).
 /// Structured pruning scores heads and neurons from them (their variance, and their mean for bias compensation).
 public final class ActivationStatistics {
     public struct Channels {
@@ -38,10 +39,20 @@ public final class ActivationStatistics {
     /// Mean ‖h‖² of the residual stream after layer l.
     public func residualMeanSquare(layer l: Int) -> Double { residualSquares[l] / Double(max(count, 1)) }
 
-    public init(config c: LlamaConfig) {
-        attention = (0..<c.layers).map { Channels(c.qDim(layer: $0)) }
-        feedForward = (0..<c.layers).map { Channels(c.feedForward(layer: $0)) }
-        residualSquares = [Double](repeating: 0, count: c.layers)
+    public convenience init(config c: LlamaConfig) {
+        self.init(attentionWidths: (0..<c.layers).map { c.qDim(layer: $0) },
+                  feedForwardWidths: (0..<c.layers).map { c.feedForward(layer: $0) })
+    }
+
+    public convenience init(vision c: VisionConfig) {
+        self.init(attentionWidths: (0..<c.blockCount).map { c.heads(layer: $0) * c.headDim },
+                  feedForwardWidths: (0..<c.blockCount).map { c.feedForward(layer: $0) })
+    }
+
+    public init(attentionWidths: [Int], feedForwardWidths: [Int]) {
+        attention = attentionWidths.map { Channels($0) }
+        feedForward = feedForwardWidths.map { Channels($0) }
+        residualSquares = [Double](repeating: 0, count: attentionWidths.count)
     }
 
     func addResidual(layer l: Int, _ x: UnsafePointer<Float>, count n: Int) {

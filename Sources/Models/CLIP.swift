@@ -40,6 +40,10 @@ public struct VisionConfig: Sendable, Equatable {
     public var heads: Int
     /// Blocks stored in the file, all of which run (the layers after the feature layer were dropped at conversion).
     public var blockCount: Int
+    /// Per block, when structurally pruned (`vzquant prune`): its attention heads (of `headDim` values each) and FFN
+    /// width; nil: every block has `heads` and `feedForward`.
+    public var layerHeads: [Int]?
+    public var layerFeedForward: [Int]?
     public var eps: Float
     public var activation: Activation
     /// "default" (patches only, CLS dropped) or "full".
@@ -56,6 +60,9 @@ public struct VisionConfig: Sendable, Equatable {
     public var fullAttentionLayers: [Int] = []
     /// Qwen: patches merged into one language-model row per side (2).
     public var mergeSize = 1
+
+    public func heads(layer l: Int) -> Int { layerHeads?[l] ?? heads }
+    public func feedForward(layer l: Int) -> Int { layerFeedForward?[l] ?? feedForward }
 
     /// CLIP and DINOv2 prepend a class token; SigLIP and Qwen have none.
     public var hasClassToken: Bool { family == .clip || family == .dinov2 }
@@ -149,6 +156,14 @@ public struct VisionConfig: Sendable, Equatable {
             hiddenAct = act
         }
         projectionDim = m.contains(GGUFKey.Vision.projectionDim) ? try m.int(GGUFKey.Vision.projectionDim, in: Limits.width) : nil
+        for (key, limit) in [(GGUFKey.VZQ.visionLayerHeads, heads), (GGUFKey.VZQ.visionLayerFeedForward, feedForward)]
+        where m.contains(key) {
+            let values = try m.ints(key, in: 1...max(1, limit))
+            guard values.count == blockCount else {
+                throw ModelError("\(m.file): \(key) has \(values.count) values, expected one per block (\(blockCount))")
+            }
+            if key == GGUFKey.VZQ.visionLayerHeads { layerHeads = values } else { layerFeedForward = values }
+        }
         featureSelect = try m.string(GGUFKey.VZQ.featureSelect, default: "default")
         featureLayer = m.contains(GGUFKey.VZQ.featureLayer) ? try m.int(GGUFKey.VZQ.featureLayer, in: -Limits.layers.upperBound...Limits.layers.upperBound) : nil
         sourceBlockCount = m.contains(GGUFKey.VZQ.sourceBlockCount) ? try m.int(GGUFKey.VZQ.sourceBlockCount, in: Limits.layers) : nil
@@ -230,6 +245,10 @@ public final class VisionEncoder {
         let ln1w, ln1b, ln2w, ln2b: UnsafePointer<Float>
         let q, k, v, out, up, down: Linear
         let ls1, ls2: UnsafePointer<Float>?
+        /// This block's heads (a pruned tower's differ per block) and FFN width.
+        let attention: Attention
+        let feedForward: Int
+        var qDim: Int { attention.heads * attention.headDim }
     }
 
     /// Every buffer one forward pass of `tokens` tokens needs, carved from one arena.
@@ -247,7 +266,8 @@ public final class VisionEncoder {
     private let preNormW, preNormB: UnsafePointer<Float>?
     private let postNormW, postNormB: UnsafePointer<Float>?
     private let blocks: [Block]
-    private let attention: Attention
+    /// When set, every forward pass adds its attn_out and ffn_down inputs here (calibration for pruning).
+    public var statistics: ActivationStatistics?
     /// Sized for the native image; replaced by a bigger one the first time a larger image (DINOv2) comes.
     private var scratch: Scratch
 
@@ -280,17 +300,19 @@ public final class VisionEncoder {
         blocks = try (0..<c.blockCount).map { i in
             let p = "v.blk.\(i)"
             let layerScale = c.family == .dinov2
+            let qDim = c.heads(layer: i) * c.headDim, ff = c.feedForward(layer: i)
             return Block(ln1w: try w.vector("\(p).ln1.weight", count: d), ln1b: try w.vector("\(p).ln1.bias", count: d),
                          ln2w: try w.vector("\(p).ln2.weight", count: d), ln2b: try w.vector("\(p).ln2.bias", count: d),
-                         q: try Linear(w, "\(p).attn_q", rows: d, cols: d), k: try Linear(w, "\(p).attn_k", rows: d, cols: d),
-                         v: try Linear(w, "\(p).attn_v", rows: d, cols: d), out: try Linear(w, "\(p).attn_out", rows: d, cols: d),
-                         up: try Linear(w, "\(p).ffn_up", rows: c.feedForward, cols: d),
-                         down: try Linear(w, "\(p).ffn_down", rows: d, cols: c.feedForward),
+                         q: try Linear(w, "\(p).attn_q", rows: qDim, cols: d), k: try Linear(w, "\(p).attn_k", rows: qDim, cols: d),
+                         v: try Linear(w, "\(p).attn_v", rows: qDim, cols: d), out: try Linear(w, "\(p).attn_out", rows: d, cols: qDim),
+                         up: try Linear(w, "\(p).ffn_up", rows: ff, cols: d),
+                         down: try Linear(w, "\(p).ffn_down", rows: d, cols: ff),
                          ls1: layerScale ? try w.vector("\(p).ls1.weight", count: d) : nil,
-                         ls2: layerScale ? try w.vector("\(p).ls2.weight", count: d) : nil)
+                         ls2: layerScale ? try w.vector("\(p).ls2.weight", count: d) : nil,
+                         attention: Attention(heads: c.heads(layer: i), kvHeads: c.heads(layer: i), headDim: c.headDim),
+                         feedForward: ff)
         }
-        attention = Attention(heads: c.heads, kvHeads: c.heads, headDim: c.headDim)
-        scratch = try Self.plan(tokens: c.tokens, config: c, patchEmbedding: patchEmbedding, blocks: blocks, attention: attention)
+        scratch = try Self.plan(tokens: c.tokens, config: c, patchEmbedding: patchEmbedding, blocks: blocks)
     }
 
     /// Bytes of packed weight matrices (patch embedding and every block's; vectors are read from the mapping).
@@ -304,8 +326,7 @@ public final class VisionEncoder {
     /// or the largest image run since.
     public var scratchBytes: Int { scratch.arena.bytes }
 
-    private static func plan(tokens t: Int, config c: VisionConfig, patchEmbedding: Linear, blocks: [Block],
-                             attention: Attention) throws -> Scratch {
+    private static func plan(tokens t: Int, config c: VisionConfig, patchEmbedding: Linear, blocks: [Block]) throws -> Scratch {
         let d = c.hidden
         var plan = ArenaPlan()
         let oPatches = plan.floats(t * c.patchValues)
@@ -317,7 +338,7 @@ public final class VisionEncoder {
         var ws = patchEmbedding.workspaceBytes(rows: t)
         for b in blocks { for l in [b.q, b.k, b.v, b.out, b.up, b.down] { ws = max(ws, l.workspaceBytes(rows: t)) } }
         let oWs = plan.raw(ws)
-        let oAttnWs = plan.raw(attention.workspaceBytes(keys: t))
+        let oAttnWs = plan.raw(blocks.map { $0.attention.workspaceBytes(keys: t) }.max() ?? 0)
         let a = try Arena(plan, for: "the vision encoder's scratch for \(t) tokens")
         return Scratch(tokens: t, arena: a, patches: a.floats(oPatches), x: a.floats(oX), xn: a.floats(oXn),
                        q: a.floats(oQ), k: a.floats(oK), v: a.floats(oV), attn: a.floats(oAttn), ff: a.floats(oFF),
@@ -345,7 +366,7 @@ public final class VisionEncoder {
         }
         let first = c.hasClassToken ? 1 : 0, t = n + first
         if t > scratch.tokens {
-            scratch = try Self.plan(tokens: t, config: c, patchEmbedding: patchEmbedding, blocks: blocks, attention: attention)
+            scratch = try Self.plan(tokens: t, config: c, patchEmbedding: patchEmbedding, blocks: blocks)
         }
         let s = scratch
         let x = s.x, xn = s.xn
@@ -387,12 +408,14 @@ public final class VisionEncoder {
             try b.q(xn, rows: t, into: s.q, workspace: s.gemmWorkspace)
             try b.k(xn, rows: t, into: s.k, workspace: s.gemmWorkspace)
             try b.v(xn, rows: t, into: s.v, workspace: s.gemmWorkspace)
+            let qd = b.qDim, ff = b.feedForward
             if last, !requested.isEmpty {
-                probe = try attentionProbed(requested, s, tokens: t)
+                probe = try attentionProbed(requested, s, block: b, tokens: t)
             } else {
-                try attention(q: s.q, ldq: d, k: s.k, ldk: d, v: s.v, ldv: d, queries: t, keys: t, causalOffset: nil,
-                              scores: s.scores, workspace: s.attnWorkspace, into: s.attn, ldo: d)
+                try b.attention(q: s.q, ldq: qd, k: s.k, ldk: qd, v: s.v, ldv: qd, queries: t, keys: t, causalOffset: nil,
+                                scores: s.scores, workspace: s.attnWorkspace, into: s.attn, ldo: qd)
             }
+            statistics?.addAttention(layer: i, s.attn, rows: t)
             try b.out(s.attn, rows: t, into: xn, workspace: s.gemmWorkspace)
             if let ls1 = b.ls1 { Ops.scaleColumns(xn, rows: t, dim: d, scale: ls1) }
             Ops.add(x, xn, count: t * d)
@@ -400,14 +423,16 @@ public final class VisionEncoder {
             Ops.layerNorm(x, rows: t, dim: d, weight: b.ln2w, bias: b.ln2b, eps: c.eps, into: xn)
             try b.up(xn, rows: t, into: s.ff, workspace: s.gemmWorkspace)
             switch c.activation {
-            case .gelu: Ops.gelu(s.ff, count: t * c.feedForward)
-            case .geluTanh: Ops.geluTanh(s.ff, count: t * c.feedForward)
-            case .quickGelu: Ops.quickGelu(s.ff, count: t * c.feedForward)
-            case .silu: Ops.silu(s.ff, count: t * c.feedForward)
+            case .gelu: Ops.gelu(s.ff, count: t * ff)
+            case .geluTanh: Ops.geluTanh(s.ff, count: t * ff)
+            case .quickGelu: Ops.quickGelu(s.ff, count: t * ff)
+            case .silu: Ops.silu(s.ff, count: t * ff)
             }
+            statistics?.addFeedForward(layer: i, s.ff, rows: t)
             try b.down(s.ff, rows: t, into: xn, workspace: s.gemmWorkspace)
             if let ls2 = b.ls2 { Ops.scaleColumns(xn, rows: t, dim: d, scale: ls2) }
             Ops.add(x, xn, count: t * d)
+            statistics?.addResidual(layer: i, x, count: t * d)
         }
         let features = Array(UnsafeBufferPointer(start: x, count: t * d))
         hidden?.append(features)
@@ -427,35 +452,35 @@ public final class VisionEncoder {
     }
 
     /// The last block's attention (into `s.attn`) with what `requested` asks recorded on the way.
-    private func attentionProbed(_ requested: AttentionProbe, _ s: Scratch, tokens t: Int) throws -> Probed {
-        let c = config, d = c.hidden
+    private func attentionProbed(_ requested: AttentionProbe, _ s: Scratch, block b: Block, tokens t: Int) throws -> Probed {
+        let heads = b.attention.heads, qd = b.qDim
         func buffer<T: Numeric>(_ wanted: AttentionProbe, _ n: Int, _: T.Type) -> UnsafeMutableBufferPointer<T>? {
             guard requested.contains(wanted) else { return nil }
             let b = UnsafeMutableBufferPointer<T>.allocate(capacity: n)
             b.initialize(repeating: 0)
             return b
         }
-        let maps = buffer(.fullMaps, c.heads * t * t, Float.self)
-        let rows = buffer(.firstQueryRows, c.heads * t, Float.self)
+        let maps = buffer(.fullMaps, heads * t * t, Float.self)
+        let rows = buffer(.firstQueryRows, heads * t, Float.self)
         let sums = buffer(.receivedAttention, t, Double.self)
         defer { maps?.deallocate(); rows?.deallocate(); sums?.deallocate() }
-        try attention(q: s.q, ldq: d, k: s.k, ldk: d, v: s.v, ldv: d, queries: t, keys: t, causalOffset: nil,
-                      scores: s.scores, workspace: s.attnWorkspace, into: s.attn, ldo: d,
-                      probabilities: maps?.baseAddress, firstRows: rows?.baseAddress, columnSums: sums?.baseAddress)
+        try b.attention(q: s.q, ldq: qd, k: s.k, ldk: qd, v: s.v, ldv: qd, queries: t, keys: t, causalOffset: nil,
+                        scores: s.scores, workspace: s.attnWorkspace, into: s.attn, ldo: qd,
+                        probabilities: maps?.baseAddress, firstRows: rows?.baseAddress, columnSums: sums?.baseAddress)
         // Received attention as a mean over heads and queries.
-        let n = Double(c.heads * t)
+        let n = Double(heads * t)
         return Probed(maps: maps.map(Array.init), firstRows: rows.map(Array.init), received: sums.map { $0.map { $0 / n } },
-                      keysMean: requested.contains(.headMeanKeys) ? headMean(s.k, tokens: t) : nil)
+                      keysMean: requested.contains(.headMeanKeys) ? headMean(s.k, heads: heads, tokens: t) : nil)
     }
 
     /// [T, heads·hd] → mean over heads [T, hd].
-    private func headMean(_ k: UnsafePointer<Float>, tokens t: Int) -> [Float] {
-        let hd = config.headDim, h = config.heads
+    private func headMean(_ k: UnsafePointer<Float>, heads h: Int, tokens t: Int) -> [Float] {
+        let hd = config.headDim
         var out = [Float](repeating: 0, count: t * hd)
         for r in 0..<t {
             for j in 0..<hd {
                 var s: Float = 0
-                for g in 0..<h { s += k[r * config.hidden + g * hd + j] }
+                for g in 0..<h { s += k[r * h * hd + g * hd + j] }
                 out[r * hd + j] = s / Float(h)
             }
         }

@@ -1,6 +1,8 @@
 import Foundation
 import VZQConvert
+import VZQFamilies
 import VZQFormats
+import VZQImage
 import VZQKernels
 import VZQModels
 import VZQRuntime
@@ -11,16 +13,28 @@ import VZQText
 /// with the structures physically gone — per-layer head / KV-head / FFN counts as llama.cpp's per-layer arrays,
 /// the bias compensation as `attn_output.bias` / `ffn_down.bias`, sliced matrices re-quantized in their own type
 /// (or all tensors in `policy`'s) — tensor by tensor, atomically.
+/// `vzquant prune`: calibrate a GGUF decoder and/or vision tower, score and allocate (`StructuredPruning`), and
+/// write the pruned files with the structures physically gone — per-layer head / KV-head / FFN counts as llama.cpp's
+/// per-layer arrays for the decoder, `vzquant.vision.layer_*` arrays for the tower, the bias compensation folded into
+/// the output projections' biases, sliced matrices re-quantized in their own type (or all tensors in `policy`'s) —
+/// tensor by tensor, atomically (both files or neither).
 public enum Pruner {
     public struct Options: Sendable {
+        /// A GGUF decoder, a GGUF mmproj (a vision tower alone), or a Hugging Face checkpoint directory.
         public var source: String
         public var output: String
+        /// The vision file pruned together with the decoder (modal-adaptive), and where it goes.
+        public var mmproj: String?
+        public var mmprojOutput: String?
         public var target: Double
         public var allocation: StructuredPruning.Allocation = .adaptive
         /// A UTF-8 text whose tokens are cut into calibration sequences; nil: sequences the model writes itself.
         public var calibrationText: String?
         public var sequences = 16
         public var sequenceLength = 128
+        /// Calibration images for the vision tower (JPEG/PNG paths); empty: `CalibrationImages.builtIn`.
+        public var calibrationImages: [String] = []
+        public var images = 16
         public var seed: UInt64 = 1
         /// Re-quantize the output as `vzquant convert --type` would (q4_0 … q6_k, llama.cpp's mixes, f16); nil:
         /// every tensor keeps its own type.
@@ -32,34 +46,63 @@ public enum Pruner {
 
     public struct Report: Sendable {
         public var plan: StructuredPruning.Plan
-        public var config: LlamaConfig
+        /// The decoder's and the tower's configs before pruning (nil: not pruned).
+        public var config: LlamaConfig?
+        public var vision: VisionConfig?
         public var calibrationTokens: Int
+        public var calibrationImages: Int
         public var parametersBefore: Int
         public var parametersAfter: Int
     }
 
     public static func run(_ o: Options, note: (String) -> Void = { _ in }) throws -> Report {
         try OutputPath.validate(o.output)
+        if let out = o.mmprojOutput { try OutputPath.validate(out) }
         guard (0 ..< 1).contains(o.target) else { throw ModelError("the pruning target must be in [0, 1), got \(o.target)") }
-        guard o.sequences >= 1, o.sequenceLength >= 8 else {
-            throw ModelError("calibration needs at least 1 sequence of at least 8 tokens (got \(o.sequences) × \(o.sequenceLength))")
+        guard o.sequences >= 1, o.sequenceLength >= 8, o.images >= 1 else {
+            throw ModelError("calibration needs at least 1 sequence of at least 8 tokens and 1 image (got \(o.sequences) × \(o.sequenceLength), \(o.images))")
         }
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: o.source, isDirectory: &isDirectory), isDirectory.boolValue else {
-            return try run(o, gguf: o.source, note: note)
+        guard (o.mmproj == nil) == (o.mmprojOutput == nil) || FileManager.default.isDirectory(o.source) else {
+            throw ModelError("--mmproj and --mmproj-out go together: the pruned vision file needs a place")
         }
-        // A Hugging Face checkpoint: converted to an f16 GGUF beside the output first (removed afterwards), so
-        // calibration and slicing read one format; --type then decides the output's types (default: f16).
-        let directory = (o.output as NSString).deletingLastPathComponent
-        let converted = (directory.isEmpty ? "" : directory + "/") + ".\((o.output as NSString).lastPathComponent).source-\(getpid()).gguf"
-        defer { try? FileManager.default.removeItem(atPath: converted) }
-        _ = try Converter.run(ConvertOptions(source: o.source, output: converted, mmprojOutput: nil,
+        guard FileManager.default.isDirectory(o.source) else {
+            return try run(o, gguf: o.source, mmproj: o.mmproj, note: note)
+        }
+        // A Hugging Face checkpoint: converted to f16 GGUF files beside the outputs first (removed afterwards), so
+        // calibration and slicing read one format; --type then decides the outputs' types (default: f16).
+        func temporary(_ output: String) -> String {
+            let directory = (output as NSString).deletingLastPathComponent
+            return (directory.isEmpty ? "" : directory + "/") + ".\((output as NSString).lastPathComponent).source-\(getpid()).gguf"
+        }
+        let text = temporary(o.output), vision = o.mmprojOutput.map(temporary)
+        defer { for p in [text] + (vision.map { [$0] } ?? []) { try? FileManager.default.removeItem(atPath: p) } }
+        _ = try Converter.run(ConvertOptions(source: o.source, output: text, mmprojOutput: vision,
                                              policy: try TypePolicy(type: .f16), threads: Threads.count), note: note)
-        return try run(o, gguf: converted, note: note)
+        let textExists = FileManager.default.fileExists(atPath: text)
+        guard textExists || vision != nil else { throw ModelError("\(o.source): nothing to prune") }
+        if !textExists, let vision {
+            // A vision encoder checkpoint (CLIP, SigLIP, DINOv2): its tower is the whole model.
+            var v = o
+            v.output = o.mmprojOutput!
+            return try run(v, gguf: vision, mmproj: nil, note: note)
+        }
+        return try run(o, gguf: text, mmproj: vision, note: note)
     }
 
-    static func run(_ o: Options, gguf source: String, note: (String) -> Void) throws -> Report {
+    static func run(_ o: Options, gguf source: String, mmproj: String?, note: (String) -> Void) throws -> Report {
         let file = try GGUFFile(path: source)
+        // An mmproj on its own: the tower is what is pruned.
+        if try file.metadata.string(GGUFKey.General.architecture) == "clip" {
+            guard mmproj == nil else { throw ModelError("\(source) is a vision file; give the decoder first and the mmproj with --mmproj") }
+            let (layers, tower) = try visionLayers(o, file: file, note: note)
+            let plan = try StructuredPruning.plan(layers, target: o.target, allocation: o.allocation)
+            let stats = tower.statistics
+            try writeAllOrNothing([o.output]) { _, temp in
+                try writeVision(file, config: tower.config, plan: plan, statistics: stats, policy: o.policy, to: temp)
+            }
+            return Report(plan: plan, config: nil, vision: tower.config, calibrationTokens: 0, calibrationImages: stats.count > 0 ? o.images : 0,
+                          parametersBefore: parameters(file), parametersAfter: try parameters(GGUFFile(path: o.output)))
+        }
         let config = try LlamaConfig(metadata: file.metadata)
         let session = try Session(model: source, options: SessionOptions(contextLength: o.sequenceLength,
                                                                           batch: min(128, o.sequenceLength), kvCache: .f32))
@@ -82,16 +125,87 @@ public enum Pruner {
             outputNorms.append(try columnSquaredNorms(file, "blk.\(l).attn_output.weight"))
             downNorms.append(try columnSquaredNorms(file, "blk.\(l).ffn_down.weight"))
         }
-        let scores = StructuredPruning.scores(config: config, statistics: statistics, outputColumnNorms: outputNorms,
-                                              downColumnNorms: downNorms)
         let downType = try tensor(file, "blk.0.ffn_down.weight").type
-        let plan = try StructuredPruning.plan(config: config, scores: scores, target: o.target, allocation: o.allocation,
-                                              neuronBlock: max(32, downType.blockElements))
-        try write(file, config: config, plan: plan, statistics: statistics, policy: o.policy, to: o.output)
-        let before = file.tensors.reduce(0) { $0 + $1.elementCount }
-        let after = try GGUFFile(path: o.output).tensors.reduce(0) { $0 + $1.elementCount }
-        return Report(plan: plan, config: config, calibrationTokens: statistics.count, parametersBefore: before,
-                      parametersAfter: after)
+        var layers = StructuredPruning.layers(config: config, statistics: statistics, outputColumnNorms: outputNorms,
+                                              downColumnNorms: downNorms, neuronBlock: max(32, downType.blockElements))
+        // The tower, calibrated on images, joins the same ranking: modal-adaptive allocation.
+        var visionFile: GGUFFile?, tower: (config: VisionConfig, statistics: ActivationStatistics)?
+        if let mmproj {
+            let f = try GGUFFile(path: mmproj)
+            let (v, t) = try visionLayers(o, file: f, note: note)
+            layers += v
+            (visionFile, tower) = (f, t)
+        }
+        let plan = try StructuredPruning.plan(layers, target: o.target, allocation: o.allocation)
+        var outputs = [o.output]
+        if let out = o.mmprojOutput, tower != nil { outputs.append(out) }
+        try writeAllOrNothing(outputs) { i, temp in
+            if i == 0 {
+                try write(file, config: config, plan: plan, statistics: statistics, policy: o.policy, to: temp)
+            } else if let visionFile, let tower {
+                try writeVision(visionFile, config: tower.config, plan: plan, statistics: tower.statistics, policy: o.policy, to: temp)
+            }
+        }
+        var before = parameters(file), after = try parameters(GGUFFile(path: o.output))
+        if let visionFile, let out = o.mmprojOutput {
+            before += parameters(visionFile)
+            after += try parameters(GGUFFile(path: out))
+        }
+        return Report(plan: plan, config: config, vision: tower?.config, calibrationTokens: statistics.count,
+                      calibrationImages: tower == nil ? 0 : o.images, parametersBefore: before, parametersAfter: after)
+    }
+
+    static func parameters(_ file: GGUFFile) -> Int { file.tensors.reduce(0) { $0 + $1.elementCount } }
+
+    /// Writes every output to a temporary file, then renames them all into place: both files or neither.
+    static func writeAllOrNothing(_ paths: [String], _ write: (Int, String) throws -> Void) throws {
+        _ = try Converter.writeAllOrNothing(paths) { i, temp in try write(i, temp) }
+    }
+
+    /// The tower of an mmproj (with or without a projector: a bare CLIP, SigLIP or DINOv2 encoder is fine) and the
+    /// family that cuts and preprocesses its images.
+    public static func tower(_ file: GGUFFile) throws -> (VisionEncoder, any VLMFamily) {
+        let config = try VisionConfig(metadata: file.metadata)
+        guard !config.family.isQwen else {
+            throw ModelError("\(file.path): pruning takes CLIP, SigLIP and DINOv2 towers (not \(config.family.rawValue))")
+        }
+        let encoder = try VisionEncoder(file: file)
+        let name = try file.metadata.string(GGUFKey.Vision.projectorType, default: Projector.Kind.mlp.rawValue)
+        let family = try VLMFamilies.make(metadata: file.metadata, encoder: encoder.config, projector: Projector.Kind(rawValue: name) ?? .mlp)
+        return (encoder, family)
+    }
+
+    /// The tower's layers scored on calibration images: each image cut and preprocessed as the mmproj's family
+    /// does, through the tower with the statistics hooked in.
+    static func visionLayers(_ o: Options, file: GGUFFile, note: (String) -> Void) throws
+        -> ([StructuredPruning.Layer], (config: VisionConfig, statistics: ActivationStatistics)) {
+        let (encoder, family) = try tower(file)
+        let c = encoder.config
+        let statistics = ActivationStatistics(vision: c)
+        encoder.statistics = statistics
+        defer { encoder.statistics = nil }
+        let images = o.calibrationImages.isEmpty
+            ? CalibrationImages.builtIn(count: o.images, seed: o.seed)
+            : try o.calibrationImages.prefix(o.images).map { try ImageDecoder.decode(file: $0) }
+        var crops = 0
+        for image in images {
+            for crop in family.crops(of: image) {
+                let prepared = try family.processor.prepare(crop)
+                _ = try encoder(pixels: prepared.normalizedCHW(mean: family.processor.mean, std: family.processor.std),
+                                height: prepared.height, width: prepared.width)
+                crops += 1
+            }
+        }
+        note("vision calibration: \(images.count) images, \(crops) crops, \(statistics.count) tokens")
+        var outputNorms: [[Double]] = [], downNorms: [[Double]] = []
+        for l in 0..<c.blockCount {
+            outputNorms.append(try columnSquaredNorms(file, "v.blk.\(l).attn_out.weight"))
+            downNorms.append(try columnSquaredNorms(file, "v.blk.\(l).ffn_down.weight"))
+        }
+        let downType = try tensor(file, "v.blk.0.ffn_down.weight").type
+        let layers = StructuredPruning.layers(vision: c, statistics: statistics, outputColumnNorms: outputNorms,
+                                              downColumnNorms: downNorms, neuronBlock: max(32, downType.blockElements))
+        return (layers, (c, statistics))
     }
 
     /// Calibration token sequences: cut from the given text, or written by the model itself (top-40 sampling at
@@ -157,19 +271,26 @@ public enum Pruner {
     /// How one source tensor becomes its pruned self.
     enum Slice {
         case copy
-        case rows([Int])        // keep these output rows (q/k/v, gate/up, their biases)
-        case columns([Int], bias: (name: String, means: [Double])?)  // keep these input columns (o, down), fold the rest
+        /// Keep these output rows (q/k/v, gate/up and their biases).
+        case rows([Int])
+        /// Keep these input columns (o / attn_out, down); the removed columns' inputs, held at their means, are folded
+        /// into `bias`: b + Σ_{removed j} W[:, j] · mean(x_j) (a new bias after the matrix when the file has none).
+        case columns([Int], bias: (name: String, means: [Double]))
     }
 
+    /// The decoder's slices and per-layer counts. llama.cpp's llama loader takes one head count for all layers; its
+    /// "deci" architecture is the same decoder with per-layer counts, so a pruned llama file is written as deci (keys
+    /// renamed); qwen2 stays qwen2 (its rotary layout differs; vzquant runs it, llama.cpp's qwen2 loader does not
+    /// take per-layer heads).
     static func write(_ file: GGUFFile, config c: LlamaConfig, plan: StructuredPruning.Plan,
                       statistics: ActivationStatistics, policy: TypePolicy? = nil, to path: String) throws {
-        let hd = c.headDim
+        let hd = c.headDim, n = statistics.count
         var slices: [String: Slice] = [:]
-        for (l, p) in plan.layers.enumerated() {
+        let layers = plan.layers(.text)
+        for (l, p) in layers.enumerated() {
             let perGroup = c.heads(layer: l) / c.kvHeads(layer: l)
             let qRows = p.keptGroups.flatMap { g in (g * perGroup * hd) ..< ((g + 1) * perGroup * hd) }
             let kvRows = p.keptGroups.flatMap { g in (g * hd) ..< ((g + 1) * hd) }
-            let n = statistics.count
             let attnMeans = (0 ..< c.qDim(layer: l)).map { statistics.attention[l].mean($0, count: n) }
             let ffnMeans = (0 ..< c.feedForward(layer: l)).map { statistics.feedForward[l].mean($0, count: n) }
             slices["blk.\(l).attn_q.weight"] = .rows(qRows)
@@ -183,11 +304,69 @@ public enum Pruner {
             slices["blk.\(l).ffn_up.weight"] = .rows(p.keptNeurons)
             slices["blk.\(l).ffn_down.weight"] = .columns(p.keptNeurons, bias: ("blk.\(l).ffn_down.bias", ffnMeans))
         }
+        let arch = c.architecture == "qwen2" ? "qwen2" : "deci"
+        try writeSliced(file, slices: slices, policy: policy, groupedKV: c.kvHeads < c.heads, to: path) { writer in
+            for key in file.metadata.keys where key != GGUF.alignmentKey {
+                guard let v = file.metadata[key] else { continue }
+                writer.metadata.set(key.hasPrefix(c.architecture + ".") ? arch + key.dropFirst(c.architecture.count) : key, v)
+            }
+            writer.metadata.set(GGUFKey.General.architecture, .string(arch))
+            let k = GGUFKey.Decoder(arch)
+            writer.metadata.set(k.headCount, .int32s(layers.enumerated().map { Int32($0.element.keptGroups.count * c.heads(layer: $0.offset) / c.kvHeads(layer: $0.offset)) }))
+            writer.metadata.set(k.headCountKV, .int32s(layers.map { Int32($0.keptGroups.count) }))
+            // The head size no longer follows from hidden / heads: say it (llama.cpp derives it the same way).
+            writer.metadata.set(k.keyLength, .uint32(UInt32(hd)))
+            writer.metadata.set(k.valueLength, .uint32(UInt32(hd)))
+            writer.metadata.set(k.feedForwardLength, .int32s(layers.map { Int32($0.keptNeurons.count) }))
+            describe(plan, module: .text, in: writer)
+        }
+    }
 
-        // The output's tensors: each source tensor (its slice), and after each folded projection its bias.
+    /// The tower's slices (heads of headDim rows/columns, FFN neurons) and its per-block counts under vzquant keys.
+    static func writeVision(_ file: GGUFFile, config c: VisionConfig, plan: StructuredPruning.Plan,
+                            statistics: ActivationStatistics, policy: TypePolicy? = nil, to path: String) throws {
+        let hd = c.headDim, n = statistics.count
+        var slices: [String: Slice] = [:]
+        let layers = plan.layers(.vision)
+        for (l, p) in layers.enumerated() {
+            let rows = p.keptGroups.flatMap { h in (h * hd) ..< ((h + 1) * hd) }
+            let attnMeans = (0 ..< c.heads(layer: l) * hd).map { statistics.attention[l].mean($0, count: n) }
+            let ffnMeans = (0 ..< c.feedForward(layer: l)).map { statistics.feedForward[l].mean($0, count: n) }
+            let b = "v.blk.\(l)"
+            for t in ["attn_q", "attn_k", "attn_v"] {
+                slices["\(b).\(t).weight"] = .rows(rows)
+                slices["\(b).\(t).bias"] = .rows(rows)
+            }
+            slices["\(b).attn_out.weight"] = .columns(rows, bias: ("\(b).attn_out.bias", attnMeans))
+            slices["\(b).ffn_up.weight"] = .rows(p.keptNeurons)
+            slices["\(b).ffn_up.bias"] = .rows(p.keptNeurons)
+            slices["\(b).ffn_down.weight"] = .columns(p.keptNeurons, bias: ("\(b).ffn_down.bias", ffnMeans))
+        }
+        try writeSliced(file, slices: slices, policy: policy, groupedKV: false, to: path) { writer in
+            for key in file.metadata.keys where key != GGUF.alignmentKey {
+                if let v = file.metadata[key] { writer.metadata.set(key, v) }
+            }
+            writer.metadata.set(GGUFKey.VZQ.visionLayerHeads, .int32s(layers.map { Int32($0.keptGroups.count) }))
+            writer.metadata.set(GGUFKey.VZQ.visionLayerFeedForward, .int32s(layers.map { Int32($0.keptNeurons.count) }))
+            describe(plan, module: .vision, in: writer)
+        }
+    }
+
+    static func describe(_ plan: StructuredPruning.Plan, module: StructuredPruning.Module, in writer: GGUFWriter) {
+        let prefix = module == .text ? "vzquant.prune" : "vzquant.vision.prune"
+        writer.metadata.set("\(prefix).criterion", .string("flap-fluctuation-bias-compensated"))
+        writer.metadata.set("\(prefix).allocation", .string(plan.allocation.rawValue))
+        writer.metadata.set("\(prefix).target", .float32(Float(plan.target)))
+        writer.metadata.set("\(prefix).removed_fraction", .float32(Float(plan.removedFraction(module))))
+    }
+
+    /// Every tensor of `file` through its slice (new biases after their folded projections), re-typed by `policy`
+    /// when given, with the metadata `describe` sets; written tensor by tensor.
+    static func writeSliced(_ file: GGUFFile, slices: [String: Slice], policy: TypePolicy?, groupedKV: Bool, to path: String,
+                            metadata: (GGUFWriter) -> Void) throws {
         struct Out { let name: String; let dims: [Int]; let type: QuantType; let make: () throws -> [UInt8] }
         var outs: [Out] = []
-        // A folded projection is written just before its bias: both read the same dequantized matrix, kept here.
+        // A folded projection and its bias read the same dequantized matrix, kept here between them.
         var dequantized: (name: String, values: [Float])?
         func values(of t: GGUFTensorInfo) throws -> [Float] {
             if let d = dequantized, d.name == t.name { return d.values }
@@ -195,12 +374,30 @@ public enum Pruner {
             dequantized = (t.name, w)
             return w
         }
+        // b[r] += Σ over removed columns j of W[:, j] · mean(x_j): the removed inputs held at their mean.
+        func compensation(_ weight: GGUFTensorInfo, keep: [Int], means: [Double]) throws -> [Double] {
+            let w = try values(of: weight)
+            let cols = weight.dims[0], rows = weight.elementCount / cols, kept = Set(keep)
+            var b = [Double](repeating: 0, count: rows)
+            for r in 0..<rows { for j in 0..<cols where !kept.contains(j) { b[r] += Double(w[r * cols + j]) * means[j] } }
+            return b
+        }
+        var folded: [String: (weight: GGUFTensorInfo, keep: [Int], means: [Double])] = [:]
+        for (name, slice) in slices {
+            if case let .columns(keep, bias) = slice, let t = file.tensorInfo(name) { folded[bias.name] = (t, keep, bias.means) }
+        }
         for t in file.tensors {
-            if t.name.hasSuffix("attn_output.bias") || t.name.hasSuffix("ffn_down.bias") {
-                throw ModelError("\(file.path): '\(t.name)' exists already; pruning a model with output biases is not supported")
+            if let f = folded[t.name] {
+                // An existing bias: the compensation is added to it (vision towers).
+                outs.append(Out(name: t.name, dims: t.dims, type: .f32) {
+                    let base = try t.type.dequantize(file.bytes(of: t), count: t.elementCount)
+                    let b = try compensation(f.weight, keep: f.keep, means: f.means)
+                    dequantized = nil
+                    return zip(base, b).map { Float(Double($0) + $1) }.withUnsafeBytes { Array($0) }
+                })
+                continue
             }
-            let slice = slices[t.name] ?? .copy
-            switch slice {
+            switch slices[t.name] ?? .copy {
             case .copy:
                 outs.append(Out(name: t.name, dims: t.dims, type: t.type) { Array(file.bytes(of: t)) })
             case let .rows(keep):
@@ -224,29 +421,24 @@ public enum Pruner {
                     for r in 0..<rows { for (k, j) in keep.enumerated() { out[r * keep.count + k] = w[r * cols + j] } }
                     return try type.quantize(out)
                 })
-                if let bias {
-                    let kept = Set(keep)
+                if file.tensorInfo(bias.name) == nil {
                     outs.append(Out(name: bias.name, dims: [rows], type: .f32) {
-                        // b = Σ over removed columns j of W[:, j] · mean(x_j): the removed inputs held at their mean.
-                        let w = try values(of: t)
+                        let b = try compensation(t, keep: keep, means: bias.means)
                         dequantized = nil
-                        var b = [Double](repeating: 0, count: rows)
-                        for r in 0..<rows { for j in 0..<cols where !kept.contains(j) { b[r] += Double(w[r * cols + j]) * bias.means[j] } }
                         return b.map { Float($0) }.withUnsafeBytes { Array($0) }
                     })
                 }
             }
         }
-
-        // llama.cpp's llama loader takes one head count for all layers; its "deci" architecture is the same
-        // decoder with per-layer counts. A pruned llama file is written as deci (keys renamed); qwen2 stays qwen2
-        // (its rotary layout differs; vzquant runs it, llama.cpp's qwen2 loader does not take per-layer heads).
-        let arch = c.architecture == "qwen2" ? "qwen2" : "deci"
         if let policy {
             // Every tensor through the converter's choice for its role and (pruned) shape; data re-quantized from f32.
-            let mix = MixContext(tensorNames: outs.map(\.name), groupedKV: c.kvHeads < c.heads)
+            let mix = MixContext(tensorNames: outs.map(\.name), groupedKV: groupedKV)
             outs = try outs.map { o in
-                let role: TensorRole = o.name == "token_embd.weight" ? .tokenEmbedding : o.dims.count >= 2 ? .matrix : .vector
+                let role: TensorRole = o.name == "token_embd.weight" ? .tokenEmbedding
+                    : o.name.hasPrefix("v.patch_embd") ? .patchEmbedding
+                    : o.name.hasPrefix("v.position_embd") ? .positionEmbedding
+                    : o.name == "v.class_embd" ? .classEmbedding
+                    : o.dims.count >= 2 ? .matrix : .vector
                 let (type, _) = policy.choose(role: role, dims: o.dims, name: o.name, file: mix)
                 guard type != o.type else { return o }
                 return Out(name: o.name, dims: o.dims, type: type) {
@@ -258,27 +450,8 @@ public enum Pruner {
             }
         }
         let writer = GGUFWriter(alignment: file.alignment)
-        for key in file.metadata.keys where key != GGUF.alignmentKey {
-            guard let v = file.metadata[key] else { continue }
-            if key.hasPrefix(c.architecture + ".") {
-                writer.metadata.set(arch + key.dropFirst(c.architecture.count), v)
-            } else {
-                writer.metadata.set(key, v)
-            }
-        }
-        writer.metadata.set(GGUFKey.General.architecture, .string(arch))
-        let k = GGUFKey.Decoder(arch)
-        writer.metadata.set(k.headCount, .int32s(plan.layers.enumerated().map { Int32($0.element.keptGroups.count * c.heads(layer: $0.offset) / c.kvHeads(layer: $0.offset)) }))
-        writer.metadata.set(k.headCountKV, .int32s(plan.layers.map { Int32($0.keptGroups.count) }))
-        // The head size no longer follows from hidden / heads: say it (llama.cpp derives it the same way).
-        writer.metadata.set(k.keyLength, .uint32(UInt32(hd)))
-        writer.metadata.set(k.valueLength, .uint32(UInt32(hd)))
-        writer.metadata.set(k.feedForwardLength, .int32s(plan.layers.map { Int32($0.keptNeurons.count) }))
+        metadata(writer)
         if let policy { writer.metadata.set(GGUFKey.General.fileType, .uint32(policy.fileType)) }
-        writer.metadata.set("vzquant.prune.criterion", .string("flap-fluctuation-bias-compensated"))
-        writer.metadata.set("vzquant.prune.allocation", .string(plan.allocation.rawValue))
-        writer.metadata.set("vzquant.prune.target", .float32(Float(plan.target)))
-        writer.metadata.set("vzquant.prune.removed_fraction", .float32(Float(plan.removedFraction)))
         for o in outs { try writer.addTensor(name: o.name, dims: o.dims, type: o.type) }
         var index = 0
         try writer.write(to: path) { info, sink in
@@ -295,5 +468,12 @@ public enum Pruner {
     static func fitting(_ type: QuantType, cols: Int) -> QuantType {
         if cols % type.blockElements == 0 { return type }
         return cols % QuantType.q8_0.blockElements == 0 ? .q8_0 : .f16
+    }
+}
+
+extension FileManager {
+    func isDirectory(_ path: String) -> Bool {
+        var isDirectory: ObjCBool = false
+        return fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
     }
 }

@@ -5,151 +5,193 @@ import VZQModels
 import VZQRuntime
 import VZQSupport
 
-/// Training-free structured pruning of a decoder (EfficientVLM's prune step, arXiv 2210.07795, without the
-/// gradients a board does not have): whole KV groups of attention heads and FFN neurons go, scored by FLAP's
-/// fluctuation metric with bias compensation (An et al., "Fluctuation-based Adaptive Structured Pruning for Large
-/// Language Models", AAAI 2024):
+/// Training-free structured pruning of a decoder and a vision tower (EfficientVLM's prune step, arXiv 2210.07795,
+/// without the gradients a board does not have): whole KV groups of attention heads (a vision tower's heads, one
+/// each) and FFN neurons go, scored by FLAP's fluctuation metric with bias compensation (An et al.,
+/// "Fluctuation-based Adaptive Structured Pruning for Large Language Models", AAAI 2024):
 ///
-///   neuron j of layer l:  S = Var_t(x_j) · ‖W_down[:, j]‖²           x = silu(gate) ⊙ up, the down_proj input
-///   KV group g of layer l: S = Σ_{d ∈ g's query heads} Var_t(a_d) · ‖W_o[:, d]‖²    a = the o_proj input
+///   neuron j of layer l:  S = Var_t(x_j) · ‖W_down[:, j]‖²           x = the down_proj / ffn_down input
+///   KV group g of layer l: S = Σ_{d ∈ g's query heads} Var_t(a_d) · ‖W_o[:, d]‖²    a = the o_proj / attn_out input
 ///
 /// over the calibration tokens t: a channel whose input barely fluctuates is replaced by its mean, folded into the
 /// output projection's bias (b += W[:, removed] · mean(x_removed)), so removing it changes the output little.
 ///
-/// Allocation of the target (a fraction of the prunable parameters: q, k, v, o, gate, up, down):
+/// Allocation of the target (a fraction of the prunable parameters: q, k, v, o and the FFN matrices of every layer
+/// of every module given — the language model's, the vision tower's, or both):
 ///   - uniform: every layer loses the same fraction of its groups (rounded) and of its neurons;
-///   - adaptive: by measured sensitivity. With the mean compensation, S is the expected squared change the removal
-///     adds to the layer's output in the residual stream; divided by that stream's mean squared norm after the layer
-///     and by the parameters the structure holds, it is the relative output error per parameter removed. The lowest
-///     go first wherever they are (any layer, heads or neurons) until the target is reached, so layers and modules
-///     end up pruned to different, measured degrees (FLAP ranks standardised scores globally instead; its per-type
-///     standardisation ignores that a KV group holds ~170× a neuron's parameters, and removed almost every group).
+///   - adaptive (modal-adaptive): by measured sensitivity. With the mean compensation, S is the expected squared
+///     change the removal adds to the layer's output in its residual stream; divided by that stream's mean squared
+///     norm after the layer and by the parameters the structure holds, it is the relative output error per
+///     parameter removed. The lowest go first wherever they are (any module, any layer, heads or neurons) until the
+///     target is reached, so the modalities and their layers end up pruned to different, measured degrees — the
+///     training-free counterpart of EfficientVLM's learned per-modality ratios (FLAP ranks standardised scores
+///     globally instead; its per-type standardisation ignores that a KV group holds ~170× a neuron's parameters, and
+///     removed almost every group).
 /// Every layer keeps at least one KV group and one block of neurons; kept neuron counts are whole blocks of the
 /// output type so the pruned matrices stay quantized.
 public enum StructuredPruning {
     public enum Allocation: String, Sendable, CaseIterable { case uniform, adaptive }
+    public enum Module: String, Sendable { case text, vision }
+
+    /// One layer's prunable structures, scored.
+    public struct Layer: Sendable {
+        public var module: Module
+        /// Index within its module.
+        public var index: Int
+        /// Per KV group (a vision tower: per head).
+        public var groupScores: [Double]
+        /// Per FFN neuron.
+        public var neuronScores: [Double]
+        /// Parameters one group / one neuron holds (matrices only).
+        public var groupParameters: Int
+        public var neuronParameters: Int
+        /// Mean ‖h‖² of the module's residual stream after the layer.
+        public var residualMeanSquare: Double
+        /// Kept neuron counts are whole multiples of this (the output type's block).
+        public var neuronBlock: Int
+
+        public var parameters: Int { groupScores.count * groupParameters + neuronScores.count * neuronParameters }
+    }
 
     /// What stays of one layer.
     public struct LayerPlan: Sendable, Equatable {
+        public var module: Module
+        public var index: Int
         /// KV groups kept, ascending (each brings heads / kvHeads query heads).
         public var keptGroups: [Int]
         /// FFN neurons kept, ascending.
         public var keptNeurons: [Int]
+        public var groups: Int
+        public var neurons: Int
+        /// Fraction of the layer's prunable parameters removed.
+        public var removedFraction: Double
     }
 
     public struct Plan: Sendable {
         public var layers: [LayerPlan]
         public var allocation: Allocation
         public var target: Double
-        /// Prunable parameters before and removed.
+        /// Prunable parameters before and removed, in all and per module.
         public var prunableParameters: Int
         public var removedParameters: Int
         public var removedFraction: Double { Double(removedParameters) / Double(max(prunableParameters, 1)) }
+        public var modules: [Module: (prunable: Int, removed: Int)]
+
+        /// The layers of one module, in order.
+        public func layers(_ m: Module) -> [LayerPlan] { layers.filter { $0.module == m } }
+        public func removedFraction(_ m: Module) -> Double {
+            guard let v = modules[m] else { return 0 }
+            return Double(v.removed) / Double(max(v.prunable, 1))
+        }
     }
 
-    /// Scores of every structure, with what removing it saves.
-    public struct Scores: Sendable {
-        /// [layer][group]
-        public var groups: [[Double]]
-        /// [layer][neuron]
-        public var neurons: [[Double]]
-        /// Mean ‖h‖² of the residual stream after each layer.
-        public var residualMeanSquares: [Double]
-        public var groupParameters: Int
-        public var neuronParameters: Int
-    }
-
-    /// FLAP's fluctuation scores from calibration statistics and the output projections' column norms.
-    public static func scores(config c: LlamaConfig, statistics s: ActivationStatistics,
-                              outputColumnNorms: [[Double]], downColumnNorms: [[Double]]) -> Scores {
+    /// FLAP's fluctuation scores of a decoder from calibration statistics and its output projections' column norms.
+    public static func layers(config c: LlamaConfig, statistics s: ActivationStatistics, outputColumnNorms: [[Double]],
+                              downColumnNorms: [[Double]], neuronBlock: Int) -> [Layer] {
         let hd = c.headDim, n = s.count
-        var groups: [[Double]] = [], neurons: [[Double]] = []
-        for l in 0..<c.layers {
+        return (0..<c.layers).map { l in
             let perGroup = c.heads(layer: l) / c.kvHeads(layer: l)
-            groups.append((0 ..< c.kvHeads(layer: l)).map { g in
-                var total = 0.0
-                for d in (g * perGroup * hd) ..< ((g + 1) * perGroup * hd) {
-                    total += s.attention[l].variance(d, count: n) * outputColumnNorms[l][d]
+            let groups = (0 ..< c.kvHeads(layer: l)).map { g in
+                ((g * perGroup * hd) ..< ((g + 1) * perGroup * hd)).reduce(0.0) {
+                    $0 + s.attention[l].variance($1, count: n) * outputColumnNorms[l][$1]
                 }
-                return total
-            })
-            neurons.append((0 ..< c.feedForward(layer: l)).map { j in s.feedForward[l].variance(j, count: n) * downColumnNorms[l][j] })
+            }
+            let neurons = (0 ..< c.feedForward(layer: l)).map { s.feedForward[l].variance($0, count: n) * downColumnNorms[l][$0] }
+            return Layer(module: .text, index: l, groupScores: groups, neuronScores: neurons,
+                         groupParameters: (2 * perGroup + 2) * hd * c.hidden, neuronParameters: 3 * c.hidden,
+                         residualMeanSquare: s.residualMeanSquare(layer: l), neuronBlock: neuronBlock)
         }
-        let perGroup = c.heads / max(c.kvHeads, 1)
-        return Scores(groups: groups, neurons: neurons,
-                      residualMeanSquares: (0..<c.layers).map { s.residualMeanSquare(layer: $0) },
-                      groupParameters: (2 * perGroup + 2) * hd * c.hidden, neuronParameters: 3 * c.hidden)
     }
 
-    /// Which structures stay for `target` (fraction of prunable parameters), keeping neuron counts multiples of
-    /// `neuronBlock`.
-    public static func plan(config c: LlamaConfig, scores: Scores, target: Double, allocation: Allocation,
-                            neuronBlock: Int) throws -> Plan {
-        guard (0 ..< 1).contains(target) else { throw ModelError("the pruning target must be in [0, 1), got \(target)") }
-        let hd = c.headDim
-        var prunable = 0
-        for l in 0..<c.layers {
-            prunable += (2 * c.heads(layer: l) + 2 * c.kvHeads(layer: l)) * hd * c.hidden + 3 * c.feedForward(layer: l) * c.hidden
+    /// The same for a vision tower: heads of headDim values (q, k, v rows and attn_out columns: 4 · headDim · width
+    /// parameters each), neurons of an up/down pair (2 · width).
+    public static func layers(vision c: VisionConfig, statistics s: ActivationStatistics, outputColumnNorms: [[Double]],
+                              downColumnNorms: [[Double]], neuronBlock: Int) -> [Layer] {
+        let hd = c.headDim, n = s.count
+        return (0..<c.blockCount).map { l in
+            let heads = (0 ..< c.heads(layer: l)).map { h in
+                ((h * hd) ..< ((h + 1) * hd)).reduce(0.0) { $0 + s.attention[l].variance($1, count: n) * outputColumnNorms[l][$1] }
+            }
+            let neurons = (0 ..< c.feedForward(layer: l)).map { s.feedForward[l].variance($0, count: n) * downColumnNorms[l][$0] }
+            return Layer(module: .vision, index: l, groupScores: heads, neuronScores: neurons,
+                         groupParameters: 4 * hd * c.hidden, neuronParameters: 2 * c.hidden,
+                         residualMeanSquare: s.residualMeanSquare(layer: l), neuronBlock: neuronBlock)
         }
+    }
+
+    /// Which structures stay for `target` (fraction of the prunable parameters of all `layers`).
+    public static func plan(_ layers: [Layer], target: Double, allocation: Allocation) throws -> Plan {
+        guard (0 ..< 1).contains(target) else { throw ModelError("the pruning target must be in [0, 1), got \(target)") }
+        let prunable = layers.reduce(0) { $0 + $1.parameters }
         let budget = Int(target * Double(prunable))
-        var removedGroups = [Set<Int>](repeating: [], count: c.layers)
-        var removedNeurons = [Set<Int>](repeating: [], count: c.layers)
-        func minimumNeurons(_ l: Int) -> Int { min(neuronBlock, c.feedForward(layer: l)) }
+        var removedGroups = [Set<Int>](repeating: [], count: layers.count)
+        var removedNeurons = [Set<Int>](repeating: [], count: layers.count)
+        func minimumNeurons(_ i: Int) -> Int { min(layers[i].neuronBlock, layers[i].neuronScores.count) }
 
         switch allocation {
         case .uniform:
-            for l in 0..<c.layers {
-                let kv = c.kvHeads(layer: l), ff = c.feedForward(layer: l)
-                let layerParams = (2 * c.heads(layer: l) + 2 * kv) * hd * c.hidden + 3 * ff * c.hidden
+            for (i, layer) in layers.enumerated() {
+                let kv = layer.groupScores.count, ff = layer.neuronScores.count
                 let groupCount = min(kv - 1, Int((target * Double(kv)).rounded()))
-                let byScore = (0..<kv).sorted { (scores.groups[l][$0], $0) < (scores.groups[l][$1], $1) }
-                removedGroups[l] = Set(byScore.prefix(groupCount))
-                let left = Double(layerParams) * target - Double(groupCount * scores.groupParameters)
-                let neuronCount = max(0, min(ff - minimumNeurons(l), Int((left / Double(scores.neuronParameters)).rounded())))
-                let order = (0..<ff).sorted { (scores.neurons[l][$0], $0) < (scores.neurons[l][$1], $1) }
-                removedNeurons[l] = Set(order.prefix(neuronCount))
+                let byScore = (0..<kv).sorted { (layer.groupScores[$0], $0) < (layer.groupScores[$1], $1) }
+                removedGroups[i] = Set(byScore.prefix(groupCount))
+                let left = Double(layer.parameters) * target - Double(groupCount * layer.groupParameters)
+                let neuronCount = max(0, min(ff - minimumNeurons(i), Int((left / Double(layer.neuronParameters)).rounded())))
+                let order = (0..<ff).sorted { (layer.neuronScores[$0], $0) < (layer.neuronScores[$1], $1) }
+                removedNeurons[i] = Set(order.prefix(neuronCount))
             }
         case .adaptive:
-            // Relative output error per parameter removed, lowest first, over every layer and both module types.
+            // Relative output error per parameter removed, lowest first, over every layer of every module.
             enum Item { case group(Int, Int), neuron(Int, Int) }
             var items: [(Double, Item)] = []
-            for l in 0..<c.layers {
-                let scale = max(scores.residualMeanSquares[l], .leastNormalMagnitude)
-                for (g, v) in scores.groups[l].enumerated() { items.append((v / scale / Double(scores.groupParameters), .group(l, g))) }
-                for (j, v) in scores.neurons[l].enumerated() { items.append((v / scale / Double(scores.neuronParameters), .neuron(l, j))) }
+            // The residual path carries a layer's output change to the module's output unchanged: measured against
+            // the mean square of the module's output (its last layer's stream), it is that output's relative error.
+            var outputScale: [Module: Double] = [:]
+            for layer in layers { outputScale[layer.module] = layer.residualMeanSquare }
+            for (i, layer) in layers.enumerated() {
+                let scale = max(outputScale[layer.module] ?? layer.residualMeanSquare, .leastNormalMagnitude)
+                for (g, v) in layer.groupScores.enumerated() { items.append((v / scale / Double(layer.groupParameters), .group(i, g))) }
+                for (j, v) in layer.neuronScores.enumerated() { items.append((v / scale / Double(layer.neuronParameters), .neuron(i, j))) }
             }
             items.sort { $0.0 < $1.0 }
             var removed = 0
             for (_, item) in items where removed < budget {
                 switch item {
-                case let .group(l, g):
-                    guard removedGroups[l].count + 1 < c.kvHeads(layer: l), removed + scores.groupParameters <= budget else { continue }
-                    removedGroups[l].insert(g)
-                    removed += scores.groupParameters
-                case let .neuron(l, j):
-                    guard c.feedForward(layer: l) - removedNeurons[l].count > minimumNeurons(l) else { continue }
-                    removedNeurons[l].insert(j)
-                    removed += scores.neuronParameters
+                case let .group(i, g):
+                    let cost = layers[i].groupParameters
+                    guard removedGroups[i].count + 1 < layers[i].groupScores.count, removed + cost <= budget else { continue }
+                    removedGroups[i].insert(g)
+                    removed += cost
+                case let .neuron(i, j):
+                    guard layers[i].neuronScores.count - removedNeurons[i].count > minimumNeurons(i) else { continue }
+                    removedNeurons[i].insert(j)
+                    removed += layers[i].neuronParameters
                 }
             }
         }
 
         // Kept neurons in whole blocks: give back the best-scored removed neurons up to the next block.
-        var layers: [LayerPlan] = []
+        var out: [LayerPlan] = []
         var removedParams = 0
-        for l in 0..<c.layers {
-            let ff = c.feedForward(layer: l)
-            var kept = (0..<ff).filter { !removedNeurons[l].contains($0) }
-            let short = (neuronBlock - kept.count % neuronBlock) % neuronBlock
+        var modules: [Module: (prunable: Int, removed: Int)] = [:]
+        for (i, layer) in layers.enumerated() {
+            let ff = layer.neuronScores.count, block = layer.neuronBlock
+            var kept = (0..<ff).filter { !removedNeurons[i].contains($0) }
+            let short = (block - kept.count % block) % block
             if short > 0 {
-                let giveBack = removedNeurons[l].sorted { (scores.neurons[l][$0], $0) > (scores.neurons[l][$1], $1) }.prefix(short)
+                let giveBack = removedNeurons[i].sorted { (layer.neuronScores[$0], $0) > (layer.neuronScores[$1], $1) }.prefix(short)
                 kept = (kept + giveBack).sorted()
             }
-            let groups = (0 ..< c.kvHeads(layer: l)).filter { !removedGroups[l].contains($0) }
-            removedParams += (ff - kept.count) * scores.neuronParameters + removedGroups[l].count * scores.groupParameters
-            layers.append(LayerPlan(keptGroups: groups, keptNeurons: kept))
+            let groups = (0 ..< layer.groupScores.count).filter { !removedGroups[i].contains($0) }
+            let removed = (ff - kept.count) * layer.neuronParameters + removedGroups[i].count * layer.groupParameters
+            removedParams += removed
+            modules[layer.module, default: (0, 0)].prunable += layer.parameters
+            modules[layer.module, default: (0, 0)].removed += removed
+            out.append(LayerPlan(module: layer.module, index: layer.index, keptGroups: groups, keptNeurons: kept,
+                                 groups: layer.groupScores.count, neurons: ff,
+                                 removedFraction: Double(removed) / Double(max(layer.parameters, 1))))
         }
-        return Plan(layers: layers, allocation: allocation, target: target, prunableParameters: prunable,
-                    removedParameters: removedParams)
+        return Plan(layers: out, allocation: allocation, target: target, prunableParameters: prunable,
+                    removedParameters: removedParams, modules: modules)
     }
 }

@@ -69,7 +69,8 @@ public struct ReducerInput {
     /// The encoder's own tokens (CLIP, SigLIP, DINOv2 into an mlp/linear projector).
     public static func tokens(_ out: VisionOutput, config c: VisionConfig) -> ReducerInput {
         ReducerInput(hidden: out.features, width: c.hidden, hasClassToken: c.hasClassToken,
-                     firstQueryRows: out.firstRowAttention, heads: c.heads, receivedAttention: out.receivedAttention,
+                     firstQueryRows: out.firstRowAttention, heads: c.heads(layer: c.blockCount - 1),
+                     receivedAttention: out.receivedAttention,
                      headMeanKeys: out.keysMean, headDim: c.headDim, grouped: false)
     }
 
@@ -92,7 +93,8 @@ public struct ReducerInput {
             }
             (received, keys) = (sums, means)
         }
-        return ReducerInput(hidden: shuffled, width: width, hasClassToken: false, firstQueryRows: nil, heads: c.heads,
+        return ReducerInput(hidden: shuffled, width: width, hasClassToken: false, firstQueryRows: nil,
+                            heads: c.heads(layer: c.blockCount - 1),
                             receivedAttention: received, headMeanKeys: keys, headDim: hd, grouped: true)
     }
 }

@@ -123,5 +123,5 @@ final class PruneTests: XCTestCase {
     }
 
     /// The new bias vectors: hidden values per layer for each of the two projections.
-    func biasParameters(_ r: Pruner.Report) -> Int { 2 * r.config.layers * r.config.hidden }
+    func biasParameters(_ r: Pruner.Report) -> Int { 2 * r.config!.layers * r.config!.hidden }
 }

@@ -31,11 +31,7 @@
 
 #if CQ_HAVE_VNNI
 
-#include "avx2_common.h"
-
-#define CQ_VNNI_TARGET "avx2,fma,f16c,avx512vnni,avx512vl"
-#define CQ_VNNI __attribute__((target(CQ_VNNI_TARGET)))
-#define CQ_VNNI_INLINE static inline __attribute__((always_inline, target(CQ_VNNI_TARGET)))
+#include "vnni_common.h"
 
 /* P panels (1, or 2 adjacent ones: twice the columns per activation broadcast) × R rows. Each (panel, row) sums a
  * block in its own i32 register, lanes = columns; one panel alone splits it by even/odd quads, so that there are
@@ -131,5 +127,141 @@ CQ_VNNI void cq_tile2_q8_0_vnni(const cq_tile *t) {
     default: q8_0_rows_vnni(t, 4, 2); break;
     }
 }
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Q4_0, Q4_1, Q5_0, Q5_1: one routine, the format a compile-time constant                                 */
+/* ------------------------------------------------------------------------------------------------------ */
+
+typedef enum { VNIB_Q4_0, VNIB_Q4_1, VNIB_Q5_0, VNIB_Q5_1 } vnib_fmt;
+
+CQ_VNNI_INLINE size_t vnib_block_bytes(vnib_fmt f) {
+    return f == VNIB_Q4_0 ? CQ_Q4_0_PANEL_BLOCK_BYTES
+         : f == VNIB_Q4_1 ? CQ_Q4_1_PANEL_BLOCK_BYTES
+         : f == VNIB_Q5_0 ? CQ_Q5_0_PANEL_BLOCK_BYTES
+                          : CQ_Q5_1_PANEL_BLOCK_BYTES;
+}
+CQ_VNNI_INLINE size_t vnib_codes_offset(vnib_fmt f) {
+    return f == VNIB_Q4_0 ? CQ_Q4_0_CODES_OFFSET
+         : f == VNIB_Q4_1 ? CQ_Q4_1_CODES_OFFSET
+         : f == VNIB_Q5_0 ? CQ_Q5_0_CODES_OFFSET
+                          : CQ_Q5_1_CODES_OFFSET;
+}
+CQ_VNNI_INLINE size_t vnib_qh_offset(vnib_fmt f) { return f == VNIB_Q5_0 ? CQ_Q5_0_QH_OFFSET : CQ_Q5_1_QH_OFFSET; }
+CQ_VNNI_INLINE int vnib_five(vnib_fmt f) { return f == VNIB_Q5_0 || f == VNIB_Q5_1; }
+CQ_VNNI_INLINE int vnib_has_min(vnib_fmt f) { return f == VNIB_Q4_1 || f == VNIB_Q5_1; }
+/* what is subtracted from the unsigned code (Q4_0: 8, Q5_0: 16), 0 for none */
+CQ_VNNI_INLINE int vnib_offset(vnib_fmt f) { return f == VNIB_Q4_0 ? 8 : f == VNIB_Q5_0 ? 16 : 0; }
+
+/* P panels (1, or 2 adjacent ones sharing each activation broadcast) × R rows. Per block and (panel, row) two i32
+ * accumulators, lo (columns 0-3) and hi (4-7), lanes [c0 c0 c1 c1 | c2 c2 c3 c3] (each column's 8 values of a group
+ * are two 4-byte lanes); each takes one vpdpbusd per group. */
+CQ_VNNI_INLINE void vnib_rows(const cq_tile *t, const int R, const int P, const vnib_fmt fmt) {
+    const int64_t nb = t->k / CQ_QBLOCK;
+    const int five = vnib_five(fmt), offset = vnib_offset(fmt);
+    const size_t bb = vnib_block_bytes(fmt), panel_bytes = (size_t)nb * bb;
+    const cq_block_q8x *xr[CQ_TILE_ROWS];
+    CQ_UNROLL
+    for (int r = 0; r < R; r++) xr[r] = (const cq_block_q8x *)t->x + (int64_t)r * t->x_stride;
+    const __m256i ones = _mm256_set1_epi16(1), nib = _mm256_set1_epi8(15);
+    const __m256i five_bits = _mm256_set1_epi8(31), three_bits = _mm256_set1_epi8(7), top_bits = _mm256_set1_epi8(24);
+    const __m256i order = hadd_order();
+    __m256 acc[2][CQ_TILE_ROWS];
+    CQ_UNROLL
+    for (int p = 0; p < P; p++) {
+        CQ_UNROLL
+        for (int r = 0; r < R; r++) acc[p][r] = _mm256_setzero_ps();
+    }
+    const uint8_t *blk = t->panel;
+    for (int64_t b = 0; b < nb; b++, blk += bb) {
+        __m256i lo[2][CQ_TILE_ROWS], hi[2][CQ_TILE_ROWS];
+        CQ_UNROLL
+        for (int r = 0; r < R; r++) {
+            /* 5-bit: the offset enters here, half in each of a column's two lanes (|·| ≤ 8·32·127) */
+            const __m256i init = offset ? _mm256_set1_epi32(-(offset / 2) * xr[r][b].sum) : _mm256_setzero_si256();
+            CQ_UNROLL
+            for (int p = 0; p < P; p++) lo[p][r] = hi[p][r] = init;
+        }
+        __m256i top[2];
+        CQ_UNROLL
+        for (int p = 0; p < P; p++)
+            top[p] = five ? _mm256_loadu_si256((const __m256i *)(blk + p * panel_bytes + vnib_qh_offset(fmt)))
+                          : _mm256_setzero_si256();
+        CQ_UNROLL
+        for (int g = 0; g < 4; g++) {
+            __m256i c0[2], c1[2];
+            CQ_UNROLL
+            for (int p = 0; p < P; p++) {
+                const __m256i w =
+                    _mm256_loadu_si256((const __m256i *)(blk + p * panel_bytes + vnib_codes_offset(fmt) + 32 * g));
+                if (five) { /* as gemm_avx2.c: columns 0-3 bits 0-4; columns 4-7 bits 5-7, bits 3-4 from `top` */
+                    c0[p] = _mm256_and_si256(w, five_bits);
+                    const __m256i tp = g == 0 ? _mm256_slli_epi16(top[p], 3)
+                                     : g == 1 ? _mm256_slli_epi16(top[p], 1)
+                                     : g == 2 ? _mm256_srli_epi16(top[p], 1)
+                                              : _mm256_srli_epi16(top[p], 3);
+                    c1[p] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(w, 5), three_bits),
+                                            _mm256_and_si256(tp, top_bits));
+                } else {
+                    c0[p] = _mm256_and_si256(w, nib);
+                    c1[p] = _mm256_and_si256(_mm256_srli_epi16(w, 4), nib);
+                }
+            }
+            CQ_UNROLL
+            for (int r = 0; r < R; r++) {
+                const __m256i xb = bcast_q8(xr[r][b].q + 8 * g);
+                CQ_UNROLL
+                for (int p = 0; p < P; p++) {
+                    lo[p][r] = _mm256_dpbusd_epi32(lo[p][r], c0[p], xb);
+                    hi[p][r] = _mm256_dpbusd_epi32(hi[p][r], c1[p], xb);
+                }
+            }
+        }
+        __m256 dw[2], mw[2];
+        CQ_UNROLL
+        for (int p = 0; p < P; p++) {
+            dw[p] = load_scales(blk + p * panel_bytes, order);
+            mw[p] = vnib_has_min(fmt) ? load_scales(blk + p * panel_bytes + CQ_PANEL_MIN_OFFSET, order)
+                                      : _mm256_setzero_ps();
+        }
+        CQ_UNROLL
+        for (int r = 0; r < R; r++) {
+            const __m256 dx = _mm256_set1_ps(xr[r][b].d);
+            const __m256i off = _mm256_set1_epi32(-offset * xr[r][b].sum);
+            CQ_UNROLL
+            for (int p = 0; p < P; p++) {
+                /* lanes [c0 c1 c4 c5 | c2 c3 c6 c7] either way. 4-bit: a lane holds 16 products, |·| ≤ 16·15·127
+                 * < 2^15, so packs is exact and one vpdpwssd against ones adds the pairs and the offset; 5-bit lanes
+                 * (≤ 16·31·127) need the i32 hadd */
+                const __m256i isum = _mm256_hadd_epi32(lo[p][r], hi[p][r]); (void)off; (void)ones;
+                acc[p][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw[p], dx), acc[p][r]);
+                if (vnib_has_min(fmt))
+                    acc[p][r] = _mm256_fmadd_ps(_mm256_set1_ps((float)xr[r][b].sum), _mm256_mul_ps(mw[p], dx), acc[p][r]);
+            }
+        }
+    }
+    store_panels(t, acc, R, P, order, 1);
+}
+
+#define VNIB_TILES(name, name2, fmt)                                                                         \
+    CQ_VNNI void name(const cq_tile *t) {                                                                    \
+        switch (t->rows) {                                                                                   \
+        case 1: vnib_rows(t, 1, 1, fmt); break;                                                              \
+        case 2: vnib_rows(t, 2, 1, fmt); break;                                                              \
+        case 3: vnib_rows(t, 3, 1, fmt); break;                                                              \
+        default: vnib_rows(t, 4, 1, fmt); break;                                                             \
+        }                                                                                                    \
+    }                                                                                                        \
+    CQ_VNNI void name2(const cq_tile *t) {                                                                   \
+        switch (t->rows) {                                                                                   \
+        case 1: vnib_rows(t, 1, 2, fmt); break;                                                              \
+        case 2: vnib_rows(t, 2, 2, fmt); break;                                                              \
+        case 3: vnib_rows(t, 3, 2, fmt); break;                                                              \
+        default: vnib_rows(t, 4, 2, fmt); break;                                                             \
+        }                                                                                                    \
+    }
+VNIB_TILES(cq_tile_q4_0_vnni, cq_tile2_q4_0_vnni, VNIB_Q4_0)
+VNIB_TILES(cq_tile_q4_1_vnni, cq_tile2_q4_1_vnni, VNIB_Q4_1)
+VNIB_TILES(cq_tile_q5_0_vnni, cq_tile2_q5_0_vnni, VNIB_Q5_0)
+VNIB_TILES(cq_tile_q5_1_vnni, cq_tile2_q5_1_vnni, VNIB_Q5_1)
 
 #endif /* CQ_HAVE_VNNI */

@@ -6,6 +6,7 @@ import XCTest
 @testable import VZQModels
 @testable import VZQFormats
 @testable import VZQConvert
+@testable import VZQImage
 
 /// `vzquant prune` on the tiny Qwen2 fixture (q/k/v biases, grouped-query attention): nothing removed gives the
 /// dense model's logits; removed structures leave a file whose shapes, per-layer counts and biases agree, that loads
@@ -120,6 +121,54 @@ final class PruneTests: XCTestCase {
         XCTAssertThrowsError(try prune(dense, target: 1.0, allocation: .uniform, name: "bad.gguf"))
         XCTAssertThrowsError(try prune(dense, target: -0.1, allocation: .uniform, name: "bad.gguf"))
         XCTAssertFalse(FileManager.default.fileExists(atPath: temp.appendingPathComponent("bad.gguf").path))
+    }
+
+    /// EfficientVLM's modal-adaptive pruning on the tiny LLaVA and SmolVLM fixtures: decoder and tower pruned
+    /// together from one target, both modalities lose structures, the files carry the per-layer counts the plan
+    /// chose, and each pair runs end to end with VisionZip. Nothing removed leaves the tower's features unchanged.
+    func testVisionLanguagePairs() throws {
+        let root = try XCTUnwrap(Bundle.module.url(forResource: "Fixtures", withExtension: nil))
+        let image = try ImageDecoder.decode(file: root.appendingPathComponent("images/photo64x48_444.jpg").path)
+        for checkpoint in ["llava-4x", "smolvlm"] {
+            let (text, converted) = try LlavaModelTests.convert(checkpoint, .f32, into: temp, mmproj: true)
+            let mmproj = try XCTUnwrap(converted)
+            for (target, allocation) in [(0.0, StructuredPruning.Allocation.adaptive), (0.4, .uniform), (0.4, .adaptive)] {
+                let out = temp.appendingPathComponent("\(checkpoint)-\(target)-\(allocation).gguf").path
+                let outMM = temp.appendingPathComponent("\(checkpoint)-\(target)-\(allocation)-mmproj.gguf").path
+                var o = Pruner.Options(source: text, output: out, target: target)
+                (o.mmproj, o.mmprojOutput, o.allocation) = (mmproj, outMM, allocation)
+                o.calibrationText = try calibration()
+                (o.sequences, o.sequenceLength, o.images) = (4, 32, 3)
+                let r = try Pruner.run(o)
+                let name = "\(checkpoint) \(target) \(allocation)"
+                let tower = try VisionConfig(metadata: GGUFFile(path: outMM).metadata)
+                for p in r.plan.layers(.vision) {
+                    XCTAssertEqual(tower.heads(layer: p.index), p.keptGroups.count, name)
+                    XCTAssertEqual(tower.feedForward(layer: p.index), p.keptNeurons.count, name)
+                }
+                let decoder = try LlamaConfig(metadata: GGUFFile(path: out).metadata)
+                for p in r.plan.layers(.text) { XCTAssertEqual(decoder.feedForward(layer: p.index), p.keptNeurons.count, name) }
+                let pipeline = try VisionPipeline(path: outMM)
+                let encoded = try pipeline.encode(image, visualTokens: .budget(.init(dominant: 3, contextual: 1)))
+                if target == 0 {
+                    XCTAssertEqual(r.plan.removedParameters, 0)
+                    let dense = try VisionPipeline(path: mmproj).encode(image, visualTokens: .budget(.init(dominant: 3, contextual: 1)))
+                    XCTAssertEqual(encoded.embeddings, dense.embeddings, "\(name): nothing removed, the same rows")
+                    continue
+                }
+                // Uniform cuts every layer of both; adaptive goes where the error per parameter is lowest (on
+                // llava-4x's 2-block tower of 64-wide FFNs it leaves the tower whole at this target).
+                XCTAssertGreaterThan(r.plan.removedFraction(.text), 0, "\(name): the decoder is pruned")
+                if allocation == .uniform || checkpoint == "smolvlm" {
+                    XCTAssertGreaterThan(r.plan.removedFraction(.vision), 0, "\(name): the tower is pruned")
+                }
+                let session = try Session(model: out, mmproj: outMM, options: SessionOptions(contextLength: 512, kvCache: .f32))
+                try Conversation(session: session, template: nil).add(user: "What is it?", images: [encoded])
+                XCTAssertTrue(session.lastLogits.allSatisfy(\.isFinite), name)
+                print(String(format: "%@: removed %.1f %% (language %.1f %%, vision %.1f %%)", name, 100 * r.plan.removedFraction,
+                             100 * r.plan.removedFraction(.text), 100 * r.plan.removedFraction(.vision)))
+            }
+        }
     }
 
     /// The new bias vectors: hidden values per layer for each of the two projections.

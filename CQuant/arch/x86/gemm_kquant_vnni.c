@@ -202,6 +202,8 @@ CQ_VNNI_INLINE void vq6_k_rows(const cq_tile *t, const int R, const int P) {
     for (int r = 0; r < R; r++) xr[r] = (const cq_block_q8k *)t->x + (int64_t)r * t->x_stride;
     const __m256i nib = _mm256_set1_epi8(15), top = _mm256_set1_epi8(0x30);
     const __m256i order = hadd_order();
+    const __m128i dup_lo = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m128i dup_hi = _mm_setr_epi8(4, 4, 5, 5, 6, 6, 7, 7, 0, 0, 0, 0, 0, 0, 0, 0);
     __m256 acc[2][CQ_TILE_ROWS];
     CQ_UNROLL
     for (int p = 0; p < P; p++) {
@@ -210,14 +212,14 @@ CQ_VNNI_INLINE void vq6_k_rows(const cq_tile *t, const int R, const int P) {
     }
     const uint8_t *blk = t->panel;
     for (int64_t b = 0; b < nb; b++, blk += CQ_Q6_K_PANEL_BLOCK_BYTES) {
-        __m256i isum[2][CQ_TILE_ROWS];
+        __m256i isum_lo[2][CQ_TILE_ROWS], isum_hi[2][CQ_TILE_ROWS]; /* columns 0-3 / 4-7, two lanes per column */
         CQ_UNROLL
         for (int p = 0; p < P; p++) {
             CQ_UNROLL
-            for (int r = 0; r < R; r++) isum[p][r] = _mm256_setzero_si256();
+            for (int r = 0; r < R; r++) isum_lo[p][r] = isum_hi[p][r] = _mm256_setzero_si256();
         }
         for (int i = 0; i < 16; i++) {
-            __m256i a0[2], a1[2], b0[2], b1[2], sc[2]; /* group 0 columns 0-3 / 4-7, group 1 the same */
+            __m256i a0[2], a1[2], b0[2], b1[2], sc_lo[2], sc_hi[2]; /* group 0 columns 0-3 / 4-7, group 1 the same */
             CQ_UNROLL
             for (int p = 0; p < P; p++) {
                 const uint8_t *sub = blk + p * panel_bytes + CQ_Q6_K_SUBS_OFFSET + (size_t)i * CQ_Q6_K_SUB_BYTES;
@@ -231,17 +233,22 @@ CQ_VNNI_INLINE void vq6_k_rows(const cq_tile *t, const int R, const int P) {
                 b0[p] = _mm256_or_si256(_mm256_and_si256(w1, nib), _mm256_and_si256(tb, top));
                 b1[p] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(w1, 4), nib),
                                         _mm256_and_si256(_mm256_srli_epi16(tb, 2), top));
-                sc[p] = vk_scales32(blk + p * panel_bytes + CQ_Q6_K_SCALES_OFFSET + 8 * i, 1, order);
+                /* the sub-block's scales as int32 [s0 s0 s1 s1 | s2 s2 s3 s3] and the same for s4…s7 */
+                const __m128i s8 = _mm_loadl_epi64((const __m128i *)(blk + p * panel_bytes + CQ_Q6_K_SCALES_OFFSET + 8 * i));
+                sc_lo[p] = _mm256_cvtepi8_epi32(_mm_shuffle_epi8(s8, dup_lo));
+                sc_hi[p] = _mm256_cvtepi8_epi32(_mm_shuffle_epi8(s8, dup_hi));
             }
             CQ_UNROLL
             for (int r = 0; r < R; r++) {
                 const __m256i x0 = bcast_q8(xr[r][b].q + 16 * i), x1 = bcast_q8(xr[r][b].q + 16 * i + 8);
                 CQ_UNROLL
                 for (int p = 0; p < P; p++) {
-                    /* lanes ≤ 8·63·127, column sums (after the hadd) ≤ 16·63·127, times |sc| ≤ 128: all int32 */
+                    /* lanes ≤ 8·63·127, times |sc| ≤ 128, summed over 16 sub-blocks: int32 */
                     const __m256i lo = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), a0[p], x0), b0[p], x1);
                     const __m256i hi = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), a1[p], x0), b1[p], x1);
-                    isum[p][r] = _mm256_add_epi32(isum[p][r], _mm256_mullo_epi32(_mm256_hadd_epi32(lo, hi), sc[p]));
+                    isum_lo[p][r] = _mm256_add_epi32(_mm256_mullo_epi32(lo, sc_lo[p]), isum_lo[p][r]);
+                    isum_hi[p][r] = _mm256_add_epi32(_mm256_mullo_epi32(hi, sc_hi[p]), isum_hi[p][r]);
+                    keep(&isum_lo[p][r], &isum_hi[p][r]);
                 }
             }
         }
@@ -261,7 +268,8 @@ CQ_VNNI_INLINE void vq6_k_rows(const cq_tile *t, const int R, const int P) {
                     memcpy(&bs, &xr[r][b].bsum16[2 * q], 4);
                     off = _mm256_dpwssd_epi32(off, sp[q], _mm256_set1_epi32(bs));
                 }
-                const __m256i s = _mm256_sub_epi32(isum[p][r], _mm256_slli_epi32(off, 5));
+                const __m256i isum = _mm256_hadd_epi32(isum_lo[p][r], isum_hi[p][r]);
+                const __m256i s = _mm256_sub_epi32(isum, _mm256_slli_epi32(off, 5));
                 acc[p][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_set1_ps(xr[r][b].d)),
                                             acc[p][r]);
             }

@@ -207,7 +207,6 @@ void cq_tile2_q4_k_vnni(const cq_tile *t);
 void cq_tile_q5_k_vnni(const cq_tile *t);
 void cq_tile2_q5_k_vnni(const cq_tile *t);
 void cq_tile_q6_k_vnni(const cq_tile *t);
-void cq_tile2_q6_k_vnni(const cq_tile *t);
 #define CQ_VNNI_FN(f) f
 #else
 #define CQ_VNNI_FN(f) NULL

@@ -771,7 +771,6 @@ static const cq_type_traits k_traits[CQ_TYPE_COUNT] = {
                  [CQ_KERNEL_NEON] = CQ_ARM_FN(cq_tile_q6_k_neon), [CQ_KERNEL_DOTPROD] = CQ_ARM_FN(cq_tile_q6_k_dotprod),
                  [CQ_KERNEL_I8MM] = CQ_ARM_FN(cq_tile_q6_k_i8mm),
                  [CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile_q6_k_vnni)},
-        .tile2 = {[CQ_KERNEL_VNNI] = CQ_VNNI_FN(cq_tile2_q6_k_vnni)},
     },
 };
 

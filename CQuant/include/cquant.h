@@ -154,7 +154,8 @@ typedef enum {
     CQ_KERNEL_DOTPROD = 3,/* + SDOT (Cortex-A76/Neoverse-N1, Raspberry Pi 5) */
     CQ_KERNEL_I8MM = 4,   /* + SMMLA (Armv8.6+) */
     CQ_KERNEL_VNNI = 5,   /* x86-64 AVX2 level + AVX512-VNNI/VL (VPDPBUSD on 256-bit registers: Zen 4, Ice Lake+);
-                           * Q8_0 panels hold w + 128 (same size, own order), other types run the AVX2 tiles */
+                           * Q8_0 panels hold w + 128 (same size, own order); the other quantized types read the
+                           * AVX2 panels with VPDPBUSD tiles of their own, F32/F16 run the AVX2 tiles */
     CQ_KERNEL_COUNT = 6,
 } cq_kernel;
 

@@ -70,3 +70,30 @@ public final class ActivationStatistics {
         if l == feedForward.count - 1 { count += rows }
     }
 }
+
+/// Channels of the output projections' inputs held at fixed values during a forward pass: what removing a head or a
+/// neuron with FLAP's bias compensation does to the model (its input replaced by its calibration mean), simulated
+/// without writing a file, so pruning can measure a removal's effect on the model's output.
+public final class ChannelOverrides {
+    /// Per layer: (channel, value) of the o_proj / attn_out input and of the down_proj / ffn_down input.
+    public var attention: [[(channel: Int, value: Float)]]
+    public var feedForward: [[(channel: Int, value: Float)]]
+
+    public init(layers: Int) {
+        attention = [[(channel: Int, value: Float)]](repeating: [], count: layers)
+        feedForward = attention
+    }
+
+    func applyAttention(layer l: Int, _ x: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
+        apply(attention[l], x, rows: rows, width: width)
+    }
+
+    func applyFeedForward(layer l: Int, _ x: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
+        apply(feedForward[l], x, rows: rows, width: width)
+    }
+
+    private func apply(_ fixed: [(channel: Int, value: Float)], _ x: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
+        guard !fixed.isEmpty else { return }
+        for r in 0..<rows { for (j, v) in fixed { x[r * width + j] = v } }
+    }
+}

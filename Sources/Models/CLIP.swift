@@ -268,6 +268,8 @@ public final class VisionEncoder {
     private let blocks: [Block]
     /// When set, every forward pass adds its attn_out and ffn_down inputs here (calibration for pruning).
     public var statistics: ActivationStatistics?
+    /// When set, those inputs' listed channels are held at fixed values (a pruning's effect, simulated).
+    public var overrides: ChannelOverrides?
     /// Sized for the native image; replaced by a bigger one the first time a larger image (DINOv2) comes.
     private var scratch: Scratch
 
@@ -416,6 +418,7 @@ public final class VisionEncoder {
                                 scores: s.scores, workspace: s.attnWorkspace, into: s.attn, ldo: qd)
             }
             statistics?.addAttention(layer: i, s.attn, rows: t)
+            overrides?.applyAttention(layer: i, s.attn, rows: t, width: qd)
             try b.out(s.attn, rows: t, into: xn, workspace: s.gemmWorkspace)
             if let ls1 = b.ls1 { Ops.scaleColumns(xn, rows: t, dim: d, scale: ls1) }
             Ops.add(x, xn, count: t * d)
@@ -429,6 +432,7 @@ public final class VisionEncoder {
             case .silu: Ops.silu(s.ff, count: t * ff)
             }
             statistics?.addFeedForward(layer: i, s.ff, rows: t)
+            overrides?.applyFeedForward(layer: i, s.ff, rows: t, width: ff)
             try b.down(s.ff, rows: t, into: xn, workspace: s.gemmWorkspace)
             if let ls2 = b.ls2 { Ops.scaleColumns(xn, rows: t, dim: d, scale: ls2) }
             Ops.add(x, xn, count: t * d)

@@ -245,6 +245,8 @@ public final class LlamaModel: LanguageModel {
     private var ropePositionAfter: [Int32] = []
     /// When set, every forward pass adds its o_proj and down_proj inputs here (calibration for pruning).
     public var statistics: ActivationStatistics?
+    /// When set, those inputs' listed channels are held at fixed values (a pruning's effect, simulated).
+    public var overrides: ChannelOverrides?
 
     struct Layer {
         let attnNorm, ffnNorm: UnsafePointer<Float>
@@ -524,6 +526,7 @@ public final class LlamaModel: LanguageModel {
                                  into: attn, ldo: qDim)
             }
             statistics?.addAttention(layer: l, attn, rows: n)
+            overrides?.applyAttention(layer: l, attn, rows: n, width: qDim)
             try layer.o(attn, rows: n, into: xn, workspace: gemmWorkspace)
             Ops.add(x, xn, count: n * d)
             // SwiGLU MLP.
@@ -533,6 +536,7 @@ public final class LlamaModel: LanguageModel {
             Ops.silu(gate, count: n * ff)
             Ops.mul(gate, up, count: n * ff)
             statistics?.addFeedForward(layer: l, gate, rows: n)
+            overrides?.applyFeedForward(layer: l, gate, rows: n, width: ff)
             try layer.down(gate, rows: n, into: xn, workspace: gemmWorkspace)
             Ops.add(x, xn, count: n * d)
             statistics?.addResidual(layer: l, x, count: n * d)

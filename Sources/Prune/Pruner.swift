@@ -128,6 +128,21 @@ public enum Pruner {
         let downType = try tensor(file, "blk.0.ffn_down.weight").type
         var layers = StructuredPruning.layers(config: config, statistics: statistics, outputColumnNorms: outputNorms,
                                               downColumnNorms: downNorms, neuronBlock: max(32, downType.blockElements))
+        model.statistics = nil
+        if o.allocation == .adaptive, o.target > 0 {
+            let probe = Array(sequences.prefix(4))
+            try measureSensitivity(&layers, statistics: statistics,
+                                   channelsPerGroup: { config.heads(layer: $0) / config.kvHeads(layer: $0) * config.headDim },
+                                   fraction: o.target, note: note) { overrides in
+                model.overrides = overrides
+                defer { model.overrides = nil }
+                return try probe.map { s in
+                    session.reset()
+                    return try model.prefill(embeddings: try model.embeddings(s), positions: nil, lastOnly: false)
+                }
+            }
+            session.reset()
+        }
         // The tower, calibrated on images, joins the same ranking: modal-adaptive allocation.
         var visionFile: GGUFFile?, tower: (config: VisionConfig, statistics: ActivationStatistics)?
         if let mmproj {
@@ -160,6 +175,47 @@ public enum Pruner {
     /// Writes every output to a temporary file, then renames them all into place: both files or neither.
     static func writeAllOrNothing(_ paths: [String], _ write: (Int, String) throws -> Void) throws {
         _ = try Converter.writeAllOrNothing(paths) { i, temp in try write(i, temp) }
+    }
+
+    /// Each layer's sensitivity, measured (see `StructuredPruning`): for heads (KV groups) and for neurons, the
+    /// lowest-scored `fraction` of the layer's are held at their calibration means while `outputs` runs the probe
+    /// set; the relative squared error of those outputs against the unpruned ones, per unit of score removed, is the
+    /// layer's sensitivity for that kind. One probe run per layer and kind.
+    static func measureSensitivity(_ layers: inout [StructuredPruning.Layer], statistics s: ActivationStatistics,
+                                   channelsPerGroup: (Int) -> Int, fraction: Double, note: (String) -> Void,
+                                   outputs: (ChannelOverrides?) throws -> [[Float]]) throws {
+        let reference = try outputs(nil)
+        let energy = reference.reduce(0.0) { $0 + $1.reduce(0.0) { $0 + Double($1) * Double($1) } }
+        let n = s.count
+        func error(_ overrides: ChannelOverrides) throws -> Double {
+            let out = try outputs(overrides)
+            var e = 0.0
+            for (a, b) in zip(out, reference) { for (x, y) in zip(a, b) { e += (Double(x) - Double(y)) * (Double(x) - Double(y)) } }
+            return e / max(energy, .leastNormalMagnitude)
+        }
+        for i in layers.indices {
+            let layer = layers[i], l = layer.index
+            // Groups: the lowest-scored share, at least one, never all.
+            let groups = (0 ..< layer.groupScores.count).sorted { (layer.groupScores[$0], $0) < (layer.groupScores[$1], $1) }
+                .prefix(min(layer.groupScores.count - 1, max(1, Int((fraction * Double(layer.groupScores.count)).rounded()))))
+            if !groups.isEmpty {
+                let overrides = ChannelOverrides(layers: s.attention.count), width = channelsPerGroup(l)
+                for g in groups {
+                    for j in (g * width) ..< ((g + 1) * width) {
+                        overrides.attention[l].append((j, Float(s.attention[l].mean(j, count: n))))
+                    }
+                }
+                let predicted = groups.reduce(0.0) { $0 + layer.groupScores[$1] }
+                layers[i].groupSensitivity = try error(overrides) / max(predicted, .leastNormalMagnitude)
+            }
+            let neurons = (0 ..< layer.neuronScores.count).sorted { (layer.neuronScores[$0], $0) < (layer.neuronScores[$1], $1) }
+                .prefix(max(1, Int((fraction * Double(layer.neuronScores.count)).rounded())))
+            let overrides = ChannelOverrides(layers: s.feedForward.count)
+            for j in neurons { overrides.feedForward[l].append((j, Float(s.feedForward[l].mean(j, count: n)))) }
+            let predicted = neurons.reduce(0.0) { $0 + layer.neuronScores[$1] }
+            layers[i].neuronSensitivity = try error(overrides) / max(predicted, .leastNormalMagnitude)
+        }
+        note("sensitivity: \(layers.count) layers × 2 probe runs")
     }
 
     /// The tower of an mmproj (with or without a projector: a bare CLIP, SigLIP or DINOv2 encoder is fine) and the
@@ -203,8 +259,27 @@ public enum Pruner {
             downNorms.append(try columnSquaredNorms(file, "v.blk.\(l).ffn_down.weight"))
         }
         let downType = try tensor(file, "v.blk.0.ffn_down.weight").type
-        let layers = StructuredPruning.layers(vision: c, statistics: statistics, outputColumnNorms: outputNorms,
+        var layers = StructuredPruning.layers(vision: c, statistics: statistics, outputColumnNorms: outputNorms,
                                               downColumnNorms: downNorms, neuronBlock: max(32, downType.blockElements))
+        encoder.statistics = nil
+        if o.allocation == .adaptive, o.target > 0 {
+            // The tower's output as the projector reads it: after the final norm where the file has one.
+            let probe = try Array(images.prefix(4)).flatMap { image in
+                try family.crops(of: image).map { crop -> (pixels: [Float], height: Int, width: Int) in
+                    let prepared = try family.processor.prepare(crop)
+                    return (prepared.normalizedCHW(mean: family.processor.mean, std: family.processor.std), prepared.height, prepared.width)
+                }
+            }
+            try measureSensitivity(&layers, statistics: statistics, channelsPerGroup: { _ in c.headDim }, fraction: o.target,
+                                   note: note) { overrides in
+                encoder.overrides = overrides
+                defer { encoder.overrides = nil }
+                return try probe.map { p in
+                    let out = try encoder(pixels: p.pixels, height: p.height, width: p.width)
+                    return out.normalized ?? out.features
+                }
+            }
+        }
         return (layers, (c, statistics))
     }
 

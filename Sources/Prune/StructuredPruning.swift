@@ -20,13 +20,16 @@ import VZQSupport
 /// of every module given — the language model's, the vision tower's, or both):
 ///   - uniform: every layer loses the same fraction of its groups (rounded) and of its neurons;
 ///   - adaptive (modal-adaptive): by measured sensitivity. With the mean compensation, S is the expected squared
-///     change the removal adds to the layer's output in its residual stream; divided by that stream's mean squared
-///     norm after the layer and by the parameters the structure holds, it is the relative output error per
-///     parameter removed. The lowest go first wherever they are (any module, any layer, heads or neurons) until the
-///     target is reached, so the modalities and their layers end up pruned to different, measured degrees — the
-///     training-free counterpart of EfficientVLM's learned per-modality ratios (FLAP ranks standardised scores
-///     globally instead; its per-type standardisation ignores that a KV group holds ~170× a neuron's parameters, and
-///     removed almost every group).
+///     change a removal makes to its layer's output; how much of that reaches the model's output depends on the
+///     layer (what later layers do with it), so it is measured: for each layer and kind (heads, neurons) the pruner
+///     removes the lowest-scored share on the calibration set (channels held at their means, no file written) and
+///     takes the relative squared error of the module's output per unit of S removed — the layer's sensitivity k.
+///     A structure then costs k·S per parameter it holds; the cheapest go first wherever they are (any module, any
+///     layer, heads or neurons) until the target is reached, so the modalities and their layers end up pruned to
+///     different, measured degrees — the training-free counterpart of EfficientVLM's learned per-modality ratios
+///     (FLAP ranks standardised scores globally instead; its per-type standardisation ignores that a KV group holds
+///     ~170× a neuron's parameters, and removed almost every group; dividing S by the layer's own residual norm
+///     instead of measuring over-prunes the last blocks of DINOv2, whose stream is largest).
 /// Every layer keeps at least one KV group and one block of neurons; kept neuron counts are whole blocks of the
 /// output type so the pruned matrices stay quantized.
 public enum StructuredPruning {
@@ -45,8 +48,10 @@ public enum StructuredPruning {
         /// Parameters one group / one neuron holds (matrices only).
         public var groupParameters: Int
         public var neuronParameters: Int
-        /// Mean ‖h‖² of the module's residual stream after the layer.
-        public var residualMeanSquare: Double
+        /// Measured relative error of the module's output per unit of score removed, for groups and for neurons
+        /// (`Pruner.measureSensitivity`; 1 until measured).
+        public var groupSensitivity = 1.0
+        public var neuronSensitivity = 1.0
         /// Kept neuron counts are whole multiples of this (the output type's block).
         public var neuronBlock: Int
 
@@ -99,7 +104,7 @@ public enum StructuredPruning {
             let neurons = (0 ..< c.feedForward(layer: l)).map { s.feedForward[l].variance($0, count: n) * downColumnNorms[l][$0] }
             return Layer(module: .text, index: l, groupScores: groups, neuronScores: neurons,
                          groupParameters: (2 * perGroup + 2) * hd * c.hidden, neuronParameters: 3 * c.hidden,
-                         residualMeanSquare: s.residualMeanSquare(layer: l), neuronBlock: neuronBlock)
+                         neuronBlock: neuronBlock)
         }
     }
 
@@ -114,8 +119,7 @@ public enum StructuredPruning {
             }
             let neurons = (0 ..< c.feedForward(layer: l)).map { s.feedForward[l].variance($0, count: n) * downColumnNorms[l][$0] }
             return Layer(module: .vision, index: l, groupScores: heads, neuronScores: neurons,
-                         groupParameters: 4 * hd * c.hidden, neuronParameters: 2 * c.hidden,
-                         residualMeanSquare: s.residualMeanSquare(layer: l), neuronBlock: neuronBlock)
+                         groupParameters: 4 * hd * c.hidden, neuronParameters: 2 * c.hidden, neuronBlock: neuronBlock)
         }
     }
 
@@ -144,14 +148,13 @@ public enum StructuredPruning {
             // Relative output error per parameter removed, lowest first, over every layer of every module.
             enum Item { case group(Int, Int), neuron(Int, Int) }
             var items: [(Double, Item)] = []
-            // The residual path carries a layer's output change to the module's output unchanged: measured against
-            // the mean square of the module's output (its last layer's stream), it is that output's relative error.
-            var outputScale: [Module: Double] = [:]
-            for layer in layers { outputScale[layer.module] = layer.residualMeanSquare }
             for (i, layer) in layers.enumerated() {
-                let scale = max(outputScale[layer.module] ?? layer.residualMeanSquare, .leastNormalMagnitude)
-                for (g, v) in layer.groupScores.enumerated() { items.append((v / scale / Double(layer.groupParameters), .group(i, g))) }
-                for (j, v) in layer.neuronScores.enumerated() { items.append((v / scale / Double(layer.neuronParameters), .neuron(i, j))) }
+                for (g, v) in layer.groupScores.enumerated() {
+                    items.append((layer.groupSensitivity * v / Double(layer.groupParameters), .group(i, g)))
+                }
+                for (j, v) in layer.neuronScores.enumerated() {
+                    items.append((layer.neuronSensitivity * v / Double(layer.neuronParameters), .neuron(i, j)))
+                }
             }
             items.sort { $0.0 < $1.0 }
             var removed = 0

@@ -1195,6 +1195,49 @@ static void test_extreme_scales(cq_kernel kernel) {
     }
 }
 
+/* The integer corners: every byte of the weights one value (every code at its largest, its smallest, or a pattern;
+ * K-quant scales and mins at 63, Q6_K scales −1, −128, 127, −86) against activation blocks of one magnitude (every
+ * code ±127, one sign or alternating). The SIMD kernels keep partial sums in narrow lanes (int16 pair sums, packed
+ * vpdpbusd lanes), whose bounds these reach. Two-panel shapes and a 1-row tail; bit-identical to scalar. */
+static void test_code_extremes(cq_kernel kernel) {
+    const int64_t m = 5, n = 24;
+    const uint8_t fills[] = {0xFF, 0x00, 0x80, 0x7F, 0xAA};
+    for (size_t t = 0; t < N_QTYPES; t++) {
+        const int type = k_qtypes[t];
+        const int64_t k = is_kquant(type) ? 512 : 128;
+        const size_t bb = cq_type_get(type)->block_bytes, row = cq_row_bytes(type, k);
+        const int64_t nblk = k / cq_type_get(type)->block_elems;
+        for (size_t f = 0; f < sizeof fills; f++) {
+            weights w = {type, n, k, xmalloc(row * n), NULL, NULL};
+            memset(w.w, fills[f], row * n);
+            for (int64_t r = 0; r < n; r++)
+                for (int64_t b = 0; b < nblk; b++) {
+                    uint8_t *blk = (uint8_t *)w.w + r * row + b * bb;
+                    if (type == CQ_TYPE_Q6_K) {
+                        put_u16(blk + 208, exact_half(0));
+                    } else {
+                        put_u16(blk, exact_half(0));
+                        if (has_min(type) || is_kquant(type)) put_u16(blk + 2, exact_half(1));
+                    }
+                }
+            float *x = xmalloc(m * k * 4), *y = xmalloc(m * n * 4), *ys = xmalloc(m * n * 4);
+            for (int64_t r = 0; r < m; r++)
+                for (int64_t i = 0; i < k; i++)
+                    x[r * k + i] = r == 0 ? 1.0f : r == 1 ? -1.0f : r == 2 ? (i & 1 ? -2.0f : 2.0f)
+                                 : r == 3 ? ((i / 4) & 1 ? -0.5f : 0.5f) : (i & 8 ? 3.0f : -3.0f);
+            const int ok = run_gemm(type, kernel, &w, x, m, NULL, y) && run_gemm(type, CQ_KERNEL_SCALAR, &w, x, m, NULL, ys);
+            CHECK(ok, "code extremes ran");
+            const int differ = count_differ(y, ys, m * n);
+            CHECK(differ == 0, "%s/%s code extremes (bytes 0x%02X): %d outputs not bit-identical to scalar",
+                  cq_type_get(type)->name, cq_kernel_name(kernel), fills[f], differ);
+            free(x);
+            free(y);
+            free(ys);
+            free(w.w);
+        }
+    }
+}
+
 /* Results do not depend on the thread count (tiles are independent). */
 static void test_threads_deterministic(cq_kernel kernel) {
     const int64_t m = 37, n = 45, k = 256;
@@ -1655,6 +1698,7 @@ int main(void) {
         test_gemm_shapes(kernel);
         test_extremes(kernel);
         test_extreme_scales(kernel);
+        test_code_extremes(kernel);
         test_threads_deterministic(kernel);
         test_sgemm(kernel);
         /* the element-wise kernels follow the default kernel: baseline code for scalar/neon, AVX2 copies for avx2 */

@@ -11,17 +11,28 @@
  * VPDPBUSD's unsigned operand as they are: decoded as in gemm_kquant_avx2.c (one register of 4 columns × 8 bytes per
  * nibble half and group), each times the activation's 8 bytes broadcast to every 64-bit lane, accumulates per (row,
  * half) an i32 register [c0 c0 c1 c1 | c2 c2 c3 c3] (a column's 8 values are two 4-byte lanes) — one instruction per
- * 32 products where AVX2 needs maddubs and an add. What differs per type is how a sub-block's per-column scale enters
- * (it differs per column, so it cannot be folded into the activations):
+ * 32 products where AVX2 needs maddubs and an add. What differs per type is how a sub-block's per-column scale
+ * enters (it differs per column, so it cannot be folded into the activations):
  *   Q4_K  a lane holds 16 products of a sub-block, ≤ 16·15·127 < 2^15: packs_epi32 of the two halves is exact and
  *         is already in hadd order as int16 pairs, so one VPDPWSSD against the scales (spread to [S S] pairs) adds
  *         the pair and multiplies by S into isum — 2 operations per row and sub-block (AVX2: hadd, madd, add).
  *   Q5_K  lanes reach 16·31·127 (no int16): hadd_epi32 of the halves, then vpmulld by the scales as int32 and add.
- *   Q6_K  a sub-block is 16 values, two groups; both accumulate into the same lanes (≤ 8·63·127), then as Q5_K.
- *         The −32: 32·Σ_i sc_i·bsum16_i, 8 VPDPWSSD per row and super-block. Scales are signed (int8).
+ *   Q6_K  a sub-block is 16 values, two groups, both accumulated into the same lanes (≤ 8·63·127, no int16); each
+ *         half is multiplied lane by lane (vpmulld) by its columns' scales as int32 [s s] pairs, summed over the
+ *         super-block, and the halves folded by one hadd after it. The −32: 32·Σ_i sc_i·bsum16_i, 8 VPDPWSSD per
+ *         row and super-block. Scales are signed (int8).
  * The mins of Q4_K/Q5_K (msum = Σ_j M_j·bsum32_j) take 4 VPDPWSSD per row and super-block, (M_j, M_j+1) per column
  * against (bsum32_j, bsum32_j+1). The 6-bit scales and mins are unpacked once per panel block for all rows.
- * Q4_K also has a two-panel tile: each activation broadcast then serves 16 columns.
+ * Q4_K and Q5_K also have two-panel tiles (each activation broadcast serves 16 columns).
+ *
+ * Why Q6_K stays well below the others (Zen 4, one thread, the tile alone: Q4_K ≈ 70 % of the vpdpbusd peak, Q6_K
+ * ≈ 44 %, its AVX2 tile ≈ 38 %): VPDPBUSD, VPDPWSSD, vpmulld, vpmaddwd and vpsignb share the same two pipes, and a
+ * 16-value sub-block leaves 2 of them per 4 VPDPBUSD for the scales whatever the form (vpmulld per half, or packs and
+ * VPDPWSSD per group), on top of the heaviest decode (3 loads, ~12 operations per panel and sub-block). Tried, no
+ * better: two panels per tile (decode dominates, not broadcasts); a running sum over the sub-blocks multiplied by
+ * scale differences s_i − s_i+1 (exact modulo 2^32), which saves the per-sub-block zeroing but chains every
+ * sub-block's VPDPBUSD to the previous one (latency-bound, 5 % slower); signed codes with the sign trick (vpsignb
+ * takes the same pipes). A 55 % Q6_K would need codes that decode in fewer operations (a layout change).
  *
  * Not built where the compiler lacks the target attributes (internal.h: CQ_HAVE_VNNI). Nothing here opens an
  * OpenMP region.
@@ -103,6 +114,7 @@ CQ_VNNI_INLINE void vk_affine_rows(const cq_tile *t, const int R, const int P, c
             CQ_UNROLL
             for (int r = 0; r < R; r++) isum[p][r] = _mm256_setzero_si256();
         }
+#pragma GCC unroll 2
         for (int j = 0; j < 8; j++) {
             __m256i lo[2][CQ_TILE_ROWS], hi[2][CQ_TILE_ROWS]; /* the sub-block's dots, columns 0-3 and 4-7 */
             CQ_UNROLL
@@ -142,7 +154,7 @@ CQ_VNNI_INLINE void vk_affine_rows(const cq_tile *t, const int R, const int P, c
                     CQ_UNROLL
                     for (int r = 0; r < R; r++)
                         isum[p][r] = _mm256_add_epi32(isum[p][r],
-                                                      _mm256_mullo_epi32(_mm256_hadd_epi32(lo[p][r], hi[p][r]), sc));
+                                                      _mm256_mullo_epi32(pair_add(lo[p][r], hi[p][r]), sc));
                 } else {
                     const __m256i sc = _mm256_shuffle_epi8(bcast_q8(S[p] + 8 * j), spread);
                     CQ_UNROLL
@@ -246,9 +258,8 @@ CQ_VNNI_INLINE void vq6_k_rows(const cq_tile *t, const int R, const int P) {
                     /* lanes ≤ 8·63·127, times |sc| ≤ 128, summed over 16 sub-blocks: int32 */
                     const __m256i lo = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), a0[p], x0), b0[p], x1);
                     const __m256i hi = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), a1[p], x0), b1[p], x1);
-                    isum_lo[p][r] = _mm256_add_epi32(_mm256_mullo_epi32(lo, sc_lo[p]), isum_lo[p][r]);
-                    isum_hi[p][r] = _mm256_add_epi32(_mm256_mullo_epi32(hi, sc_hi[p]), isum_hi[p][r]);
-                    keep(&isum_lo[p][r], &isum_hi[p][r]);
+                    isum_lo[p][r] = _mm256_add_epi32(isum_lo[p][r], _mm256_mullo_epi32(lo, sc_lo[p]));
+                    isum_hi[p][r] = _mm256_add_epi32(isum_hi[p][r], _mm256_mullo_epi32(hi, sc_hi[p]));
                 }
             }
         }
@@ -288,6 +299,5 @@ CQ_VNNI_INLINE void vq6_k_rows(const cq_tile *t, const int R, const int P) {
         }                                                                                                    \
     }
 VQ6_TILE(cq_tile_q6_k_vnni, 1)
-VQ6_TILE(cq_tile2_q6_k_vnni, 2)
 
 #endif /* CQ_HAVE_VNNI */

@@ -1,6 +1,6 @@
 /*
- * gemm_vnni.c — the vnni level: AVX2 + FMA + F16C + AVX512-VNNI + AVX512-VL micro-kernels (types.c gives every
- * other type this level's AVX2 tiles).
+ * gemm_vnni.c — the vnni level: AVX2 + FMA + F16C + AVX512-VNNI + AVX512-VL micro-kernels of the 32-value types
+ * (the K-quants: gemm_kquant_vnni.c; F32/F16 run this level's AVX2 tiles).
  *
  * Q8_0: VPDPBUSD multiplies unsigned bytes by signed bytes and adds each 4 adjacent products into an int32 lane
  * of the accumulator, without saturation. AVX2 has no int8 × int8 product, so its Q8_0 tile spends a vpsignb per
@@ -19,6 +19,18 @@
  * independent chains and, per 8 vpdpbusd, 2 weight loads and 4 broadcasts. The front end, not the two multiply
  * pipes, is what still limits (Zen 4: per block of 4 rows × 2 panels, 64 vpdpbusd and about as many other operations);
  * folding the broadcast into vpdpbusd as an EVEX {1to8} memory operand (inline asm) measured slower.
+ *
+ * Q4_0, Q4_1, Q5_0, Q5_1: the AVX2 level's panels and decoding as they are (gemm_avx2.c: per 8-value group one
+ * register of 4 columns × 8 bytes of unsigned codes for columns 0-3, one for 4-7). Codes are VPDPBUSD's unsigned
+ * operand without any change; against the activation's 8 bytes broadcast to every 64-bit lane, one vpdpbusd per
+ * group and half accumulates [c0 c0 c1 c1 | c2 c2 c3 c3] (a column's 8 values are two 4-byte lanes) in int32, where
+ * AVX2 spends maddubs + add and widens the int16 sums after the block. The offset of Q4_0/Q5_0 (8·Σx, 16·Σx) is
+ * the accumulators' starting value, half per lane; after the block one pair add (vnni_common.h: pair_add, the hadd
+ * without vphaddd) gives [c0 c1 c4 c5 | c2 c3 c6 c7], the AVX2 tiles' hadd order, and the fp32 steps are theirs.
+ * Two-panel tiles share each broadcast between 16 columns. Tried: for the 4-bit types, packs of the two halves (a
+ * lane holds ≤ 16·15·127 < 2^15) and one vpdpwssd against ones instead of the pair add: 15 % slower, vpdpwssd takes
+ * the vpdpbusd pipes. What limits (Zen 4, one thread, the tile alone: Q4_0 ≈ 68 % of the vpdpbusd peak, Q5_0 ≈ 64 %,
+ * Q8_0 ≈ 79 %) is the number of operations per vpdpbusd: decoding, the zeroed accumulators, broadcasts, fp32 steps.
  *
  * Not built where the compiler lacks the target attributes (internal.h: CQ_HAVE_VNNI); chosen at run time
  * (cpu.c: cq_cpu_has_vnni). Nothing here opens an OpenMP region.
@@ -162,7 +174,7 @@ CQ_VNNI_INLINE void vnib_rows(const cq_tile *t, const int R, const int P, const 
     const cq_block_q8x *xr[CQ_TILE_ROWS];
     CQ_UNROLL
     for (int r = 0; r < R; r++) xr[r] = (const cq_block_q8x *)t->x + (int64_t)r * t->x_stride;
-    const __m256i ones = _mm256_set1_epi16(1), nib = _mm256_set1_epi8(15);
+    const __m256i nib = _mm256_set1_epi8(15);
     const __m256i five_bits = _mm256_set1_epi8(31), three_bits = _mm256_set1_epi8(7), top_bits = _mm256_set1_epi8(24);
     const __m256i order = hadd_order();
     __m256 acc[2][CQ_TILE_ROWS];
@@ -176,7 +188,7 @@ CQ_VNNI_INLINE void vnib_rows(const cq_tile *t, const int R, const int P, const 
         __m256i lo[2][CQ_TILE_ROWS], hi[2][CQ_TILE_ROWS];
         CQ_UNROLL
         for (int r = 0; r < R; r++) {
-            /* 5-bit: the offset enters here, half in each of a column's two lanes (|·| ≤ 8·32·127) */
+            /* the offset·Σx enters here, half in each of a column's two lanes (|·| ≤ 8·32·127) */
             const __m256i init = offset ? _mm256_set1_epi32(-(offset / 2) * xr[r][b].sum) : _mm256_setzero_si256();
             CQ_UNROLL
             for (int p = 0; p < P; p++) lo[p][r] = hi[p][r] = init;
@@ -226,13 +238,10 @@ CQ_VNNI_INLINE void vnib_rows(const cq_tile *t, const int R, const int P, const 
         CQ_UNROLL
         for (int r = 0; r < R; r++) {
             const __m256 dx = _mm256_set1_ps(xr[r][b].d);
-            const __m256i off = _mm256_set1_epi32(-offset * xr[r][b].sum);
             CQ_UNROLL
             for (int p = 0; p < P; p++) {
-                /* lanes [c0 c1 c4 c5 | c2 c3 c6 c7] either way. 4-bit: a lane holds 16 products, |·| ≤ 16·15·127
-                 * < 2^15, so packs is exact and one vpdpwssd against ones adds the pairs and the offset; 5-bit lanes
-                 * (≤ 16·31·127) need the i32 hadd */
-                const __m256i isum = _mm256_hadd_epi32(lo[p][r], hi[p][r]); (void)off; (void)ones;
+                /* a column's two lanes added: [c0 c1 c4 c5 | c2 c3 c6 c7] */
+                const __m256i isum = pair_add(lo[p][r], hi[p][r]);
                 acc[p][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw[p], dx), acc[p][r]);
                 if (vnib_has_min(fmt))
                     acc[p][r] = _mm256_fmadd_ps(_mm256_set1_ps((float)xr[r][b].sum), _mm256_mul_ps(mw[p], dx), acc[p][r]);

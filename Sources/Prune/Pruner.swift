@@ -128,21 +128,9 @@ public enum Pruner {
         let downType = try tensor(file, "blk.0.ffn_down.weight").type
         var layers = StructuredPruning.layers(config: config, statistics: statistics, outputColumnNorms: outputNorms,
                                               downColumnNorms: downNorms, neuronBlock: max(32, downType.blockElements))
+        // The decoder keeps the proxy sensitivity (1 / its layer's residual mean square): measured sensitivities
+        // (logit error or KL on the calibration probe) pruned SmolLM2 worse than uniform; the proxy, better.
         model.statistics = nil
-        if o.allocation == .adaptive, o.target > 0 {
-            let probe = Array(sequences.prefix(4))
-            try measureSensitivity(&layers, statistics: statistics,
-                                   channelsPerGroup: { config.heads(layer: $0) / config.kvHeads(layer: $0) * config.headDim },
-                                   fraction: o.target, note: note) { overrides in
-                model.overrides = overrides
-                defer { model.overrides = nil }
-                return try probe.map { s in
-                    session.reset()
-                    return try model.prefill(embeddings: try model.embeddings(s), positions: nil, lastOnly: false)
-                }
-            }
-            session.reset()
-        }
         // The tower, calibrated on images, joins the same ranking: modal-adaptive allocation.
         var visionFile: GGUFFile?, tower: (config: VisionConfig, statistics: ActivationStatistics)?
         if let mmproj {
@@ -177,7 +165,16 @@ public enum Pruner {
         _ = try Converter.writeAllOrNothing(paths) { i, temp in try write(i, temp) }
     }
 
-    /// Each layer's sensitivity, measured (see `StructuredPruning`): for heads (KV groups) and for neurons, the
+    /// Σ‖a − b‖² / Σ‖b‖² over all outputs (a tower's features).
+    static func relativeSquaredError(_ a: [[Float]], _ b: [[Float]]) -> Double {
+        var e = 0.0, energy = 0.0
+        for (x, y) in zip(a, b) {
+            for (u, v) in zip(x, y) { e += (Double(u) - Double(v)) * (Double(u) - Double(v)); energy += Double(v) * Double(v) }
+        }
+        return e / max(energy, .leastNormalMagnitude)
+    }
+
+    /// Each tower layer's sensitivity, measured (see `StructuredPruning`): for heads and for neurons, the
     /// lowest-scored `fraction` of the layer's are held at their calibration means while `outputs` runs the probe
     /// set; the relative squared error of those outputs against the unpruned ones, per unit of score removed, is the
     /// layer's sensitivity for that kind. One probe run per layer and kind.
@@ -185,14 +182,8 @@ public enum Pruner {
                                    channelsPerGroup: (Int) -> Int, fraction: Double, note: (String) -> Void,
                                    outputs: (ChannelOverrides?) throws -> [[Float]]) throws {
         let reference = try outputs(nil)
-        let energy = reference.reduce(0.0) { $0 + $1.reduce(0.0) { $0 + Double($1) * Double($1) } }
         let n = s.count
-        func error(_ overrides: ChannelOverrides) throws -> Double {
-            let out = try outputs(overrides)
-            var e = 0.0
-            for (a, b) in zip(out, reference) { for (x, y) in zip(a, b) { e += (Double(x) - Double(y)) * (Double(x) - Double(y)) } }
-            return e / max(energy, .leastNormalMagnitude)
-        }
+        func error(_ overrides: ChannelOverrides) throws -> Double { relativeSquaredError(try outputs(overrides), reference) }
         for i in layers.indices {
             let layer = layers[i], l = layer.index
             // Groups: the lowest-scored share, at least one, never all.

@@ -19,17 +19,20 @@ import VZQSupport
 /// Allocation of the target (a fraction of the prunable parameters: q, k, v, o and the FFN matrices of every layer
 /// of every module given — the language model's, the vision tower's, or both):
 ///   - uniform: every layer loses the same fraction of its groups (rounded) and of its neurons;
-///   - adaptive (modal-adaptive): by measured sensitivity. With the mean compensation, S is the expected squared
-///     change a removal makes to its layer's output; how much of that reaches the model's output depends on the
-///     layer (what later layers do with it), so it is measured: for each layer and kind (heads, neurons) the pruner
-///     removes the lowest-scored share on the calibration set (channels held at their means, no file written) and
-///     takes the relative squared error of the module's output per unit of S removed — the layer's sensitivity k.
-///     A structure then costs k·S per parameter it holds; the cheapest go first wherever they are (any module, any
+///   - adaptive (modal-adaptive): by sensitivity. With the mean compensation, S is the expected squared change a
+///     removal makes to its layer's output; a layer's sensitivity k turns it into a relative error:
+///       decoder: k = 1 / the mean squared norm of the residual stream after the layer (the relative change of that
+///         layer's output);
+///       tower: k measured — for each layer and kind (heads, neurons) the lowest-scored share is held at its means
+///         on calibration images (no file written) and the relative squared error of the tower's output per unit
+///         of S removed is taken.
+///     A structure costs k·S per parameter it holds; the cheapest go first wherever they are (any module, any
 ///     layer, heads or neurons) until the target is reached, so the modalities and their layers end up pruned to
-///     different, measured degrees — the training-free counterpart of EfficientVLM's learned per-modality ratios
-///     (FLAP ranks standardised scores globally instead; its per-type standardisation ignores that a KV group holds
-///     ~170× a neuron's parameters, and removed almost every group; dividing S by the layer's own residual norm
-///     instead of measuring over-prunes the last blocks of DINOv2, whose stream is largest).
+///     different degrees — the training-free counterpart of EfficientVLM's learned per-modality ratios. Why two
+///     rules: on DINOv2 the residual proxy empties the last blocks (their stream is largest) and measurement wins;
+///     on SmolLM2 measured logit error or KL over-prune the last layers and lose to uniform, the proxy wins (FLAP
+///     ranks standardised scores globally instead; its per-type standardisation ignores that a KV group holds ~170×
+///     a neuron's parameters, and removed almost every group).
 /// Every layer keeps at least one KV group and one block of neurons; kept neuron counts are whole blocks of the
 /// output type so the pruned matrices stay quantized.
 public enum StructuredPruning {
@@ -48,10 +51,10 @@ public enum StructuredPruning {
         /// Parameters one group / one neuron holds (matrices only).
         public var groupParameters: Int
         public var neuronParameters: Int
-        /// Measured relative error of the module's output per unit of score removed, for groups and for neurons
-        /// (`Pruner.measureSensitivity`; 1 until measured).
-        public var groupSensitivity = 1.0
-        public var neuronSensitivity = 1.0
+        /// Relative error per unit of score removed, for groups and for neurons: 1 / the residual stream's mean
+        /// square after the layer, until `Pruner.measureSensitivity` measures it (towers).
+        public var groupSensitivity: Double
+        public var neuronSensitivity: Double
         /// Kept neuron counts are whole multiples of this (the output type's block).
         public var neuronBlock: Int
 
@@ -104,8 +107,12 @@ public enum StructuredPruning {
             let neurons = (0 ..< c.feedForward(layer: l)).map { s.feedForward[l].variance($0, count: n) * downColumnNorms[l][$0] }
             return Layer(module: .text, index: l, groupScores: groups, neuronScores: neurons,
                          groupParameters: (2 * perGroup + 2) * hd * c.hidden, neuronParameters: 3 * c.hidden,
-                         neuronBlock: neuronBlock)
+                         groupSensitivity: proxy(s, l), neuronSensitivity: proxy(s, l), neuronBlock: neuronBlock)
         }
+    }
+
+    static func proxy(_ s: ActivationStatistics, _ l: Int) -> Double {
+        1 / max(s.residualMeanSquare(layer: l), .leastNormalMagnitude)
     }
 
     /// The same for a vision tower: heads of headDim values (q, k, v rows and attn_out columns: 4 · headDim · width
@@ -119,7 +126,8 @@ public enum StructuredPruning {
             }
             let neurons = (0 ..< c.feedForward(layer: l)).map { s.feedForward[l].variance($0, count: n) * downColumnNorms[l][$0] }
             return Layer(module: .vision, index: l, groupScores: heads, neuronScores: neurons,
-                         groupParameters: 4 * hd * c.hidden, neuronParameters: 2 * c.hidden, neuronBlock: neuronBlock)
+                         groupParameters: 4 * hd * c.hidden, neuronParameters: 2 * c.hidden,
+                         groupSensitivity: proxy(s, l), neuronSensitivity: proxy(s, l), neuronBlock: neuronBlock)
         }
     }
 

@@ -255,11 +255,12 @@ public enum Pruner {
         encoder.statistics = nil
         if o.allocation == .adaptive, o.target > 0 {
             // The tower's output as the projector reads it: after the final norm where the file has one.
-            let probe = try Array(images.prefix(4)).flatMap { image in
-                try family.crops(of: image).map { crop -> (pixels: [Float], height: Int, width: Int) in
-                    let prepared = try family.processor.prepare(crop)
-                    return (prepared.normalizedCHW(mean: family.processor.mean, std: family.processor.std), prepared.height, prepared.width)
-                }
+            // 4 crops, spread over the calibration images and their crops (a SmolVLM image alone has 13).
+            let all = images.flatMap { family.crops(of: $0) }
+            let step = max(1, all.count / 4)
+            let probe = try stride(from: 0, to: all.count, by: step).prefix(4).map { i -> (pixels: [Float], height: Int, width: Int) in
+                let prepared = try family.processor.prepare(all[i])
+                return (prepared.normalizedCHW(mean: family.processor.mean, std: family.processor.std), prepared.height, prepared.width)
             }
             try measureSensitivity(&layers, statistics: statistics, channelsPerGroup: { _ in c.headDim }, fraction: o.target,
                                    note: note) { overrides in

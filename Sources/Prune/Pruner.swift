@@ -500,7 +500,7 @@ public enum Pruner {
         if let policy {
             // Every tensor through the converter's choice for its role and (pruned) shape; data re-quantized from f32.
             let mix = MixContext(tensorNames: outs.map(\.name), groupedKV: groupedKV)
-            outs = try outs.map { o in
+            outs = outs.map { o in
                 let role: TensorRole = o.name == "token_embd.weight" ? .tokenEmbedding
                     : o.name.hasPrefix("v.patch_embd") ? .patchEmbedding
                     : o.name.hasPrefix("v.position_embd") ? .positionEmbedding

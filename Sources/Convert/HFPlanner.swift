@@ -108,14 +108,7 @@ enum HFPlanner {
                 familyMeta += try pinpoints(config.imageGridPinpoints ?? pre?.imageGridPinpoints, tile: v.imageSize, directory: dir)
             }
         }
-        for (field, values) in [("image_mean", pre?.imageMean), ("image_std", pre?.imageStd)] {
-            guard let values else { continue }
-            guard values.count == 3, values.allSatisfy(\.isFinite), field == "image_mean" || !values.contains(0) else {
-                throw ConvertError("\(dir)/preprocessor_config.json: \(field) is \(values), expected 3 finite values (std non-zero)")
-            }
-        }
-        if let mean = pre?.imageMean { v.imageMean = mean }
-        if let std = pre?.imageStd { v.imageStd = std }
+        try applyNormalization(pre, to: &v, directory: dir)
         var meta: [(String, GGUFValue)] = [
             (GGUFKey.General.architecture, .string("clip")),
             (GGUFKey.General.name, .string(name)),
@@ -138,6 +131,18 @@ enum HFPlanner {
         // A standalone encoder has only this file: -o names it unless --mmproj-out does.
         return FilePlan(path: arch.isVLM ? options.mmprojOutput! : (options.mmprojOutput ?? options.output),
                           metadata: meta, tensors: tensors)
+    }
+
+    /// preprocessor_config.json's image_mean / image_std (3 finite values each, std non-zero) replace the family's.
+    static func applyNormalization(_ pre: HFPreprocessorConfig?, to v: inout VisionParams, directory dir: String) throws {
+        for (field, values) in [("image_mean", pre?.imageMean), ("image_std", pre?.imageStd)] {
+            guard let values else { continue }
+            guard values.count == 3, values.allSatisfy(\.isFinite), field == "image_mean" || !values.contains(0) else {
+                throw ConvertError("\(dir)/preprocessor_config.json: \(field) is \(values), expected 3 finite values (std non-zero)")
+            }
+        }
+        if let mean = pre?.imageMean { v.imageMean = mean }
+        if let std = pre?.imageStd { v.imageStd = std }
     }
 
     /// LLaVA-NeXT's AnyRes resolutions, flattened (height, width) pairs as the runtime and llama.cpp's legacy

@@ -98,14 +98,7 @@ extension HFPlanner {
                                      file: mmproj, note: note)
 
         let pre = try HFPreprocessorConfig.load(directory: dir)
-        for (field, values) in [("image_mean", pre?.imageMean), ("image_std", pre?.imageStd)] {
-            guard let values else { continue }
-            guard values.count == 3, values.allSatisfy(\.isFinite), field == "image_mean" || !values.contains(0) else {
-                throw ConvertError("\(dir)/preprocessor_config.json: \(field) is \(values), expected 3 finite values (std non-zero)")
-            }
-        }
-        if let mean = pre?.imageMean { v.imageMean = mean }
-        if let std = pre?.imageStd { v.imageStd = std }
+        try applyNormalization(pre, to: &v, directory: dir)
         let minPixels = try bounded(pre?.minPixels ?? pre?.size?.shortestEdge ?? 56 * 56, "min_pixels", Limits.imagePixels, directory: dir)
         let maxPixels = try bounded(pre?.maxPixels ?? pre?.size?.longestEdge ?? (family == .qwen25vl ? 12_845_056 : 28 * 28 * 1280),
                                     "max_pixels", minPixels...Limits.imagePixels.upperBound, directory: dir)

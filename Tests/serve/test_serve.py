@@ -223,8 +223,14 @@ def test_limits_api_key_and_queue(start_server, llava, vzquant):
         statuses.append(st)
         if st == 503:
             retry.append(h.get("Retry-After"))
+    # The first request must be running before the others come: until the worker takes it, it is the one waiting,
+    # and on a loaded machine that can outlast all five (each then gets 503).
     threads = [threading.Thread(target=one) for _ in range(6)]
-    for t in threads:
+    threads[0].start()
+    deadline = time.monotonic() + 30
+    while not post(s, None, path="/health", method="GET")[2].get("busy") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for t in threads[1:]:
         t.start()
     for t in threads:
         t.join()

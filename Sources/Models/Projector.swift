@@ -73,13 +73,7 @@ public final class Projector {
             second = nil
             kind = .idefics3
             scaleFactor = s
-            guard first.inputs % (s * s) == 0 else {
-                throw ModelError("\(file.path): mm.model.fc takes rows of \(first.inputs), not a multiple of \(s)² (scale factor)")
-            }
-            inputs = first.inputs / (s * s)
-            if m.contains(GGUFKey.Vision.embeddingLength), try m.int(GGUFKey.Vision.embeddingLength) != inputs {
-                throw ModelError("\(file.path): mm.model.fc takes \(first.inputs) = \(s)² × \(inputs) values, but the vision width is \(try m.int(GGUFKey.Vision.embeddingLength))")
-            }
+            inputs = try Self.foldedWidth(first, "mm.model.fc", scale: s, file: file)
             dropsClassToken = false
         case .qwenMerger:
             let s = 2
@@ -87,13 +81,7 @@ public final class Projector {
             second = try Linear(w, "mm.2", cols: first.outputs)
             kind = .qwenMerger
             scaleFactor = s
-            guard first.inputs % (s * s) == 0 else {
-                throw ModelError("\(file.path): mm.0 takes rows of \(first.inputs), not 2×2 patches")
-            }
-            inputs = first.inputs / (s * s)
-            if m.contains(GGUFKey.Vision.embeddingLength), try m.int(GGUFKey.Vision.embeddingLength) != inputs {
-                throw ModelError("\(file.path): mm.0 takes \(first.inputs) = 4 × \(inputs) values, but the vision width is \(try m.int(GGUFKey.Vision.embeddingLength))")
-            }
+            inputs = try Self.foldedWidth(first, "mm.0", scale: s, file: file)
             dropsClassToken = false
         }
         outputs = second?.outputs ?? first.outputs
@@ -109,6 +97,19 @@ public final class Projector {
             rows = max(1, side * side / (scaleFactor * scaleFactor))
         }
         scratch = try Self.plan(rows: max(maxRows ?? rows, 1), first: first, second: second)
+    }
+
+    /// The vision width a folding projector's first layer implies: its rows hold s² patches, and the file's
+    /// clip.vision.embedding_length (when present) must agree.
+    private static func foldedWidth(_ first: Linear, _ name: String, scale s: Int, file: GGUFFile) throws -> Int {
+        guard first.inputs % (s * s) == 0 else {
+            throw ModelError("\(file.path): \(name) takes rows of \(first.inputs), not a multiple of \(s)² (scale factor)")
+        }
+        let inputs = first.inputs / (s * s), m = file.metadata
+        if m.contains(GGUFKey.Vision.embeddingLength), try m.int(GGUFKey.Vision.embeddingLength) != inputs {
+            throw ModelError("\(file.path): \(name) takes \(first.inputs) = \(s)² × \(inputs) values, but the vision width is \(try m.int(GGUFKey.Vision.embeddingLength))")
+        }
+        return inputs
     }
 
     private static func plan(rows n: Int, first: Linear, second: Linear?) throws -> Scratch {

@@ -120,17 +120,11 @@ public enum Pruner {
         session.reset()
         note("calibration: \(sequences.count) sequences, \(statistics.count) tokens")
 
-        var outputNorms: [[Double]] = [], downNorms: [[Double]] = []
-        for l in 0..<config.layers {
-            outputNorms.append(try columnSquaredNorms(file, "blk.\(l).attn_output.weight"))
-            downNorms.append(try columnSquaredNorms(file, "blk.\(l).ffn_down.weight"))
-        }
-        let downType = try tensor(file, "blk.0.ffn_down.weight").type
-        var layers = StructuredPruning.layers(config: config, statistics: statistics, outputColumnNorms: outputNorms,
-                                              downColumnNorms: downNorms, neuronBlock: max(32, downType.blockElements))
+        let norms = try projectionNorms(file, layers: config.layers, output: "attn_output", prefix: "blk")
+        var layers = StructuredPruning.layers(config: config, statistics: statistics, outputColumnNorms: norms.output,
+                                              downColumnNorms: norms.down, neuronBlock: norms.neuronBlock)
         // The decoder keeps the proxy sensitivity (1 / its layer's residual mean square): measured sensitivities
         // (logit error or KL on the calibration probe) pruned SmolLM2 worse than uniform; the proxy, better.
-        model.statistics = nil
         // The tower, calibrated on images, joins the same ranking: modal-adaptive allocation.
         var visionFile: GGUFFile?, tower: (config: VisionConfig, statistics: ActivationStatistics)?
         if let mmproj {
@@ -244,14 +238,9 @@ public enum Pruner {
             }
         }
         note("vision calibration: \(images.count) images, \(crops) crops, \(statistics.count) tokens")
-        var outputNorms: [[Double]] = [], downNorms: [[Double]] = []
-        for l in 0..<c.blockCount {
-            outputNorms.append(try columnSquaredNorms(file, "v.blk.\(l).attn_out.weight"))
-            downNorms.append(try columnSquaredNorms(file, "v.blk.\(l).ffn_down.weight"))
-        }
-        let downType = try tensor(file, "v.blk.0.ffn_down.weight").type
-        var layers = StructuredPruning.layers(vision: c, statistics: statistics, outputColumnNorms: outputNorms,
-                                              downColumnNorms: downNorms, neuronBlock: max(32, downType.blockElements))
+        let norms = try projectionNorms(file, layers: c.blockCount, output: "attn_out", prefix: "v.blk")
+        var layers = StructuredPruning.layers(vision: c, statistics: statistics, outputColumnNorms: norms.output,
+                                              downColumnNorms: norms.down, neuronBlock: norms.neuronBlock)
         encoder.statistics = nil
         if o.allocation == .adaptive, o.target > 0 {
             // The tower's output as the projector reads it: after the final norm where the file has one.
@@ -321,6 +310,19 @@ public enum Pruner {
     static func tensor(_ file: GGUFFile, _ name: String) throws -> GGUFTensorInfo {
         guard let t = file.tensorInfo(name) else { throw ModelError("\(file.path): no tensor '\(name)'") }
         return t
+    }
+
+    /// Per layer, the column norms of the attention output projection (`output`) and of ffn_down under
+    /// `prefix`.N, and the neuron block kept counts are multiples of (32, or ffn_down's type block if larger).
+    static func projectionNorms(_ file: GGUFFile, layers: Int, output: String, prefix: String) throws
+        -> (output: [[Double]], down: [[Double]], neuronBlock: Int) {
+        var outputNorms: [[Double]] = [], downNorms: [[Double]] = []
+        for l in 0..<layers {
+            outputNorms.append(try columnSquaredNorms(file, "\(prefix).\(l).\(output).weight"))
+            downNorms.append(try columnSquaredNorms(file, "\(prefix).\(l).ffn_down.weight"))
+        }
+        let downType = try tensor(file, "\(prefix).0.ffn_down.weight").type
+        return (outputNorms, downNorms, max(32, downType.blockElements))
     }
 
     /// ‖W[:, j]‖² for every input column j of a [rows = outputs, row length = inputs] matrix.
